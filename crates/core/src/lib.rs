@@ -1,0 +1,71 @@
+//! # mcpsec-core
+//!
+//! The small vocabulary every mcpsec crate shares, so that capability crates never need
+//! to depend on each other:
+//!
+//! - [`Clock`]: where time comes from ([`SystemClock`] in production, [`ManualClock`] in tests).
+//! - [`SecretBytes`] and [`SecretString`]: secret material that zeroizes on drop, prints as
+//!   `[REDACTED]`, has no `Display` or `Serialize`, compares in constant time and is filled
+//!   from the operating system's CSPRNG.
+//! - Typed identifiers ([`UserId`], [`OrgId`], [`KeyId`], …) so one cannot be passed for another.
+//! - [`SecurityEvent`] and the [`EventSink`] trait: how every crate reports what happened,
+//!   with fields that cannot carry a secret.
+//! - The [`Sealer`] trait: seal small secrets at rest without depending on the field
+//!   encryption crate, which implements it.
+//!
+//! ```
+//! use mcpsec_core::{
+//!     Clock, EventKind, EventSink, ManualClock, MemorySink, Outcome, ReasonCode, SecretBytes,
+//!     SecurityEvent, UserId,
+//! };
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), mcpsec_core::Error> {
+//! let clock = ManualClock::at_unix(1_700_000_000);
+//! let key = SecretBytes::random(32)?;
+//! assert_eq!(format!("{key:?}"), "[REDACTED]");
+//!
+//! let sink = MemorySink::new();
+//! let event = SecurityEvent::new(EventKind::AuthnLoginFail, Outcome::Failure, clock.now())
+//!     .with_user(UserId::new("user-42")?)
+//!     .with_reason(ReasonCode::BadSignature);
+//! sink.record(event).await?;
+//!
+//! clock.advance(Duration::from_secs(30));
+//! assert_eq!(clock.unix_seconds(), 1_700_000_030);
+//! assert_eq!(sink.events().len(), 1);
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        reason = "tests fail loudly on purpose"
+    )
+)]
+
+mod clock;
+mod error;
+mod event;
+mod id;
+mod random;
+mod seal;
+mod secret;
+mod sink;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use error::Error;
+pub use event::{Actor, EventKind, Outcome, ReasonCode, ResourceRef, SecurityEvent, Severity};
+pub use id::{
+    Label, MAX_ID_LEN, OrgId, RequestId, ResourceId, ServiceId, SessionId, TokenId, UserId, KeyId,
+};
+pub use random::fill_random;
+pub use seal::{MAX_SEAL_PLAINTEXT, SealContext, Sealer};
+pub use secret::{SecretBytes, SecretString};
+pub use sink::{EventSink, MemorySink, NullSink};
