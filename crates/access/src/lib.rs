@@ -1,1 +1,72 @@
-pub fn x(){}
+//! # mcpsec-access
+//!
+//! The vocabulary every credential carries, and the one place authorization decisions are
+//! made.
+//!
+//! - [`Scope`] and [`ScopeSet`]: the nine scopes, their hierarchy ([`IMPLIES`]), strict
+//!   parsing for configuration and tolerant parsing for incoming tokens.
+//! - [`Role`] and [`Action`]: the three roles and the canonical list of ten actions, each
+//!   with its scope, roles and ownership ([`Action::spec`] is the table).
+//! - [`Principal`]: the authenticated caller, built by a credential verifier.
+//! - [`authorize`]: role, then scopes, then organization, then ownership; deny by default.
+//!   It returns an [`Authorized`] proof that only it can make, or a [`Denial`] naming the
+//!   rule that failed.
+//! - [`ToolPolicy`]: MCP tool names mapped to actions, unmapped tools denied.
+//!
+//! ```
+//! use mcpsec_access::{
+//!     Action, Authentication, AuthMethods, CredentialKind, Denial, Principal, Resource, Role,
+//!     ScopeSet, authorize,
+//! };
+//! use mcpsec_core::{OrgId, UserId};
+//! use std::time::UNIX_EPOCH;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let org = OrgId::new("acme")?;
+//! let dev = Principal::new(
+//!     UserId::new("ada")?,
+//!     org.clone(),
+//!     Role::Developer,
+//!     ScopeSet::parse_tolerant("mcp:write openid")?, // `openid` is dropped
+//!     CredentialKind::AccessToken,
+//!     Authentication { at: UNIX_EPOCH, methods: AuthMethods::EMPTY },
+//! );
+//! let config = Resource::of_org(org);
+//!
+//! // mcp:write implies mcp:read, and developers may use MCP services.
+//! let proof = authorize(&dev, Action::McpUse, &config)?;
+//! assert_eq!(proof.action(), Action::McpUse);
+//!
+//! // Only org admins may manage organization-wide MCP settings.
+//! let denied = authorize(&dev, Action::McpManageSettings, &config).unwrap_err();
+//! assert!(matches!(denied, Denial::RoleForbids { .. }));
+//! assert_eq!(denied.rule(), "role");
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        reason = "tests fail loudly on purpose"
+    )
+)]
+
+mod action;
+mod decision;
+mod error;
+mod principal;
+mod role;
+mod scope;
+mod tools;
+
+pub use action::{Action, ActionSpec, Ownership, Permission, perm};
+pub use decision::{Authorized, Denial, Resource, authorize, authorize_as, permits};
+pub use error::Error;
+pub use principal::{AuthMethod, AuthMethods, Authentication, CredentialKind, Principal};
+pub use role::Role;
+pub use scope::{IMPLIES, MAX_SCOPE_LEN, Scope, ScopeSet};
+pub use tools::{MAX_TOOL_NAME_LEN, ToolPolicy};

@@ -106,10 +106,7 @@ mod tests {
         assert_eq!(shared.unix_seconds(), 1_000);
         clock.advance(Duration::from_millis(1_500));
         assert_eq!(shared.unix_seconds(), 1_001);
-        assert_eq!(
-            shared.now(),
-            UNIX_EPOCH + Duration::from_millis(1_001_500)
-        );
+        assert_eq!(shared.now(), UNIX_EPOCH + Duration::from_millis(1_001_500));
         clock.rewind(Duration::from_secs(5_000));
         assert_eq!(shared.unix_seconds(), 0, "rewind saturates at the epoch");
     }

@@ -147,12 +147,26 @@ impl EventKind {
     pub const fn default_severity(self) -> Severity {
         use EventKind::*;
         match self {
-            AuthnTokenReuse | AuthnLoginLock | AuthnLoginFailMax | AuthzAdmin | AuthzChange
-            | AuthnMfaChanged | AuthnMfaRecoveryUsed | MaliciousDirectReference
-            | PrivilegePermissionsChanged | SysCryptoKeyRotated | SysCryptoFail
-            | SysMonitorDisabled | UserDeleted | SensitiveDelete => Severity::Critical,
-            AuthnLoginFail | AuthnMfaFail | AuthzFail | ExcessRateLimitExceeded
-            | InputValidationFail | McpToolDenied => Severity::Warning,
+            AuthnTokenReuse
+            | AuthnLoginLock
+            | AuthnLoginFailMax
+            | AuthzAdmin
+            | AuthzChange
+            | AuthnMfaChanged
+            | AuthnMfaRecoveryUsed
+            | MaliciousDirectReference
+            | PrivilegePermissionsChanged
+            | SysCryptoKeyRotated
+            | SysCryptoFail
+            | SysMonitorDisabled
+            | UserDeleted
+            | SensitiveDelete => Severity::Critical,
+            AuthnLoginFail
+            | AuthnMfaFail
+            | AuthzFail
+            | ExcessRateLimitExceeded
+            | InputValidationFail
+            | McpToolDenied => Severity::Warning,
             _ => Severity::Info,
         }
     }
@@ -439,17 +453,30 @@ mod tests {
         assert_eq!(EventKind::AuthnTokenReuse.as_str(), "authn_token_reuse");
         assert_eq!(EventKind::AuthzFail.as_str(), "authz_fail");
         assert_eq!(EventKind::AuthzAdmin.as_str(), "authz_admin");
-        assert_eq!(EventKind::SysCryptoKeyRotated.as_str(), "sys_crypto_key_rotated");
+        assert_eq!(
+            EventKind::SysCryptoKeyRotated.as_str(),
+            "sys_crypto_key_rotated"
+        );
         for kind in EventKind::ALL {
             assert_eq!(kind.as_str().parse::<EventKind>().unwrap(), *kind);
-            assert!(kind.as_str().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            assert!(
+                kind.as_str()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_')
+            );
         }
     }
 
     #[test]
     fn severity_defaults_from_the_kind() {
-        assert!(SecurityEvent::new(EventKind::AuthnTokenReuse, Outcome::Failure, UNIX_EPOCH).is_critical());
-        assert!(!SecurityEvent::new(EventKind::AuthnLoginSuccess, Outcome::Success, UNIX_EPOCH).is_critical());
+        assert!(
+            SecurityEvent::new(EventKind::AuthnTokenReuse, Outcome::Failure, UNIX_EPOCH)
+                .is_critical()
+        );
+        assert!(
+            !SecurityEvent::new(EventKind::AuthnLoginSuccess, Outcome::Success, UNIX_EPOCH)
+                .is_critical()
+        );
         let raised = SecurityEvent::new(EventKind::AuthnLoginFail, Outcome::Failure, UNIX_EPOCH)
             .with_severity(Severity::Critical);
         assert!(raised.is_critical());
@@ -460,7 +487,10 @@ mod tests {
         let event = sample();
         let json = serde_json::to_string(&event).unwrap();
         assert!(json.contains("\"kind\":\"authz_fail\""), "{json}");
-        assert!(json.contains("\"time\":\"2023-11-14T22:13:20.123000000Z\""), "{json}");
+        assert!(
+            json.contains("\"time\":\"2023-11-14T22:13:20.123000000Z\""),
+            "{json}"
+        );
         let back: SecurityEvent = serde_json::from_str(&json).unwrap();
         assert_eq!(back, event);
     }

@@ -181,7 +181,13 @@ mod tests {
             &"x".repeat(65),
         ] {
             let err = UserId::new(bad).unwrap_err();
-            assert!(matches!(err, Error::InvalidIdentifier { kind: "user id", .. }));
+            assert!(matches!(
+                err,
+                Error::InvalidIdentifier {
+                    kind: "user id",
+                    ..
+                }
+            ));
             assert!(!err.to_string().contains(bad) || bad.is_empty());
         }
     }

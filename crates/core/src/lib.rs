@@ -63,7 +63,7 @@ pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::Error;
 pub use event::{Actor, EventKind, Outcome, ReasonCode, ResourceRef, SecurityEvent, Severity};
 pub use id::{
-    Label, MAX_ID_LEN, OrgId, RequestId, ResourceId, ServiceId, SessionId, TokenId, UserId, KeyId,
+    KeyId, Label, MAX_ID_LEN, OrgId, RequestId, ResourceId, ServiceId, SessionId, TokenId, UserId,
 };
 pub use random::fill_random;
 pub use seal::{MAX_SEAL_PLAINTEXT, SealContext, Sealer};

@@ -20,7 +20,9 @@ pub fn fill_random(dest: &mut [u8]) -> Result<(), Error> {
 pub(crate) fn random_from_alphabet(len: usize, alphabet: &[u8]) -> Result<Vec<u8>, Error> {
     let n = alphabet.len();
     if !(2..=256).contains(&n) {
-        return Err(Error::InvalidArgument("alphabet must hold 2 to 256 symbols"));
+        return Err(Error::InvalidArgument(
+            "alphabet must hold 2 to 256 symbols",
+        ));
     }
     // Accept bytes below the largest multiple of n that fits in a byte; reject the rest.
     let limit = 256 - (256 % n);
@@ -67,7 +69,11 @@ mod tests {
         for &c in alphabet {
             let count = counts[usize::from(c)];
             // Expected 1000 each; 6 standard deviations (~190) is far outside chance.
-            assert!((800..1200).contains(&count), "{} drawn {count} times", c as char);
+            assert!(
+                (800..1200).contains(&count),
+                "{} drawn {count} times",
+                c as char
+            );
         }
     }
 

@@ -42,7 +42,12 @@ impl SealContext {
             row: row.into(),
             tenant: None,
         };
-        for part in [&context.category, &context.table, &context.column, &context.row] {
+        for part in [
+            &context.category,
+            &context.table,
+            &context.column,
+            &context.row,
+        ] {
             check_part(part)?;
         }
         Ok(context)
@@ -126,6 +131,11 @@ mod tests {
     fn empty_or_huge_parts_are_refused() {
         assert!(SealContext::new("", "t", "c", "r").is_err());
         assert!(SealContext::new("c", "t", "c", "r".repeat(257)).is_err());
-        assert!(SealContext::new("c", "t", "c", "r").unwrap().with_tenant("").is_err());
+        assert!(
+            SealContext::new("c", "t", "c", "r")
+                .unwrap()
+                .with_tenant("")
+                .is_err()
+        );
     }
 }

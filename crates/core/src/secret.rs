@@ -182,7 +182,10 @@ mod tests {
     fn zeroize_clears_the_buffer() {
         let mut secret = SecretBytes::from_slice(b"key material");
         secret.zeroize();
-        assert!(secret.is_empty(), "zeroize wipes the contents and then clears the vector");
+        assert!(
+            secret.is_empty(),
+            "zeroize wipes the contents and then clears the vector"
+        );
     }
 
     #[test]

@@ -90,7 +90,10 @@ mod tests {
                 .unwrap();
         }
         let kinds: Vec<_> = memory.events().iter().map(|e| e.kind).collect();
-        assert_eq!(kinds, [EventKind::AuthnLoginFail, EventKind::AuthnLoginSuccess]);
+        assert_eq!(
+            kinds,
+            [EventKind::AuthnLoginFail, EventKind::AuthnLoginSuccess]
+        );
         assert_eq!(memory.take().len(), 2);
         assert!(memory.events().is_empty());
     }

@@ -5,7 +5,7 @@
 //! - [`InsecureTestSealer`]: a [`Sealer`] with the right binding behaviour and no secrecy,
 //!   so crates can test "stored sealed, opened only in its context" without field crypto.
 
-use crate::{Error, SealContext, SecretBytes, Sealer};
+use crate::{Error, SealContext, Sealer, SecretBytes};
 
 /// The variable that names the PostgreSQL database for backend tests.
 pub const DATABASE_URL_VAR: &str = "MCPSEC_TEST_DATABASE_URL";
@@ -90,8 +90,14 @@ mod tests {
         assert!(!sealed.windows(10).any(|w| w == b"seed bytes"));
         let opened = InsecureTestSealer.open(&sealed, &ctx).await.unwrap();
         assert_eq!(opened.expose_secret(), b"seed bytes");
-        assert_eq!(InsecureTestSealer.open(&sealed, &other).await, Err(Error::Open));
-        assert_eq!(InsecureTestSealer.open(&sealed[..10], &ctx).await, Err(Error::Open));
+        assert_eq!(
+            InsecureTestSealer.open(&sealed, &other).await,
+            Err(Error::Open)
+        );
+        assert_eq!(
+            InsecureTestSealer.open(&sealed[..10], &ctx).await,
+            Err(Error::Open)
+        );
     }
 
     #[test]
