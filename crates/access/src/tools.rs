@@ -2,7 +2,9 @@
 //! [`ToolPolicy::visible`] and checks `tools/call` with [`ToolPolicy::authorize_call`].
 
 use crate::{Action, Authorized, Denial, Error, Principal, Resource, authorize, permits};
+use mcpsec_core::{Label, SecurityEvent};
 use std::collections::HashMap;
+use std::time::SystemTime;
 
 /// The longest MCP tool name accepted.
 pub const MAX_TOOL_NAME_LEN: usize = 128;
@@ -58,6 +60,26 @@ impl ToolPolicy {
     ) -> Result<Authorized<Action>, Denial> {
         let action = self.action_for(tool).ok_or(Denial::UnmappedTool)?;
         authorize(principal, action, resource)
+    }
+}
+
+impl ToolPolicy {
+    /// An `mcp_tool_denied` event for a refused `tools/call` of `tool`: the denial's reason
+    /// code, and the tool's name as the action (left out if longer than a label allows).
+    pub fn denied_event(
+        &self,
+        principal: &Principal,
+        tool: &str,
+        denial: Denial,
+        time: SystemTime,
+    ) -> SecurityEvent {
+        let action = self.action_for(tool).unwrap_or(Action::McpUse);
+        let mut event = denial.security_event(principal, action, time);
+        if event.kind == mcpsec_core::EventKind::AuthzFail {
+            event.kind = mcpsec_core::EventKind::McpToolDenied;
+        }
+        event.action = Label::new(tool).ok();
+        event
     }
 }
 

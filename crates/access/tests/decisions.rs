@@ -142,10 +142,17 @@ fn unmapped_tools_are_denied_and_hidden() {
             .unwrap_err(),
         Denial::UnmappedTool
     );
-    assert!(matches!(
-        policy.authorize_call(&viewer, "deploy_server", &acme()),
-        Err(Denial::RoleForbids { .. })
-    ));
+    let denial = policy
+        .authorize_call(&viewer, "deploy_server", &acme())
+        .unwrap_err();
+    assert!(matches!(denial, Denial::RoleForbids { .. }));
+    let event = policy.denied_event(&viewer, "drop_database", Denial::UnmappedTool, UNIX_EPOCH);
+    assert_eq!(event.kind, EventKind::McpToolDenied);
+    assert_eq!(event.reason, Some(ReasonCode::UnmappedTool));
+    assert_eq!(
+        event.action.as_ref().map(Label::as_str),
+        Some("drop_database")
+    );
 }
 
 #[test]
