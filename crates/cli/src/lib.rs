@@ -5,7 +5,7 @@
 //! criterion benches under `benches/` run exactly the rows `mcpsec bench` prints.
 //!
 //! - [`access`]: `mcpsec access check` and `mcpsec access matrix`.
-//! - [`bench`]: the benchmark rows, each an mcpsec operation beside the raw primitive or
+//! - [`bench`](mod@bench): the benchmark rows, each an mcpsec operation beside the raw primitive or
 //!   hand-rolled baseline it is compared with, and the timing loop.
 //!
 //! ```

@@ -48,7 +48,8 @@ macro_rules! identifier {
         pub struct $name(Arc<str>);
 
         impl $name {
-            /// Validates and wraps `value`; see the [module rules](self).
+            /// Validates and wraps `value`: 1 to [`MAX_ID_LEN`] bytes of `[A-Za-z0-9._:|-]`,
+            /// not shaped like a credential (`mcp_sk_…`, `eyJ…`).
             pub fn new(value: impl AsRef<str>) -> Result<Self, Error> {
                 let value = value.as_ref();
                 validate($kind, value)?;
