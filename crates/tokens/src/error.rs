@@ -1,0 +1,101 @@
+//! The one error type of mcpsec-tokens.
+
+use mcpsec_core::ReasonCode;
+
+/// Why a token, key or key set was refused. Coarse on purpose: enough to act on and to
+/// log, never which byte was wrong, never any key material or token text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The compact token is longer than the configured cap.
+    #[error("token larger than the size cap")]
+    TooLarge,
+    /// Not three base64url parts, bad base64url, or not a JSON object.
+    #[error("malformed token")]
+    Malformed,
+    /// A JSON object in the token repeats a member name.
+    #[error("duplicate JSON member in token")]
+    DuplicateMember,
+    /// The header's `alg` is not the algorithm bound to the key (includes `none`, HS256
+    /// against an RSA key, and any mismatch of algorithm and key type).
+    #[error("algorithm not allowed for this key")]
+    WrongAlgorithm,
+    /// No key with the token's `kid` (or no `kid`).
+    #[error("unknown signing key")]
+    UnknownKey,
+    /// The header carries a key or a key reference (`jwk`, `jku`, `x5u`, `x5c`); such keys
+    /// are never used, and tokens that carry them are refused.
+    #[error("token header embeds or references a key")]
+    EmbeddedKey,
+    /// The header has a `crit` member; no extension is understood, so all are refused.
+    #[error("token header has critical extensions")]
+    CriticalHeader,
+    /// The header's `typ` is not in the accepted set.
+    #[error("token type not accepted")]
+    WrongType,
+    /// The signature does not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// `exp` is not in the future (beyond the leeway).
+    #[error("token expired")]
+    Expired,
+    /// `nbf` is in the future (beyond the leeway).
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// `iat` is in the future (beyond the leeway).
+    #[error("token issued in the future")]
+    IssuedInFuture,
+    /// `iss` is not the configured issuer.
+    #[error("wrong issuer")]
+    WrongIssuer,
+    /// `aud` does not contain the configured audience.
+    #[error("wrong audience")]
+    WrongAudience,
+    /// A required claim is absent.
+    #[error("missing claim {0}")]
+    MissingClaim(&'static str),
+    /// A claim has the wrong JSON type or an invalid value (never treated as absent).
+    #[error("invalid claim {0}")]
+    InvalidClaim(&'static str),
+    /// A required scope is not granted.
+    #[error("required scope not granted")]
+    InsufficientScope,
+    /// A key could not be parsed, generated or used.
+    #[error("invalid key: {0}")]
+    InvalidKey(&'static str),
+    /// A JWK set could not be parsed or is unacceptable.
+    #[error("invalid key set: {0}")]
+    InvalidKeySet(&'static str),
+    /// A builder was missing a required setting.
+    #[error("configuration: {0}")]
+    Config(&'static str),
+    /// The keyring has no key in the state the operation needs.
+    #[error("keyring: {0}")]
+    Keyring(&'static str),
+    /// Signing failed in the crypto backend.
+    #[error("signing failed")]
+    Signing,
+}
+
+impl Error {
+    /// The reason code for a security event about this failure.
+    pub fn reason_code(&self) -> ReasonCode {
+        match self {
+            Error::TooLarge => ReasonCode::TooLarge,
+            Error::Malformed
+            | Error::DuplicateMember
+            | Error::EmbeddedKey
+            | Error::CriticalHeader => ReasonCode::Malformed,
+            Error::WrongAlgorithm => ReasonCode::WrongAlgorithm,
+            Error::UnknownKey => ReasonCode::UnknownKey,
+            Error::WrongType => ReasonCode::WrongType,
+            Error::BadSignature => ReasonCode::BadSignature,
+            Error::Expired => ReasonCode::Expired,
+            Error::NotYetValid | Error::IssuedInFuture => ReasonCode::NotYetValid,
+            Error::WrongIssuer => ReasonCode::WrongIssuer,
+            Error::WrongAudience => ReasonCode::WrongAudience,
+            Error::InsufficientScope => ReasonCode::ScopeMissing,
+            _ => ReasonCode::Malformed,
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! Public keys as JWKs and JWK sets (RFC 7517), and the verifying keys made from them.
+
+use crate::{Algorithm, Error};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mcpsec_core::KeyId;
+use serde::{Deserialize, Serialize};
+
+/// Largest JWK set document accepted.
+pub const MAX_JWKS_LEN: usize = 64 * 1024;
+/// Most keys accepted in one set.
+pub const MAX_JWKS_KEYS: usize = 32;
+
+/// A public signing key as a JWK. Only public members: a set that carries private key
+/// material is refused when parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jwk {
+    /// Key type: `RSA`, `EC` or `OKP`.
+    pub kty: String,
+    /// Key id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    /// The one algorithm this key is for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alg: Option<String>,
+    /// Intended use; `sig` for signing keys.
+    #[serde(rename = "use", skip_serializing_if = "Option::is_none")]
+    pub use_: Option<String>,
+    /// RSA modulus.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n: Option<String>,
+    /// RSA public exponent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub e: Option<String>,
+    /// Curve: `P-256` or `Ed25519`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crv: Option<String>,
+    /// EC x coordinate, or the Ed25519 public key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub x: Option<String>,
+    /// EC y coordinate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub y: Option<String>,
+}
+
+/// Members that only private or symmetric keys have. Their presence refuses the set.
+#[derive(Deserialize)]
+struct PrivateMembers {
+    d: Option<serde::de::IgnoredAny>,
+    p: Option<serde::de::IgnoredAny>,
+    q: Option<serde::de::IgnoredAny>,
+    k: Option<serde::de::IgnoredAny>,
+}
+
+impl Jwk {
+    fn base(kty: &str, kid: KeyId, alg: Algorithm) -> Jwk {
+        Jwk {
+            kty: kty.to_owned(),
+            kid: Some(kid.to_string()),
+            alg: Some(alg.as_str().to_owned()),
+            use_: Some("sig".to_owned()),
+            n: None,
+            e: None,
+            crv: None,
+            x: None,
+            y: None,
+        }
+    }
+
+    /// An RS256 key from its modulus and exponent (big-endian).
+    pub fn rsa(kid: KeyId, n: &[u8], e: &[u8]) -> Jwk {
+        Jwk {
+            n: Some(URL_SAFE_NO_PAD.encode(n)),
+            e: Some(URL_SAFE_NO_PAD.encode(e)),
+            ..Jwk::base("RSA", kid, Algorithm::RS256)
+        }
+    }
+
+    /// An ES256 key from its uncompressed SEC1 point (`04 || x || y`).
+    pub fn ec_p256_uncompressed(kid: KeyId, point: &[u8]) -> Jwk {
+        let (x, y) = point
+            .get(1..)
+            .map(|xy| xy.split_at(xy.len() / 2))
+            .unwrap_or_default();
+        Jwk {
+            crv: Some("P-256".to_owned()),
+            x: Some(URL_SAFE_NO_PAD.encode(x)),
+            y: Some(URL_SAFE_NO_PAD.encode(y)),
+            ..Jwk::base("EC", kid, Algorithm::ES256)
+        }
+    }
+
+    /// An EdDSA key from its 32-byte Ed25519 public key.
+    pub fn ed25519(kid: KeyId, public: &[u8]) -> Jwk {
+        Jwk {
+            crv: Some("Ed25519".to_owned()),
+            x: Some(URL_SAFE_NO_PAD.encode(public)),
+            ..Jwk::base("OKP", kid, Algorithm::EdDSA)
+        }
+    }
+
+    /// The algorithm this key's type binds it to, checked against `alg` when present.
+    fn bound_algorithm(&self) -> Result<Algorithm, Error> {
+        let alg = match (self.kty.as_str(), self.crv.as_deref()) {
+            ("RSA", None) => Algorithm::RS256,
+            ("EC", Some("P-256")) => Algorithm::ES256,
+            ("OKP", Some("Ed25519")) => Algorithm::EdDSA,
+            _ => return Err(Error::InvalidKeySet("unsupported key type or curve")),
+        };
+        match self.alg.as_deref() {
+            None => Ok(alg),
+            Some(named) if named == alg.as_str() => Ok(alg),
+            Some(_) => Err(Error::InvalidKeySet("alg does not match the key type")),
+        }
+    }
+
+    /// The verifying key: the algorithm bound to this key and the key itself, checked
+    /// (RSA at least 2048 bits with an odd exponent; P-256 and Ed25519 coordinates of the
+    /// right length).
+    pub fn to_verifying_key(&self) -> Result<VerifyingKey, Error> {
+        let kid = self
+            .kid
+            .as_deref()
+            .ok_or(Error::InvalidKeySet("key without kid"))?;
+        let kid = KeyId::new(kid).map_err(|_| Error::InvalidKeySet("invalid kid"))?;
+        let alg = self.bound_algorithm()?;
+        let key = match alg {
+            Algorithm::RS256 => {
+                let n = b64(self.n.as_deref())?;
+                let e = b64(self.e.as_deref())?;
+                let n = strip_leading_zeros(&n);
+                let e = strip_leading_zeros(&e);
+                if n.len() < 256 || n.len() > 1024 {
+                    return Err(Error::InvalidKeySet(
+                        "RSA modulus must be 2048 to 8192 bits",
+                    ));
+                }
+                if e.is_empty() || e.len() > 4 || e.last().is_none_or(|b| b & 1 == 0) || e == [1] {
+                    return Err(Error::InvalidKeySet(
+                        "RSA exponent must be odd, at least 3 and fit 32 bits",
+                    ));
+                }
+                jsonwebtoken::DecodingKey::from_rsa_raw_components(n, e)
+            }
+            Algorithm::ES256 => {
+                let (x, y) = (self.x.as_deref(), self.y.as_deref());
+                if b64(x)?.len() != 32 || b64(y)?.len() != 32 {
+                    return Err(Error::InvalidKeySet("P-256 coordinates must be 32 bytes"));
+                }
+                jsonwebtoken::DecodingKey::from_ec_components(
+                    x.unwrap_or_default(),
+                    y.unwrap_or_default(),
+                )
+                .map_err(|_| Error::InvalidKeySet("invalid P-256 key"))?
+            }
+            Algorithm::EdDSA => {
+                let x = self.x.as_deref();
+                if b64(x)?.len() != 32 {
+                    return Err(Error::InvalidKeySet("Ed25519 keys are 32 bytes"));
+                }
+                jsonwebtoken::DecodingKey::from_ed_components(x.unwrap_or_default())
+                    .map_err(|_| Error::InvalidKeySet("invalid Ed25519 key"))?
+            }
+        };
+        Ok(VerifyingKey { kid, alg, key })
+    }
+}
+
+fn b64(value: Option<&str>) -> Result<Vec<u8>, Error> {
+    let value = value.ok_or(Error::InvalidKeySet("missing key member"))?;
+    URL_SAFE_NO_PAD
+        .decode(value)
+        .map_err(|_| Error::InvalidKeySet("key member is not base64url"))
+}
+
+fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
+    let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    bytes.get(first..).unwrap_or_default()
+}
+
+/// A public key ready to verify signatures: bound to one algorithm and one `kid`.
+#[derive(Clone)]
+pub struct VerifyingKey {
+    kid: KeyId,
+    alg: Algorithm,
+    key: jsonwebtoken::DecodingKey,
+}
+
+impl std::fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyingKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifyingKey {
+    /// The key id.
+    pub fn kid(&self) -> &KeyId {
+        &self.kid
+    }
+
+    /// The one algorithm this key verifies.
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// Verifies `signature` (base64url, as in the compact form) over `message` with this
+    /// key's algorithm, through jsonwebtoken's aws-lc backend.
+    pub fn verify(&self, message: &[u8], signature_b64: &str) -> Result<(), Error> {
+        match jsonwebtoken::crypto::verify(
+            signature_b64,
+            message,
+            &self.key,
+            self.alg.jsonwebtoken(),
+        ) {
+            Ok(true) => Ok(()),
+            _ => Err(Error::BadSignature),
+        }
+    }
+}
+
+/// A JWK set document (`{"keys": [...]}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct JwkSet {
+    /// The keys.
+    pub keys: Vec<Jwk>,
+}
+
+impl JwkSet {
+    /// Parses a JWK set strictly: at most [`MAX_JWKS_LEN`] bytes and [`MAX_JWKS_KEYS`] keys;
+    /// any private or symmetric key material refuses the whole set (it means a private key
+    /// is being published); duplicate `kid`s refuse it. Keys for other uses (`use: enc`) or
+    /// other types are kept in the document but never become verifying keys.
+    pub fn parse(json: &[u8]) -> Result<JwkSet, Error> {
+        if json.len() > MAX_JWKS_LEN {
+            return Err(Error::InvalidKeySet("larger than 64 KiB"));
+        }
+        #[derive(Deserialize)]
+        struct Raw {
+            keys: Vec<serde_json::Value>,
+        }
+        let raw: Raw =
+            serde_json::from_slice(json).map_err(|_| Error::InvalidKeySet("not a JWK set"))?;
+        if raw.keys.len() > MAX_JWKS_KEYS {
+            return Err(Error::InvalidKeySet("too many keys"));
+        }
+        let mut keys = Vec::with_capacity(raw.keys.len());
+        for value in raw.keys {
+            let private: PrivateMembers = serde_json::from_value(value.clone())
+                .map_err(|_| Error::InvalidKeySet("key is not an object"))?;
+            if private.d.is_some()
+                || private.p.is_some()
+                || private.q.is_some()
+                || private.k.is_some()
+            {
+                return Err(Error::InvalidKeySet(
+                    "contains private or symmetric key material",
+                ));
+            }
+            let jwk: Jwk =
+                serde_json::from_value(value).map_err(|_| Error::InvalidKeySet("malformed key"))?;
+            keys.push(jwk);
+        }
+        let set = JwkSet { keys };
+        let mut kids: Vec<&str> = set.keys.iter().filter_map(|k| k.kid.as_deref()).collect();
+        kids.sort_unstable();
+        if kids.windows(2).any(|w| w.first() == w.get(1)) {
+            return Err(Error::InvalidKeySet("duplicate kid"));
+        }
+        Ok(set)
+    }
+
+    /// The signing keys of the set that mcpsec can verify with. A key that is for
+    /// signing but invalid refuses the set; keys for other uses are skipped.
+    pub fn verifying_keys(&self) -> Result<Vec<VerifyingKey>, Error> {
+        self.keys
+            .iter()
+            .filter(|k| k.use_.as_deref().is_none_or(|u| u == "sig"))
+            .filter(|k| matches!(k.kty.as_str(), "RSA" | "EC" | "OKP"))
+            .map(Jwk::to_verifying_key)
+            .collect()
+    }
+
+    /// The document as JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|_| "{\"keys\":[]}".to_owned())
+    }
+}

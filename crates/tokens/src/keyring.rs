@@ -1,0 +1,138 @@
+//! The signing keyring: which key signs now, which are published ahead of use, and which
+//! still verify tokens they signed.
+//!
+//! States, in order: **next** (published in the JWKS, not signing yet, so verifiers'
+//! caches learn it before the first token), **current** (signing), **retired** (still
+//! published until every token it signed has expired), then removed.
+
+use crate::jwk::{JwkSet, VerifyingKey};
+use crate::{Error, SigningKey};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Where a key is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    /// Published, not yet signing.
+    Next,
+    /// Signing.
+    Current,
+    /// Published for verification until `until`, then removed by [`SigningKeyring::prune`].
+    Retired {
+        /// When the last token it signed has expired.
+        until: SystemTime,
+    },
+}
+
+#[derive(Debug)]
+struct Entry {
+    key: Arc<SigningKey>,
+    state: KeyState,
+}
+
+/// Keys by state. Exactly one current key; at most one next key.
+#[derive(Debug)]
+pub struct SigningKeyring {
+    entries: Vec<Entry>,
+}
+
+impl SigningKeyring {
+    /// A keyring whose current key is `current`.
+    pub fn new(current: SigningKey) -> Self {
+        Self {
+            entries: vec![Entry {
+                key: Arc::new(current),
+                state: KeyState::Current,
+            }],
+        }
+    }
+
+    /// Publishes `next` ahead of use. Refused if its kid is already in the ring or a next
+    /// key is already published.
+    pub fn add_next(&mut self, next: SigningKey) -> Result<(), Error> {
+        if self.entries.iter().any(|e| e.key.kid() == next.kid()) {
+            return Err(Error::Keyring("kid already in the keyring"));
+        }
+        if self.entries.iter().any(|e| e.state == KeyState::Next) {
+            return Err(Error::Keyring("a next key is already published"));
+        }
+        self.entries.push(Entry {
+            key: Arc::new(next),
+            state: KeyState::Next,
+        });
+        Ok(())
+    }
+
+    /// One rotation: the next key becomes current, the current key is retired until
+    /// `now + token_lifetime` (every token it signed has expired by then), and
+    /// `new_next` is published as the next key. Refused when no next key was published,
+    /// because verifiers must see a key before it signs.
+    pub fn rotate(
+        &mut self,
+        now: SystemTime,
+        token_lifetime: Duration,
+        new_next: SigningKey,
+    ) -> Result<(), Error> {
+        if self.entries.iter().any(|e| e.key.kid() == new_next.kid()) {
+            return Err(Error::Keyring("kid already in the keyring"));
+        }
+        if !self.entries.iter().any(|e| e.state == KeyState::Next) {
+            return Err(Error::Keyring("no next key published: add_next first"));
+        }
+        let until = now.checked_add(token_lifetime).unwrap_or(now);
+        for entry in &mut self.entries {
+            entry.state = match entry.state {
+                KeyState::Current => KeyState::Retired { until },
+                KeyState::Next => KeyState::Current,
+                retired => retired,
+            };
+        }
+        self.entries.push(Entry {
+            key: Arc::new(new_next),
+            state: KeyState::Next,
+        });
+        Ok(())
+    }
+
+    /// Removes retired keys whose tokens have all expired at `now`; returns their kids.
+    pub fn prune(&mut self, now: SystemTime) -> Vec<mcpsec_core::KeyId> {
+        let mut removed = Vec::new();
+        self.entries.retain(|e| match e.state {
+            KeyState::Retired { until } if until <= now => {
+                removed.push(e.key.kid().clone());
+                false
+            }
+            _ => true,
+        });
+        removed
+    }
+
+    /// The key that signs now.
+    pub fn current(&self) -> Result<Arc<SigningKey>, Error> {
+        self.entries
+            .iter()
+            .find(|e| e.state == KeyState::Current)
+            .map(|e| Arc::clone(&e.key))
+            .ok_or(Error::Keyring("no current key"))
+    }
+
+    /// Every key with its state.
+    pub fn states(&self) -> Vec<(mcpsec_core::KeyId, KeyState)> {
+        self.entries
+            .iter()
+            .map(|e| (e.key.kid().clone(), e.state))
+            .collect()
+    }
+
+    /// The JWKS to publish: next, current and retired keys (public halves only).
+    pub fn jwks(&self) -> JwkSet {
+        JwkSet {
+            keys: self.entries.iter().map(|e| e.key.public_jwk()).collect(),
+        }
+    }
+
+    /// The verifying keys for a verifier in the same process.
+    pub fn verifying_keys(&self) -> Result<Vec<VerifyingKey>, Error> {
+        self.jwks().verifying_keys()
+    }
+}

@@ -1,0 +1,73 @@
+//! # mcpsec-tokens
+//!
+//! Access tokens a service can trust without reading the JWT RFCs:
+//!
+//! - [`SigningKey`] and [`generate_pem`]: RS256 (default), ES256 and EdDSA keys, PKCS#8
+//!   PEM, parsed once, never printed.
+//! - [`SigningKeyring`]: next → current → retired → removed, one call to [`rotate`]
+//!   (SigningKeyring::rotate), and the [`JwkSet`] to publish.
+//! - [`TokenIssuer`]: RFC 9068 access tokens (`typ: at+jwt`, `kid`).
+//! - [`TokenVerifier`]: strict verification that refuses to build without an issuer and
+//!   an audience, binds the algorithm to the key, and checks every claim's type. It yields
+//!   [`VerifiedClaims`], which only it can make, and from them a
+//!   [`Principal`](mcpsec_access::Principal).
+//!
+//! ```
+//! use mcpsec_access::{Action, Resource, Role, ScopeSet, authorize};
+//! use mcpsec_core::{KeyId, OrgId, UserId};
+//! use mcpsec_tokens::{
+//!     AccessGrant, Algorithm, KeySource, SigningKey, SigningKeyring, TokenIssuer, TokenVerifier,
+//! };
+//! use std::sync::{Arc, RwLock};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let key = SigningKey::generate(KeyId::new("2026-11")?, Algorithm::EdDSA)?;
+//! let keyring = Arc::new(RwLock::new(SigningKeyring::new(key)));
+//! let jwks = keyring.read().map_err(|_| "poisoned")?.jwks();
+//!
+//! let issuer = TokenIssuer::builder(keyring).issuer("https://auth.example").audience("mcp").build()?;
+//! let verifier = TokenVerifier::builder(KeySource::Static(jwks))
+//!     .issuer("https://auth.example")
+//!     .audience("mcp")
+//!     .build()?;
+//!
+//! let mut grant = AccessGrant::new(UserId::new("ada")?, ScopeSet::parse_strict("mcp:read")?);
+//! grant.org = Some(OrgId::new("acme")?);
+//! grant.role = Some(Role::Developer);
+//! let token = issuer.issue(&grant)?;
+//!
+//! let principal = verifier.verify(&token)?.principal()?;
+//! authorize(&principal, Action::McpUse, &Resource::of_org(OrgId::new("acme")?))?;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        reason = "tests fail loudly on purpose"
+    )
+)]
+
+mod alg;
+mod error;
+mod issue;
+mod jwk;
+mod keyring;
+mod keys;
+mod strict_json;
+mod verify;
+
+pub use alg::Algorithm;
+pub use error::Error;
+pub use issue::{AccessGrant, DEFAULT_ACCESS_TTL, TokenIssuer, TokenIssuerBuilder};
+pub use jwk::{Jwk, JwkSet, MAX_JWKS_KEYS, MAX_JWKS_LEN, VerifyingKey};
+pub use keyring::{KeyState, SigningKeyring};
+pub use keys::{RsaBits, SigningKey, generate_pem};
+pub use verify::{
+    DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, KeySource, TokenVerifier, TokenVerifierBuilder,
+    VerifiedClaims,
+};

@@ -1,0 +1,528 @@
+//! Strict verification of access tokens.
+//!
+//! Does not use jsonwebtoken's `Validation` (measured on 11.1 to accept a token without
+//! `aud`, with `aud: 123`, without `iss`, `exp == now`, a far-future `iat`, any `typ`, and
+//! unknown `crit`). Every check below is ours, in this order, each with its own error:
+//! size cap → three base64url parts → header (duplicates, `crit`, embedded keys, `typ`,
+//! `kid`, `alg` bound to the key) → signature → claims (duplicates, `exp`, `nbf`, `iat`,
+//! `iss`, `aud`, `sub`, scopes).
+
+use crate::jwk::{JwkSet, VerifyingKey};
+use crate::{Algorithm, Error, strict_json};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mcpsec_access::{
+    AuthMethods, Authentication, CredentialKind, Principal, Role, Scope, ScopeSet,
+};
+use mcpsec_core::{KeyId, OrgId, SharedClock, SystemClock, TokenId, UserId};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Default cap on the compact token, checked before any decoding.
+pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
+/// Default clock-skew leeway for `exp`, `nbf` and `iat`.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+
+/// Where a verifier's keys come from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// A JWK set held in memory (for example the issuer's own keyring's JWKS).
+    Static(JwkSet),
+    /// A JWK set file, read when the verifier is built and on [`TokenVerifier::reload`].
+    File(std::path::PathBuf),
+}
+
+impl KeySource {
+    fn load(&self) -> Result<JwkSet, Error> {
+        match self {
+            KeySource::Static(set) => Ok(set.clone()),
+            KeySource::File(path) => read_jwks_file(path),
+        }
+    }
+}
+
+fn read_jwks_file(path: &Path) -> Result<JwkSet, Error> {
+    let meta =
+        std::fs::metadata(path).map_err(|_| Error::InvalidKeySet("cannot read the JWKS file"))?;
+    if meta.len() > crate::jwk::MAX_JWKS_LEN as u64 {
+        return Err(Error::InvalidKeySet("larger than 64 KiB"));
+    }
+    let bytes =
+        std::fs::read(path).map_err(|_| Error::InvalidKeySet("cannot read the JWKS file"))?;
+    JwkSet::parse(&bytes)
+}
+
+/// The claims of a token that passed every check. Only [`TokenVerifier`] makes one.
+#[derive(Debug, Clone)]
+pub struct VerifiedClaims {
+    subject: UserId,
+    issuer: String,
+    expires_at: SystemTime,
+    issued_at: SystemTime,
+    jti: Option<TokenId>,
+    scopes: ScopeSet,
+    org: Option<OrgId>,
+    role: Option<Role>,
+    auth_time: Option<SystemTime>,
+    amr: AuthMethods,
+    acr: Option<String>,
+    kid: KeyId,
+    alg: Algorithm,
+    payload: Map<String, Value>,
+}
+
+impl VerifiedClaims {
+    /// `sub`.
+    pub fn subject(&self) -> &UserId {
+        &self.subject
+    }
+    /// `iss`.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+    /// `exp`.
+    pub fn expires_at(&self) -> SystemTime {
+        self.expires_at
+    }
+    /// `iat`.
+    pub fn issued_at(&self) -> SystemTime {
+        self.issued_at
+    }
+    /// `jti`, when present and a valid identifier.
+    pub fn jti(&self) -> Option<&TokenId> {
+        self.jti.as_ref()
+    }
+    /// The known scopes of `scope` (unknown ones dropped).
+    pub fn scopes(&self) -> ScopeSet {
+        self.scopes
+    }
+    /// `org`.
+    pub fn org(&self) -> Option<&OrgId> {
+        self.org.as_ref()
+    }
+    /// `role`.
+    pub fn role(&self) -> Option<Role> {
+        self.role
+    }
+    /// `auth_time`.
+    pub fn auth_time(&self) -> Option<SystemTime> {
+        self.auth_time
+    }
+    /// The known methods of `amr`.
+    pub fn amr(&self) -> AuthMethods {
+        self.amr
+    }
+    /// `acr`.
+    pub fn acr(&self) -> Option<&str> {
+        self.acr.as_deref()
+    }
+    /// The key that signed it.
+    pub fn kid(&self) -> &KeyId {
+        &self.kid
+    }
+    /// The algorithm it was signed with.
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+    /// The whole verified payload, for display (`mcpsec token verify`).
+    pub fn payload(&self) -> &Map<String, Value> {
+        &self.payload
+    }
+
+    /// The [`Principal`] for this token, with the role from its `role` claim.
+    /// Fails when `org` or `role` is absent: use [`VerifiedClaims::principal_with_role`]
+    /// when the role comes from the host's membership store.
+    pub fn principal(&self) -> Result<Principal, Error> {
+        let role = self.role.ok_or(Error::MissingClaim("role"))?;
+        self.principal_with_role(role)
+    }
+
+    /// The [`Principal`] for this token with a role the host looked up.
+    pub fn principal_with_role(&self, role: Role) -> Result<Principal, Error> {
+        let org = self.org.clone().ok_or(Error::MissingClaim("org"))?;
+        Ok(Principal::new(
+            self.subject.clone(),
+            org,
+            role,
+            self.scopes,
+            CredentialKind::AccessToken,
+            Authentication {
+                at: self.auth_time.unwrap_or(self.issued_at),
+                methods: self.amr,
+            },
+        ))
+    }
+}
+
+/// Verifies access tokens strictly. Build with [`TokenVerifier::builder`].
+#[derive(Debug, Clone)]
+pub struct TokenVerifier {
+    source: KeySource,
+    keys: Arc<RwLock<HashMap<String, VerifyingKey>>>,
+    issuer: String,
+    audience: String,
+    leeway: Duration,
+    max_len: usize,
+    types: Vec<String>,
+    accept_missing_typ: bool,
+    clock: SharedClock,
+}
+
+/// Builds a [`TokenVerifier`]. [`build`](TokenVerifierBuilder::build) refuses to build
+/// without an issuer and an audience.
+#[derive(Debug)]
+pub struct TokenVerifierBuilder {
+    source: KeySource,
+    issuer: Option<String>,
+    audience: Option<String>,
+    leeway: Duration,
+    max_len: usize,
+    types: Vec<String>,
+    accept_missing_typ: bool,
+    clock: SharedClock,
+}
+
+impl TokenVerifier {
+    /// Starts a builder with keys from `source`.
+    pub fn builder(source: KeySource) -> TokenVerifierBuilder {
+        TokenVerifierBuilder {
+            source,
+            issuer: None,
+            audience: None,
+            leeway: DEFAULT_LEEWAY,
+            max_len: DEFAULT_MAX_TOKEN_LEN,
+            types: vec!["at+jwt".to_owned(), "jwt".to_owned()],
+            accept_missing_typ: false,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Re-reads the key source (after a rotation, or when the JWKS file changed). On
+    /// failure the current keys stay in use.
+    pub fn reload(&self) -> Result<(), Error> {
+        let keys = index(self.source.load()?.verifying_keys()?);
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = keys;
+        Ok(())
+    }
+
+    /// Replaces the keys with those of `set` (for a verifier fed by an in-process keyring).
+    pub fn set_keys(&self, set: &JwkSet) -> Result<(), Error> {
+        let keys = index(set.verifying_keys()?);
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = keys;
+        Ok(())
+    }
+
+    /// Verifies `token` and returns its claims, or the first check that failed.
+    pub fn verify(&self, token: &str) -> Result<VerifiedClaims, Error> {
+        if token.len() > self.max_len {
+            return Err(Error::TooLarge);
+        }
+        let (header_b64, payload_b64, signature_b64) = split(token)?;
+        let header = decode_object(header_b64)?;
+        let key = self.check_header(&header)?;
+        let signing_input = token
+            .get(..header_b64.len() + 1 + payload_b64.len())
+            .ok_or(Error::Malformed)?;
+        // Strict base64url (no padding, canonical trailing bits) before the backend sees it.
+        URL_SAFE_NO_PAD
+            .decode(signature_b64)
+            .map_err(|_| Error::Malformed)?;
+        key.verify(signing_input.as_bytes(), signature_b64)?;
+        let payload = decode_object(payload_b64)?;
+        self.check_claims(payload, &key)
+    }
+
+    /// [`verify`](TokenVerifier::verify), then requires `scope` (through the hierarchy).
+    pub fn verify_with_scope(&self, token: &str, scope: Scope) -> Result<VerifiedClaims, Error> {
+        let claims = self.verify(token)?;
+        if !claims.scopes.allows(scope) {
+            return Err(Error::InsufficientScope);
+        }
+        Ok(claims)
+    }
+
+    fn check_header(&self, header: &Map<String, Value>) -> Result<VerifyingKey, Error> {
+        if header.contains_key("crit") {
+            return Err(Error::CriticalHeader);
+        }
+        if ["jwk", "jku", "x5u", "x5c"]
+            .iter()
+            .any(|k| header.contains_key(*k))
+        {
+            return Err(Error::EmbeddedKey);
+        }
+        match header.get("typ") {
+            None if self.accept_missing_typ => {}
+            None => return Err(Error::WrongType),
+            Some(Value::String(typ)) => {
+                // RFC 7515 §4.1.9: compare case-insensitively, "application/" may be omitted.
+                let typ = typ.to_ascii_lowercase();
+                let typ = typ.strip_prefix("application/").unwrap_or(&typ);
+                if !self.types.iter().any(|t| t == typ) {
+                    return Err(Error::WrongType);
+                }
+            }
+            Some(_) => return Err(Error::WrongType),
+        }
+        let alg = match header.get("alg") {
+            Some(Value::String(alg)) => alg.as_str(),
+            _ => return Err(Error::WrongAlgorithm),
+        };
+        let kid = match header.get("kid") {
+            Some(Value::String(kid)) => kid.as_str(),
+            None => return Err(Error::UnknownKey),
+            Some(_) => return Err(Error::Malformed),
+        };
+        let key = self
+            .keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(kid)
+            .cloned()
+            .ok_or(Error::UnknownKey)?;
+        // The algorithm is the key's, never the token's choice: `none`, HS256 with the
+        // public key as secret, ES256 against an RSA key all fail here.
+        if Algorithm::from_name(alg) != Some(key.algorithm()) {
+            return Err(Error::WrongAlgorithm);
+        }
+        Ok(key)
+    }
+
+    fn check_claims(
+        &self,
+        payload: Map<String, Value>,
+        key: &VerifyingKey,
+    ) -> Result<VerifiedClaims, Error> {
+        let now = seconds(self.clock.now());
+        let leeway = self.leeway.as_secs_f64();
+
+        let exp = numeric_date(&payload, "exp")?.ok_or(Error::MissingClaim("exp"))?;
+        if now >= exp + leeway {
+            return Err(Error::Expired);
+        }
+        if let Some(nbf) = numeric_date(&payload, "nbf")? {
+            if now + leeway < nbf {
+                return Err(Error::NotYetValid);
+            }
+        }
+        let iat = numeric_date(&payload, "iat")?.ok_or(Error::MissingClaim("iat"))?;
+        if iat > now + leeway {
+            return Err(Error::IssuedInFuture);
+        }
+
+        let issuer = string_claim(&payload, "iss")?.ok_or(Error::MissingClaim("iss"))?;
+        if issuer != self.issuer {
+            return Err(Error::WrongIssuer);
+        }
+        let audience_ok = match payload.get("aud") {
+            None => return Err(Error::MissingClaim("aud")),
+            Some(Value::String(aud)) => *aud == self.audience,
+            Some(Value::Array(items)) => {
+                let mut found = false;
+                for item in items {
+                    match item {
+                        Value::String(aud) => found |= *aud == self.audience,
+                        _ => return Err(Error::InvalidClaim("aud")),
+                    }
+                }
+                found
+            }
+            Some(_) => return Err(Error::InvalidClaim("aud")),
+        };
+        if !audience_ok {
+            return Err(Error::WrongAudience);
+        }
+
+        let sub = string_claim(&payload, "sub")?.ok_or(Error::MissingClaim("sub"))?;
+        let subject = UserId::new(sub).map_err(|_| Error::InvalidClaim("sub"))?;
+        let scopes = match string_claim(&payload, "scope")? {
+            Some(scope) => {
+                ScopeSet::parse_tolerant(scope).map_err(|_| Error::InvalidClaim("scope"))?
+            }
+            None => ScopeSet::EMPTY,
+        };
+        let org = string_claim(&payload, "org")?
+            .map(|o| OrgId::new(o).map_err(|_| Error::InvalidClaim("org")))
+            .transpose()?;
+        let role = string_claim(&payload, "role")?
+            .map(|r| r.parse::<Role>().map_err(|_| Error::InvalidClaim("role")))
+            .transpose()?;
+        let jti = string_claim(&payload, "jti")?
+            .map(|j| TokenId::new(j).map_err(|_| Error::InvalidClaim("jti")))
+            .transpose()?;
+        let auth_time = numeric_date(&payload, "auth_time")?;
+        let amr = match payload.get("amr") {
+            None => AuthMethods::EMPTY,
+            Some(Value::Array(items)) => {
+                let mut names = Vec::with_capacity(items.len());
+                for item in items {
+                    names.push(item.as_str().ok_or(Error::InvalidClaim("amr"))?);
+                }
+                AuthMethods::from_amr(names)
+            }
+            Some(_) => return Err(Error::InvalidClaim("amr")),
+        };
+        let acr = string_claim(&payload, "acr")?.map(str::to_owned);
+
+        Ok(VerifiedClaims {
+            subject,
+            issuer: issuer.to_owned(),
+            expires_at: time(exp),
+            issued_at: time(iat),
+            jti,
+            scopes,
+            org,
+            role,
+            auth_time: auth_time.map(time),
+            amr,
+            acr,
+            kid: key.kid().clone(),
+            alg: key.algorithm(),
+            payload,
+        })
+    }
+}
+
+fn index(keys: Vec<VerifyingKey>) -> HashMap<String, VerifyingKey> {
+    keys.into_iter().map(|k| (k.kid().to_string(), k)).collect()
+}
+
+/// Exactly three non-empty parts separated by dots.
+fn split(token: &str) -> Result<(&str, &str, &str), Error> {
+    let mut parts = token.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(h), Some(p), Some(s), None) if !h.is_empty() && !p.is_empty() && !s.is_empty() => {
+            Ok((h, p, s))
+        }
+        _ => Err(Error::Malformed),
+    }
+}
+
+fn decode_object(part: &str) -> Result<Map<String, Value>, Error> {
+    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| Error::Malformed)?;
+    strict_json::object(&bytes).map_err(|duplicate| {
+        if duplicate {
+            Error::DuplicateMember
+        } else {
+            Error::Malformed
+        }
+    })
+}
+
+fn string_claim<'a>(
+    payload: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<&'a str>, Error> {
+    match payload.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s)),
+        Some(_) => Err(Error::InvalidClaim(name)),
+    }
+}
+
+/// A NumericDate: a JSON number of seconds, finite and not negative. Any other type is an
+/// error, never "absent".
+fn numeric_date(payload: &Map<String, Value>, name: &'static str) -> Result<Option<f64>, Error> {
+    match payload.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(v) if v.is_finite() && v >= 0.0 && v < 1e12 => Ok(Some(v)),
+            _ => Err(Error::InvalidClaim(name)),
+        },
+        Some(_) => Err(Error::InvalidClaim(name)),
+    }
+}
+
+fn seconds(time: SystemTime) -> f64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn time(seconds: f64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs_f64(seconds)
+}
+
+impl TokenVerifierBuilder {
+    /// The issuer every token must name in `iss` (required).
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// The audience every token's `aud` must contain (required).
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// Clock-skew leeway for `exp`, `nbf`, `iat` (default 30 s; at most 5 minutes).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Cap on the compact token's length (default 8 KiB).
+    pub fn max_token_len(mut self, max: usize) -> Self {
+        self.max_len = max;
+        self
+    }
+
+    /// The accepted `typ` values, compared case-insensitively without `application/`
+    /// (default `at+jwt` and `JWT`).
+    pub fn types<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, types: I) -> Self {
+        self.types = types
+            .into_iter()
+            .map(|t| t.as_ref().to_ascii_lowercase())
+            .collect();
+        self
+    }
+
+    /// Also accept tokens with no `typ` header (off by default: RFC 9068 requires it).
+    pub fn accept_missing_typ(mut self, accept: bool) -> Self {
+        self.accept_missing_typ = accept;
+        self
+    }
+
+    /// The clock (default the system clock).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Loads the keys and builds the verifier. Fails without an issuer or an audience,
+    /// with a leeway over 5 minutes, or when the key source yields no usable key.
+    pub fn build(self) -> Result<TokenVerifier, Error> {
+        let issuer = self
+            .issuer
+            .filter(|s| !s.is_empty())
+            .ok_or(Error::Config("an issuer is required"))?;
+        let audience = self
+            .audience
+            .filter(|s| !s.is_empty())
+            .ok_or(Error::Config("an audience is required"))?;
+        if self.leeway > Duration::from_secs(300) {
+            return Err(Error::Config("leeway over 5 minutes"));
+        }
+        if self.max_len == 0 {
+            return Err(Error::Config("the token size cap must be positive"));
+        }
+        let keys = index(self.source.load()?.verifying_keys()?);
+        if keys.is_empty() {
+            return Err(Error::InvalidKeySet("no usable signing key"));
+        }
+        Ok(TokenVerifier {
+            source: self.source,
+            keys: Arc::new(RwLock::new(keys)),
+            issuer,
+            audience,
+            leeway: self.leeway,
+            max_len: self.max_len,
+            types: self.types,
+            accept_missing_typ: self.accept_missing_typ,
+            clock: self.clock,
+        })
+    }
+}
