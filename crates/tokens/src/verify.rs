@@ -303,10 +303,10 @@ impl TokenVerifier {
         if now >= exp + leeway {
             return Err(Error::Expired);
         }
-        if let Some(nbf) = numeric_date(&payload, "nbf")? {
-            if now + leeway < nbf {
-                return Err(Error::NotYetValid);
-            }
+        if let Some(nbf) = numeric_date(&payload, "nbf")?
+            && now + leeway < nbf
+        {
+            return Err(Error::NotYetValid);
         }
         let iat = numeric_date(&payload, "iat")?.ok_or(Error::MissingClaim("iat"))?;
         if iat > now + leeway {
@@ -429,7 +429,7 @@ fn numeric_date(payload: &Map<String, Value>, name: &'static str) -> Result<Opti
     match payload.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) => match n.as_f64() {
-            Some(v) if v.is_finite() && v >= 0.0 && v < 1e12 => Ok(Some(v)),
+            Some(v) if (0.0..1e12).contains(&v) => Ok(Some(v)),
             _ => Err(Error::InvalidClaim(name)),
         },
         Some(_) => Err(Error::InvalidClaim(name)),
