@@ -62,6 +62,7 @@ struct Claims<'a> {
     exp: u64,
     iat: u64,
     jti: &'a str,
+    #[serde(skip_serializing_if = "String::is_empty")]
     scope: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     org: Option<&'a str>,
