@@ -43,7 +43,11 @@ pub struct Measurement {
 
 /// Every row whose name contains `filter` (all rows when `None`).
 pub fn rows(filter: Option<&str>) -> Result<Vec<Row>, mcpsec_core::Error> {
-    let all = vec![authorize_row()?];
+    let mut all = vec![authorize_row()?];
+    all.extend(
+        crate::bench_tokens::rows()
+            .map_err(|_| mcpsec_core::Error::InvalidArgument("token benchmark setup"))?,
+    );
     Ok(all
         .into_iter()
         .filter(|row| filter.is_none_or(|f| row.name.contains(f)))

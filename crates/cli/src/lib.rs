@@ -7,6 +7,7 @@
 //! - [`access`]: `mcpsec access check` and `mcpsec access matrix`.
 //! - [`bench`](mod@bench): the benchmark rows, each an mcpsec operation beside the raw primitive or
 //!   hand-rolled baseline it is compared with, and the timing loop.
+//! - [`tokens`]: `mcpsec keys generate` and `mcpsec token issue|verify|inspect`.
 //!
 //! ```
 //! use mcpsec_access::{Action, Role, ScopeSet};
@@ -30,3 +31,5 @@
 
 pub mod access;
 pub mod bench;
+mod bench_tokens;
+pub mod tokens;

@@ -4,9 +4,12 @@
 //! read fine and the answer is no); 2 usage or input error.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use mcpsec_access::{Action, Role, ScopeSet};
+use mcpsec_access::{Action, Role, Scope, ScopeSet};
 use mcpsec_cli::access::{self, Owner};
 use mcpsec_cli::bench;
+use mcpsec_cli::tokens::{self, CliError, IssueOptions};
+use mcpsec_tokens::{Algorithm, RsaBits};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -24,6 +27,12 @@ enum Command {
     /// Roles, scopes and actions.
     #[command(subcommand)]
     Access(AccessCommand),
+    /// Signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Access tokens: issue, verify, inspect.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Time mcpsec operations against the raw primitives they are built on, like
     /// `openssl speed`.
     Bench {
@@ -65,6 +74,94 @@ enum AccessCommand {
     Matrix,
 }
 
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Generate a signing key: writes DIR/KID.pem (PKCS#8, mode 0600) and adds the public
+    /// key to DIR/jwks.json, keeping keys already there (a second kid makes a rotation set).
+    Generate {
+        /// RS256, ES256 or EdDSA.
+        #[arg(long, value_parser = parse_alg, default_value = "RS256")]
+        alg: Algorithm,
+        /// The key id.
+        #[arg(long)]
+        kid: String,
+        /// The directory to write into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// RSA modulus size: 2048, 3072 or 4096.
+        #[arg(long, default_value = "2048", value_parser = parse_rsa_bits)]
+        rsa_bits: RsaBits,
+        /// Print what was written as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Sign an access token and print it.
+    Issue {
+        /// PKCS#8 PEM private key file, or - for standard input.
+        #[arg(long, value_name = "FILE")]
+        key: String,
+        /// The key's algorithm (default: detected from the key).
+        #[arg(long, value_parser = parse_alg)]
+        alg: Option<Algorithm>,
+        /// The key id to put in the header.
+        #[arg(long)]
+        kid: String,
+        /// Issuer (`iss`).
+        #[arg(long)]
+        iss: String,
+        /// Audience (`aud`).
+        #[arg(long)]
+        aud: String,
+        /// Subject (`sub`).
+        #[arg(long)]
+        sub: String,
+        /// Organization (`org`).
+        #[arg(long)]
+        org: Option<String>,
+        /// Role (`role`): org_admin, developer or viewer.
+        #[arg(long, value_parser = parse_role)]
+        role: Option<Role>,
+        /// Scopes, space-separated; strict parsing.
+        #[arg(long, value_parser = parse_scopes, default_value = "", allow_hyphen_values = true)]
+        scope: ScopeSet,
+        /// Lifetime, e.g. 15m, 1h, 24h.
+        #[arg(long, default_value = "24h", value_parser = parse_ttl)]
+        ttl: std::time::Duration,
+        /// Authentication methods (`amr`), e.g. --amr pwd --amr otp.
+        #[arg(long)]
+        amr: Vec<String>,
+    },
+    /// Verify a token strictly. Valid: exit 0 and the claims as JSON on stdout. Invalid:
+    /// exit 1 and one line naming the reason on stderr.
+    Verify {
+        /// JWK set file (remote URLs are not supported yet).
+        #[arg(long, value_name = "FILE|URL")]
+        jwks: String,
+        /// Expected issuer.
+        #[arg(long)]
+        iss: String,
+        /// Expected audience.
+        #[arg(long)]
+        aud: String,
+        /// A scope the token must grant (through the hierarchy).
+        #[arg(long, value_parser = parse_scope)]
+        require_scope: Option<Scope>,
+        /// The token, or - (the default) for standard input.
+        #[arg(default_value = "-")]
+        token: String,
+    },
+    /// Print a token's header and claims WITHOUT verifying anything.
+    Inspect {
+        /// The token, or - for standard input.
+        #[arg(default_value = "-")]
+        token: String,
+    },
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum OwnerArg {
     /// The principal's own resource.
@@ -98,6 +195,31 @@ fn parse_action(s: &str) -> Result<Action, String> {
         let names: Vec<_> = Action::ALL.iter().map(|a| a.as_str()).collect();
         format!("{e}; known actions: {}", names.join(", "))
     })
+}
+
+fn parse_alg(s: &str) -> Result<Algorithm, String> {
+    s.parse().map_err(|e: mcpsec_tokens::Error| e.to_string())
+}
+
+fn parse_rsa_bits(s: &str) -> Result<RsaBits, String> {
+    match s {
+        "2048" => Ok(RsaBits::B2048),
+        "3072" => Ok(RsaBits::B3072),
+        "4096" => Ok(RsaBits::B4096),
+        _ => Err("RSA keys are 2048, 3072 or 4096 bits".to_owned()),
+    }
+}
+
+fn parse_scope(s: &str) -> Result<Scope, String> {
+    s.parse().map_err(|e: mcpsec_access::Error| e.to_string())
+}
+
+fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
+    let ttl = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if ttl.is_zero() || ttl > std::time::Duration::from_secs(30 * 24 * 3600) {
+        return Err("the lifetime must be between 1s and 30 days".to_owned());
+    }
+    Ok(ttl)
 }
 
 fn parse_scopes(s: &str) -> Result<ScopeSet, String> {
@@ -140,6 +262,106 @@ fn main() -> ExitCode {
             filter,
             millis,
         } => run_bench(json, filter.as_deref(), Duration::from_millis(millis)),
+        Command::Keys(command) => finish(run_keys(command)),
+        Command::Token(command) => finish(run_token(command)),
+    }
+}
+
+fn run_keys(command: KeysCommand) -> Result<(), CliError> {
+    let KeysCommand::Generate {
+        alg,
+        kid,
+        out,
+        rsa_bits,
+        json,
+    } = command;
+    let generated = tokens::generate(alg, &kid, &out, rsa_bits)?;
+    if json {
+        println!("{}", serde_json::to_string(&generated).unwrap_or_default());
+    } else {
+        println!(
+            "private key: {} (mode 0600; keep it secret)",
+            generated.private_key.display()
+        );
+        println!("public key added to: {}", generated.jwks.display());
+    }
+    Ok(())
+}
+
+fn run_token(command: TokenCommand) -> Result<(), CliError> {
+    match command {
+        TokenCommand::Issue {
+            key,
+            alg,
+            kid,
+            iss,
+            aud,
+            sub,
+            org,
+            role,
+            scope,
+            ttl,
+            amr,
+        } => {
+            let pem = zeroize::Zeroizing::new(tokens::read_input(&key, 16 * 1024)?);
+            let token = tokens::issue(&IssueOptions {
+                key_pem: &pem,
+                alg,
+                kid: &kid,
+                iss: &iss,
+                aud: &aud,
+                sub: &sub,
+                org: org.as_deref(),
+                role,
+                scopes: scope,
+                ttl,
+                amr: &amr,
+            })?;
+            println!("{token}");
+        }
+        TokenCommand::Verify {
+            jwks,
+            iss,
+            aud,
+            require_scope,
+            token,
+        } => {
+            let token = token_arg(token)?;
+            let claims = tokens::verify(&jwks, &iss, &aud, require_scope, &token)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&claims).unwrap_or_default()
+            );
+        }
+        TokenCommand::Inspect { token } => {
+            let token = token_arg(token)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&tokens::inspect(&token)?).unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A token argument is the token itself, or `-` to read it from standard input (so it
+/// stays out of shell history).
+fn token_arg(arg: String) -> Result<String, CliError> {
+    if arg == "-" {
+        tokens::read_input("-", 64 * 1024)
+    } else {
+        Ok(arg)
+    }
+}
+
+fn finish(result: Result<(), CliError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Invalid(reason)) => {
+            eprintln!("invalid: {reason}");
+            ExitCode::from(1)
+        }
+        Err(CliError::Usage(message)) => fail(&message),
     }
 }
 

@@ -1,0 +1,107 @@
+//! Benchmark rows for mcpsec-tokens, each against raw jsonwebtoken on the same key.
+
+use crate::bench::Row;
+use mcpsec_access::{Role, ScopeSet};
+use mcpsec_core::{KeyId, ManualClock, OrgId, UserId};
+use mcpsec_tokens::{
+    AccessGrant, Algorithm, Error, KeySource, RsaBits, SigningKey, SigningKeyring, TokenIssuer,
+    TokenVerifier, generate_pem,
+};
+use std::hint::black_box;
+use std::sync::{Arc, RwLock};
+
+const ISS: &str = "https://auth.example";
+const AUD: &str = "mcp-server";
+
+/// `tokens.verify_rs256` and `tokens.sign_rs256`.
+pub(crate) fn rows() -> Result<Vec<Row>, Error> {
+    let pem = generate_pem(Algorithm::RS256, RsaBits::B2048)?;
+    let kid = KeyId::new("bench").map_err(|_| Error::Config("kid"))?;
+    let key = SigningKey::from_pkcs8_pem(kid.clone(), Algorithm::RS256, pem.expose_secret())?;
+    let jwk = key.public_jwk();
+    let ring = SigningKeyring::new(key);
+    let jwks = ring.jwks();
+    let clock = Arc::new(ManualClock::at_unix(1_767_225_600));
+    let issuer = TokenIssuer::builder(Arc::new(RwLock::new(ring)))
+        .issuer(ISS)
+        .audience(AUD)
+        .clock(clock.clone())
+        .build()?;
+    let verifier = TokenVerifier::builder(KeySource::Static(jwks))
+        .issuer(ISS)
+        .audience(AUD)
+        .clock(clock)
+        .build()?;
+    let mut grant = AccessGrant::new(
+        UserId::new("ada").map_err(|_| Error::Config("sub"))?,
+        ScopeSet::ALL,
+    );
+    grant.org = Some(OrgId::new("acme").map_err(|_| Error::Config("org"))?);
+    grant.role = Some(Role::Developer);
+    let token = issuer.issue(&grant)?;
+
+    // The raw primitive: jsonwebtoken's own decode/encode with the same key and claims.
+    let decoding = jsonwebtoken::DecodingKey::from_rsa_components(
+        jwk.n.as_deref().unwrap_or_default(),
+        jwk.e.as_deref().unwrap_or_default(),
+    )
+    .map_err(|_| Error::Config("decoding key"))?;
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_issuer(&[ISS]);
+    validation.set_audience(&[AUD]);
+    validation.validate_exp = false; // the bench clock is fixed in 2026; both sides skip the wall clock
+    let encoding = jsonwebtoken::EncodingKey::from_rsa_pem(pem.expose_secret().as_bytes())
+        .map_err(|_| Error::Config("encoding key"))?;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.typ = Some("at+jwt".to_owned());
+    header.kid = Some(kid.to_string());
+    let claims = raw_claims(&token)?;
+
+    // Both sides must succeed, or the comparison measures an early failure.
+    let ours_ok = verifier.verify(&token).is_ok();
+    let raw_ok = jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation).is_ok()
+        && jsonwebtoken::encode(&header, &claims, &encoding).is_ok();
+    if !(ours_ok && raw_ok) {
+        return Err(Error::Config("benchmark setup: a side does not succeed"));
+    }
+
+    let verify_token = token.clone();
+    let raw_token = token;
+    Ok(vec![
+        Row {
+            name: "tokens.verify_rs256",
+            baseline: "jsonwebtoken_decode",
+            op: Box::new(move || {
+                black_box(verifier.verify(black_box(&verify_token)).is_ok());
+            }),
+            base: Box::new(move || {
+                let decoded = jsonwebtoken::decode::<serde_json::Value>(
+                    black_box(&raw_token),
+                    &decoding,
+                    &validation,
+                );
+                black_box(decoded.is_ok());
+            }),
+        },
+        Row {
+            name: "tokens.sign_rs256",
+            baseline: "jsonwebtoken_encode",
+            op: Box::new(move || {
+                black_box(issuer.issue(black_box(&grant)).is_ok());
+            }),
+            base: Box::new(move || {
+                black_box(jsonwebtoken::encode(black_box(&header), &claims, &encoding).is_ok());
+            }),
+        },
+    ])
+}
+
+/// The payload of an issued token, so the baseline signs the same claims.
+fn raw_claims(token: &str) -> Result<serde_json::Value, Error> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).ok_or(Error::Malformed)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| Error::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| Error::Malformed)
+}
