@@ -75,6 +75,25 @@ pub enum Error {
     /// Signing failed in the crypto backend.
     #[error("signing failed")]
     Signing,
+    /// The refresh token is malformed or unknown.
+    #[error("invalid refresh token")]
+    RefreshInvalid,
+    /// The refresh token was already used: its family has been revoked.
+    #[error("refresh token reused; the session has been revoked")]
+    RefreshReused,
+    /// The refresh token was used again within the grace window (a client retry); the
+    /// session is kept, but this request gets no new token.
+    #[error("refresh token already rotated")]
+    RefreshRaced,
+    /// The session's family was revoked (logout or earlier reuse).
+    #[error("session revoked")]
+    RefreshRevoked,
+    /// The session passed its absolute or idle lifetime.
+    #[error("session expired")]
+    RefreshExpired,
+    /// The store failed; nothing was issued.
+    #[error("token store unavailable: {0}")]
+    Store(&'static str),
 }
 
 impl Error {
@@ -95,6 +114,10 @@ impl Error {
             Error::WrongIssuer => ReasonCode::WrongIssuer,
             Error::WrongAudience => ReasonCode::WrongAudience,
             Error::InsufficientScope => ReasonCode::ScopeMissing,
+            Error::RefreshInvalid => ReasonCode::UnknownCredential,
+            Error::RefreshReused | Error::RefreshRaced => ReasonCode::Reused,
+            Error::RefreshRevoked => ReasonCode::Revoked,
+            Error::RefreshExpired => ReasonCode::Expired,
             _ => ReasonCode::Malformed,
         }
     }

@@ -58,7 +58,11 @@ mod issue;
 mod jwk;
 mod keyring;
 mod keys;
+mod refresh;
+mod refresh_store;
 mod strict_json;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 mod verify;
 
 pub use alg::Algorithm;
@@ -67,6 +71,11 @@ pub use issue::{AccessGrant, DEFAULT_ACCESS_TTL, TokenIssuer, TokenIssuerBuilder
 pub use jwk::{Jwk, JwkSet, MAX_JWKS_KEYS, MAX_JWKS_LEN, VerifyingKey};
 pub use keyring::{KeyState, SigningKeyring};
 pub use keys::{RsaBits, SigningKey, generate_pem};
+pub use refresh::{IssuedRefresh, REFRESH_PREFIX, RefreshPolicy, RefreshTokens};
+pub use refresh_store::{
+    ConsumeOutcome, FamilyRecord, MemoryRefreshStore, RefreshRecord, RefreshTokenStore,
+    SessionGrant, StoreError, TokenHash,
+};
 pub use verify::{
     DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, KeySource, TokenVerifier, TokenVerifierBuilder,
     VerifiedClaims,

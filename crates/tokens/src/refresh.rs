@@ -1,0 +1,260 @@
+//! Refresh tokens with rotation and reuse detection (RFC 9700 §4.14.2).
+//!
+//! A refresh token is `mcp_rt_` followed by 43 base62 characters (256 bits from the OS
+//! CSPRNG); only its SHA-256 is stored. Each login starts a *family*. Using a token
+//! consumes it once, atomically, and returns its successor. Using an already consumed
+//! token after the grace window means two parties hold the family's tokens: the whole
+//! family is revoked and a critical `authn_token_reuse` event is recorded.
+
+use crate::Error;
+use crate::refresh_store::{
+    ConsumeOutcome, FamilyRecord, RefreshRecord, RefreshTokenStore, SessionGrant, TokenHash,
+};
+use aws_lc_rs::digest;
+use mcpsec_core::{
+    Actor, EventKind, EventSink, Label, Outcome, ReasonCode, ResourceId, SecretString,
+    SecurityEvent, SharedClock, TokenId,
+};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// The prefix of every refresh token (lets secret scanners find leaked ones).
+pub const REFRESH_PREFIX: &str = "mcp_rt_";
+const SECRET_LEN: usize = 43;
+const BASE62: &str = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// Lifetimes of a login session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshPolicy {
+    /// A family ends this long after login, however active (default 30 days).
+    pub absolute_lifetime: Duration,
+    /// A family ends when unused this long (default 7 days).
+    pub idle_lifetime: Duration,
+    /// A second use of one token within this window of the first is treated as a client
+    /// retry (refused, family kept) rather than theft (default 0: no grace).
+    pub reuse_grace: Duration,
+}
+
+impl Default for RefreshPolicy {
+    fn default() -> Self {
+        Self {
+            absolute_lifetime: Duration::from_secs(30 * 24 * 3600),
+            idle_lifetime: Duration::from_secs(7 * 24 * 3600),
+            reuse_grace: Duration::ZERO,
+        }
+    }
+}
+
+/// A refresh token as handed to the client, with its family.
+#[derive(Debug)]
+pub struct IssuedRefresh {
+    /// The token, shown once: put it in the refresh cookie, never in a log.
+    pub token: SecretString,
+    /// The family (login session) it belongs to; use it to bind CSRF tokens and to log out.
+    pub family: TokenId,
+    /// What the session grants, to mint the access token that goes with it.
+    pub grant: SessionGrant,
+}
+
+/// Starts, rotates and revokes refresh-token families.
+#[derive(Debug, Clone)]
+pub struct RefreshTokens {
+    store: Arc<dyn RefreshTokenStore>,
+    events: Arc<dyn EventSink>,
+    clock: SharedClock,
+    policy: RefreshPolicy,
+}
+
+impl RefreshTokens {
+    /// Refresh tokens kept in `store`, reporting to `events`.
+    pub fn new(
+        store: Arc<dyn RefreshTokenStore>,
+        events: Arc<dyn EventSink>,
+        clock: SharedClock,
+        policy: RefreshPolicy,
+    ) -> Self {
+        Self {
+            store,
+            events,
+            clock,
+            policy,
+        }
+    }
+
+    /// Starts a family at login and returns its first token.
+    pub async fn start(&self, grant: SessionGrant) -> Result<IssuedRefresh, Error> {
+        let now = self.clock.now();
+        let family = TokenId::generate().map_err(|_| Error::Store("randomness unavailable"))?;
+        let (token, hash) = new_token()?;
+        let record = FamilyRecord {
+            id: family.clone(),
+            grant: grant.clone(),
+            created_at: now,
+            last_used_at: now,
+            revoked: false,
+        };
+        let first = RefreshRecord {
+            hash,
+            family: family.clone(),
+            issued_at: now,
+            consumed_at: None,
+        };
+        self.store
+            .create_family(&record, &first)
+            .await
+            .map_err(|e| Error::Store(e.0))?;
+        Ok(IssuedRefresh {
+            token,
+            family,
+            grant,
+        })
+    }
+
+    /// Consumes `presented` and returns its successor. The token's format is checked
+    /// before the store is touched.
+    pub async fn rotate(
+        &self,
+        presented: &str,
+        source: Option<IpAddr>,
+    ) -> Result<IssuedRefresh, Error> {
+        let hash = parse(presented)?;
+        let now = self.clock.now();
+        let (token, successor) = new_token()?;
+        let outcome = self
+            .store
+            .consume_once(&hash, &successor, now)
+            .await
+            .map_err(|e| Error::Store(e.0))?;
+        match outcome {
+            ConsumeOutcome::Consumed(family) => {
+                if let Some(reason) = self.expired(&family, now) {
+                    self.store
+                        .revoke_family(&family.id)
+                        .await
+                        .map_err(|e| Error::Store(e.0))?;
+                    self.report(
+                        EventKind::SessionExpired,
+                        Outcome::Failure,
+                        &family,
+                        reason,
+                        source,
+                    )
+                    .await;
+                    return Err(Error::RefreshExpired);
+                }
+                Ok(IssuedRefresh {
+                    token,
+                    family: family.id,
+                    grant: family.grant,
+                })
+            }
+            ConsumeOutcome::AlreadyConsumed {
+                family,
+                consumed_at,
+            } => {
+                let since = now.duration_since(consumed_at).unwrap_or(Duration::ZERO);
+                if since <= self.policy.reuse_grace {
+                    return Err(Error::RefreshRaced);
+                }
+                self.store
+                    .revoke_family(&family.id)
+                    .await
+                    .map_err(|e| Error::Store(e.0))?;
+                self.report(
+                    EventKind::AuthnTokenReuse,
+                    Outcome::Failure,
+                    &family,
+                    ReasonCode::Reused,
+                    source,
+                )
+                .await;
+                Err(Error::RefreshReused)
+            }
+            ConsumeOutcome::FamilyRevoked(family) => {
+                self.report(
+                    EventKind::AuthnLoginFail,
+                    Outcome::Failure,
+                    &family,
+                    ReasonCode::Revoked,
+                    source,
+                )
+                .await;
+                Err(Error::RefreshRevoked)
+            }
+            ConsumeOutcome::NotFound => Err(Error::RefreshInvalid),
+        }
+    }
+
+    /// Revokes a family (logout, or an administrator ending a session).
+    pub async fn revoke(&self, family: &TokenId) -> Result<(), Error> {
+        self.store
+            .revoke_family(family)
+            .await
+            .map_err(|e| Error::Store(e.0))
+    }
+
+    fn expired(&self, family: &FamilyRecord, now: SystemTime) -> Option<ReasonCode> {
+        let past = |start: SystemTime, lifetime: Duration| {
+            start.checked_add(lifetime).is_none_or(|end| now >= end)
+        };
+        (past(family.created_at, self.policy.absolute_lifetime)
+            || past(family.last_used_at, self.policy.idle_lifetime))
+        .then_some(ReasonCode::Expired)
+    }
+
+    async fn report(
+        &self,
+        kind: EventKind,
+        outcome: Outcome,
+        family: &FamilyRecord,
+        reason: ReasonCode,
+        source: Option<IpAddr>,
+    ) {
+        let mut event = SecurityEvent::new(kind, outcome, self.clock.now())
+            .with_actor(Actor::User {
+                user: family.grant.subject.clone(),
+            })
+            .with_reason(reason);
+        if let Some(org) = &family.grant.org {
+            event = event.with_org(org.clone());
+        }
+        if let Some(source) = source {
+            event = event.with_source(source);
+        }
+        if let (Ok(kind), Ok(id)) = (
+            Label::new("refresh_family"),
+            ResourceId::new(family.id.as_str()),
+        ) {
+            event = event.with_resource(kind, Some(id));
+        }
+        // The caller is refused either way; a sink failure cannot make this fail open.
+        let _ = self.events.record(event).await;
+    }
+}
+
+fn new_token() -> Result<(SecretString, TokenHash), Error> {
+    let secret = SecretString::random_from_alphabet(SECRET_LEN, BASE62)
+        .map_err(|_| Error::Store("randomness unavailable"))?;
+    let token = SecretString::new(format!("{REFRESH_PREFIX}{}", secret.expose_secret()));
+    let hash = hash(token.expose_secret());
+    Ok((token, hash))
+}
+
+/// Checks the format (prefix, length, alphabet) and returns the hash to look up.
+fn parse(presented: &str) -> Result<TokenHash, Error> {
+    let secret = presented
+        .strip_prefix(REFRESH_PREFIX)
+        .ok_or(Error::RefreshInvalid)?;
+    if secret.len() != SECRET_LEN || !secret.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(Error::RefreshInvalid);
+    }
+    Ok(hash(presented))
+}
+
+fn hash(token: &str) -> TokenHash {
+    let digest = digest::digest(&digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    TokenHash(out)
+}

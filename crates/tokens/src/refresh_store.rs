@@ -1,0 +1,217 @@
+//! Where refresh tokens live: the [`RefreshTokenStore`] trait and its in-memory backend.
+
+use mcpsec_access::{AuthMethods, Role, ScopeSet};
+use mcpsec_core::{OrgId, TokenId, UserId};
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::SystemTime;
+
+/// SHA-256 of a refresh token: the only form in which a token is stored.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl std::fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A hash of a 256-bit secret is not itself usable, but there is no need to print it.
+        f.write_str("TokenHash(..)")
+    }
+}
+
+/// What a refresh token carries forward into the access tokens it buys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionGrant {
+    /// The user.
+    pub subject: UserId,
+    /// The organization.
+    pub org: Option<OrgId>,
+    /// The role in the organization.
+    pub role: Option<Role>,
+    /// The scopes of the session (a rotation never widens them).
+    pub scopes: ScopeSet,
+    /// When the user authenticated (kept across rotations: refreshing is not logging in).
+    pub auth_time: SystemTime,
+    /// How.
+    pub amr: AuthMethods,
+}
+
+/// One login session: the chain of refresh tokens that rotate from one login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyRecord {
+    /// The family's id.
+    pub id: TokenId,
+    /// What the session grants.
+    pub grant: SessionGrant,
+    /// When the session started (absolute lifetime counts from here).
+    pub created_at: SystemTime,
+    /// When a token of the family was last used (idle lifetime counts from here).
+    pub last_used_at: SystemTime,
+    /// Revoked (logout, reuse detected): no token of the family works any more.
+    pub revoked: bool,
+}
+
+/// One refresh token, by hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshRecord {
+    /// SHA-256 of the token.
+    pub hash: TokenHash,
+    /// The family it belongs to.
+    pub family: TokenId,
+    /// When it was issued.
+    pub issued_at: SystemTime,
+    /// When it was consumed, if it was.
+    pub consumed_at: Option<SystemTime>,
+}
+
+/// The result of [`RefreshTokenStore::consume_once`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsumeOutcome {
+    /// This call consumed the token; its successor is stored; here is the family as it
+    /// was before this use.
+    Consumed(FamilyRecord),
+    /// The token had already been consumed, at that time; nothing changed.
+    AlreadyConsumed {
+        /// The family.
+        family: FamilyRecord,
+        /// When the first use happened.
+        consumed_at: SystemTime,
+    },
+    /// The token's family is revoked; nothing changed.
+    FamilyRevoked(FamilyRecord),
+    /// No such token.
+    NotFound,
+}
+
+/// A store failure (connection lost, constraint violated). Carries no token material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("refresh token store: {0}")]
+pub struct StoreError(pub &'static str);
+
+/// Storage for refresh-token families and tokens.
+///
+/// Every backend must make [`consume_once`](RefreshTokenStore::consume_once) atomic
+/// across the whole fleet: of any number of concurrent calls for one token, exactly one
+/// returns [`ConsumeOutcome::Consumed`]. In SQL that is a conditional
+/// `UPDATE … WHERE hash = $1 AND consumed_at IS NULL` in the same transaction as the
+/// successor's insert; in Redis a script; in memory a lock. The conformance suite in
+/// `mcpsec_tokens::testkit` checks it with 32 concurrent consumers.
+#[async_trait::async_trait]
+pub trait RefreshTokenStore: Send + Sync + std::fmt::Debug {
+    /// Stores a new family and its first token.
+    async fn create_family(
+        &self,
+        family: &FamilyRecord,
+        first: &RefreshRecord,
+    ) -> Result<(), StoreError>;
+
+    /// Atomically: if `hash` is a stored, unconsumed token of a family that is not
+    /// revoked, marks it consumed at `now`, stores `successor` as a new token of the same
+    /// family issued at `now`, sets the family's `last_used_at` to `now`, and returns
+    /// `Consumed` with the family as it was before. Otherwise changes nothing and says why.
+    async fn consume_once(
+        &self,
+        hash: &TokenHash,
+        successor: &TokenHash,
+        now: SystemTime,
+    ) -> Result<ConsumeOutcome, StoreError>;
+
+    /// Revokes a family: none of its tokens will be consumed again.
+    async fn revoke_family(&self, family: &TokenId) -> Result<(), StoreError>;
+
+    /// Reads a family.
+    async fn family(&self, family: &TokenId) -> Result<Option<FamilyRecord>, StoreError>;
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    families: HashMap<TokenId, FamilyRecord>,
+    tokens: HashMap<TokenHash, RefreshRecord>,
+}
+
+/// In-memory [`RefreshTokenStore`] for tests and single-process hosts: one lock over
+/// both tables makes every operation atomic.
+#[derive(Debug, Default)]
+pub struct MemoryRefreshStore {
+    tables: Mutex<Tables>,
+}
+
+impl MemoryRefreshStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+        self.tables.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl RefreshTokenStore for MemoryRefreshStore {
+    async fn create_family(
+        &self,
+        family: &FamilyRecord,
+        first: &RefreshRecord,
+    ) -> Result<(), StoreError> {
+        let mut t = self.lock();
+        if t.families.contains_key(&family.id) || t.tokens.contains_key(&first.hash) {
+            return Err(StoreError("duplicate family or token"));
+        }
+        t.families.insert(family.id.clone(), family.clone());
+        t.tokens.insert(first.hash, first.clone());
+        Ok(())
+    }
+
+    async fn consume_once(
+        &self,
+        hash: &TokenHash,
+        successor: &TokenHash,
+        now: SystemTime,
+    ) -> Result<ConsumeOutcome, StoreError> {
+        let mut t = self.lock();
+        let Some(record) = t.tokens.get(hash).cloned() else {
+            return Ok(ConsumeOutcome::NotFound);
+        };
+        let family = t
+            .families
+            .get(&record.family)
+            .cloned()
+            .ok_or(StoreError("token without family"))?;
+        if family.revoked {
+            return Ok(ConsumeOutcome::FamilyRevoked(family));
+        }
+        if let Some(consumed_at) = record.consumed_at {
+            return Ok(ConsumeOutcome::AlreadyConsumed {
+                family,
+                consumed_at,
+            });
+        }
+        if t.tokens.contains_key(successor) {
+            return Err(StoreError("successor already stored"));
+        }
+        if let Some(r) = t.tokens.get_mut(hash) {
+            r.consumed_at = Some(now);
+        }
+        let next = RefreshRecord {
+            hash: *successor,
+            family: record.family.clone(),
+            issued_at: now,
+            consumed_at: None,
+        };
+        t.tokens.insert(*successor, next);
+        if let Some(f) = t.families.get_mut(&record.family) {
+            f.last_used_at = now;
+        }
+        Ok(ConsumeOutcome::Consumed(family))
+    }
+
+    async fn revoke_family(&self, family: &TokenId) -> Result<(), StoreError> {
+        if let Some(f) = self.lock().families.get_mut(family) {
+            f.revoked = true;
+        }
+        Ok(())
+    }
+
+    async fn family(&self, family: &TokenId) -> Result<Option<FamilyRecord>, StoreError> {
+        Ok(self.lock().families.get(family).cloned())
+    }
+}

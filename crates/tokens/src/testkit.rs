@@ -1,0 +1,206 @@
+//! Conformance suite for [`RefreshTokenStore`] backends (feature `testkit`).
+//!
+//! Every backend's tests call [`refresh_store_conformance`] with a factory for fresh,
+//! empty stores, from a multi-threaded tokio runtime:
+//!
+//! ```ignore
+//! #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+//! async fn conformance() {
+//!     mcpsec_tokens::testkit::refresh_store_conformance(|| Arc::new(MyStore::new())).await;
+//! }
+//! ```
+#![expect(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test suite: failing loudly is its job"
+)]
+
+use crate::{
+    ConsumeOutcome, FamilyRecord, RefreshRecord, RefreshTokenStore, SessionGrant, TokenHash,
+};
+use mcpsec_access::{AuthMethods, ScopeSet};
+use mcpsec_core::{TokenId, UserId};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const T0: u64 = 1_767_225_600;
+
+fn at(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(T0 + secs)
+}
+
+fn hash(n: u8, salt: u8) -> TokenHash {
+    let mut h = [n; 32];
+    h[0] = salt;
+    TokenHash(h)
+}
+
+fn family(id: &TokenId) -> FamilyRecord {
+    FamilyRecord {
+        id: id.clone(),
+        grant: SessionGrant {
+            subject: UserId::new("conformance-user").unwrap(),
+            org: None,
+            role: None,
+            scopes: ScopeSet::parse_strict("mcp:read").unwrap(),
+            auth_time: at(0),
+            amr: AuthMethods::EMPTY,
+        },
+        created_at: at(0),
+        last_used_at: at(0),
+        revoked: false,
+    }
+}
+
+async fn start(store: &dyn RefreshTokenStore, salt: u8) -> (TokenId, TokenHash) {
+    let id = TokenId::generate().unwrap();
+    let first = hash(1, salt);
+    let record = RefreshRecord {
+        hash: first,
+        family: id.clone(),
+        issued_at: at(0),
+        consumed_at: None,
+    };
+    store
+        .create_family(&family(&id), &record)
+        .await
+        .expect("create_family");
+    (id, first)
+}
+
+/// Runs every check against stores made by `make`.
+pub async fn refresh_store_conformance<F>(make: F)
+where
+    F: Fn() -> Arc<dyn RefreshTokenStore>,
+{
+    consume_returns_family_and_stores_successor(make().as_ref()).await;
+    second_consume_reports_first_use(make().as_ref()).await;
+    revoked_family_consumes_nothing(make().as_ref()).await;
+    unknown_token_is_not_found(make().as_ref()).await;
+    duplicate_family_is_refused(make().as_ref()).await;
+    concurrent_consumers_exactly_one_wins(make()).await;
+}
+
+async fn consume_returns_family_and_stores_successor(store: &dyn RefreshTokenStore) {
+    let (id, first) = start(store, 10).await;
+    let second = hash(2, 10);
+    match store.consume_once(&first, &second, at(5)).await.unwrap() {
+        ConsumeOutcome::Consumed(f) => {
+            assert_eq!(f.last_used_at, at(0), "the family as it was before")
+        }
+        other => panic!("expected Consumed, got {other:?}"),
+    }
+    assert_eq!(
+        store.family(&id).await.unwrap().unwrap().last_used_at,
+        at(5)
+    );
+    // The successor is a live token of the same family.
+    match store
+        .consume_once(&second, &hash(3, 10), at(6))
+        .await
+        .unwrap()
+    {
+        ConsumeOutcome::Consumed(f) => assert_eq!(f.id, id),
+        other => panic!("successor should be consumable, got {other:?}"),
+    }
+}
+
+async fn second_consume_reports_first_use(store: &dyn RefreshTokenStore) {
+    let (_, first) = start(store, 20).await;
+    assert!(matches!(
+        store
+            .consume_once(&first, &hash(2, 20), at(5))
+            .await
+            .unwrap(),
+        ConsumeOutcome::Consumed(_)
+    ));
+    match store
+        .consume_once(&first, &hash(3, 20), at(9))
+        .await
+        .unwrap()
+    {
+        ConsumeOutcome::AlreadyConsumed { consumed_at, .. } => assert_eq!(consumed_at, at(5)),
+        other => panic!("expected AlreadyConsumed, got {other:?}"),
+    }
+    // The losing call stored nothing: its successor does not exist.
+    assert_eq!(
+        store
+            .consume_once(&hash(3, 20), &hash(4, 20), at(10))
+            .await
+            .unwrap(),
+        ConsumeOutcome::NotFound
+    );
+}
+
+async fn revoked_family_consumes_nothing(store: &dyn RefreshTokenStore) {
+    let (id, first) = start(store, 30).await;
+    store.revoke_family(&id).await.unwrap();
+    assert!(store.family(&id).await.unwrap().unwrap().revoked);
+    assert!(matches!(
+        store
+            .consume_once(&first, &hash(2, 30), at(5))
+            .await
+            .unwrap(),
+        ConsumeOutcome::FamilyRevoked(_)
+    ));
+    assert_eq!(
+        store
+            .consume_once(&hash(2, 30), &hash(3, 30), at(6))
+            .await
+            .unwrap(),
+        ConsumeOutcome::NotFound
+    );
+}
+
+async fn unknown_token_is_not_found(store: &dyn RefreshTokenStore) {
+    assert_eq!(
+        store
+            .consume_once(&hash(9, 40), &hash(8, 40), at(1))
+            .await
+            .unwrap(),
+        ConsumeOutcome::NotFound
+    );
+    assert!(
+        store
+            .family(&TokenId::new("no-such-family").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn duplicate_family_is_refused(store: &dyn RefreshTokenStore) {
+    let (id, _) = start(store, 50).await;
+    let again = RefreshRecord {
+        hash: hash(7, 50),
+        family: id.clone(),
+        issued_at: at(0),
+        consumed_at: None,
+    };
+    assert!(store.create_family(&family(&id), &again).await.is_err());
+}
+
+/// `refresh_token_used_by_32_concurrent_consumers_succeeds_once`.
+async fn concurrent_consumers_exactly_one_wins(store: Arc<dyn RefreshTokenStore>) {
+    let (_, first) = start(store.as_ref(), 60).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..32u8 {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move { store.consume_once(&first, &hash(100 + i, 60), at(5)).await });
+    }
+    let mut winners = 0;
+    let mut losers = 0;
+    while let Some(result) = tasks.join_next().await {
+        match result.expect("task").expect("store") {
+            ConsumeOutcome::Consumed(_) => winners += 1,
+            ConsumeOutcome::AlreadyConsumed { .. } => losers += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        (winners, losers),
+        (1, 31),
+        "exactly one of 32 concurrent consumers wins"
+    );
+}

@@ -1,0 +1,301 @@
+//! Refresh-token rotation, reuse detection and lifetimes, and the store conformance suite
+//! on the in-memory backend.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+use mcpsec_access::{AuthMethod, AuthMethods, Role, ScopeSet};
+use mcpsec_core::{EventKind, ManualClock, MemorySink, OrgId, ReasonCode, TokenId, UserId};
+use mcpsec_tokens::{
+    ConsumeOutcome, Error, FamilyRecord, MemoryRefreshStore, RefreshPolicy, RefreshRecord,
+    RefreshTokenStore, RefreshTokens, SessionGrant, StoreError, TokenHash,
+};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_store_passes_the_conformance_suite() {
+    mcpsec_tokens::testkit::refresh_store_conformance(|| Arc::new(MemoryRefreshStore::new())).await;
+}
+
+struct Fixture {
+    tokens: RefreshTokens,
+    clock: ManualClock,
+    events: MemorySink,
+    store: Arc<MemoryRefreshStore>,
+}
+
+fn fixture(policy: RefreshPolicy) -> Fixture {
+    let clock = ManualClock::at_unix(1_767_225_600);
+    let events = MemorySink::new();
+    let store = Arc::new(MemoryRefreshStore::new());
+    let tokens = RefreshTokens::new(
+        store.clone(),
+        Arc::new(events.clone()),
+        Arc::new(clock.clone()),
+        policy,
+    );
+    Fixture {
+        tokens,
+        clock,
+        events,
+        store,
+    }
+}
+
+fn grant() -> SessionGrant {
+    SessionGrant {
+        subject: UserId::new("alice").unwrap(),
+        org: Some(OrgId::new("acme").unwrap()),
+        role: Some(Role::Developer),
+        scopes: ScopeSet::parse_strict("mcp:read").unwrap(),
+        auth_time: UNIX_EPOCH + Duration::from_secs(1_767_225_600),
+        amr: AuthMethods::of(&[AuthMethod::Pwd, AuthMethod::Otp]),
+    }
+}
+
+#[tokio::test]
+async fn rotation_hands_out_a_new_token_and_keeps_the_session() {
+    let f = fixture(RefreshPolicy::default());
+    let first = f.tokens.start(grant()).await.unwrap();
+    assert!(first.token.expose_secret().starts_with("mcp_rt_"));
+    assert_eq!(first.token.expose_secret().len(), 7 + 43);
+    assert_eq!(format!("{:?}", first.token), "[REDACTED]");
+    f.clock.advance(Duration::from_secs(60));
+    let second = f
+        .tokens
+        .rotate(first.token.expose_secret(), None)
+        .await
+        .unwrap();
+    assert_ne!(second.token, first.token);
+    assert_eq!(second.family, first.family);
+    assert_eq!(second.grant, grant(), "auth_time and amr survive rotation");
+    let third = f
+        .tokens
+        .rotate(second.token.expose_secret(), None)
+        .await
+        .unwrap();
+    assert_eq!(third.family, first.family);
+    assert!(f.events.events().is_empty());
+}
+
+#[tokio::test]
+async fn refresh_reuse_revokes_family() {
+    let f = fixture(RefreshPolicy::default());
+    let first = f.tokens.start(grant()).await.unwrap();
+    let second = f
+        .tokens
+        .rotate(first.token.expose_secret(), None)
+        .await
+        .unwrap();
+    f.clock.advance(Duration::from_secs(1));
+    // An attacker replays the stolen first token.
+    let source = "203.0.113.9".parse().unwrap();
+    assert_eq!(
+        f.tokens
+            .rotate(first.token.expose_secret(), Some(source))
+            .await
+            .unwrap_err(),
+        Error::RefreshReused
+    );
+    // The legitimate holder's current token is dead too: the family is revoked.
+    assert_eq!(
+        f.tokens
+            .rotate(second.token.expose_secret(), None)
+            .await
+            .unwrap_err(),
+        Error::RefreshRevoked
+    );
+    let events = f.events.events();
+    let reuse = events
+        .iter()
+        .find(|e| e.kind == EventKind::AuthnTokenReuse)
+        .expect("reuse event");
+    assert!(reuse.is_critical());
+    assert_eq!(reuse.reason, Some(ReasonCode::Reused));
+    assert_eq!(reuse.source, Some(source));
+    assert_eq!(
+        reuse
+            .resource
+            .as_ref()
+            .and_then(|r| r.id.as_ref())
+            .map(|id| id.as_str()),
+        Some(first.family.as_str())
+    );
+    let json = serde_json::to_string(&events).unwrap();
+    assert!(
+        !json.contains(first.token.expose_secret()) && !json.contains("mcp_rt_"),
+        "no token in events"
+    );
+}
+
+#[tokio::test]
+async fn reuse_within_the_grace_window_is_refused_without_revoking() {
+    let f = fixture(RefreshPolicy {
+        reuse_grace: Duration::from_secs(5),
+        ..RefreshPolicy::default()
+    });
+    let first = f.tokens.start(grant()).await.unwrap();
+    let second = f
+        .tokens
+        .rotate(first.token.expose_secret(), None)
+        .await
+        .unwrap();
+    f.clock.advance(Duration::from_secs(2));
+    assert_eq!(
+        f.tokens
+            .rotate(first.token.expose_secret(), None)
+            .await
+            .unwrap_err(),
+        Error::RefreshRaced
+    );
+    assert!(
+        f.tokens
+            .rotate(second.token.expose_secret(), None)
+            .await
+            .is_ok(),
+        "family kept"
+    );
+    f.clock.advance(Duration::from_secs(10));
+    assert_eq!(
+        f.tokens
+            .rotate(first.token.expose_secret(), None)
+            .await
+            .unwrap_err(),
+        Error::RefreshReused
+    );
+}
+
+#[tokio::test]
+async fn idle_and_absolute_lifetimes_end_the_session() {
+    let policy = RefreshPolicy {
+        absolute_lifetime: Duration::from_secs(3600),
+        idle_lifetime: Duration::from_secs(600),
+        reuse_grace: Duration::ZERO,
+    };
+    let f = fixture(policy);
+    let first = f.tokens.start(grant()).await.unwrap();
+    f.clock.advance(Duration::from_secs(600));
+    assert_eq!(
+        f.tokens
+            .rotate(first.token.expose_secret(), None)
+            .await
+            .unwrap_err(),
+        Error::RefreshExpired
+    );
+
+    let f = fixture(policy);
+    let mut token = f.tokens.start(grant()).await.unwrap().token;
+    for _ in 0..6 {
+        f.clock.advance(Duration::from_secs(599));
+        token = f
+            .tokens
+            .rotate(token.expose_secret(), None)
+            .await
+            .unwrap()
+            .token;
+    }
+    f.clock.advance(Duration::from_secs(599));
+    assert_eq!(
+        f.tokens
+            .rotate(token.expose_secret(), None)
+            .await
+            .unwrap_err(),
+        Error::RefreshExpired,
+        "active but past the absolute lifetime"
+    );
+    assert!(
+        f.events
+            .events()
+            .iter()
+            .any(|e| e.kind == EventKind::SessionExpired)
+    );
+}
+
+#[tokio::test]
+async fn logout_revokes_the_family() {
+    let f = fixture(RefreshPolicy::default());
+    let first = f.tokens.start(grant()).await.unwrap();
+    f.tokens.revoke(&first.family).await.unwrap();
+    assert_eq!(
+        f.tokens
+            .rotate(first.token.expose_secret(), None)
+            .await
+            .unwrap_err(),
+        Error::RefreshRevoked
+    );
+    assert!(
+        f.store
+            .family(&first.family)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+}
+
+/// A store that fails the test if it is touched.
+#[derive(Debug)]
+struct Untouchable;
+
+#[async_trait::async_trait]
+impl RefreshTokenStore for Untouchable {
+    async fn create_family(&self, _: &FamilyRecord, _: &RefreshRecord) -> Result<(), StoreError> {
+        panic!("store touched")
+    }
+    async fn consume_once(
+        &self,
+        _: &TokenHash,
+        _: &TokenHash,
+        _: std::time::SystemTime,
+    ) -> Result<ConsumeOutcome, StoreError> {
+        panic!("store touched")
+    }
+    async fn revoke_family(&self, _: &TokenId) -> Result<(), StoreError> {
+        panic!("store touched")
+    }
+    async fn family(&self, _: &TokenId) -> Result<Option<FamilyRecord>, StoreError> {
+        panic!("store touched")
+    }
+}
+
+#[tokio::test]
+async fn malformed_tokens_never_reach_the_store() {
+    let tokens = RefreshTokens::new(
+        Arc::new(Untouchable),
+        Arc::new(MemorySink::new()),
+        Arc::new(ManualClock::at_unix(0)),
+        RefreshPolicy::default(),
+    );
+    let long = format!("mcp_rt_{}", "a".repeat(44));
+    let bad_char = format!("mcp_rt_{}!", "a".repeat(42));
+    let short = format!("mcp_rt_{}", "a".repeat(42));
+    let wrong_prefix = format!("mcp_sk_{}", "a".repeat(43));
+    for bad in [
+        "",
+        "mcp_rt_",
+        short.as_str(),
+        long.as_str(),
+        bad_char.as_str(),
+        wrong_prefix.as_str(),
+    ] {
+        assert_eq!(
+            tokens.rotate(bad, None).await.unwrap_err(),
+            Error::RefreshInvalid,
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_well_formed_token_is_invalid() {
+    let f = fixture(RefreshPolicy::default());
+    let unknown = format!("mcp_rt_{}", "a".repeat(43));
+    assert_eq!(
+        f.tokens.rotate(&unknown, None).await.unwrap_err(),
+        Error::RefreshInvalid
+    );
+}
