@@ -43,11 +43,10 @@ pub struct Measurement {
 
 /// Every row whose name contains `filter` (all rows when `None`).
 pub fn rows(filter: Option<&str>) -> Result<Vec<Row>, mcpsec_core::Error> {
+    let setup = |_| mcpsec_core::Error::InvalidArgument("token benchmark setup");
     let mut all = vec![authorize_row()?];
-    all.extend(
-        crate::bench_tokens::rows()
-            .map_err(|_| mcpsec_core::Error::InvalidArgument("token benchmark setup"))?,
-    );
+    all.extend(crate::bench_tokens::rows().map_err(setup)?);
+    all.push(crate::bench_tokens::refresh_row().map_err(setup)?);
     Ok(all
         .into_iter()
         .filter(|row| filter.is_none_or(|f| row.name.contains(f)))

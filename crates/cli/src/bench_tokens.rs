@@ -27,7 +27,13 @@ pub(crate) fn rows() -> Result<Vec<Row>, Error> {
         .audience(AUD)
         .clock(clock.clone())
         .build()?;
-    let verifier = TokenVerifier::builder(KeySource::Static(jwks))
+    let uncached = TokenVerifier::builder(KeySource::Static(jwks.clone()))
+        .issuer(ISS)
+        .audience(AUD)
+        .clock(clock.clone())
+        .cache_capacity(0)
+        .build()?;
+    let cached = TokenVerifier::builder(KeySource::Static(jwks))
         .issuer(ISS)
         .audience(AUD)
         .clock(clock)
@@ -58,7 +64,7 @@ pub(crate) fn rows() -> Result<Vec<Row>, Error> {
     let claims = raw_claims(&token)?;
 
     // Both sides must succeed, or the comparison measures an early failure.
-    let ours_ok = verifier.verify(&token).is_ok();
+    let ours_ok = uncached.verify(&token).is_ok() && cached.verify(&token).is_ok();
     let raw_ok = jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation).is_ok()
         && jsonwebtoken::encode(&header, &claims, &encoding).is_ok();
     if !(ours_ok && raw_ok) {
@@ -66,19 +72,38 @@ pub(crate) fn rows() -> Result<Vec<Row>, Error> {
     }
 
     let verify_token = token.clone();
-    let raw_token = token;
+    let cached_token = token.clone();
+    let raw_token = token.clone();
+    let raw_token_2 = token;
+    let decoding_2 = decoding.clone();
+    let validation_2 = validation.clone();
     Ok(vec![
         Row {
             name: "tokens.verify_rs256",
             baseline: "jsonwebtoken_decode",
             op: Box::new(move || {
-                black_box(verifier.verify(black_box(&verify_token)).is_ok());
+                black_box(uncached.verify(black_box(&verify_token)).is_ok());
             }),
             base: Box::new(move || {
                 let decoded = jsonwebtoken::decode::<serde_json::Value>(
                     black_box(&raw_token),
                     &decoding,
                     &validation,
+                );
+                black_box(decoded.is_ok());
+            }),
+        },
+        Row {
+            name: "tokens.verify_rs256_cached",
+            baseline: "jsonwebtoken_decode",
+            op: Box::new(move || {
+                black_box(cached.verify(black_box(&cached_token)).is_ok());
+            }),
+            base: Box::new(move || {
+                let decoded = jsonwebtoken::decode::<serde_json::Value>(
+                    black_box(&raw_token_2),
+                    &decoding_2,
+                    &validation_2,
                 );
                 black_box(decoded.is_ok());
             }),
@@ -94,6 +119,48 @@ pub(crate) fn rows() -> Result<Vec<Row>, Error> {
             }),
         },
     ])
+}
+
+/// `tokens.refresh_rotate` on the memory store, against its raw primitives: 32 bytes
+/// from the OS CSPRNG and one SHA-256.
+pub(crate) fn refresh_row() -> Result<Row, Error> {
+    use mcpsec_tokens::{MemoryRefreshStore, RefreshPolicy, RefreshTokens, SessionGrant};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|_| Error::Config("runtime"))?;
+    let clock = Arc::new(ManualClock::at_unix(1_767_225_600));
+    let tokens = RefreshTokens::new(
+        Arc::new(MemoryRefreshStore::new()),
+        Arc::new(mcpsec_core::NullSink),
+        clock.clone(),
+        RefreshPolicy::default(),
+    );
+    let grant = SessionGrant {
+        subject: UserId::new("ada").map_err(|_| Error::Config("sub"))?,
+        org: None,
+        role: None,
+        scopes: ScopeSet::ALL,
+        auth_time: std::time::UNIX_EPOCH,
+        amr: mcpsec_access::AuthMethods::EMPTY,
+    };
+    let mut current = runtime.block_on(tokens.start(grant))?.token;
+    Ok(Row {
+        name: "tokens.refresh_rotate",
+        baseline: "csprng32_sha256",
+        op: Box::new(move || {
+            if let Ok(next) = runtime.block_on(tokens.rotate(current.expose_secret(), None)) {
+                current = next.token;
+            }
+        }),
+        base: Box::new(|| {
+            let mut secret = [0u8; 32];
+            let _ = mcpsec_core::fill_random(&mut secret);
+            black_box(aws_lc_rs::digest::digest(
+                &aws_lc_rs::digest::SHA256,
+                black_box(&secret),
+            ));
+        }),
+    })
 }
 
 /// The payload of an issued token, so the baseline signs the same claims.

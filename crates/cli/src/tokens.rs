@@ -42,7 +42,9 @@ pub struct Generated {
 }
 
 /// Generates a key into `dir/kid.pem` (mode 0600, never overwritten) and adds its public
-/// half to `dir/jwks.json`, keeping the keys already there.
+/// half to `dir/jwks.json`, keeping the keys already there. A lock file serialises
+/// concurrent runs on one directory; if the JWKS cannot be updated, the new private key
+/// is removed again so that a retry starts clean.
 pub fn generate(
     alg: Algorithm,
     kid: &str,
@@ -52,6 +54,28 @@ pub fn generate(
     let kid = KeyId::new(kid).map_err(|e| usage(format!("--kid: {e}")))?;
     std::fs::create_dir_all(dir)
         .map_err(|e| usage(format!("cannot create {}: {e}", dir.display())))?;
+    let lock = dir.join(".jwks.lock");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&lock)
+        .map_err(|_| {
+            usage(format!(
+                "{} exists: another `keys generate` is running (or crashed; remove it)",
+                lock.display()
+            ))
+        })?;
+    let result = generate_locked(alg, &kid, dir, rsa_bits);
+    let _ = std::fs::remove_file(&lock);
+    result
+}
+
+fn generate_locked(
+    alg: Algorithm,
+    kid: &KeyId,
+    dir: &Path,
+    rsa_bits: RsaBits,
+) -> Result<Generated, CliError> {
     let jwks_path = dir.join("jwks.json");
     let mut jwks = if jwks_path.exists() {
         let bytes = std::fs::read(&jwks_path)
@@ -76,11 +100,14 @@ pub fn generate(
     let key_path = dir.join(format!("{kid}.pem"));
     write_private(&key_path, pem.expose_secret().as_bytes())?;
     jwks.keys.push(key.public_jwk());
-    let tmp = dir.join(".jwks.json.tmp");
-    std::fs::write(&tmp, jwks.to_json())
-        .map_err(|e| usage(format!("cannot write {}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, &jwks_path)
-        .map_err(|e| usage(format!("cannot write {}: {e}", jwks_path.display())))?;
+    let tmp = dir.join(format!(".jwks.json.{}.tmp", std::process::id()));
+    let written = std::fs::write(&tmp, format!("{}\n", jwks.to_json()))
+        .and_then(|()| std::fs::rename(&tmp, &jwks_path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(&key_path);
+        return Err(usage(format!("cannot write {}: {e}", jwks_path.display())));
+    }
     Ok(Generated {
         kid: kid.to_string(),
         alg: alg.as_str(),

@@ -57,6 +57,9 @@ pub enum Error {
     /// A claim has the wrong JSON type or an invalid value (never treated as absent).
     #[error("invalid claim {0}")]
     InvalidClaim(&'static str),
+    /// The token's `jti` is on the revocation list.
+    #[error("token revoked")]
+    Revoked,
     /// A required scope is not granted.
     #[error("required scope not granted")]
     InsufficientScope,
@@ -116,7 +119,7 @@ impl Error {
             Error::InsufficientScope => ReasonCode::ScopeMissing,
             Error::RefreshInvalid => ReasonCode::UnknownCredential,
             Error::RefreshReused | Error::RefreshRaced => ReasonCode::Reused,
-            Error::RefreshRevoked => ReasonCode::Revoked,
+            Error::RefreshRevoked | Error::Revoked => ReasonCode::Revoked,
             Error::RefreshExpired => ReasonCode::Expired,
             _ => ReasonCode::Malformed,
         }

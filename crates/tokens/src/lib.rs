@@ -53,6 +53,7 @@
 )]
 
 mod alg;
+mod cache;
 mod error;
 mod issue;
 mod jwk;
@@ -66,6 +67,7 @@ pub mod testkit;
 mod verify;
 
 pub use alg::Algorithm;
+pub use cache::DEFAULT_CACHE_CAPACITY;
 pub use error::Error;
 pub use issue::{AccessGrant, DEFAULT_ACCESS_TTL, TokenIssuer, TokenIssuerBuilder};
 pub use jwk::{Jwk, JwkSet, MAX_JWKS_KEYS, MAX_JWKS_LEN, VerifyingKey};
@@ -77,6 +79,6 @@ pub use refresh_store::{
     SessionGrant, StoreError, TokenHash,
 };
 pub use verify::{
-    DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, KeySource, TokenVerifier, TokenVerifierBuilder,
-    VerifiedClaims,
+    DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, JtiRevocation, KeySource, TokenVerifier,
+    TokenVerifierBuilder, VerifiedClaims,
 };

@@ -7,6 +7,7 @@
 //! `kid`, `alg` bound to the key) → signature → claims (duplicates, `exp`, `nbf`, `iat`,
 //! `iss`, `aud`, `sub`, scopes).
 
+use crate::cache::{DEFAULT_CACHE_CAPACITY, VerifiedCache};
 use crate::jwk::{JwkSet, VerifyingKey};
 use crate::{Algorithm, Error, strict_json};
 use base64::Engine;
@@ -71,7 +72,8 @@ pub struct VerifiedClaims {
     acr: Option<String>,
     kid: KeyId,
     alg: Algorithm,
-    payload: Map<String, Value>,
+    exp_seconds: f64,
+    payload: Arc<Map<String, Value>>,
 }
 
 impl VerifiedClaims {
@@ -157,9 +159,20 @@ impl VerifiedClaims {
     }
 }
 
+/// A list of revoked token ids (`jti`), consulted on every verification after the cache.
+///
+/// Called on the request path for every token, so it must answer from memory (a set the
+/// host keeps current from its store); it must not block.
+pub trait JtiRevocation: Send + Sync + std::fmt::Debug {
+    /// Whether the token with this `jti` has been revoked.
+    fn is_revoked(&self, jti: &TokenId) -> bool;
+}
+
 /// Verifies access tokens strictly. Build with [`TokenVerifier::builder`].
 #[derive(Debug, Clone)]
 pub struct TokenVerifier {
+    cache: Arc<VerifiedCache>,
+    revocation: Option<Arc<dyn JtiRevocation>>,
     source: KeySource,
     keys: Arc<RwLock<HashMap<String, VerifyingKey>>>,
     issuer: String,
@@ -175,6 +188,8 @@ pub struct TokenVerifier {
 /// without an issuer and an audience.
 #[derive(Debug)]
 pub struct TokenVerifierBuilder {
+    cache_capacity: usize,
+    revocation: Option<Arc<dyn JtiRevocation>>,
     source: KeySource,
     issuer: Option<String>,
     audience: Option<String>,
@@ -189,6 +204,8 @@ impl TokenVerifier {
     /// Starts a builder with keys from `source`.
     pub fn builder(source: KeySource) -> TokenVerifierBuilder {
         TokenVerifierBuilder {
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+            revocation: None,
             source,
             issuer: None,
             audience: None,
@@ -205,6 +222,7 @@ impl TokenVerifier {
     pub fn reload(&self) -> Result<(), Error> {
         let keys = index(self.source.load()?.verifying_keys()?);
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) = keys;
+        self.cache.clear();
         Ok(())
     }
 
@@ -212,14 +230,43 @@ impl TokenVerifier {
     pub fn set_keys(&self, set: &JwkSet) -> Result<(), Error> {
         let keys = index(set.verifying_keys()?);
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) = keys;
+        self.cache.clear();
         Ok(())
     }
 
     /// Verifies `token` and returns its claims, or the first check that failed.
+    ///
+    /// A token verified before (same bytes, keys unchanged since) is answered from the
+    /// cache after re-checking `exp`; the revocation list, when set, is consulted either way.
     pub fn verify(&self, token: &str) -> Result<VerifiedClaims, Error> {
         if token.len() > self.max_len {
             return Err(Error::TooLarge);
         }
+        let cache_key = VerifiedCache::key(token);
+        let claims = match self.cache.get(&cache_key) {
+            Some(hit) => {
+                if seconds(self.clock.now()) >= hit.exp_seconds + self.leeway.as_secs_f64() {
+                    self.cache.remove(&cache_key);
+                    return Err(Error::Expired);
+                }
+                hit
+            }
+            None => {
+                let claims = Arc::new(self.verify_uncached(token)?);
+                self.cache.insert(cache_key, Arc::clone(&claims));
+                claims
+            }
+        };
+        if let Some(revocation) = &self.revocation {
+            let jti = claims.jti.as_ref().ok_or(Error::MissingClaim("jti"))?;
+            if revocation.is_revoked(jti) {
+                return Err(Error::Revoked);
+            }
+        }
+        Ok(VerifiedClaims::clone(&claims))
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<VerifiedClaims, Error> {
         let (header_b64, payload_b64, signature_b64) = split(token)?;
         let header = decode_object(header_b64)?;
         let key = self.check_header(&header)?;
@@ -381,7 +428,8 @@ impl TokenVerifier {
             acr,
             kid: key.kid().clone(),
             alg: key.algorithm(),
-            payload,
+            exp_seconds: exp,
+            payload: Arc::new(payload),
         })
     }
 }
@@ -492,6 +540,18 @@ impl TokenVerifierBuilder {
         self
     }
 
+    /// How many verified tokens to remember (default 10,000; 0 turns the cache off).
+    pub fn cache_capacity(mut self, capacity: usize) -> Self {
+        self.cache_capacity = capacity;
+        self
+    }
+
+    /// Refuse tokens whose `jti` the list says is revoked (and tokens without a `jti`).
+    pub fn revocation(mut self, revocation: Arc<dyn JtiRevocation>) -> Self {
+        self.revocation = Some(revocation);
+        self
+    }
+
     /// Loads the keys and builds the verifier. Fails without an issuer or an audience,
     /// with a leeway over 5 minutes, or when the key source yields no usable key.
     pub fn build(self) -> Result<TokenVerifier, Error> {
@@ -514,6 +574,8 @@ impl TokenVerifierBuilder {
             return Err(Error::InvalidKeySet("no usable signing key"));
         }
         Ok(TokenVerifier {
+            cache: Arc::new(VerifiedCache::new(self.cache_capacity)),
+            revocation: self.revocation,
             source: self.source,
             keys: Arc::new(RwLock::new(keys)),
             issuer,
@@ -524,5 +586,31 @@ impl TokenVerifierBuilder {
             accept_missing_typ: self.accept_missing_typ,
             clock: self.clock,
         })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// A `VerifiedClaims` for unit tests of the cache.
+    pub(crate) fn sample_claims() -> VerifiedClaims {
+        VerifiedClaims {
+            subject: UserId::new("u").unwrap(),
+            issuer: "i".to_owned(),
+            expires_at: UNIX_EPOCH,
+            issued_at: UNIX_EPOCH,
+            jti: None,
+            scopes: ScopeSet::EMPTY,
+            org: None,
+            role: None,
+            auth_time: None,
+            amr: AuthMethods::EMPTY,
+            acr: None,
+            kid: KeyId::new("k").unwrap(),
+            alg: Algorithm::EdDSA,
+            exp_seconds: 0.0,
+            payload: Arc::new(Map::new()),
+        }
     }
 }

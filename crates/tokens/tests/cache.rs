@@ -1,0 +1,89 @@
+//! The verified-token cache: hits re-check expiry, key changes flush it, revocation is
+//! consulted after it.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+mod common;
+
+use common::*;
+use mcpsec_core::TokenId;
+use mcpsec_tokens::{Error, JtiRevocation, JwkSet, KeySource, TokenVerifier};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[test]
+fn a_cached_token_still_expires() {
+    let clock = clock();
+    let verifier = verifier(&clock);
+    let token = forge(
+        ed(),
+        &header(ed()),
+        &with("exp", serde_json::json!(NOW + 100)),
+    );
+    assert!(verifier.verify(&token).is_ok());
+    assert!(verifier.verify(&token).is_ok(), "hit");
+    clock.advance(Duration::from_secs(130));
+    assert_eq!(verifier.verify(&token).unwrap_err(), Error::Expired);
+}
+
+#[test]
+fn removing_a_key_flushes_the_cache() {
+    let clock = clock();
+    let verifier = verifier(&clock);
+    let token = forge(ed(), &header(ed()), &claims());
+    assert!(verifier.verify(&token).is_ok());
+    verifier
+        .set_keys(&JwkSet {
+            keys: vec![rsa().public_jwk()],
+        })
+        .unwrap();
+    assert_eq!(verifier.verify(&token).unwrap_err(), Error::UnknownKey);
+}
+
+#[derive(Debug, Default)]
+struct Denylist(Mutex<HashSet<String>>);
+
+impl JtiRevocation for Denylist {
+    fn is_revoked(&self, jti: &TokenId) -> bool {
+        self.0.lock().unwrap().contains(jti.as_str())
+    }
+}
+
+#[test]
+fn revocation_is_checked_after_the_cache() {
+    let denylist = Arc::new(Denylist::default());
+    let verifier = TokenVerifier::builder(KeySource::Static(jwks()))
+        .issuer(ISS)
+        .audience(AUD)
+        .clock(Arc::new(clock()))
+        .revocation(denylist.clone())
+        .build()
+        .unwrap();
+    let token = forge(ed(), &header(ed()), &claims());
+    assert!(verifier.verify(&token).is_ok());
+    denylist.0.lock().unwrap().insert("t-1".to_owned());
+    assert_eq!(
+        verifier.verify(&token).unwrap_err(),
+        Error::Revoked,
+        "a cached token is revoked too"
+    );
+    let no_jti = forge(ed(), &header(ed()), &with("jti", serde_json::Value::Null));
+    assert_eq!(
+        verifier.verify(&no_jti).unwrap_err(),
+        Error::MissingClaim("jti")
+    );
+}
+
+#[test]
+fn a_failed_verification_is_never_cached() {
+    let clock = clock();
+    let verifier = verifier(&clock);
+    let early = forge(
+        ed(),
+        &header(ed()),
+        &with("nbf", serde_json::json!(NOW + 60)),
+    );
+    assert_eq!(verifier.verify(&early).unwrap_err(), Error::NotYetValid);
+    clock.advance(Duration::from_secs(60));
+    assert!(verifier.verify(&early).is_ok());
+}
