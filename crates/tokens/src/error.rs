@@ -94,6 +94,9 @@ pub enum Error {
     /// The session passed its absolute or idle lifetime.
     #[error("session expired")]
     RefreshExpired,
+    /// The CSRF token, the double-submit cookie or the request's origin did not check out.
+    #[error("cross-site request refused")]
+    Csrf,
     /// The store failed; nothing was issued.
     #[error("token store unavailable: {0}")]
     Store(&'static str),

@@ -54,6 +54,7 @@
 
 mod alg;
 mod cache;
+mod cookie;
 mod error;
 mod issue;
 mod jwk;
@@ -68,6 +69,10 @@ mod verify;
 
 pub use alg::Algorithm;
 pub use cache::DEFAULT_CACHE_CAPACITY;
+pub use cookie::{
+    CSRF_COOKIE, CSRF_HEADER, CsrfKey, REFRESH_COOKIE, check_origin, clear_refresh_cookie,
+    csrf_cookie, read_cookie, refresh_cookie,
+};
 pub use error::Error;
 pub use issue::{AccessGrant, DEFAULT_ACCESS_TTL, TokenIssuer, TokenIssuerBuilder};
 pub use jwk::{Jwk, JwkSet, MAX_JWKS_KEYS, MAX_JWKS_LEN, VerifyingKey};
