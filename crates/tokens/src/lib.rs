@@ -4,8 +4,11 @@
 //!
 //! - [`SigningKey`] and [`generate_pem`]: RS256 (default), ES256 and EdDSA keys, PKCS#8
 //!   PEM, parsed once, never printed.
-//! - [`SigningKeyring`]: next → current → retired → removed, one call to [`rotate`]
-//!   (SigningKeyring::rotate), and the [`JwkSet`] to publish.
+//! - [`SigningKeyring`]: next → current → retired → removed, one call to
+//!   [`rotate`](SigningKeyring::rotate), and the [`JwkSet`] to publish.
+//! - [`RefreshTokens`]: refresh tokens with rotation and reuse detection over a
+//!   [`RefreshTokenStore`]; [`refresh_cookie`], [`CsrfKey`] and [`check_origin`] for the
+//!   refresh endpoint.
 //! - [`TokenIssuer`]: RFC 9068 access tokens (`typ: at+jwt`, `kid`).
 //! - [`TokenVerifier`]: strict verification that refuses to build without an issuer and
 //!   an audience, binds the algorithm to the key, and checks every claim's type. It yields
