@@ -138,7 +138,7 @@ enum TokenCommand {
     /// Verify a token strictly. Valid: exit 0 and the claims as JSON on stdout. Invalid:
     /// exit 1 and one line naming the reason on stderr.
     Verify {
-        /// JWK set file (remote URLs are not supported yet).
+        /// JWK set file, or its URL (HTTPS; plain HTTP only to loopback).
         #[arg(long, value_name = "FILE|URL")]
         jwks: String,
         /// Expected issuer.

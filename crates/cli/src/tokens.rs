@@ -228,23 +228,57 @@ pub fn verify(
     require: Option<Scope>,
     token: &str,
 ) -> Result<Value, CliError> {
-    if jwks.starts_with("https://") || jwks.starts_with("http://") {
+    let token = token.trim();
+    if token.is_empty() {
         return Err(usage(
-            "--jwks: remote JWKS URLs are not supported yet; download the set and pass the file",
+            "no token given (pass it as an argument or on standard input)",
         ));
     }
-    let verifier = TokenVerifier::builder(KeySource::File(PathBuf::from(jwks)))
-        .issuer(iss)
-        .audience(aud)
-        .build()
-        .map_err(|e| usage(format!("--jwks: {e}")))?;
-    let result = match require {
-        Some(scope) => verifier.verify_with_scope(token.trim(), scope),
-        None => verifier.verify(token.trim()),
+    let claims = if jwks.starts_with("https://") || jwks.starts_with("http://") {
+        verify_remote(jwks, iss, aud, token)?
+    } else {
+        TokenVerifier::builder(KeySource::File(PathBuf::from(jwks)))
+            .issuer(iss)
+            .audience(aud)
+            .build()
+            .map_err(|e| usage(format!("--jwks: {e}")))?
+            .verify(token)
     };
-    result
-        .map(|claims| Value::Object(claims.payload().clone()))
-        .map_err(|e| CliError::Invalid(e.to_string()))
+    let claims = claims.map_err(|e| CliError::Invalid(e.to_string()))?;
+    if let Some(scope) = require
+        && !claims.scopes().allows(scope)
+    {
+        return Err(CliError::Invalid(
+            mcpsec_tokens::Error::InsufficientScope.to_string(),
+        ));
+    }
+    Ok(Value::Object(claims.payload().clone()))
+}
+
+type Verified = Result<mcpsec_tokens::VerifiedClaims, mcpsec_tokens::Error>;
+
+/// Fetches the JWKS from `url` (HTTPS; plain HTTP only to loopback) and verifies. A fetch
+/// failure is an input error (exit 2); a bad token an invalid one (exit 1).
+fn verify_remote(url: &str, iss: &str, aud: &str, token: &str) -> Result<Verified, CliError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| usage(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(async {
+        let remote = mcpsec_tokens::RemoteJwks::builder(url)
+            .build()
+            .map_err(|e| usage(format!("--jwks: {e}")))?;
+        let keys = remote
+            .keys()
+            .await
+            .map_err(|e| usage(format!("--jwks: {e}")))?;
+        let verifier = TokenVerifier::builder(KeySource::Static(keys))
+            .issuer(iss)
+            .audience(aud)
+            .build()
+            .map_err(|e| usage(format!("--jwks: {e}")))?;
+        Ok(mcpsec_tokens::verify_with_remote(&verifier, &remote, token).await)
+    })
 }
 
 /// Decodes header and claims without verifying anything, for `token inspect`.

@@ -317,13 +317,41 @@ fn token_verify_rejects_a_key_outside_the_jwks() {
 }
 
 #[test]
-fn token_verify_refuses_a_jwks_url() {
+fn token_verify_with_an_unusable_jwks_url_is_an_input_error() {
     let dir = Scratch::new("token_verify_url");
     keygen(&dir, "ES256", "k1", &[]);
     let token = issue(&dir, "k1", &[]);
-    let url = "https://auth.example.test/.well-known/jwks.json";
-    let out = verify_as(url, ISS, AUD, &token, &[]);
-    assert_eq!(code(&out), Some(2), "{out:?}");
+    for url in [
+        "https://auth.example.test/.well-known/jwks.json", // unreachable here
+        "http://auth.example.test/jwks.json",              // plain HTTP off loopback
+    ] {
+        let out = verify_as(url, ISS, AUD, &token, &[]);
+        assert_eq!(code(&out), Some(2), "{url}: {out:?}");
+    }
+}
+
+#[test]
+fn token_verify_fetches_the_jwks_from_a_url() {
+    use std::io::{Read, Write};
+    let dir = Scratch::new("token_verify_remote");
+    keygen(&dir, "EdDSA", "k1", &[]);
+    let token = issue(&dir, "k1", &[]);
+    let body = std::fs::read_to_string(dir.path("jwks.json")).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = [0u8; 4096];
+        let _ = stream.read(&mut request).unwrap();
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(response.as_bytes()).unwrap();
+    });
+    let out = verify_as(&url, ISS, AUD, &token, &[]);
+    assert_eq!(code(&out), Some(0), "{out:?}");
+    server.join().unwrap();
 }
 
 #[test]
@@ -362,4 +390,17 @@ fn rotation_set_verifies_tokens_from_both_keys() {
         let out = verify(&dir, &token, &[]);
         assert_eq!(code(&out), Some(0), "{kid}: {out:?}");
     }
+}
+
+#[test]
+fn token_verify_without_a_token_is_a_usage_error() {
+    let dir = Scratch::new("token_verify_empty");
+    keygen(&dir, "EdDSA", "k1", &[]);
+    let jwks = dir.path("jwks.json");
+    let args = [
+        "token", "verify", "--jwks", &jwks, "--iss", ISS, "--aud", AUD, "-",
+    ];
+    let out = run(&args, Some(""));
+    assert_eq!(code(&out), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no token given"));
 }

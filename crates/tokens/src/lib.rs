@@ -65,6 +65,7 @@ mod keyring;
 mod keys;
 mod refresh;
 mod refresh_store;
+mod remote;
 mod strict_json;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -85,6 +86,10 @@ pub use refresh::{IssuedRefresh, REFRESH_PREFIX, RefreshPolicy, RefreshTokens};
 pub use refresh_store::{
     ConsumeOutcome, FamilyRecord, MemoryRefreshStore, RefreshRecord, RefreshTokenStore,
     SessionGrant, StoreError, TokenHash,
+};
+pub use remote::{
+    DEFAULT_JWKS_COOLDOWN, DEFAULT_JWKS_TIMEOUT, DEFAULT_JWKS_TTL, RemoteJwks, RemoteJwksBuilder,
+    verify_with_remote,
 };
 pub use verify::{
     DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, JtiRevocation, KeySource, TokenVerifier,
