@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 pub const MAX_JWKS_LEN: usize = 64 * 1024;
 /// Most keys accepted in one set.
 pub const MAX_JWKS_KEYS: usize = 32;
+/// Longest `kid` accepted in a JWK set.
+pub const MAX_KID_LEN: usize = 256;
 
 /// A public signing key as a JWK. Only public members: a set that carries private key
 /// material is refused when parsed.
@@ -122,7 +124,14 @@ impl Jwk {
             .kid
             .as_deref()
             .ok_or(Error::InvalidKeySet("key without kid"))?;
-        let kid = KeyId::new(kid).map_err(|_| Error::InvalidKeySet("invalid kid"))?;
+        // Other issuers' kids are opaque strings (thumbprints with `+/=`, e-mail-like names):
+        // accept any printable ASCII up to 256 bytes; it is public, and never logged raw.
+        if kid.is_empty() || kid.len() > MAX_KID_LEN || !kid.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Error::InvalidKeySet(
+                "kid must be 1 to 256 printable ASCII characters",
+            ));
+        }
+        let kid = kid.to_owned();
         let alg = self.bound_algorithm()?;
         let key = match alg {
             Algorithm::RS256 => {
@@ -181,7 +190,7 @@ fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
 /// A public key ready to verify signatures: bound to one algorithm and one `kid`.
 #[derive(Clone)]
 pub struct VerifyingKey {
-    kid: KeyId,
+    kid: String,
     alg: Algorithm,
     key: jsonwebtoken::DecodingKey,
 }
@@ -197,7 +206,7 @@ impl std::fmt::Debug for VerifyingKey {
 
 impl VerifyingKey {
     /// The key id.
-    pub fn kid(&self) -> &KeyId {
+    pub fn kid(&self) -> &str {
         &self.kid
     }
 

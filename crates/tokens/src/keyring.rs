@@ -7,6 +7,7 @@
 
 use crate::jwk::{JwkSet, VerifyingKey};
 use crate::{Error, SigningKey};
+use mcpsec_core::{EventKind, Label, Outcome, ReasonCode, ResourceId, SecurityEvent};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -129,6 +130,21 @@ impl SigningKeyring {
         JwkSet {
             keys: self.entries.iter().map(|e| e.key.public_jwk()).collect(),
         }
+    }
+
+    /// A `sys_crypto_key_rotated` event naming the key that signs now, to record after
+    /// [`rotate`](SigningKeyring::rotate) (critical: sinks make it durable).
+    pub fn rotation_event(&self, time: SystemTime) -> Result<SecurityEvent, Error> {
+        let current = self.current()?;
+        let mut event = SecurityEvent::new(EventKind::SysCryptoKeyRotated, Outcome::Success, time)
+            .with_reason(ReasonCode::Rotation);
+        if let (Ok(kind), Ok(id)) = (
+            Label::new("signing_key"),
+            ResourceId::new(current.kid().as_str()),
+        ) {
+            event = event.with_resource(kind, Some(id));
+        }
+        Ok(event)
     }
 
     /// The verifying keys for a verifier in the same process.

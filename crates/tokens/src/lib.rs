@@ -79,7 +79,7 @@ pub use cookie::{
 };
 pub use error::Error;
 pub use issue::{AccessGrant, DEFAULT_ACCESS_TTL, TokenIssuer, TokenIssuerBuilder};
-pub use jwk::{Jwk, JwkSet, MAX_JWKS_KEYS, MAX_JWKS_LEN, VerifyingKey};
+pub use jwk::{Jwk, JwkSet, MAX_JWKS_KEYS, MAX_JWKS_LEN, MAX_KID_LEN, VerifyingKey};
 pub use keyring::{KeyState, SigningKeyring};
 pub use keys::{RsaBits, SigningKey, generate_pem};
 pub use refresh::{IssuedRefresh, REFRESH_PREFIX, RefreshPolicy, RefreshTokens};

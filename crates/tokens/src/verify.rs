@@ -15,7 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcpsec_access::{
     AuthMethods, Authentication, CredentialKind, Principal, Role, Scope, ScopeSet,
 };
-use mcpsec_core::{KeyId, OrgId, SharedClock, SystemClock, TokenId, UserId};
+use mcpsec_core::{OrgId, SharedClock, SystemClock, TokenId, UserId};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::path::Path;
@@ -70,7 +70,7 @@ pub struct VerifiedClaims {
     auth_time: Option<SystemTime>,
     amr: AuthMethods,
     acr: Option<String>,
-    kid: KeyId,
+    kid: String,
     alg: Algorithm,
     exp_seconds: f64,
     payload: Arc<Map<String, Value>>,
@@ -122,7 +122,7 @@ impl VerifiedClaims {
         self.acr.as_deref()
     }
     /// The key that signed it.
-    pub fn kid(&self) -> &KeyId {
+    pub fn kid(&self) -> &str {
         &self.kid
     }
     /// The algorithm it was signed with.
@@ -426,7 +426,7 @@ impl TokenVerifier {
             auth_time: auth_time.map(time),
             amr,
             acr,
-            kid: key.kid().clone(),
+            kid: key.kid().to_owned(),
             alg: key.algorithm(),
             exp_seconds: exp,
             payload: Arc::new(payload),
@@ -607,7 +607,7 @@ pub(crate) mod tests_support {
             auth_time: None,
             amr: AuthMethods::EMPTY,
             acr: None,
-            kid: KeyId::new("k").unwrap(),
+            kid: "k".to_owned(),
             alg: Algorithm::EdDSA,
             exp_seconds: 0.0,
             payload: Arc::new(Map::new()),

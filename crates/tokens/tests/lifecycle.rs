@@ -55,6 +55,10 @@ fn rotation_moves_keys_through_their_states() {
     assert_eq!(state("b"), Some(KeyState::Current));
     assert_eq!(state("c"), Some(KeyState::Next));
     assert_eq!(ring.current().unwrap().kid().as_str(), "b");
+    let event = ring.rotation_event(clock.now()).unwrap();
+    assert_eq!(event.kind, mcpsec_core::EventKind::SysCryptoKeyRotated);
+    assert!(event.is_critical());
+    assert_eq!(event.resource.unwrap().id.unwrap().as_str(), "b");
     assert!(ring.prune(clock.now()).is_empty(), "not yet");
     clock.advance(Duration::from_secs(60));
     assert_eq!(ring.prune(clock.now()), vec![KeyId::new("a").unwrap()]);

@@ -50,6 +50,14 @@ fn rfc7515_a3_es256_verifies() {
 }
 
 #[test]
+fn rfc7520_4_1_rs256_verifies_with_an_email_like_kid() {
+    let v = load("rfc7520_4_1.json");
+    let jws = v["jws"].as_str().unwrap();
+    assert!(verifies(&v, jws));
+    assert!(!verifies(&v, &flip_last_signature_char(jws)));
+}
+
+#[test]
 fn rfc8037_a4_ed25519_verifies_and_is_reproduced_exactly() {
     let v = load("rfc8037_a.json");
     let jws = v["jws"].as_str().unwrap();
