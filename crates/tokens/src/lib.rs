@@ -57,6 +57,7 @@
 
 mod alg;
 mod cache;
+mod claims;
 mod cookie;
 mod error;
 mod issue;
@@ -73,6 +74,7 @@ mod verify;
 
 pub use alg::Algorithm;
 pub use cache::DEFAULT_CACHE_CAPACITY;
+pub use claims::VerifiedClaims;
 pub use cookie::{
     CSRF_COOKIE, CSRF_HEADER, CsrfKey, REFRESH_COOKIE, check_origin, clear_refresh_cookie,
     csrf_cookie, read_cookie, refresh_cookie,
@@ -93,5 +95,5 @@ pub use remote::{
 };
 pub use verify::{
     DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, JtiRevocation, KeySource, TokenVerifier,
-    TokenVerifierBuilder, VerifiedClaims,
+    TokenVerifierBuilder,
 };

@@ -11,8 +11,9 @@
 //! `Content-Length`), and parses the body with [`JwkSet::parse`].
 
 use crate::Error;
+use crate::VerifiedClaims;
 use crate::jwk::{JwkSet, MAX_JWKS_LEN};
-use crate::verify::{TokenVerifier, VerifiedClaims};
+use crate::verify::TokenVerifier;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcpsec_core::{SharedClock, SystemClock};
