@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-/// The claims of a token that passed every check. Only [`TokenVerifier`] makes one.
+/// The claims of a token that passed every check. Only [`TokenVerifier`](crate::TokenVerifier) makes one.
 #[derive(Debug, Clone)]
 pub struct VerifiedClaims {
     pub(crate) subject: UserId,
