@@ -1,0 +1,92 @@
+//! The one error type of mcpsec-apikeys.
+
+use mcpsec_core::ReasonCode;
+use std::time::Duration;
+
+/// Why a key was refused or an operation failed.
+///
+/// Clients must be told only "invalid key" (see [`Error::client_message`]); the variant is
+/// for the service's own logic and its security events. `Display` never holds key material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Not the key format (length, prefix, env, separators, alphabet).
+    #[error("malformed API key")]
+    Malformed,
+    /// The format is right but the checksum is not: a typo or junk.
+    #[error("API key checksum mismatch")]
+    BadChecksum,
+    /// A key of the other environment (a test key where live keys are required).
+    #[error("API key for the wrong environment")]
+    WrongEnv,
+    /// No key with this id.
+    #[error("unknown API key")]
+    Unknown,
+    /// The id exists but the secret does not match.
+    #[error("API key secret mismatch")]
+    SecretMismatch,
+    /// The key was revoked.
+    #[error("API key revoked")]
+    Revoked,
+    /// The key is disabled.
+    #[error("API key disabled")]
+    Disabled,
+    /// The key expired.
+    #[error("API key expired")]
+    Expired,
+    /// This source failed too often; retry after the given time.
+    #[error("too many failed attempts; retry later")]
+    Throttled {
+        /// How long to wait.
+        retry_after: Duration,
+    },
+    /// The key's request quota is used up; retry after the given time.
+    #[error("rate limit exceeded")]
+    RateLimited {
+        /// How long to wait.
+        retry_after: Duration,
+    },
+    /// A stored hash string could not be understood.
+    #[error("unrecognised stored hash")]
+    BadStoredHash,
+    /// Configuration refused (a short pepper, bad Argon2 parameters, an empty quota).
+    #[error("configuration: {0}")]
+    Config(&'static str),
+    /// Invalid scopes or names when creating a key.
+    #[error("invalid input: {0}")]
+    Invalid(&'static str),
+    /// The OS CSPRNG failed.
+    #[error("randomness unavailable")]
+    Random,
+    /// A store or counter failed.
+    #[error("store unavailable: {0}")]
+    Store(&'static str),
+}
+
+impl Error {
+    /// What to tell the client: one opaque message for every credential failure, so the
+    /// response never says whether the id exists or which check failed.
+    pub fn client_message(&self) -> &'static str {
+        match self {
+            Error::Throttled { .. } | Error::RateLimited { .. } => "too many requests",
+            Error::Store(_) => "service unavailable",
+            _ => "invalid key",
+        }
+    }
+
+    /// The reason code for the security event about this failure.
+    pub fn reason_code(&self) -> ReasonCode {
+        match self {
+            Error::Malformed | Error::WrongEnv | Error::BadStoredHash => ReasonCode::Malformed,
+            Error::BadChecksum => ReasonCode::BadChecksum,
+            Error::Unknown => ReasonCode::UnknownCredential,
+            Error::SecretMismatch => ReasonCode::SecretMismatch,
+            Error::Revoked => ReasonCode::Revoked,
+            Error::Disabled => ReasonCode::Disabled,
+            Error::Expired => ReasonCode::Expired,
+            Error::Throttled { .. } => ReasonCode::LockedOut,
+            Error::RateLimited { .. } => ReasonCode::RateLimited,
+            _ => ReasonCode::Malformed,
+        }
+    }
+}

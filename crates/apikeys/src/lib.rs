@@ -1,0 +1,79 @@
+//! # mcpsec-apikeys
+//!
+//! `mcp_sk_` API keys the way GitHub and Stripe do them:
+//!
+//! - [`format`]: `mcp_sk_{env}_{id}_{secret}{checksum}`, 256-bit secrets from the OS
+//!   CSPRNG, a CRC32 checksum so junk is refused without a lookup, and the regular
+//!   expression for secret scanners ([`format::SCANNER_REGEX`]).
+//! - [`KeyHasher`]: only hashes are stored: HMAC-SHA256 with a versioned pepper (default),
+//!   Argon2id, or legacy bcrypt (feature `legacy-bcrypt`), upgraded on use.
+//! - [`ApiKeys`]: create (the plaintext is shown once), list (hints only), rotate with an
+//!   overlap, disable, revoke, and [`verify`](ApiKeys::verify): constant-time, with a dummy
+//!   comparison for unknown ids, throttling of failing *sources* (never of the key), and a
+//!   per-key quota.
+//! - [`ApiKeyStore`] and [`AttemptCounter`]: where state lives, with in-memory backends
+//!   and conformance suites (feature `testkit`).
+//!
+//! ```
+//! use mcpsec_access::Role;
+//! use mcpsec_apikeys::{ApiKeys, Env, HashMode, KeyHasher, MemoryApiKeyStore, NewKey, Pepper, Source};
+//! use mcpsec_core::{OrgId, UserId};
+//! use std::sync::Arc;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let hasher = KeyHasher::new(Pepper::generate(1)?, vec![], HashMode::HmacSha256)?;
+//! let keys = ApiKeys::builder(Arc::new(MemoryApiKeyStore::new()), hasher).build()?;
+//!
+//! let ada = UserId::new("ada")?;
+//! let (key, record) = keys
+//!     .create(NewKey {
+//!         owner: ada.clone(),
+//!         org: OrgId::new("acme")?,
+//!         scopes: "mcp:read".into(),
+//!         env: Env::Live,
+//!         name: "ci-runner".into(),
+//!         expires_at: None,
+//!         created_by: ada,
+//!     })
+//!     .await?;
+//! assert!(key.expose_secret().starts_with("mcp_sk_live_"));
+//!
+//! let verified = keys.verify(key.expose_secret(), &Source::Ip("192.0.2.1".parse()?)).await?;
+//! let principal = verified.principal(Role::Developer);
+//! assert_eq!(principal.subject(), &record.owner);
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        reason = "tests fail loudly on purpose"
+    )
+)]
+
+mod attempts;
+mod cache;
+mod error;
+pub mod format;
+mod hash;
+mod lifecycle;
+mod limits;
+mod service;
+mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+mod verify;
+
+pub use attempts::{AttemptCounter, AttemptState, MemoryAttemptCounter};
+pub use error::Error;
+pub use format::{Env, ParsedKey};
+pub use hash::{Argon2Params, HashCheck, HashMode, KeyHasher, Pepper};
+pub use lifecycle::{KeySummary, NewKey};
+pub use limits::{LockoutPolicy, RateLimitInfo};
+pub use service::{ApiKeys, ApiKeysBuilder, DEFAULT_LAST_USED_INTERVAL, DEFAULT_QUOTA_PER_MINUTE};
+pub use store::{ApiKeyRecord, ApiKeyStore, KeyStatus, MemoryApiKeyStore, StoreError};
+pub use verify::{Source, VerifiedKey};

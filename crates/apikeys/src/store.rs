@@ -1,0 +1,203 @@
+//! What is stored about a key, and where: the [`ApiKeyStore`] trait and its in-memory
+//! backend.
+
+use crate::format::Env;
+use mcpsec_access::ScopeSet;
+use mcpsec_core::{KeyId, Label, OrgId, UserId};
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+/// Whether a key may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    /// Usable.
+    Active,
+    /// Switched off by its owner or an admin; can be enabled again.
+    Disabled,
+    /// Revoked for good.
+    Revoked,
+}
+
+/// The stored record of a key: everything but the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// The public id (in the key itself).
+    pub id: KeyId,
+    /// The stored-hash string (see [`KeyHasher`](crate::KeyHasher)).
+    pub hash: String,
+    /// The owning user.
+    pub owner: UserId,
+    /// The owner's organization.
+    pub org: OrgId,
+    /// What the key may be used for (parsed strictly at creation).
+    pub scopes: ScopeSet,
+    /// Its environment.
+    pub env: Env,
+    /// The owner's name for it.
+    pub name: Label,
+    /// When it was created.
+    pub created_at: SystemTime,
+    /// When it stops working, if ever.
+    pub expires_at: Option<SystemTime>,
+    /// When it was last used (coarse: written at most once per interval).
+    pub last_used_at: Option<SystemTime>,
+    /// Active, disabled or revoked.
+    pub status: KeyStatus,
+    /// The last four characters of the key, for recognising it in a list.
+    pub hint: String,
+    /// Who created it (the owner, or an admin acting for them).
+    pub created_by: UserId,
+}
+
+/// A store failure. Carries no key material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("API key store: {0}")]
+pub struct StoreError(pub &'static str);
+
+/// Storage for API key records.
+///
+/// Backends must make [`replace_hash`](ApiKeyStore::replace_hash) and
+/// [`touch_last_used`](ApiKeyStore::touch_last_used) conditional updates that are atomic
+/// across the fleet (a `WHERE` clause in SQL, a script in Redis, a lock in memory); the
+/// conformance suite in `mcpsec_apikeys::testkit` checks them.
+#[async_trait::async_trait]
+pub trait ApiKeyStore: Send + Sync + std::fmt::Debug {
+    /// Stores a new record; refused if the id exists.
+    async fn insert(&self, record: &ApiKeyRecord) -> Result<(), StoreError>;
+
+    /// The record with this id.
+    async fn get(&self, id: &KeyId) -> Result<Option<ApiKeyRecord>, StoreError>;
+
+    /// Every record of an owner.
+    async fn list_by_owner(&self, owner: &UserId) -> Result<Vec<ApiKeyRecord>, StoreError>;
+
+    /// Replaces the hash only if it is still `expected` (so two concurrent upgrades of one
+    /// key cannot undo each other); returns whether it did.
+    async fn replace_hash(&self, id: &KeyId, expected: &str, new: &str)
+    -> Result<bool, StoreError>;
+
+    /// Sets the status; returns whether the id exists. A revoked key stays revoked.
+    async fn set_status(&self, id: &KeyId, status: KeyStatus) -> Result<bool, StoreError>;
+
+    /// Sets the expiry; returns whether the id exists.
+    async fn set_expiry(
+        &self,
+        id: &KeyId,
+        expires_at: Option<SystemTime>,
+    ) -> Result<bool, StoreError>;
+
+    /// Records a use at `now` only if the last recorded use is older than `min_interval`
+    /// (or absent); returns whether it wrote. Keeps the hot path from writing every time.
+    async fn touch_last_used(
+        &self,
+        id: &KeyId,
+        now: SystemTime,
+        min_interval: Duration,
+    ) -> Result<bool, StoreError>;
+}
+
+/// In-memory [`ApiKeyStore`]: one lock makes every operation atomic.
+#[derive(Debug, Default)]
+pub struct MemoryApiKeyStore {
+    records: Mutex<HashMap<KeyId, ApiKeyRecord>>,
+}
+
+impl MemoryApiKeyStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<KeyId, ApiKeyRecord>> {
+        self.records.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl ApiKeyStore for MemoryApiKeyStore {
+    async fn insert(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
+        let mut records = self.lock();
+        if records.contains_key(&record.id) {
+            return Err(StoreError("duplicate key id"));
+        }
+        records.insert(record.id.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn get(&self, id: &KeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
+        Ok(self.lock().get(id).cloned())
+    }
+
+    async fn list_by_owner(&self, owner: &UserId) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let mut out: Vec<_> = self
+            .lock()
+            .values()
+            .filter(|r| &r.owner == owner)
+            .cloned()
+            .collect();
+        out.sort_by_key(|r| r.created_at);
+        Ok(out)
+    }
+
+    async fn replace_hash(
+        &self,
+        id: &KeyId,
+        expected: &str,
+        new: &str,
+    ) -> Result<bool, StoreError> {
+        match self.lock().get_mut(id) {
+            Some(r) if r.hash == expected => {
+                r.hash = new.to_owned();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn set_status(&self, id: &KeyId, status: KeyStatus) -> Result<bool, StoreError> {
+        match self.lock().get_mut(id) {
+            Some(r) => {
+                if r.status != KeyStatus::Revoked {
+                    r.status = status;
+                }
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn set_expiry(
+        &self,
+        id: &KeyId,
+        expires_at: Option<SystemTime>,
+    ) -> Result<bool, StoreError> {
+        match self.lock().get_mut(id) {
+            Some(r) => {
+                r.expires_at = expires_at;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn touch_last_used(
+        &self,
+        id: &KeyId,
+        now: SystemTime,
+        min_interval: Duration,
+    ) -> Result<bool, StoreError> {
+        match self.lock().get_mut(id) {
+            Some(r) => {
+                let stale = r
+                    .last_used_at
+                    .is_none_or(|t| now.duration_since(t).is_ok_and(|d| d >= min_interval));
+                if stale {
+                    r.last_used_at = Some(now);
+                }
+                Ok(stale)
+            }
+            None => Ok(false),
+        }
+    }
+}

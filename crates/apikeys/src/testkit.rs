@@ -1,0 +1,195 @@
+//! Conformance suites for [`ApiKeyStore`] and [`AttemptCounter`] backends (feature
+//! `testkit`). Call them from a multi-threaded tokio test with a factory of fresh stores.
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test suite: failing loudly is its job"
+)]
+
+use crate::{ApiKeyRecord, ApiKeyStore, AttemptCounter, Env, KeyStatus};
+use mcpsec_access::ScopeSet;
+use mcpsec_core::{KeyId, Label, OrgId, UserId};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+fn at(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_767_225_600 + secs)
+}
+
+fn record(id: &str, owner: &str) -> ApiKeyRecord {
+    ApiKeyRecord {
+        id: KeyId::new(id).unwrap(),
+        hash: "hmac-sha256$v1$AAAA".to_owned(),
+        owner: UserId::new(owner).unwrap(),
+        org: OrgId::new("acme").unwrap(),
+        scopes: ScopeSet::parse_strict("mcp:read").unwrap(),
+        env: Env::Live,
+        name: Label::new("ci").unwrap(),
+        created_at: at(0),
+        expires_at: None,
+        last_used_at: None,
+        status: KeyStatus::Active,
+        hint: "abcd".to_owned(),
+        created_by: UserId::new(owner).unwrap(),
+    }
+}
+
+/// Runs every [`ApiKeyStore`] check against stores made by `make`.
+pub async fn api_key_store_conformance<F>(make: F)
+where
+    F: Fn() -> Arc<dyn ApiKeyStore>,
+{
+    let store = make();
+    let r = record("k1", "alice");
+    store.insert(&r).await.unwrap();
+    assert!(store.insert(&r).await.is_err(), "duplicate ids are refused");
+    assert_eq!(store.get(&r.id).await.unwrap(), Some(r.clone()));
+    assert_eq!(store.get(&KeyId::new("nope").unwrap()).await.unwrap(), None);
+    store.insert(&record("k2", "alice")).await.unwrap();
+    store.insert(&record("k3", "bob")).await.unwrap();
+    assert_eq!(
+        store
+            .list_by_owner(&UserId::new("alice").unwrap())
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // replace_hash is compare-and-set.
+    assert!(
+        store
+            .replace_hash(&r.id, &r.hash, "hmac-sha256$v2$BBBB")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .replace_hash(&r.id, &r.hash, "hmac-sha256$v2$CCCC")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get(&r.id).await.unwrap().unwrap().hash,
+        "hmac-sha256$v2$BBBB"
+    );
+
+    // A revoked key stays revoked.
+    assert!(store.set_status(&r.id, KeyStatus::Disabled).await.unwrap());
+    assert!(store.set_status(&r.id, KeyStatus::Revoked).await.unwrap());
+    assert!(store.set_status(&r.id, KeyStatus::Active).await.unwrap());
+    assert_eq!(
+        store.get(&r.id).await.unwrap().unwrap().status,
+        KeyStatus::Revoked
+    );
+    assert!(
+        !store
+            .set_status(&KeyId::new("nope").unwrap(), KeyStatus::Active)
+            .await
+            .unwrap()
+    );
+
+    assert!(store.set_expiry(&r.id, Some(at(100))).await.unwrap());
+    assert_eq!(
+        store.get(&r.id).await.unwrap().unwrap().expires_at,
+        Some(at(100))
+    );
+
+    // last_used is written at most once per interval.
+    let every = Duration::from_secs(300);
+    assert!(store.touch_last_used(&r.id, at(10), every).await.unwrap());
+    assert!(!store.touch_last_used(&r.id, at(200), every).await.unwrap());
+    assert!(store.touch_last_used(&r.id, at(310), every).await.unwrap());
+    assert_eq!(
+        store.get(&r.id).await.unwrap().unwrap().last_used_at,
+        Some(at(310))
+    );
+
+    // Concurrent upgrades: exactly one compare-and-set wins.
+    let shared = make();
+    shared.insert(&record("race", "alice")).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..32 {
+        let s = Arc::clone(&shared);
+        tasks.spawn(async move {
+            s.replace_hash(
+                &KeyId::new("race").unwrap(),
+                "hmac-sha256$v1$AAAA",
+                &format!("hmac-sha256$v2${i}"),
+            )
+            .await
+            .unwrap()
+        });
+    }
+    let mut wins = 0;
+    while let Some(won) = tasks.join_next().await {
+        wins += usize::from(won.expect("task"));
+    }
+    assert_eq!(wins, 1, "exactly one concurrent replace_hash wins");
+}
+
+/// Runs every [`AttemptCounter`] check against counters made by `make`, including
+/// `thirty_two_concurrent_failures_are_counted_exactly`.
+pub async fn attempt_counter_conformance<F>(make: F)
+where
+    F: Fn() -> Arc<dyn AttemptCounter>,
+{
+    let window = Duration::from_secs(60);
+    let c = make();
+    assert_eq!(c.state("s", window, at(0)).await.unwrap(), None);
+    assert_eq!(c.record_failure("s", window, at(0)).await.unwrap().count, 1);
+    let second = c.record_failure("s", window, at(10)).await.unwrap();
+    assert_eq!(
+        (second.count, second.window_start, second.last_failure),
+        (2, at(0), at(10))
+    );
+    assert_eq!(
+        c.state("s", window, at(59)).await.unwrap().map(|s| s.count),
+        Some(2)
+    );
+    assert_eq!(
+        c.state("s", window, at(60)).await.unwrap(),
+        None,
+        "the window ended"
+    );
+    assert_eq!(
+        c.record_failure("s", window, at(61)).await.unwrap().count,
+        1,
+        "a new window restarts at 1"
+    );
+    assert_eq!(
+        c.state("other", window, at(61)).await.unwrap(),
+        None,
+        "subjects are separate"
+    );
+
+    let shared = make();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let c = Arc::clone(&shared);
+        tasks.spawn(async move {
+            c.record_failure("flood", window, at(5))
+                .await
+                .unwrap()
+                .count
+        });
+    }
+    let mut seen = Vec::new();
+    while let Some(count) = tasks.join_next().await {
+        seen.push(count.expect("task"));
+    }
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (1..=32).collect::<Vec<u64>>(),
+        "each failure saw a distinct count"
+    );
+    assert_eq!(
+        shared
+            .state("flood", window, at(5))
+            .await
+            .unwrap()
+            .map(|s| s.count),
+        Some(32)
+    );
+}
