@@ -47,6 +47,8 @@ pub fn rows(filter: Option<&str>) -> Result<Vec<Row>, mcpsec_core::Error> {
     let mut all = vec![authorize_row()?];
     all.extend(crate::bench_tokens::rows().map_err(setup)?);
     all.push(crate::bench_tokens::refresh_row().map_err(setup)?);
+    let key_setup = |_| mcpsec_core::Error::InvalidArgument("API key benchmark setup");
+    all.extend(crate::bench_apikeys::rows().map_err(key_setup)?);
     Ok(all
         .into_iter()
         .filter(|row| filter.is_none_or(|f| row.name.contains(f)))

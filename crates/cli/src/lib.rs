@@ -5,6 +5,7 @@
 //! criterion benches under `benches/` run exactly the rows `mcpsec bench` prints.
 //!
 //! - [`access`]: `mcpsec access check` and `mcpsec access matrix`.
+//! - [`apikeys`]: `mcpsec apikey generate|inspect|hash|verify|new-pepper`.
 //! - [`bench`](mod@bench): the benchmark rows, each an mcpsec operation beside the raw primitive or
 //!   hand-rolled baseline it is compared with, and the timing loop.
 //! - [`tokens`]: `mcpsec keys generate` and `mcpsec token issue|verify|inspect`.
@@ -30,6 +31,8 @@
 )]
 
 pub mod access;
+pub mod apikeys;
 pub mod bench;
+mod bench_apikeys;
 mod bench_tokens;
 pub mod tokens;

@@ -5,7 +5,9 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use mcpsec_access::{Action, Role, Scope, ScopeSet};
+use mcpsec_apikeys::Env;
 use mcpsec_cli::access::{self, Owner};
+use mcpsec_cli::apikeys::{self, KeyInfo};
 use mcpsec_cli::bench;
 use mcpsec_cli::tokens::{self, CliError, IssueOptions};
 use mcpsec_tokens::{Algorithm, RsaBits};
@@ -33,6 +35,9 @@ enum Command {
     /// Access tokens: issue, verify, inspect.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// API keys (`mcp_sk_…`): generate, inspect, hash, verify; peppers.
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
     /// Time mcpsec operations against the raw primitives they are built on, like
     /// `openssl speed`.
     Bench {
@@ -162,6 +167,80 @@ enum TokenCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum ApikeyCommand {
+    /// Generate a key and print it on one line (shown once: store only its hash).
+    Generate {
+        /// The key's environment.
+        #[arg(long, value_enum, default_value = "live")]
+        env: EnvArg,
+        /// Print one JSON object {key, id, env, hint}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a key's public parts (env, id, hint), never its secret. Well-formed: exit 0.
+    /// Malformed or bad checksum: exit 1 and one line naming the reason on stderr.
+    Inspect {
+        /// Print one JSON object {env, id, hint}.
+        #[arg(long)]
+        json: bool,
+        /// The key, or - (the default) for standard input (keeps it out of shell history).
+        #[arg(default_value = "-")]
+        key: String,
+    },
+    /// Print the stored-hash string of a key (HMAC-SHA256 under the pepper by default).
+    Hash {
+        /// File holding the pepper as base64 text (at least 32 bytes).
+        #[arg(long, value_name = "FILE")]
+        pepper_file: PathBuf,
+        /// The pepper's version, recorded in the hash.
+        #[arg(long, default_value_t = 1)]
+        pepper_version: u32,
+        /// Argon2id (default parameters) instead of HMAC-SHA256.
+        #[arg(long)]
+        argon2: bool,
+        /// The key, or - (the default) for standard input.
+        #[arg(default_value = "-")]
+        key: String,
+    },
+    /// Check a key against a stored hash. Match: `match` on stdout, exit 0. No match:
+    /// `no match` on stderr, exit 1 (also for a malformed key, with the reason).
+    Verify {
+        /// File holding the pepper as base64 text; used with the version the hash names.
+        #[arg(long, value_name = "FILE")]
+        pepper_file: PathBuf,
+        /// The stored-hash string.
+        #[arg(long, value_name = "HASH", allow_hyphen_values = true)]
+        hash: String,
+        /// The key, or - (the default) for standard input.
+        #[arg(default_value = "-")]
+        key: String,
+    },
+    /// Write a new random pepper (32 bytes, base64) to a new file with mode 0600.
+    NewPepper {
+        /// The file to create (never overwritten).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum EnvArg {
+    /// Production keys.
+    Live,
+    /// Test keys.
+    Test,
+}
+
+impl From<EnvArg> for Env {
+    fn from(arg: EnvArg) -> Env {
+        match arg {
+            EnvArg::Live => Env::Live,
+            EnvArg::Test => Env::Test,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum OwnerArg {
     /// The principal's own resource.
@@ -264,6 +343,7 @@ fn main() -> ExitCode {
         } => run_bench(json, filter.as_deref(), Duration::from_millis(millis)),
         Command::Keys(command) => finish(run_keys(command)),
         Command::Token(command) => finish(run_token(command)),
+        Command::Apikey(command) => run_apikey(command).unwrap_or_else(|e| finish(Err(e))),
     }
 }
 
@@ -340,6 +420,61 @@ fn run_token(command: TokenCommand) -> Result<(), CliError> {
                 serde_json::to_string_pretty(&tokens::inspect(&token)?).unwrap_or_default()
             );
         }
+    }
+    Ok(())
+}
+
+/// The `apikey` commands. Errors go through `finish`; `verify` sets its own exit code
+/// (`match` on stdout with 0, `no match` on stderr with 1).
+fn run_apikey(command: ApikeyCommand) -> Result<ExitCode, CliError> {
+    match command {
+        ApikeyCommand::Generate { env, json } => {
+            let key = apikeys::generate(env.into())?;
+            if json {
+                apikeys::write_generated_json(&key, &mut std::io::stdout().lock())?;
+            } else {
+                println!("{}", key.expose_secret());
+            }
+        }
+        ApikeyCommand::Inspect { json, key } => {
+            let info = apikeys::inspect(key)?;
+            print_key_info(&info, json)?;
+        }
+        ApikeyCommand::Hash {
+            pepper_file,
+            pepper_version,
+            argon2,
+            key,
+        } => println!(
+            "{}",
+            apikeys::hash(key, &pepper_file, pepper_version, argon2)?
+        ),
+        ApikeyCommand::Verify {
+            pepper_file,
+            hash,
+            key,
+        } => {
+            if !apikeys::verify(key, &pepper_file, &hash)? {
+                eprintln!("no match");
+                return Ok(ExitCode::from(1));
+            }
+            println!("match");
+        }
+        ApikeyCommand::NewPepper { out } => {
+            apikeys::new_pepper(&out)?;
+            println!("pepper: {} (mode 0600; keep it secret)", out.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_key_info(info: &KeyInfo, json: bool) -> Result<(), CliError> {
+    if json {
+        let text = serde_json::to_string(info)
+            .map_err(|e| CliError::Usage(format!("cannot encode the answer: {e}")))?;
+        println!("{text}");
+    } else {
+        print!("{}", info.to_text());
     }
     Ok(())
 }
