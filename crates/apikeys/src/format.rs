@@ -6,7 +6,7 @@
 //! - `checksum`: CRC32 of everything before it, as 6 base62 characters (zero-padded),
 //!   so scanners and servers reject junk without a lookup.
 //!
-//! The regular expression for secret scanners (the whole key is 79 characters):
+//! The regular expression for secret scanners (the whole key is 78 characters):
 //!
 //! ```text
 //! \bmcp_sk_(live|test)_[0-9A-Za-z]{16}_[0-9A-Za-z]{49}\b
