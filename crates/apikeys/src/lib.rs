@@ -2,7 +2,7 @@
 //!
 //! `mcp_sk_` API keys the way GitHub and Stripe do them:
 //!
-//! - [`format`]: `mcp_sk_{env}_{id}_{secret}{checksum}`, 256-bit secrets from the OS
+//! - [`format`](mod@format): `mcp_sk_{env}_{id}_{secret}{checksum}`, 256-bit secrets from the OS
 //!   CSPRNG, a CRC32 checksum so junk is refused without a lookup, and the regular
 //!   expression for secret scanners ([`format::SCANNER_REGEX`]).
 //! - [`KeyHasher`]: only hashes are stored: HMAC-SHA256 with a versioned pepper (default),
