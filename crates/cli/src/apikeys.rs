@@ -219,26 +219,8 @@ pub fn new_pepper(path: &Path) -> Result<(), CliError> {
         .map_err(|e| usage(format!("cannot generate a pepper: {e}")))?;
     let mut text = Zeroizing::new(String::with_capacity(64));
     STANDARD.encode_string(pepper.expose_secret(), &mut text);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(|e| {
-        usage(format!(
-            "cannot create {} (it must not exist): {e}",
-            path.display()
-        ))
-    })?;
-    let written = file
-        .write_all(text.as_bytes())
-        .and_then(|()| file.write_all(b"\n"))
-        .and_then(|()| file.sync_all());
-    if let Err(e) = written {
-        drop(file);
-        let _ = std::fs::remove_file(path);
-        return Err(usage(format!("cannot write {}: {e}", path.display())));
-    }
-    Ok(())
+    text.push('\n');
+    crate::tokens::write_private(path, text.as_bytes())
 }
 
 #[cfg(test)]

@@ -116,8 +116,9 @@ fn generate_locked(
     })
 }
 
-/// Creates `path` with mode 0600 (refusing to overwrite) and writes `bytes`.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+/// Creates `path` with mode 0600 (refusing to overwrite) and writes `bytes`; if the
+/// write fails, the file is removed so a retry starts clean.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -128,9 +129,12 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
             path.display()
         ))
     })?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| usage(format!("cannot write {}: {e}", path.display())))
+    if let Err(e) = file.write_all(bytes).and_then(|()| file.sync_all()) {
+        drop(file);
+        let _ = std::fs::remove_file(path);
+        return Err(usage(format!("cannot write {}: {e}", path.display())));
+    }
+    Ok(())
 }
 
 /// Reads a file, or standard input for `-`, up to `max` bytes.

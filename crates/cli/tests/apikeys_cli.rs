@@ -8,63 +8,13 @@
     reason = "tests"
 )]
 
+mod common;
+
+use common::{Scratch, code, run, stderr, stdout};
+
 use serde_json::Value;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-
-/// A per-test directory under the system temp dir, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(test: &str) -> Scratch {
-        let dir =
-            std::env::temp_dir().join(format!("mcpsec-cli-apikeys-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).to_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Runs the binary, feeding `stdin` (then closing it) when given.
-fn run(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcpsec"))
-        .args(args)
-        .stdin(stdin.map_or_else(Stdio::null, |_| Stdio::piped()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the mcpsec binary runs");
-    if let Some(text) = stdin {
-        let mut pipe = child.stdin.take().unwrap();
-        // The binary may refuse before reading stdin; a closed pipe is not a failure.
-        let _ = pipe.write_all(text.as_bytes());
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn code(out: &Output) -> Option<i32> {
-    out.status.code()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use std::process::Output;
 
 /// The secret part of a key: characters 29..72 (after `mcp_sk_{env}_{id}_`, before the
 /// checksum).
@@ -259,7 +209,7 @@ fn inspect_refuses_junk_and_bad_checksums() {
 
 #[test]
 fn hash_verify_round_trip() {
-    let dir = Scratch::new("hash_verify_round_trip");
+    let dir = Scratch::new("apikeys", "hash_verify_round_trip");
     let pepper = new_pepper(&dir, "pepper");
     let key = new_key(&[]);
     let stored = hash_ok(&key, &pepper, &[]);
@@ -294,7 +244,7 @@ fn hash_verify_round_trip() {
 
 #[test]
 fn verify_with_another_key_does_not_match() {
-    let dir = Scratch::new("verify_with_another_key_does_not_match");
+    let dir = Scratch::new("apikeys", "verify_with_another_key_does_not_match");
     let pepper = new_pepper(&dir, "pepper");
     let key = new_key(&[]);
     let stored = hash_ok(&key, &pepper, &[]);
@@ -325,7 +275,7 @@ fn verify_with_another_key_does_not_match() {
 
 #[test]
 fn verify_with_another_pepper_does_not_match() {
-    let dir = Scratch::new("verify_with_another_pepper_does_not_match");
+    let dir = Scratch::new("apikeys", "verify_with_another_pepper_does_not_match");
     let pepper = new_pepper(&dir, "pepper");
     let other = new_pepper(&dir, "other");
     let key = new_key(&[]);
@@ -338,7 +288,7 @@ fn verify_with_another_pepper_does_not_match() {
 
 #[test]
 fn argon2_hash_verifies() {
-    let dir = Scratch::new("argon2_hash_verifies");
+    let dir = Scratch::new("apikeys", "argon2_hash_verifies");
     let pepper = new_pepper(&dir, "pepper");
     let key = new_key(&["--env", "test"]);
     let stored = hash_ok(&key, &pepper, &["--argon2"]);
@@ -354,7 +304,10 @@ fn argon2_hash_verifies() {
 
 #[test]
 fn hash_refuses_short_or_bad_peppers_and_malformed_keys() {
-    let dir = Scratch::new("hash_refuses_short_or_bad_peppers_and_malformed_keys");
+    let dir = Scratch::new(
+        "apikeys",
+        "hash_refuses_short_or_bad_peppers_and_malformed_keys",
+    );
     let key = new_key(&[]);
 
     // 16 bytes of pepper: too short.
@@ -403,7 +356,7 @@ fn hash_refuses_short_or_bad_peppers_and_malformed_keys() {
 
 #[test]
 fn verify_refuses_garbage_hashes() {
-    let dir = Scratch::new("verify_refuses_garbage_hashes");
+    let dir = Scratch::new("apikeys", "verify_refuses_garbage_hashes");
     let pepper = new_pepper(&dir, "pepper");
     let key = new_key(&[]);
     for garbage in [
@@ -428,7 +381,7 @@ fn verify_refuses_garbage_hashes() {
 
 #[test]
 fn new_pepper_writes_a_private_file_once() {
-    let dir = Scratch::new("new_pepper_writes_a_private_file_once");
+    let dir = Scratch::new("apikeys", "new_pepper_writes_a_private_file_once");
     let path = dir.path("pepper");
     let out = run(&["apikey", "new-pepper", "--out", &path], None);
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));

@@ -7,70 +7,29 @@
     reason = "tests"
 )]
 
+mod common;
+
+use common::{Scratch, code, run, stderr, stdout};
+
 use serde_json::{Value, json};
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Output;
 
 const ISS: &str = "https://auth.example.test";
 const AUD: &str = "mcp-gateway";
 const SCOPE: &str = "mcp:read mcp:write";
 const ALGS: [&str; 3] = ["RS256", "ES256", "EdDSA"];
 
-/// A per-test directory under the system temp dir, removed when dropped.
-struct Scratch(PathBuf);
+/// The JWK set file of a scratch directory.
+trait JwksPath {
+    fn jwks(&self) -> String;
+}
 
-impl Scratch {
-    fn new(test: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("mcpsec-cli-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).to_str().unwrap().to_owned()
-    }
-
+impl JwksPath for Scratch {
     fn jwks(&self) -> String {
         self.path("jwks.json")
     }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Runs the binary, feeding `stdin` (then closing it) when given.
-fn run(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcpsec"))
-        .args(args)
-        .stdin(stdin.map_or_else(Stdio::null, |_| Stdio::piped()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the mcpsec binary runs");
-    if let Some(text) = stdin {
-        let mut pipe = child.stdin.take().unwrap();
-        // The binary may refuse before reading stdin; a closed pipe is not a failure.
-        let _ = pipe.write_all(text.as_bytes());
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn code(out: &Output) -> Option<i32> {
-    out.status.code()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn json_of(out: &Output) -> Value {
@@ -138,7 +97,7 @@ fn assert_invalid(out: &Output, reason: &str) {
 
 #[test]
 fn keys_generate_writes_a_private_0600_pem_and_a_public_jwks() {
-    let dir = Scratch::new("keys_generate_writes");
+    let dir = Scratch::new("tokens", "keys_generate_writes");
     for alg in ALGS {
         let out = keygen(&dir, alg, alg, &[]);
         assert_eq!(code(&out), Some(0), "{alg}: {out:?}");
@@ -158,7 +117,7 @@ fn keys_generate_writes_a_private_0600_pem_and_a_public_jwks() {
 
 #[test]
 fn keys_generate_keeps_existing_keys_and_refuses_a_duplicate_kid() {
-    let dir = Scratch::new("keys_generate_keeps");
+    let dir = Scratch::new("tokens", "keys_generate_keeps");
     assert_eq!(code(&keygen(&dir, "ES256", "k1", &[])), Some(0));
     assert_eq!(code(&keygen(&dir, "EdDSA", "k2", &[])), Some(0));
     assert_eq!(kids(&dir), ["k1", "k2"]);
@@ -173,7 +132,7 @@ fn keys_generate_keeps_existing_keys_and_refuses_a_duplicate_kid() {
 
 #[test]
 fn keys_generate_json_names_what_was_written() {
-    let dir = Scratch::new("keys_generate_json");
+    let dir = Scratch::new("tokens", "keys_generate_json");
     let out = keygen(&dir, "EdDSA", "k1", &["--json"]);
     assert_eq!(code(&out), Some(0));
     let v = json_of(&out);
@@ -186,7 +145,7 @@ fn keys_generate_json_names_what_was_written() {
 
 #[test]
 fn token_issue_prints_one_compact_token() {
-    let dir = Scratch::new("token_issue_prints");
+    let dir = Scratch::new("tokens", "token_issue_prints");
     keygen(&dir, "ES256", "k1", &[]);
     let token = issue(&dir, "k1", &["--scope", "mcp:read", "--ttl", "1h"]);
     assert_eq!(token.lines().count(), 1);
@@ -197,7 +156,7 @@ fn token_issue_prints_one_compact_token() {
 
 #[test]
 fn token_issue_reads_the_key_from_stdin() {
-    let dir = Scratch::new("token_issue_stdin");
+    let dir = Scratch::new("tokens", "token_issue_stdin");
     keygen(&dir, "EdDSA", "k1", &[]);
     let pem = std::fs::read_to_string(dir.path("k1.pem")).unwrap();
     let out = issue_out("-", "k1", &[], Some(&pem));
@@ -208,7 +167,7 @@ fn token_issue_reads_the_key_from_stdin() {
 
 #[test]
 fn token_issue_rejects_a_bad_scope_or_ttl() {
-    let dir = Scratch::new("token_issue_rejects");
+    let dir = Scratch::new("tokens", "token_issue_rejects");
     keygen(&dir, "ES256", "k1", &[]);
     let key = dir.path("k1.pem");
     for bad in [
@@ -225,7 +184,7 @@ fn token_issue_rejects_a_bad_scope_or_ttl() {
 
 #[test]
 fn every_key_type_round_trips_issue_verify() {
-    let dir = Scratch::new("every_key_type");
+    let dir = Scratch::new("tokens", "every_key_type");
     let flags = [
         "--org", "acme", "--role", "viewer", "--amr", "otp", "--ttl", "1h",
     ];
@@ -252,7 +211,7 @@ fn every_key_type_round_trips_issue_verify() {
 
 #[test]
 fn token_verify_reads_the_token_from_stdin() {
-    let dir = Scratch::new("token_verify_stdin");
+    let dir = Scratch::new("tokens", "token_verify_stdin");
     keygen(&dir, "ES256", "k1", &[]);
     let token = issue(&dir, "k1", &["--scope", "mcp:read"]);
     let jwks = dir.jwks();
@@ -266,7 +225,7 @@ fn token_verify_reads_the_token_from_stdin() {
 
 #[test]
 fn token_verify_rejects_wrong_issuer_or_audience_in_one_line() {
-    let dir = Scratch::new("token_verify_wrong");
+    let dir = Scratch::new("tokens", "token_verify_wrong");
     keygen(&dir, "ES256", "k1", &[]);
     let token = issue(&dir, "k1", &[]);
     let jwks = dir.jwks();
@@ -278,7 +237,7 @@ fn token_verify_rejects_wrong_issuer_or_audience_in_one_line() {
 
 #[test]
 fn token_verify_require_scope_follows_the_hierarchy() {
-    let dir = Scratch::new("token_verify_scope");
+    let dir = Scratch::new("tokens", "token_verify_scope");
     keygen(&dir, "EdDSA", "k1", &[]);
     let read_only = issue(&dir, "k1", &["--scope", "mcp:read"]);
     let writer = issue(&dir, "k1", &["--scope", "mcp:write"]);
@@ -290,7 +249,7 @@ fn token_verify_require_scope_follows_the_hierarchy() {
 
 #[test]
 fn token_verify_rejects_a_tampered_token() {
-    let dir = Scratch::new("token_verify_tampered");
+    let dir = Scratch::new("tokens", "token_verify_tampered");
     keygen(&dir, "ES256", "k1", &[]);
     let token = issue(&dir, "k1", &["--scope", "mcp:read"]);
     let (header, rest) = token.split_once('.').unwrap();
@@ -305,8 +264,8 @@ fn token_verify_rejects_a_tampered_token() {
 
 #[test]
 fn token_verify_rejects_a_key_outside_the_jwks() {
-    let trusted = Scratch::new("token_verify_outside_trusted");
-    let stranger = Scratch::new("token_verify_outside_stranger");
+    let trusted = Scratch::new("tokens", "token_verify_outside_trusted");
+    let stranger = Scratch::new("tokens", "token_verify_outside_stranger");
     keygen(&trusted, "ES256", "k1", &[]);
     keygen(&stranger, "ES256", "k2", &[]);
     let unknown_kid = issue(&stranger, "k2", &[]);
@@ -319,7 +278,7 @@ fn token_verify_rejects_a_key_outside_the_jwks() {
 
 #[test]
 fn token_verify_with_an_unusable_jwks_url_is_an_input_error() {
-    let dir = Scratch::new("token_verify_url");
+    let dir = Scratch::new("tokens", "token_verify_url");
     keygen(&dir, "ES256", "k1", &[]);
     let token = issue(&dir, "k1", &[]);
     for url in [
@@ -334,7 +293,7 @@ fn token_verify_with_an_unusable_jwks_url_is_an_input_error() {
 #[test]
 fn token_verify_fetches_the_jwks_from_a_url() {
     use std::io::{Read, Write};
-    let dir = Scratch::new("token_verify_remote");
+    let dir = Scratch::new("tokens", "token_verify_remote");
     keygen(&dir, "EdDSA", "k1", &[]);
     let token = issue(&dir, "k1", &[]);
     let body = std::fs::read_to_string(dir.path("jwks.json")).unwrap();
@@ -357,7 +316,7 @@ fn token_verify_fetches_the_jwks_from_a_url() {
 
 #[test]
 fn token_inspect_decodes_without_verifying() {
-    let dir = Scratch::new("token_inspect");
+    let dir = Scratch::new("tokens", "token_inspect");
     keygen(&dir, "RS256", "k1", &[]);
     let token = issue(&dir, "k1", &["--scope", "mcp:read"]);
     let from_arg = run(&["token", "inspect", &token], None);
@@ -382,7 +341,7 @@ fn token_inspect_rejects_garbage() {
 
 #[test]
 fn rotation_set_verifies_tokens_from_both_keys() {
-    let dir = Scratch::new("rotation_set");
+    let dir = Scratch::new("tokens", "rotation_set");
     keygen(&dir, "RS256", "k1", &[]);
     keygen(&dir, "ES256", "k2", &[]);
     assert_eq!(kids(&dir), ["k1", "k2"]);
@@ -395,7 +354,7 @@ fn rotation_set_verifies_tokens_from_both_keys() {
 
 #[test]
 fn token_verify_without_a_token_is_a_usage_error() {
-    let dir = Scratch::new("token_verify_empty");
+    let dir = Scratch::new("tokens", "token_verify_empty");
     keygen(&dir, "EdDSA", "k1", &[]);
     let jwks = dir.path("jwks.json");
     let args = [
