@@ -1,0 +1,33 @@
+//! The one error type of mcpsec-mfa.
+
+/// Why a second factor was refused. `Display` never holds a code or a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The code is not digits of the right length (after removing spaces and dashes).
+    #[error("malformed code")]
+    Malformed,
+    /// The code is wrong for every accepted time step.
+    #[error("wrong code")]
+    WrongCode,
+    /// The code's time step was already used (the same code twice, or an older one).
+    #[error("code already used")]
+    Replayed,
+    /// A recovery code that is unknown or already used.
+    #[error("invalid recovery code")]
+    InvalidRecoveryCode,
+    /// A TOTP secret or configuration was refused.
+    #[error("configuration: {0}")]
+    Config(&'static str),
+    /// The OS CSPRNG failed.
+    #[error("randomness unavailable")]
+    Random,
+    /// A store failed.
+    #[error("store unavailable: {0}")]
+    Store(&'static str),
+}
+
+/// A store failure. Carries no secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("MFA store: {0}")]
+pub struct StoreError(pub &'static str);

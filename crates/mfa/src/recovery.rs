@@ -1,0 +1,215 @@
+//! Recovery codes: ten codes of 100 bits each, shown once, stored as keyed hashes, each
+//! usable once; regenerating replaces the whole set.
+
+use crate::{Error, StoreError};
+use aws_lc_rs::hmac;
+use mcpsec_core::{
+    Actor, EventKind, EventSink, Outcome, ReasonCode, SecretBytes, SecretString, SecurityEvent,
+    SharedClock, UserId,
+};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use zeroize::Zeroizing;
+
+/// Codes per set.
+pub const CODES_PER_SET: usize = 10;
+/// Characters per code (Crockford base32: 5 bits each, 100 bits in all).
+const CODE_CHARS: usize = 20;
+const CROCKFORD: &str = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// A keyed hash of a normalised recovery code: what is stored.
+pub type CodeHash = [u8; 32];
+
+/// Storage for recovery-code hashes.
+///
+/// [`consume_once`](RecoveryCodeStore::consume_once) must be atomic across the fleet: of
+/// any number of concurrent uses of one code, exactly one returns `true` (the conformance
+/// suite checks 32). [`replace_set`](RecoveryCodeStore::replace_set) replaces the user's
+/// whole set in one step.
+#[async_trait::async_trait]
+pub trait RecoveryCodeStore: Send + Sync + std::fmt::Debug {
+    /// Replaces `user`'s set with `hashes` (the previous codes stop working).
+    async fn replace_set(&self, user: &UserId, hashes: Vec<CodeHash>) -> Result<(), StoreError>;
+    /// Removes `hash` from `user`'s set if it is there; returns whether it was.
+    async fn consume_once(&self, user: &UserId, hash: &CodeHash) -> Result<bool, StoreError>;
+    /// How many unused codes `user` has.
+    async fn remaining(&self, user: &UserId) -> Result<usize, StoreError>;
+}
+
+/// In-memory [`RecoveryCodeStore`].
+#[derive(Debug, Default)]
+pub struct MemoryRecoveryStore {
+    sets: Mutex<HashMap<UserId, HashSet<CodeHash>>>,
+}
+
+impl MemoryRecoveryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, HashSet<CodeHash>>> {
+        self.sets.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl RecoveryCodeStore for MemoryRecoveryStore {
+    async fn replace_set(&self, user: &UserId, hashes: Vec<CodeHash>) -> Result<(), StoreError> {
+        self.lock()
+            .insert(user.clone(), hashes.into_iter().collect());
+        Ok(())
+    }
+
+    async fn consume_once(&self, user: &UserId, hash: &CodeHash) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()
+            .get_mut(user)
+            .is_some_and(|set| set.remove(hash)))
+    }
+
+    async fn remaining(&self, user: &UserId) -> Result<usize, StoreError> {
+        Ok(self.lock().get(user).map_or(0, HashSet::len))
+    }
+}
+
+/// Issues and redeems recovery codes.
+#[derive(Debug, Clone)]
+pub struct RecoveryCodes {
+    store: Arc<dyn RecoveryCodeStore>,
+    key: Arc<SecretBytes>,
+    events: Arc<dyn EventSink>,
+    clock: SharedClock,
+}
+
+impl RecoveryCodes {
+    /// Codes kept in `store`, hashed under `key` (a server-side secret of at least 32 bytes).
+    pub fn new(
+        store: Arc<dyn RecoveryCodeStore>,
+        key: SecretBytes,
+        events: Arc<dyn EventSink>,
+        clock: SharedClock,
+    ) -> Result<Self, Error> {
+        if key.len() < 32 {
+            return Err(Error::Config("the recovery-code key is at least 32 bytes"));
+        }
+        Ok(Self {
+            store,
+            key: Arc::new(key),
+            events,
+            clock,
+        })
+    }
+
+    /// A fresh set for `user`, replacing the old one. Show the codes once; they are not
+    /// stored, only their keyed hashes.
+    pub async fn regenerate(&self, user: &UserId) -> Result<Vec<SecretString>, Error> {
+        let mut codes = Vec::with_capacity(CODES_PER_SET);
+        let mut hashes = Vec::with_capacity(CODES_PER_SET);
+        for _ in 0..CODES_PER_SET {
+            let raw = SecretString::random_from_alphabet(CODE_CHARS, CROCKFORD)
+                .map_err(|_| Error::Random)?;
+            hashes.push(self.hash(raw.expose_secret()));
+            codes.push(group(raw.expose_secret()));
+        }
+        self.store
+            .replace_set(user, hashes)
+            .await
+            .map_err(|e| Error::Store(e.0))?;
+        self.report(EventKind::AuthnMfaChanged, Outcome::Success, user, None)
+            .await;
+        Ok(codes)
+    }
+
+    /// Uses one code of `user`'s set; returns how many remain. Each code works once,
+    /// even under concurrent use.
+    pub async fn redeem(&self, user: &UserId, code: &str) -> Result<usize, Error> {
+        let normalized = normalize(code).ok_or(Error::InvalidRecoveryCode);
+        let consumed = match &normalized {
+            Ok(n) => self
+                .store
+                .consume_once(user, &self.hash(n))
+                .await
+                .map_err(|e| Error::Store(e.0))?,
+            Err(_) => false,
+        };
+        if !consumed {
+            self.report(
+                EventKind::AuthnMfaFail,
+                Outcome::Failure,
+                user,
+                Some(ReasonCode::WrongCode),
+            )
+            .await;
+            return Err(Error::InvalidRecoveryCode);
+        }
+        self.report(
+            EventKind::AuthnMfaRecoveryUsed,
+            Outcome::Success,
+            user,
+            None,
+        )
+        .await;
+        self.remaining(user).await
+    }
+
+    /// How many unused codes `user` has.
+    pub async fn remaining(&self, user: &UserId) -> Result<usize, Error> {
+        self.store
+            .remaining(user)
+            .await
+            .map_err(|e| Error::Store(e.0))
+    }
+
+    fn hash(&self, normalized: &str) -> CodeHash {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, self.key.expose_secret());
+        let tag = hmac::sign(&key, normalized.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
+    async fn report(
+        &self,
+        kind: EventKind,
+        outcome: Outcome,
+        user: &UserId,
+        reason: Option<ReasonCode>,
+    ) {
+        let mut event = SecurityEvent::new(kind, outcome, self.clock.now())
+            .with_actor(Actor::User { user: user.clone() });
+        if let Some(reason) = reason {
+            event = event.with_reason(reason);
+        }
+        let _ = self.events.record(event).await;
+    }
+}
+
+/// `xxxxx-xxxxx-xxxxx-xxxxx`.
+fn group(raw: &str) -> SecretString {
+    let parts: Vec<&str> = (0..CODE_CHARS / 5)
+        .filter_map(|i| raw.get(i * 5..i * 5 + 5))
+        .collect();
+    SecretString::new(parts.join("-"))
+}
+
+/// Upper-cases, drops dashes and spaces, reads the Crockford look-alikes (O→0, I/L→1);
+/// `None` unless exactly 20 symbols of the alphabet remain.
+pub(crate) fn normalize(code: &str) -> Option<Zeroizing<String>> {
+    if code.len() > 64 {
+        return None;
+    }
+    let mut out = Zeroizing::new(String::with_capacity(CODE_CHARS));
+    for c in code.chars().filter(|c| !matches!(c, '-' | ' ')) {
+        let c = match c.to_ascii_uppercase() {
+            'O' => '0',
+            'I' | 'L' => '1',
+            other => other,
+        };
+        if !CROCKFORD.contains(c) {
+            return None;
+        }
+        out.push(c);
+    }
+    (out.len() == CODE_CHARS).then_some(out)
+}

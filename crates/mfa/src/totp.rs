@@ -1,0 +1,308 @@
+//! TOTP (RFC 6238) on totp-rs, with enrollment that must be confirmed, input
+//! normalisation, ±1 step of skew, and a replay guard so each code works once.
+
+use crate::{Error, TotpReplayGuard};
+use mcpsec_core::{
+    Actor, EventKind, EventSink, Outcome, ReasonCode, SealContext, Sealer, SecretBytes,
+    SecretString, SecurityEvent, SharedClock, UserId,
+};
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// Longest code input accepted before normalisation.
+const MAX_CODE_INPUT: usize = 32;
+
+/// The HMAC behind the codes. SHA-1 is what authenticator apps support; the others exist
+/// for the RFC's vectors and for apps that honour them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TotpAlgorithm {
+    /// HMAC-SHA1 (default).
+    Sha1,
+    /// HMAC-SHA256.
+    Sha256,
+    /// HMAC-SHA512.
+    Sha512,
+}
+
+/// Code parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TotpConfig {
+    /// The HMAC (default SHA-1).
+    pub algorithm: TotpAlgorithm,
+    /// Digits per code, 6 to 8 (default 6).
+    pub digits: u8,
+    /// Seconds per step (default 30).
+    pub step: u64,
+    /// Steps of clock skew accepted either side (default 1).
+    pub skew: u8,
+}
+
+impl Default for TotpConfig {
+    fn default() -> Self {
+        Self {
+            algorithm: TotpAlgorithm::Sha1,
+            digits: 6,
+            step: 30,
+            skew: 1,
+        }
+    }
+}
+
+/// A TOTP shared secret: at least 160 bits when generated, 128 when imported. Store it
+/// sealed ([`TotpSecret::seal`]), never in plaintext.
+#[derive(Debug)]
+pub struct TotpSecret(SecretBytes);
+
+impl TotpSecret {
+    /// 20 random bytes (160 bits) from the OS CSPRNG.
+    pub fn generate() -> Result<Self, Error> {
+        SecretBytes::random(20).map(Self).map_err(|_| Error::Random)
+    }
+
+    /// A secret from raw bytes (at least 16).
+    pub fn from_bytes(bytes: SecretBytes) -> Result<Self, Error> {
+        if bytes.len() < 16 || bytes.len() > 128 {
+            return Err(Error::Config("TOTP secrets are 16 to 128 bytes"));
+        }
+        Ok(Self(bytes))
+    }
+
+    /// A secret from its base32 text (RFC 4648, padding and spaces optional, any case).
+    pub fn from_base32(text: &str) -> Result<Self, Error> {
+        let cleaned: Zeroizing<String> = Zeroizing::new(
+            text.chars()
+                .filter(|c| !c.is_whitespace() && *c != '=')
+                .collect::<String>()
+                .to_ascii_uppercase(),
+        );
+        let bytes = totp_rs::Secret::try_from_base32(cleaned.as_str())
+            .map_err(|_| Error::Config("not base32"))?;
+        Self::from_bytes(SecretBytes::from_slice(bytes.as_bytes()))
+    }
+
+    /// The base32 text, for showing once at enrollment.
+    pub fn to_base32(&self) -> SecretString {
+        SecretString::new(totp_rs::Secret::new(self.0.expose_secret().into()).to_base32())
+    }
+
+    /// Seals the secret for storage, bound to `context`.
+    pub async fn seal(&self, sealer: &dyn Sealer, context: &SealContext) -> Result<Vec<u8>, Error> {
+        sealer
+            .seal(self.0.expose_secret(), context)
+            .await
+            .map_err(|_| Error::Store("sealing failed"))
+    }
+
+    /// Opens a sealed secret.
+    pub async fn open(
+        sealer: &dyn Sealer,
+        sealed: &[u8],
+        context: &SealContext,
+    ) -> Result<Self, Error> {
+        let bytes = sealer
+            .open(sealed, context)
+            .await
+            .map_err(|_| Error::Store("sealed secret could not be opened"))?;
+        Self::from_bytes(bytes)
+    }
+
+    fn totp(
+        &self,
+        config: TotpConfig,
+        label: Option<(&str, &str)>,
+    ) -> Result<totp_rs::Totp, Error> {
+        let algorithm = match config.algorithm {
+            TotpAlgorithm::Sha1 => totp_rs::Algorithm::SHA1,
+            TotpAlgorithm::Sha256 => totp_rs::Algorithm::SHA256,
+            TotpAlgorithm::Sha512 => totp_rs::Algorithm::SHA512,
+        };
+        if !(6..=8).contains(&config.digits) || config.step == 0 || config.skew > 2 {
+            return Err(Error::Config(
+                "TOTP: 6 to 8 digits, a positive step, skew at most 2",
+            ));
+        }
+        let mut builder = totp_rs::Builder::new()
+            .with_algorithm(algorithm)
+            .with_digits(config.digits)
+            .with_step_duration(config.step)
+            .with_skew(u16::from(config.skew))
+            .with_secret(totp_rs::Secret::new(self.0.expose_secret().into()));
+        if let Some((issuer, account)) = label {
+            builder = builder.with_issuer(Some(issuer)).with_account_name(account);
+        }
+        builder
+            .build()
+            .map_err(|_| Error::Config("TOTP parameters refused"))
+    }
+
+    /// The `otpauth://totp/…` URI for authenticator apps. It contains the secret.
+    pub fn otpauth_uri(
+        &self,
+        config: TotpConfig,
+        issuer: &str,
+        account: &str,
+    ) -> Result<SecretString, Error> {
+        if issuer.contains(':') || account.contains(':') {
+            return Err(Error::Config("issuer and account may not contain ':'"));
+        }
+        let url = self
+            .totp(config, Some((issuer, account)))?
+            .to_url()
+            .map_err(|_| Error::Config("otpauth URI"))?;
+        Ok(SecretString::new(url))
+    }
+
+    /// The code for the step containing `unix_seconds` (for tools and tests).
+    pub fn code_at(&self, config: TotpConfig, unix_seconds: u64) -> Result<SecretString, Error> {
+        Ok(SecretString::new(
+            self.totp(config, None)?.generate(unix_seconds).to_string(),
+        ))
+    }
+
+    /// Checks `code` at `unix_seconds` within the skew; returns the matched step. Pure: no
+    /// replay protection (use [`TotpVerifier`] for that).
+    pub fn check_at(
+        &self,
+        config: TotpConfig,
+        code: &str,
+        unix_seconds: u64,
+    ) -> Result<u64, Error> {
+        let code = normalize(code, config.digits)?;
+        self.totp(config, None)?
+            .check(&code, unix_seconds)
+            .ok_or(Error::WrongCode)
+    }
+}
+
+/// Removes spaces and dashes, then requires exactly `digits` ASCII digits.
+pub fn normalize(input: &str, digits: u8) -> Result<Zeroizing<String>, Error> {
+    if input.len() > MAX_CODE_INPUT {
+        return Err(Error::Malformed);
+    }
+    let code: Zeroizing<String> = Zeroizing::new(
+        input
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '\t'))
+            .collect(),
+    );
+    if code.len() != usize::from(digits) || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::Malformed);
+    }
+    Ok(code)
+}
+
+/// Verifies TOTP codes once each: a code is accepted only if its step is newer than the
+/// last accepted step for that user, recorded atomically by the [`TotpReplayGuard`].
+#[derive(Debug, Clone)]
+pub struct TotpVerifier {
+    guard: Arc<dyn TotpReplayGuard>,
+    events: Arc<dyn EventSink>,
+    clock: SharedClock,
+    config: TotpConfig,
+}
+
+impl TotpVerifier {
+    /// A verifier with `config`, recording steps in `guard` and reporting to `events`.
+    pub fn new(
+        guard: Arc<dyn TotpReplayGuard>,
+        events: Arc<dyn EventSink>,
+        clock: SharedClock,
+        config: TotpConfig,
+    ) -> Self {
+        Self {
+            guard,
+            events,
+            clock,
+            config,
+        }
+    }
+
+    /// Verifies `code` for `user`. Each failure and each success is a security event.
+    pub async fn verify(
+        &self,
+        user: &UserId,
+        secret: &TotpSecret,
+        code: &str,
+    ) -> Result<(), Error> {
+        let result = self.check(user, secret, code).await;
+        let (kind, outcome, reason) = match &result {
+            Ok(()) => (EventKind::AuthnMfaSuccess, Outcome::Success, None),
+            Err(Error::Replayed) => (
+                EventKind::AuthnMfaFail,
+                Outcome::Failure,
+                Some(ReasonCode::Replayed),
+            ),
+            Err(Error::Malformed) => (
+                EventKind::AuthnMfaFail,
+                Outcome::Failure,
+                Some(ReasonCode::Malformed),
+            ),
+            Err(_) => (
+                EventKind::AuthnMfaFail,
+                Outcome::Failure,
+                Some(ReasonCode::WrongCode),
+            ),
+        };
+        let mut event = SecurityEvent::new(kind, outcome, self.clock.now())
+            .with_actor(Actor::User { user: user.clone() });
+        if let Some(reason) = reason {
+            event = event.with_reason(reason);
+        }
+        let _ = self.events.record(event).await;
+        result
+    }
+
+    async fn check(&self, user: &UserId, secret: &TotpSecret, code: &str) -> Result<(), Error> {
+        let step = secret.check_at(self.config, code, self.clock.unix_seconds())?;
+        if self
+            .guard
+            .record_step_if_newer(user, step)
+            .await
+            .map_err(|e| Error::Store(e.0))?
+        {
+            Ok(())
+        } else {
+            Err(Error::Replayed)
+        }
+    }
+}
+
+/// An enrollment waiting for the user to prove their app works with one valid code.
+#[derive(Debug)]
+pub struct PendingEnrollment {
+    secret: TotpSecret,
+    uri: SecretString,
+}
+
+impl PendingEnrollment {
+    /// Starts enrollment: a fresh 160-bit secret and its `otpauth://` URI.
+    pub fn begin(config: TotpConfig, issuer: &str, account: &str) -> Result<Self, Error> {
+        let secret = TotpSecret::generate()?;
+        let uri = secret.otpauth_uri(config, issuer, account)?;
+        Ok(Self { secret, uri })
+    }
+
+    /// The URI to show (as text or a QR code), once.
+    pub fn uri(&self) -> &SecretString {
+        &self.uri
+    }
+
+    /// The base32 secret, for manual entry.
+    pub fn secret_base32(&self) -> SecretString {
+        self.secret.to_base32()
+    }
+
+    /// Completes enrollment with a first valid code (which is then spent); returns the
+    /// secret to seal and store.
+    pub async fn confirm(
+        self,
+        verifier: &TotpVerifier,
+        user: &UserId,
+        code: &str,
+    ) -> Result<TotpSecret, (Self, Error)> {
+        match verifier.verify(user, &self.secret, code).await {
+            Ok(()) => Ok(self.secret),
+            Err(e) => Err((self, e)),
+        }
+    }
+}

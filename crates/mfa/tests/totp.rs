@@ -1,0 +1,279 @@
+//! TOTP against RFC 6238 appendix B, skew edges, replay, normalisation, enrollment.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "tests"
+)]
+
+use mcpsec_core::{
+    EventKind, ManualClock, MemorySink, ReasonCode, SealContext, SecretBytes, UserId,
+};
+use mcpsec_mfa::{
+    Error, MemoryReplayGuard, PendingEnrollment, TotpAlgorithm, TotpConfig, TotpSecret,
+    TotpVerifier,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn rfc_config(algorithm: TotpAlgorithm) -> TotpConfig {
+    TotpConfig {
+        algorithm,
+        digits: 8,
+        step: 30,
+        skew: 0,
+    }
+}
+
+#[test]
+fn rfc6238_appendix_b_vectors() {
+    let sha1 = b"12345678901234567890".as_slice();
+    let sha256 = b"12345678901234567890123456789012".as_slice();
+    let sha512 = b"1234567890123456789012345678901234567890123456789012345678901234".as_slice();
+    let table: [(u64, &str, &str, &str); 6] = [
+        (59, "94287082", "46119246", "90693936"),
+        (1_111_111_109, "07081804", "68084774", "25091201"),
+        (1_111_111_111, "14050471", "67062674", "99943326"),
+        (1_234_567_890, "89005924", "91819424", "93441116"),
+        (2_000_000_000, "69279037", "90698825", "38618901"),
+        (20_000_000_000, "65353130", "77737706", "47863826"),
+    ];
+    for (time, c1, c256, c512) in table {
+        for (seed, alg, expected) in [
+            (sha1, TotpAlgorithm::Sha1, c1),
+            (sha256, TotpAlgorithm::Sha256, c256),
+            (sha512, TotpAlgorithm::Sha512, c512),
+        ] {
+            let secret = TotpSecret::from_bytes(SecretBytes::from_slice(seed)).unwrap();
+            let config = rfc_config(alg);
+            assert_eq!(
+                secret.code_at(config, time).unwrap().expose_secret(),
+                expected,
+                "{alg:?} at {time}"
+            );
+            assert_eq!(secret.check_at(config, expected, time).unwrap(), time / 30);
+        }
+    }
+}
+
+fn fixture() -> (TotpVerifier, ManualClock, MemorySink, TotpSecret) {
+    let clock = ManualClock::at_unix(1_767_225_600);
+    let events = MemorySink::new();
+    let verifier = TotpVerifier::new(
+        Arc::new(MemoryReplayGuard::new()),
+        Arc::new(events.clone()),
+        Arc::new(clock.clone()),
+        TotpConfig::default(),
+    );
+    (verifier, clock, events, TotpSecret::generate().unwrap())
+}
+
+#[test]
+fn skew_accepts_one_step_either_side_and_no_more() {
+    let secret = TotpSecret::generate().unwrap();
+    let config = TotpConfig::default();
+    let now = 1_767_225_615; // mid-step
+    for (offset, ok) in [
+        (-60i64, false),
+        (-30, true),
+        (0, true),
+        (30, true),
+        (60, false),
+    ] {
+        let at = u64::try_from(now as i64 + offset).unwrap();
+        let code = secret.code_at(config, at).unwrap();
+        assert_eq!(
+            secret.check_at(config, code.expose_secret(), now).is_ok(),
+            ok,
+            "offset {offset}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_code_is_accepted_once() {
+    let (verifier, clock, events, secret) = fixture();
+    let ada = UserId::new("ada").unwrap();
+    let code = secret
+        .code_at(
+            TotpConfig::default(),
+            mcpsec_core::Clock::unix_seconds(&clock),
+        )
+        .unwrap();
+    verifier
+        .verify(&ada, &secret, code.expose_secret())
+        .await
+        .unwrap();
+    assert_eq!(
+        verifier.verify(&ada, &secret, code.expose_secret()).await,
+        Err(Error::Replayed)
+    );
+    // The previous step's code is older than the accepted one: also refused.
+    let previous = secret
+        .code_at(
+            TotpConfig::default(),
+            mcpsec_core::Clock::unix_seconds(&clock) - 30,
+        )
+        .unwrap();
+    assert_eq!(
+        verifier
+            .verify(&ada, &secret, previous.expose_secret())
+            .await,
+        Err(Error::Replayed)
+    );
+    clock.advance(Duration::from_secs(30));
+    let next = secret
+        .code_at(
+            TotpConfig::default(),
+            mcpsec_core::Clock::unix_seconds(&clock),
+        )
+        .unwrap();
+    verifier
+        .verify(&ada, &secret, next.expose_secret())
+        .await
+        .unwrap();
+    let reasons: Vec<_> = events.events().iter().filter_map(|e| e.reason).collect();
+    assert_eq!(reasons, [ReasonCode::Replayed, ReasonCode::Replayed]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn totp_code_used_32_times_concurrently_succeeds_once() {
+    let (verifier, clock, _, secret) = fixture();
+    let secret = Arc::new(secret);
+    let code = secret
+        .code_at(
+            TotpConfig::default(),
+            mcpsec_core::Clock::unix_seconds(&clock),
+        )
+        .unwrap();
+    let code = Arc::new(code.expose_secret().to_owned());
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let (v, s, c) = (verifier.clone(), Arc::clone(&secret), Arc::clone(&code));
+        tasks.spawn(async move { v.verify(&UserId::new("ada").unwrap(), &s, &c).await.is_ok() });
+    }
+    let mut wins = 0;
+    while let Some(ok) = tasks.join_next().await {
+        wins += usize::from(ok.unwrap());
+    }
+    assert_eq!(wins, 1);
+}
+
+#[tokio::test]
+async fn input_is_normalised_and_junk_refused() {
+    let (verifier, clock, _, secret) = fixture();
+    let code = secret
+        .code_at(
+            TotpConfig::default(),
+            mcpsec_core::Clock::unix_seconds(&clock),
+        )
+        .unwrap();
+    let c = code.expose_secret();
+    let spaced = format!("{} {}", &c[..3], &c[3..]);
+    assert!(
+        verifier
+            .verify(&UserId::new("a").unwrap(), &secret, &spaced)
+            .await
+            .is_ok()
+    );
+    let dashed = format!("{}-{}", &c[..3], &c[3..]);
+    assert!(
+        verifier
+            .verify(&UserId::new("b").unwrap(), &secret, &dashed)
+            .await
+            .is_ok()
+    );
+    for junk in [
+        "",
+        "12345",
+        "1234567",
+        "12a456",
+        "１２３４５６",
+        &"1".repeat(100),
+    ] {
+        assert_eq!(
+            verifier
+                .verify(&UserId::new("c").unwrap(), &secret, junk)
+                .await,
+            Err(Error::Malformed),
+            "{junk:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn enrollment_is_confirmed_by_a_first_code_and_the_secret_is_stored_sealed() {
+    let (verifier, clock, events, _) = fixture();
+    let pending = PendingEnrollment::begin(TotpConfig::default(), "mcpsec", "ada").unwrap();
+    let uri = pending.uri().expose_secret().to_owned();
+    assert!(uri.starts_with("otpauth://totp/mcpsec:ada?"), "{uri}");
+    assert!(uri.contains("issuer=mcpsec"));
+    let b32 = pending.secret_base32();
+    assert!(b32.expose_secret().len() >= 32, "at least 160 bits");
+    let ada = UserId::new("ada").unwrap();
+    let (pending, err) = pending
+        .confirm(&verifier, &ada, "000000")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::WrongCode | Error::Malformed));
+    let secret = TotpSecret::from_base32(pending.secret_base32().expose_secret()).unwrap();
+    let code = secret
+        .code_at(
+            TotpConfig::default(),
+            mcpsec_core::Clock::unix_seconds(&clock),
+        )
+        .unwrap();
+    let confirmed = pending
+        .confirm(&verifier, &ada, code.expose_secret())
+        .await
+        .unwrap();
+
+    let sealer = mcpsec_core::testkit::InsecureTestSealer;
+    let ctx = SealContext::new("totp_secrets", "mfa_totp", "secret", "ada").unwrap();
+    let sealed = confirmed.seal(&sealer, &ctx).await.unwrap();
+    let opened = TotpSecret::open(&sealer, &sealed, &ctx).await.unwrap();
+    assert_eq!(opened.to_base32(), confirmed.to_base32());
+    let other = SealContext::new("totp_secrets", "mfa_totp", "secret", "bob").unwrap();
+    assert!(TotpSecret::open(&sealer, &sealed, &other).await.is_err());
+
+    let json = serde_json::to_string(&events.events()).unwrap();
+    assert!(!json.contains(code.expose_secret()) && !json.contains(b32.expose_secret()));
+    assert!(
+        events
+            .events()
+            .iter()
+            .any(|e| e.kind == EventKind::AuthnMfaSuccess)
+    );
+    assert_eq!(format!("{confirmed:?}"), "TotpSecret([REDACTED])");
+}
+
+#[test]
+fn short_secrets_and_odd_configs_are_refused() {
+    assert!(TotpSecret::from_bytes(SecretBytes::from_slice(&[1; 10])).is_err());
+    let secret = TotpSecret::generate().unwrap();
+    for config in [
+        TotpConfig {
+            digits: 5,
+            ..TotpConfig::default()
+        },
+        TotpConfig {
+            digits: 9,
+            ..TotpConfig::default()
+        },
+        TotpConfig {
+            step: 0,
+            ..TotpConfig::default()
+        },
+        TotpConfig {
+            skew: 5,
+            ..TotpConfig::default()
+        },
+    ] {
+        assert!(secret.code_at(config, 0).is_err(), "{config:?}");
+    }
+    assert!(
+        secret
+            .otpauth_uri(TotpConfig::default(), "evil:issuer", "ada")
+            .is_err()
+    );
+}
