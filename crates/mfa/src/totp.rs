@@ -152,6 +152,31 @@ impl TotpSecret {
         Ok(SecretString::new(url))
     }
 
+    /// Reads an `otpauth://totp/…` URI (as exported by another system): the secret and
+    /// its parameters. At most 2 KiB; SHA-1/256/512, 6 to 8 digits, a positive step.
+    pub fn from_otpauth_uri(uri: &str) -> Result<(Self, TotpConfig), Error> {
+        if uri.len() > 2048 {
+            return Err(Error::Config("otpauth URI longer than 2 KiB"));
+        }
+        let totp =
+            totp_rs::Totp::from_url(uri).map_err(|_| Error::Config("not a valid otpauth URI"))?;
+        let algorithm = match totp.algorithm() {
+            totp_rs::Algorithm::SHA1 => TotpAlgorithm::Sha1,
+            totp_rs::Algorithm::SHA256 => TotpAlgorithm::Sha256,
+            totp_rs::Algorithm::SHA512 => TotpAlgorithm::Sha512,
+            _ => return Err(Error::Config("unsupported otpauth algorithm")),
+        };
+        let config = TotpConfig {
+            algorithm,
+            digits: totp.digits(),
+            step: totp.step(),
+            skew: 1,
+        };
+        let secret = Self::from_bytes(SecretBytes::from_slice(totp.secret().as_bytes()))?;
+        secret.totp(config, None)?;
+        Ok((secret, config))
+    }
+
     /// The code for the step containing `unix_seconds` (for tools and tests).
     pub fn code_at(&self, config: TotpConfig, unix_seconds: u64) -> Result<SecretString, Error> {
         Ok(SecretString::new(

@@ -277,3 +277,26 @@ fn short_secrets_and_odd_configs_are_refused() {
             .is_err()
     );
 }
+
+#[test]
+fn otpauth_uris_round_trip_and_junk_is_refused() {
+    let secret = TotpSecret::generate().unwrap();
+    let config = TotpConfig {
+        algorithm: TotpAlgorithm::Sha256,
+        digits: 8,
+        step: 60,
+        skew: 1,
+    };
+    let uri = secret.otpauth_uri(config, "mcpsec", "ada").unwrap();
+    let (back, parsed) = TotpSecret::from_otpauth_uri(uri.expose_secret()).unwrap();
+    assert_eq!(parsed, config);
+    assert_eq!(back.to_base32(), secret.to_base32());
+    for junk in [
+        "",
+        "otpauth://hotp/x?secret=AAAA",
+        "https://example.com",
+        &format!("otpauth://totp/a?secret={}", "A".repeat(3000)),
+    ] {
+        assert!(TotpSecret::from_otpauth_uri(junk).is_err(), "{junk:.40}");
+    }
+}
