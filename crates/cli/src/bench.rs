@@ -49,6 +49,8 @@ pub fn rows(filter: Option<&str>) -> Result<Vec<Row>, mcpsec_core::Error> {
     all.push(crate::bench_tokens::refresh_row().map_err(setup)?);
     let key_setup = |_| mcpsec_core::Error::InvalidArgument("API key benchmark setup");
     all.extend(crate::bench_apikeys::rows().map_err(key_setup)?);
+    let mfa_setup = |_| mcpsec_core::Error::InvalidArgument("MFA benchmark setup");
+    all.push(crate::bench_mfa::totp_row().map_err(mfa_setup)?);
     Ok(all
         .into_iter()
         .filter(|row| filter.is_none_or(|f| row.name.contains(f)))

@@ -8,6 +8,7 @@
 //! - [`apikeys`]: `mcpsec apikey generate|inspect|hash|verify|new-pepper`.
 //! - [`bench`](mod@bench): the benchmark rows, each an mcpsec operation beside the raw primitive or
 //!   hand-rolled baseline it is compared with, and the timing loop.
+//! - [`mfa`]: `mcpsec totp enroll|code|verify` and `mcpsec recovery generate`.
 //! - [`tokens`]: `mcpsec keys generate` and `mcpsec token issue|verify|inspect`.
 //!
 //! ```
@@ -34,5 +35,7 @@ pub mod access;
 pub mod apikeys;
 pub mod bench;
 mod bench_apikeys;
+mod bench_mfa;
 mod bench_tokens;
+pub mod mfa;
 pub mod tokens;

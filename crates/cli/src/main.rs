@@ -9,6 +9,7 @@ use mcpsec_apikeys::Env;
 use mcpsec_cli::access::{self, Owner};
 use mcpsec_cli::apikeys::{self, KeyInfo};
 use mcpsec_cli::bench;
+use mcpsec_cli::mfa;
 use mcpsec_cli::tokens::{self, CliError, IssueOptions};
 use mcpsec_tokens::{Algorithm, RsaBits};
 use std::path::PathBuf;
@@ -38,6 +39,12 @@ enum Command {
     /// API keys (`mcp_sk_…`): generate, inspect, hash, verify; peppers.
     #[command(subcommand)]
     Apikey(ApikeyCommand),
+    /// TOTP second factors: enroll, print a code, verify a code.
+    #[command(subcommand)]
+    Totp(TotpCommand),
+    /// Recovery codes: generate a fresh set.
+    #[command(subcommand)]
+    Recovery(RecoveryCommand),
     /// Time mcpsec operations against the raw primitives they are built on, like
     /// `openssl speed`.
     Bench {
@@ -224,6 +231,60 @@ enum ApikeyCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum TotpCommand {
+    /// Generate a TOTP secret (160 bits; SHA-1, 6 digits, 30 s) and print it once as
+    /// `secret: …` and `uri: …` (the otpauth:// URI for authenticator apps).
+    Enroll {
+        /// The account name shown in the authenticator app (no ':').
+        #[arg(long, value_name = "NAME")]
+        account: String,
+        /// The issuer shown in the authenticator app (no ':').
+        #[arg(long, value_name = "NAME")]
+        issuer: String,
+        /// Render the URI as a QR code (not available in this build: exits 2).
+        #[arg(long)]
+        qr: bool,
+        /// Print one JSON object {secret, uri}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the code for now, or for the given time.
+    Code {
+        /// The base32 secret, or - for standard input (keeps it out of shell history).
+        #[arg(long, value_name = "B32")]
+        secret: String,
+        /// The time, in seconds since the Unix epoch (default: now).
+        #[arg(long, value_name = "UNIX_SECONDS", value_parser = parse_unix_seconds)]
+        at: Option<u64>,
+    },
+    /// Check a code within ±1 step (no replay protection). Valid: `valid` on stdout, exit
+    /// 0. Wrong or malformed code: exit 1 and one line naming the reason on stderr.
+    Verify {
+        /// The base32 secret, or - for standard input (keeps it out of shell history).
+        #[arg(long, value_name = "B32")]
+        secret: String,
+        /// The time, in seconds since the Unix epoch (default: now).
+        #[arg(long, value_name = "UNIX_SECONDS", value_parser = parse_unix_seconds)]
+        at: Option<u64>,
+        /// The code to check.
+        code: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RecoveryCommand {
+    /// Print a fresh set of recovery codes (`xxxxx-xxxxx-xxxxx-xxxxx`), one per line.
+    Generate {
+        /// How many codes: 1 to 10 (a set is 10).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(1..=10))]
+        count: u8,
+        /// Print one JSON array of strings.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum EnvArg {
     /// Production keys.
@@ -301,6 +362,16 @@ fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
     Ok(ttl)
 }
 
+fn parse_unix_seconds(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(t) if t <= mfa::MAX_UNIX_SECONDS => Ok(t),
+        _ => Err(format!(
+            "seconds since the Unix epoch, 0 to {}",
+            mfa::MAX_UNIX_SECONDS
+        )),
+    }
+}
+
 fn parse_scopes(s: &str) -> Result<ScopeSet, String> {
     ScopeSet::parse_strict(s).map_err(|e| e.to_string())
 }
@@ -344,6 +415,8 @@ fn main() -> ExitCode {
         Command::Keys(command) => finish(run_keys(command)),
         Command::Token(command) => finish(run_token(command)),
         Command::Apikey(command) => run_apikey(command).unwrap_or_else(|e| finish(Err(e))),
+        Command::Totp(command) => finish(run_totp(command)),
+        Command::Recovery(command) => finish(run_recovery(command)),
     }
 }
 
@@ -466,6 +539,47 @@ fn run_apikey(command: ApikeyCommand) -> Result<ExitCode, CliError> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `totp` commands. Errors go through `finish`: a wrong or malformed code is exit 1,
+/// anything else (a bad secret, `--qr`) exit 2.
+fn run_totp(command: TotpCommand) -> Result<(), CliError> {
+    match command {
+        TotpCommand::Enroll {
+            account,
+            issuer,
+            qr,
+            json,
+        } => {
+            if qr {
+                return Err(CliError::Usage(mfa::QR_UNAVAILABLE.to_owned()));
+            }
+            let enrollment = mfa::enroll(&account, &issuer)?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                enrollment.write_json(&mut out)?;
+            } else {
+                enrollment.write_text(&mut out)?;
+            }
+        }
+        TotpCommand::Code { secret, at } => {
+            let secret = mfa::read_secret(secret)?;
+            println!("{}", mfa::code(&secret, at)?.expose_secret());
+        }
+        TotpCommand::Verify { secret, at, code } => {
+            let secret = mfa::read_secret(secret)?;
+            mfa::verify(&secret, &zeroize::Zeroizing::new(code), at)?;
+            println!("valid");
+        }
+    }
+    Ok(())
+}
+
+/// The `recovery` commands.
+fn run_recovery(command: RecoveryCommand) -> Result<(), CliError> {
+    let RecoveryCommand::Generate { count, json } = command;
+    let codes = mfa::recovery_codes(usize::from(count))?;
+    mfa::write_codes(&codes, json, &mut std::io::stdout().lock())
 }
 
 fn print_key_info(info: &KeyInfo, json: bool) -> Result<(), CliError> {
