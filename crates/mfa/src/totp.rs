@@ -185,7 +185,8 @@ impl TotpSecret {
     }
 
     /// Checks `code` at `unix_seconds` within the skew; returns the matched step. Pure: no
-    /// replay protection (use [`TotpVerifier`] for that).
+    /// replay protection (use [`TotpVerifier`] for that). The current step is tried first
+    /// (the common case costs one HMAC); each comparison is constant-time.
     pub fn check_at(
         &self,
         config: TotpConfig,
@@ -193,9 +194,25 @@ impl TotpSecret {
         unix_seconds: u64,
     ) -> Result<u64, Error> {
         let code = normalize(code, config.digits)?;
-        self.totp(config, None)?
-            .check(&code, unix_seconds)
-            .ok_or(Error::WrongCode)
+        let totp = self.totp(config, None)?;
+        let current = unix_seconds / config.step;
+        let skew = u64::from(config.skew);
+        let candidates = std::iter::once(current).chain(
+            (1..=skew)
+                .flat_map(|d| [current.checked_sub(d), current.checked_add(d)])
+                .flatten(),
+        );
+        for step in candidates {
+            let expected =
+                Zeroizing::new(totp.generate(step.saturating_mul(config.step)).to_string());
+            if bool::from(subtle::ConstantTimeEq::ct_eq(
+                expected.as_bytes(),
+                code.as_bytes(),
+            )) {
+                return Ok(step);
+            }
+        }
+        Err(Error::WrongCode)
     }
 }
 
