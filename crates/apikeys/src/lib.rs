@@ -55,7 +55,6 @@
     )
 )]
 
-mod attempts;
 mod cache;
 mod error;
 pub mod format;
@@ -68,12 +67,12 @@ mod store;
 pub mod testkit;
 mod verify;
 
-pub use attempts::{AttemptCounter, AttemptState, MemoryAttemptCounter};
 pub use error::Error;
 pub use format::{Env, ParsedKey};
 pub use hash::{Argon2Params, HashCheck, HashMode, KeyHasher, Pepper};
 pub use lifecycle::{KeySummary, NewKey};
 pub use limits::{LockoutPolicy, RateLimitInfo};
+pub use mcpsec_core::{AttemptCounter, AttemptState, MemoryAttemptCounter};
 pub use service::{ApiKeys, ApiKeysBuilder, DEFAULT_LAST_USED_INTERVAL, DEFAULT_QUOTA_PER_MINUTE};
 pub use store::{ApiKeyRecord, ApiKeyStore, KeyStatus, MemoryApiKeyStore, StoreError};
 pub use verify::{Source, VerifiedKey};

@@ -1,11 +1,12 @@
 //! [`ApiKeys`]: the one type a service holds, built with safe defaults.
 
-use crate::attempts::{AttemptCounter, MemoryAttemptCounter};
 use crate::cache::VerifiedKeyCache;
 use crate::format::Env;
 use crate::limits::{KeyQuota, LockoutPolicy};
 use crate::{ApiKeyStore, Error, KeyHasher};
-use mcpsec_core::{EventSink, NullSink, SharedClock, SystemClock};
+use mcpsec_core::{
+    AttemptCounter, EventSink, MemoryAttemptCounter, NullSink, SharedClock, SystemClock,
+};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;

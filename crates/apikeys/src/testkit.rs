@@ -1,12 +1,12 @@
-//! Conformance suites for [`ApiKeyStore`] and [`AttemptCounter`] backends (feature
-//! `testkit`). Call them from a multi-threaded tokio test with a factory of fresh stores.
+//! Conformance suite for [`ApiKeyStore`] backends (feature `testkit`); the
+//! `AttemptCounter` suite is `mcpsec_core::testkit::attempt_counter_conformance`. Call them from a multi-threaded tokio test with a factory of fresh stores.
 #![expect(
     clippy::unwrap_used,
     clippy::expect_used,
     reason = "a test suite: failing loudly is its job"
 )]
 
-use crate::{ApiKeyRecord, ApiKeyStore, AttemptCounter, Env, KeyStatus};
+use crate::{ApiKeyRecord, ApiKeyStore, Env, KeyStatus};
 use mcpsec_access::ScopeSet;
 use mcpsec_core::{KeyId, Label, OrgId, UserId};
 use std::sync::Arc;
@@ -126,70 +126,4 @@ where
         wins += usize::from(won.expect("task"));
     }
     assert_eq!(wins, 1, "exactly one concurrent replace_hash wins");
-}
-
-/// Runs every [`AttemptCounter`] check against counters made by `make`, including
-/// `thirty_two_concurrent_failures_are_counted_exactly`.
-pub async fn attempt_counter_conformance<F>(make: F)
-where
-    F: Fn() -> Arc<dyn AttemptCounter>,
-{
-    let window = Duration::from_secs(60);
-    let c = make();
-    assert_eq!(c.state("s", window, at(0)).await.unwrap(), None);
-    assert_eq!(c.record_failure("s", window, at(0)).await.unwrap().count, 1);
-    let second = c.record_failure("s", window, at(10)).await.unwrap();
-    assert_eq!(
-        (second.count, second.window_start, second.last_failure),
-        (2, at(0), at(10))
-    );
-    assert_eq!(
-        c.state("s", window, at(59)).await.unwrap().map(|s| s.count),
-        Some(2)
-    );
-    assert_eq!(
-        c.state("s", window, at(60)).await.unwrap(),
-        None,
-        "the window ended"
-    );
-    assert_eq!(
-        c.record_failure("s", window, at(61)).await.unwrap().count,
-        1,
-        "a new window restarts at 1"
-    );
-    assert_eq!(
-        c.state("other", window, at(61)).await.unwrap(),
-        None,
-        "subjects are separate"
-    );
-
-    let shared = make();
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..32 {
-        let c = Arc::clone(&shared);
-        tasks.spawn(async move {
-            c.record_failure("flood", window, at(5))
-                .await
-                .unwrap()
-                .count
-        });
-    }
-    let mut seen = Vec::new();
-    while let Some(count) = tasks.join_next().await {
-        seen.push(count.expect("task"));
-    }
-    seen.sort_unstable();
-    assert_eq!(
-        seen,
-        (1..=32).collect::<Vec<u64>>(),
-        "each failure saw a distinct count"
-    );
-    assert_eq!(
-        shared
-            .state("flood", window, at(5))
-            .await
-            .unwrap()
-            .map(|s| s.count),
-        Some(32)
-    );
 }

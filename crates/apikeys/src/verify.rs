@@ -188,7 +188,7 @@ impl ApiKeys {
             .counter
             .state(&source.subject(), self.lockout.window, now)
             .await
-            .map_err(|e| Error::Store(e.0))?;
+            .map_err(|_| Error::Store("attempt counter"))?;
         Ok(state.and_then(|s| {
             let until = s.last_failure.checked_add(self.lockout.backoff(s.count))?;
             until.duration_since(now).ok().filter(|d| !d.is_zero())

@@ -11,8 +11,6 @@ async fn memory_api_key_store_conforms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_attempt_counter_conforms() {
-    mcpsec_apikeys::testkit::attempt_counter_conformance(|| {
-        Arc::new(MemoryAttemptCounter::default())
-    })
-    .await;
+    mcpsec_core::testkit::attempt_counter_conformance(|| Arc::new(MemoryAttemptCounter::default()))
+        .await;
 }

@@ -25,6 +25,10 @@ pub enum Error {
     /// Sealing failed (backend unavailable, input too large).
     #[error("sealing failed: {0}")]
     Seal(&'static str),
+    /// A store (a counter, a cache shared by the fleet) could not be reached or refused
+    /// the operation; nothing was changed.
+    #[error("store unavailable: {0}")]
+    Store(&'static str),
     /// Opening failed: wrong context, tampered or truncated data, unknown or retired key.
     /// Deliberately coarse: which of these it was is not told to the caller.
     #[error("sealed data could not be opened")]

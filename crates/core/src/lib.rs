@@ -12,6 +12,7 @@
 //!   with fields that cannot carry a secret.
 //! - The [`Sealer`] trait: seal small secrets at rest without depending on the field
 //!   encryption crate, which implements it.
+//! - The [`AttemptCounter`] trait: atomic failure counting that API keys and MFA share.
 //!
 //! ```
 //! use mcpsec_core::{
@@ -48,6 +49,7 @@
     )
 )]
 
+mod attempts;
 mod clock;
 mod error;
 mod event;
@@ -59,6 +61,7 @@ mod sink;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use attempts::{AttemptCounter, AttemptState, MemoryAttemptCounter};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::Error;
 pub use event::{Actor, EventKind, Outcome, ReasonCode, ResourceRef, SecurityEvent, Severity};

@@ -20,7 +20,10 @@ pub struct AttemptState {
 /// [`record_failure`](AttemptCounter::record_failure) must be an atomic increment across
 /// the fleet (Redis `INCR` in a script, a conditional upsert in SQL, a lock in memory):
 /// of N concurrent failures, the counter ends exactly N higher. The conformance suite in
-/// `mcpsec_apikeys::testkit` checks it with 32 concurrent failures.
+/// `mcpsec_core::testkit` checks it with 32 concurrent failures.
+///
+/// Shared by every capability that counts failures (API keys per source and key id, MFA
+/// per user), which is why it lives in core.
 #[async_trait::async_trait]
 pub trait AttemptCounter: Send + Sync + std::fmt::Debug {
     /// Counts one failure of `subject` at `now`. A window older than `window` restarts at 1.
@@ -29,7 +32,7 @@ pub trait AttemptCounter: Send + Sync + std::fmt::Debug {
         subject: &str,
         window: Duration,
         now: SystemTime,
-    ) -> Result<AttemptState, crate::StoreError>;
+    ) -> Result<AttemptState, crate::Error>;
 
     /// The current state of `subject`, if it has failures in a window younger than `window`.
     async fn state(
@@ -37,7 +40,7 @@ pub trait AttemptCounter: Send + Sync + std::fmt::Debug {
         subject: &str,
         window: Duration,
         now: SystemTime,
-    ) -> Result<Option<AttemptState>, crate::StoreError>;
+    ) -> Result<Option<AttemptState>, crate::Error>;
 }
 
 /// In-memory [`AttemptCounter`] with a bound on how many subjects it tracks (oldest
@@ -76,7 +79,7 @@ impl AttemptCounter for MemoryAttemptCounter {
         subject: &str,
         window: Duration,
         now: SystemTime,
-    ) -> Result<AttemptState, crate::StoreError> {
+    ) -> Result<AttemptState, crate::Error> {
         let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
         if !states.contains_key(subject) && states.len() >= self.max_subjects {
             states.retain(|_, s| live(s, window, now));
@@ -116,7 +119,7 @@ impl AttemptCounter for MemoryAttemptCounter {
         subject: &str,
         window: Duration,
         now: SystemTime,
-    ) -> Result<Option<AttemptState>, crate::StoreError> {
+    ) -> Result<Option<AttemptState>, crate::Error> {
         let states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(states
             .get(subject)
