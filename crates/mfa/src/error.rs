@@ -13,6 +13,12 @@ pub enum Error {
     /// The code's time step was already used (the same code twice, or an older one).
     #[error("code already used")]
     Replayed,
+    /// Too many wrong codes for this user recently; retry after the given time.
+    #[error("too many attempts; retry later")]
+    TooManyAttempts {
+        /// How long to wait.
+        retry_after: std::time::Duration,
+    },
     /// A recovery code that is unknown or already used.
     #[error("invalid recovery code")]
     InvalidRecoveryCode,

@@ -53,4 +53,7 @@ pub use recovery::{
 };
 pub use replay::{MemoryReplayGuard, TotpReplayGuard};
 pub use stepup::{DEFAULT_ACR, Requirement, StepUpPolicy, StepUpRequired};
-pub use totp::{PendingEnrollment, TotpAlgorithm, TotpConfig, TotpSecret, TotpVerifier, normalize};
+pub use totp::{
+    AttemptBudget, PendingEnrollment, TotpAlgorithm, TotpConfig, TotpSecret, TotpVerifier,
+    normalize,
+};

@@ -3,10 +3,11 @@
 
 use crate::{Error, TotpReplayGuard};
 use mcpsec_core::{
-    Actor, EventKind, EventSink, Outcome, ReasonCode, SealContext, Sealer, SecretBytes,
-    SecretString, SecurityEvent, SharedClock, UserId,
+    Actor, AttemptCounter, EventKind, EventSink, MemoryAttemptCounter, Outcome, ReasonCode,
+    SealContext, Sealer, SecretBytes, SecretString, SecurityEvent, Severity, SharedClock, UserId,
 };
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 use zeroize::Zeroizing;
 
 /// Longest code input accepted before normalisation.
@@ -233,18 +234,61 @@ pub fn normalize(input: &str, digits: u8) -> Result<Zeroizing<String>, Error> {
     Ok(code)
 }
 
+/// How many wrong codes a user may send before verification pauses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptBudget {
+    /// Failures allowed in the window before pausing (default 5).
+    pub max_failures: u64,
+    /// The counting window (default 15 minutes).
+    pub window: Duration,
+    /// The first pause; doubles with each further failure (default 30 s).
+    pub base_backoff: Duration,
+    /// The longest pause (default 15 minutes).
+    pub max_backoff: Duration,
+}
+
+impl Default for AttemptBudget {
+    fn default() -> Self {
+        Self {
+            max_failures: 5,
+            window: Duration::from_secs(15 * 60),
+            base_backoff: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl AttemptBudget {
+    fn pause(&self, failures: u64) -> Duration {
+        if failures < self.max_failures {
+            return Duration::ZERO;
+        }
+        let doublings = u32::try_from(failures - self.max_failures)
+            .unwrap_or(u32::MAX)
+            .min(30);
+        self.base_backoff
+            .saturating_mul(1u32 << doublings)
+            .min(self.max_backoff)
+    }
+}
+
 /// Verifies TOTP codes once each: a code is accepted only if its step is newer than the
-/// last accepted step for that user, recorded atomically by the [`TotpReplayGuard`].
+/// last accepted step for that user, recorded atomically by the [`TotpReplayGuard`]; and
+/// a user who sends too many wrong codes is paused (an [`AttemptBudget`] counted in an
+/// [`AttemptCounter`], in memory by default: share one across a fleet).
 #[derive(Debug, Clone)]
 pub struct TotpVerifier {
     guard: Arc<dyn TotpReplayGuard>,
     events: Arc<dyn EventSink>,
     clock: SharedClock,
     config: TotpConfig,
+    counter: Arc<dyn AttemptCounter>,
+    budget: AttemptBudget,
 }
 
 impl TotpVerifier {
-    /// A verifier with `config`, recording steps in `guard` and reporting to `events`.
+    /// A verifier with `config`, recording steps in `guard` and reporting to `events`,
+    /// with the default attempt budget counted in memory.
     pub fn new(
         guard: Arc<dyn TotpReplayGuard>,
         events: Arc<dyn EventSink>,
@@ -256,17 +300,37 @@ impl TotpVerifier {
             events,
             clock,
             config,
+            counter: Arc::new(MemoryAttemptCounter::default()),
+            budget: AttemptBudget::default(),
         }
     }
 
-    /// Verifies `code` for `user`. Each failure and each success is a security event.
+    /// Counts failures in `counter` (share one across the fleet) under `budget`.
+    #[must_use]
+    pub fn with_attempt_budget(
+        mut self,
+        counter: Arc<dyn AttemptCounter>,
+        budget: AttemptBudget,
+    ) -> Self {
+        self.counter = counter;
+        self.budget = budget;
+        self
+    }
+
+    /// Verifies `code` for `user`. Each failure and each success is a security event; a
+    /// user over the attempt budget is refused without the code being checked.
     pub async fn verify(
         &self,
         user: &UserId,
         secret: &TotpSecret,
         code: &str,
     ) -> Result<(), Error> {
-        let result = self.check(user, secret, code).await;
+        let now = self.clock.now();
+        let subject = format!("mfa:totp:{user}");
+        let result = match self.paused(&subject, now).await? {
+            Some(retry_after) => Err(Error::TooManyAttempts { retry_after }),
+            None => self.check(user, secret, code).await,
+        };
         let (kind, outcome, reason) = match &result {
             Ok(()) => (EventKind::AuthnMfaSuccess, Outcome::Success, None),
             Err(Error::Replayed) => (
@@ -279,19 +343,68 @@ impl TotpVerifier {
                 Outcome::Failure,
                 Some(ReasonCode::Malformed),
             ),
+            Err(Error::TooManyAttempts { .. }) => (
+                EventKind::AuthnMfaFail,
+                Outcome::Failure,
+                Some(ReasonCode::RateLimited),
+            ),
             Err(_) => (
                 EventKind::AuthnMfaFail,
                 Outcome::Failure,
                 Some(ReasonCode::WrongCode),
             ),
         };
+        if matches!(
+            result,
+            Err(Error::WrongCode | Error::Malformed | Error::Replayed)
+        ) {
+            let state = self
+                .counter
+                .record_failure(&subject, self.budget.window, now)
+                .await;
+            if state.is_ok_and(|s| s.count == self.budget.max_failures) {
+                self.report(
+                    EventKind::AuthnLoginFailMax,
+                    Outcome::Failure,
+                    user,
+                    Some(ReasonCode::LockedOut),
+                    Severity::Critical,
+                )
+                .await;
+            }
+        }
+        self.report(kind, outcome, user, reason, kind.default_severity())
+            .await;
+        result
+    }
+
+    async fn paused(&self, subject: &str, now: SystemTime) -> Result<Option<Duration>, Error> {
+        let state = self
+            .counter
+            .state(subject, self.budget.window, now)
+            .await
+            .map_err(|_| Error::Store("attempt counter"))?;
+        Ok(state.and_then(|s| {
+            let until = s.last_failure.checked_add(self.budget.pause(s.count))?;
+            until.duration_since(now).ok().filter(|d| !d.is_zero())
+        }))
+    }
+
+    async fn report(
+        &self,
+        kind: EventKind,
+        outcome: Outcome,
+        user: &UserId,
+        reason: Option<ReasonCode>,
+        severity: Severity,
+    ) {
         let mut event = SecurityEvent::new(kind, outcome, self.clock.now())
-            .with_actor(Actor::User { user: user.clone() });
+            .with_actor(Actor::User { user: user.clone() })
+            .with_severity(severity);
         if let Some(reason) = reason {
             event = event.with_reason(reason);
         }
         let _ = self.events.record(event).await;
-        result
     }
 
     async fn check(&self, user: &UserId, secret: &TotpSecret, code: &str) -> Result<(), Error> {

@@ -183,18 +183,20 @@ async fn input_is_normalised_and_junk_refused() {
             .await
             .is_ok()
     );
-    for junk in [
+    let long = "1".repeat(100);
+    let junks = [
         "",
         "12345",
         "1234567",
         "12a456",
         "１２３４５６",
-        &"1".repeat(100),
-    ] {
+        long.as_str(),
+    ];
+    for (i, junk) in junks.into_iter().enumerate() {
+        // A user each: the attempt budget would otherwise pause after five failures.
+        let user = UserId::new(format!("c{i}")).unwrap();
         assert_eq!(
-            verifier
-                .verify(&UserId::new("c").unwrap(), &secret, junk)
-                .await,
+            verifier.verify(&user, &secret, junk).await,
             Err(Error::Malformed),
             "{junk:?}"
         );
@@ -299,4 +301,58 @@ fn otpauth_uris_round_trip_and_junk_is_refused() {
     ] {
         assert!(TotpSecret::from_otpauth_uri(junk).is_err(), "{junk:.40}");
     }
+}
+
+#[tokio::test]
+async fn the_attempt_budget_pauses_a_user_after_wrong_codes() {
+    let (verifier, clock, events, secret) = fixture();
+    let ada = UserId::new("ada").unwrap();
+    let now = mcpsec_core::Clock::unix_seconds(&clock);
+    let right = secret.code_at(TotpConfig::default(), now).unwrap();
+    let wrong = if right.expose_secret() == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for _ in 0..5 {
+        assert_eq!(
+            verifier.verify(&ada, &secret, wrong).await,
+            Err(Error::WrongCode)
+        );
+    }
+    // Budget spent: even the right code is not checked now.
+    assert_eq!(
+        verifier.verify(&ada, &secret, right.expose_secret()).await,
+        Err(Error::TooManyAttempts {
+            retry_after: Duration::from_secs(30)
+        })
+    );
+    assert!(
+        events
+            .events()
+            .iter()
+            .any(|e| e.kind == EventKind::AuthnLoginFailMax && e.is_critical())
+    );
+    // Another user is unaffected.
+    let bob = UserId::new("bob").unwrap();
+    assert!(
+        verifier
+            .verify(&bob, &secret, right.expose_secret())
+            .await
+            .is_ok()
+    );
+    clock.advance(Duration::from_secs(30));
+    let fresh = secret
+        .code_at(
+            TotpConfig::default(),
+            mcpsec_core::Clock::unix_seconds(&clock),
+        )
+        .unwrap();
+    assert!(
+        verifier
+            .verify(&ada, &secret, fresh.expose_secret())
+            .await
+            .is_ok(),
+        "after the pause"
+    );
 }
