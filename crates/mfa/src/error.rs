@@ -19,6 +19,15 @@ pub enum Error {
         /// How long to wait.
         retry_after: std::time::Duration,
     },
+    /// The email code expired.
+    #[error("code expired")]
+    CodeExpired,
+    /// A new email code was asked for too soon; retry after the given time.
+    #[error("a code was sent recently; retry later")]
+    Cooldown {
+        /// How long to wait.
+        retry_after: std::time::Duration,
+    },
     /// A recovery code that is unknown or already used.
     #[error("invalid recovery code")]
     InvalidRecoveryCode,

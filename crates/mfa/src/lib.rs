@@ -6,6 +6,9 @@
 //!   totp-rs (SHA-1, 6 digits, 30 s by default), enrollment confirmed by a first code,
 //!   input normalisation, ±1 step of skew, and a [`TotpReplayGuard`] so each code works
 //!   once. Secrets are stored sealed through core's `Sealer`.
+//! - [`EmailCodes`]: numeric codes by email, ≤10 minutes, single use, latest only, five
+//!   attempts, a resend cooldown, stored as keyed hashes bound to user, purpose and flow,
+//!   sent through a host's [`EmailSender`].
 //! - [`RecoveryCodes`]: ten 100-bit codes, shown once, stored as keyed hashes, each usable
 //!   once ([`RecoveryCodeStore::consume_once`]).
 //! - [`StepUpPolicy`]: administrative actions need MFA within 15 minutes; otherwise a
@@ -39,6 +42,7 @@
     )
 )]
 
+mod email;
 mod error;
 mod recovery;
 mod replay;
@@ -47,6 +51,10 @@ mod stepup;
 pub mod testkit;
 mod totp;
 
+pub use email::{
+    AttemptOutcome, ChallengeKey, ChallengeRecord, EmailAddress, EmailCodePolicy, EmailCodeStore,
+    EmailCodes, EmailSender, MemoryEmailCodeStore, MemoryOutbox,
+};
 pub use error::{Error, StoreError};
 pub use recovery::{
     CODES_PER_SET, CodeHash, MemoryRecoveryStore, RecoveryCodeStore, RecoveryCodes,

@@ -107,3 +107,95 @@ where
         "exactly one of 32 concurrent uses of a recovery code succeeds"
     );
 }
+
+/// Checks an [`EmailCodeStore`](crate::EmailCodeStore): latest-only, expiry, attempt cap,
+/// and 32 concurrent attempts with the right code of which exactly one is consumed.
+pub async fn email_code_store_conformance<F>(make: F)
+where
+    F: Fn() -> Arc<dyn crate::EmailCodeStore>,
+{
+    use crate::{AttemptOutcome, ChallengeKey, ChallengeRecord};
+    use mcpsec_core::{Label, TokenId};
+    use std::time::{Duration, UNIX_EPOCH};
+    let t = |s: u64| UNIX_EPOCH + Duration::from_secs(1_767_225_600 + s);
+    let key = |flow: &str| ChallengeKey {
+        user: UserId::new("alice").unwrap(),
+        purpose: Label::new("login").unwrap(),
+        flow: TokenId::new(flow).unwrap(),
+    };
+    let record = |hash: u8, sent: u64| ChallengeRecord {
+        hash: [hash; 32],
+        sent_at: t(sent),
+        expires_at: t(sent + 600),
+        attempts: 0,
+    };
+
+    let store = make();
+    assert_eq!(
+        store.attempt(&key("f1"), &[1; 32], t(0), 5).await.unwrap(),
+        AttemptOutcome::NotFound
+    );
+    store.put(&key("f1"), record(1, 0)).await.unwrap();
+    store.put(&key("f1"), record(2, 10)).await.unwrap();
+    assert_eq!(
+        store
+            .last_sent(
+                &UserId::new("alice").unwrap(),
+                &Label::new("login").unwrap()
+            )
+            .await
+            .unwrap(),
+        Some(t(10))
+    );
+    assert_eq!(
+        store.attempt(&key("f1"), &[1; 32], t(20), 5).await.unwrap(),
+        AttemptOutcome::Wrong,
+        "only the latest"
+    );
+    assert_eq!(
+        store.attempt(&key("f1"), &[2; 32], t(20), 5).await.unwrap(),
+        AttemptOutcome::Consumed
+    );
+    assert_eq!(
+        store.attempt(&key("f1"), &[2; 32], t(21), 5).await.unwrap(),
+        AttemptOutcome::NotFound,
+        "single use"
+    );
+
+    store.put(&key("f2"), record(3, 0)).await.unwrap();
+    assert_eq!(
+        store
+            .attempt(&key("f2"), &[3; 32], t(600), 5)
+            .await
+            .unwrap(),
+        AttemptOutcome::Expired
+    );
+    store.put(&key("f3"), record(4, 0)).await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            store.attempt(&key("f3"), &[9; 32], t(1), 2).await.unwrap(),
+            AttemptOutcome::Wrong
+        );
+    }
+    assert_eq!(
+        store.attempt(&key("f3"), &[4; 32], t(1), 2).await.unwrap(),
+        AttemptOutcome::TooManyAttempts
+    );
+
+    let shared = make();
+    shared.put(&key("race"), record(5, 0)).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let s = Arc::clone(&shared);
+        let k = key("race");
+        tasks.spawn(async move { s.attempt(&k, &[5; 32], t(1), 5).await.unwrap() });
+    }
+    let mut consumed = 0;
+    while let Some(outcome) = tasks.join_next().await {
+        consumed += usize::from(outcome.expect("task") == AttemptOutcome::Consumed);
+    }
+    assert_eq!(
+        consumed, 1,
+        "exactly one of 32 concurrent right attempts consumes the code"
+    );
+}
