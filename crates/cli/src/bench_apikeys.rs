@@ -11,7 +11,11 @@ use std::sync::Arc;
 
 const PEPPER: [u8; 32] = [7; 32];
 
-fn service(mode: HashMode) -> Result<(ApiKeys, tokio::runtime::Runtime), Error> {
+/// A key service on the memory store; `slow_hash_cache: false` turns the Argon2 cache off.
+fn service(
+    mode: HashMode,
+    slow_hash_cache: bool,
+) -> Result<(ApiKeys, tokio::runtime::Runtime), Error> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|_| Error::Config("runtime"))?;
@@ -22,8 +26,13 @@ fn service(mode: HashMode) -> Result<(ApiKeys, tokio::runtime::Runtime), Error> 
     )?;
     let keys = ApiKeys::builder(Arc::new(MemoryApiKeyStore::new()), hasher)
         .clock(Arc::new(ManualClock::at_unix(1_767_225_600)))
-        .quota_per_minute(u32::MAX)
-        .build()?;
+        .quota_per_minute(u32::MAX);
+    let keys = if slow_hash_cache {
+        keys
+    } else {
+        keys.slow_hash_cache(std::time::Duration::ZERO, 0)
+    };
+    let keys = keys.build()?;
     Ok((keys, runtime))
 }
 
@@ -47,7 +56,7 @@ pub(crate) fn rows() -> Result<Vec<Row>, Error> {
     let hmac_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &PEPPER);
 
     // End to end with the memory store, against one HMAC-SHA256 of the key.
-    let (keys, runtime) = service(HashMode::HmacSha256)?;
+    let (keys, runtime) = service(HashMode::HmacSha256, true)?;
     let (key, _) = runtime.block_on(keys.create(new_key()?))?;
     runtime.block_on(keys.verify(key.expose_secret(), &source))?;
     let hmac_text = key.expose_secret().to_owned();
@@ -103,7 +112,7 @@ pub(crate) fn rows() -> Result<Vec<Row>, Error> {
         argon.hash_password_into(input, &[9u8; 16], &mut out).ok()?;
         Some(out)
     };
-    let (cached, cached_rt) = service(HashMode::Argon2id(params))?;
+    let (cached, cached_rt) = service(HashMode::Argon2id(params), true)?;
     let (slow_key, _) = cached_rt.block_on(cached.create(new_key()?))?;
     cached_rt.block_on(cached.verify(slow_key.expose_secret(), &source))?;
     let slow_text = slow_key.expose_secret().to_owned();
@@ -123,19 +132,7 @@ pub(crate) fn rows() -> Result<Vec<Row>, Error> {
         }),
     };
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .map_err(|_| Error::Config("runtime"))?;
-    let hasher = KeyHasher::new(
-        Pepper::new(1, SecretBytes::from_slice(&PEPPER))?,
-        vec![],
-        HashMode::Argon2id(params),
-    )?;
-    let cold = ApiKeys::builder(Arc::new(MemoryApiKeyStore::new()), hasher)
-        .clock(Arc::new(ManualClock::at_unix(1_767_225_600)))
-        .quota_per_minute(u32::MAX)
-        .slow_hash_cache(std::time::Duration::ZERO, 0)
-        .build()?;
+    let (cold, runtime) = service(HashMode::Argon2id(params), false)?;
     let (cold_key, _) = runtime.block_on(cold.create(new_key()?))?;
     runtime.block_on(cold.verify(cold_key.expose_secret(), &source))?;
     let cold_text = cold_key.expose_secret().to_owned();
