@@ -1,0 +1,713 @@
+//! [`FieldCrypt`]: encrypt and decrypt fields with the keyring of their data category.
+
+use crate::backend::{CryptoProvider, KEY_LEN, PreparedKey};
+use crate::budget::{BudgetState, MemoryLedger, NonceBudget, Usage, UsageLedger};
+use crate::format::{self, FORMAT_VERSION, Header, MAX_PLAINTEXT, NONCE_LEN, TAG_LEN};
+use crate::subject::{Subject, SubjectKeyState, SubjectKeyStore};
+use crate::{Category, Error};
+use mcpsec_core::{
+    Clock, EventKind, EventSink, NullSink, Outcome, ReasonCode, SealContext, SecretBytes,
+    SecurityEvent, SystemClock,
+};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+
+const AAD_DOMAIN: &[u8] = b"mcpsec-fieldcrypt-v1";
+const SUBJECT_KEY_TABLE: &str = "mcpsec_subject_keys";
+const SUBJECT_KEY_COLUMN: &str = "data_key";
+
+/// One key version of a category, as handed to [`FieldCrypt`] by a keyset loader.
+pub struct KeyVersion {
+    /// The version number (≥ 1).
+    pub version: u32,
+    /// The 32-byte AES-256 key.
+    pub key: SecretBytes,
+    /// Encryptions already counted against this version (what the ledger last recorded).
+    pub reserved: u64,
+}
+
+impl fmt::Debug for KeyVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyVersion")
+            .field("version", &self.version)
+            .field("key", &"[REDACTED]")
+            .field("reserved", &self.reserved)
+            .finish()
+    }
+}
+
+/// A category's keys, as handed to [`FieldCrypt`] by a keyset loader.
+#[derive(Debug)]
+pub struct KeyringSpec {
+    /// The data category.
+    pub category: Category,
+    /// The version new data is encrypted with.
+    pub primary: u32,
+    /// Versions below this are refused for decryption.
+    pub min_decrypt: u32,
+    /// Every version still kept.
+    pub versions: Vec<KeyVersion>,
+    /// The root of this category's blind-index keys.
+    pub index_key: SecretBytes,
+}
+
+struct VersionState {
+    cipher: Box<dyn PreparedKey>,
+    usage: Usage,
+}
+
+struct Keyring {
+    primary: u32,
+    min_decrypt: u32,
+    versions: BTreeMap<u32, VersionState>,
+    index_key: SecretBytes,
+}
+
+/// How far one key version is into its nonce budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyUsage {
+    /// The data category.
+    pub category: Category,
+    /// The key version.
+    pub version: u32,
+    /// Whether it is the category's primary version.
+    pub primary: bool,
+    /// Encryptions counted (conservatively: includes reserved-but-unused after a restart).
+    pub used: u64,
+    /// Where that is in the budget.
+    pub state: BudgetState,
+}
+
+/// Field encryption with a keyring per data category.
+///
+/// Cheap to share (`Arc<FieldCrypt>`); encryption and decryption are synchronous and take
+/// a read lock; rotation takes a short write lock. Implements core's
+/// [`Sealer`](mcpsec_core::Sealer) for the capability crates.
+pub struct FieldCrypt {
+    provider: CryptoProvider,
+    budget: NonceBudget,
+    ledger: Arc<dyn UsageLedger>,
+    rings: RwLock<BTreeMap<Category, Keyring>>,
+    subjects: Option<Arc<dyn SubjectKeyStore>>,
+    events: Arc<dyn EventSink>,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for FieldCrypt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rings = self.rings.read().unwrap_or_else(PoisonError::into_inner);
+        f.debug_struct("FieldCrypt")
+            .field("backend", &self.provider.aead().name())
+            .field("categories", &rings.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`FieldCrypt`].
+#[derive(Debug)]
+pub struct FieldCryptBuilder {
+    provider: CryptoProvider,
+    budget: NonceBudget,
+    ledger: Option<Arc<dyn UsageLedger>>,
+    rings: Vec<KeyringSpec>,
+    subjects: Option<Arc<dyn SubjectKeyStore>>,
+    events: Arc<dyn EventSink>,
+    clock: Arc<dyn Clock>,
+}
+
+impl FieldCryptBuilder {
+    /// The AEAD backend (default: RustCrypto).
+    pub fn provider(mut self, provider: CryptoProvider) -> Self {
+        self.provider = provider;
+        self
+    }
+
+    /// The nonce budget (default: warn at 2^31, refuse at 2^32).
+    pub fn nonce_budget(mut self, budget: NonceBudget) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// Where encryption counts are persisted (default: memory only, which a host with
+    /// long-lived keys should replace; [`LocalKeyset`](crate::LocalKeyset) is one).
+    pub fn ledger(mut self, ledger: Arc<dyn UsageLedger>) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    /// Adds a category's keyring.
+    pub fn keyring(mut self, spec: KeyringSpec) -> Self {
+        self.rings.push(spec);
+        self
+    }
+
+    /// Enables per-subject data keys (crypto-shredding) kept in `store`.
+    pub fn subject_keys(mut self, store: Arc<dyn SubjectKeyStore>) -> Self {
+        self.subjects = Some(store);
+        self
+    }
+
+    /// Where security events go (decryption failures through the `Sealer` interface,
+    /// shredding, rotation). Default: discarded.
+    pub fn events(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.events = sink;
+        self
+    }
+
+    /// The clock for event times (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Checks every keyring (primary present, minimum ≤ primary, 32-byte keys) and expands
+    /// the keys.
+    pub fn build(self) -> Result<FieldCrypt, Error> {
+        self.budget.validate()?;
+        let mut rings = BTreeMap::new();
+        for spec in self.rings {
+            let category = spec.category.clone();
+            let ring = prepare_ring(self.provider, spec)?;
+            if rings.insert(category, ring).is_some() {
+                return Err(Error::InvalidArgument("a category appears twice"));
+            }
+        }
+        Ok(FieldCrypt {
+            provider: self.provider,
+            budget: self.budget,
+            ledger: self.ledger.unwrap_or_else(|| Arc::new(MemoryLedger::new())),
+            rings: RwLock::new(rings),
+            subjects: self.subjects,
+            events: self.events,
+            clock: self.clock,
+        })
+    }
+}
+
+fn prepare_ring(provider: CryptoProvider, spec: KeyringSpec) -> Result<Keyring, Error> {
+    if spec.index_key.len() != KEY_LEN {
+        return Err(Error::InvalidArgument("an index key is 32 bytes"));
+    }
+    let mut versions = BTreeMap::new();
+    for version in spec.versions {
+        if version.version == 0 {
+            return Err(Error::InvalidArgument("key versions start at 1"));
+        }
+        let state = VersionState {
+            cipher: provider.aead().prepare(&version.key)?,
+            usage: Usage::resume(version.reserved),
+        };
+        if versions.insert(version.version, state).is_some() {
+            return Err(Error::InvalidArgument("a key version appears twice"));
+        }
+    }
+    if !versions.contains_key(&spec.primary) {
+        return Err(Error::InvalidArgument("the primary key version is missing"));
+    }
+    if spec.min_decrypt == 0 || spec.min_decrypt > spec.primary {
+        return Err(Error::InvalidArgument(
+            "the minimum decryption version must be between 1 and the primary",
+        ));
+    }
+    Ok(Keyring {
+        primary: spec.primary,
+        min_decrypt: spec.min_decrypt,
+        versions,
+        index_key: spec.index_key,
+    })
+}
+
+/// The associated data: a domain tag, the header, the context, and the subject if any.
+fn associated_data(header: &[u8], context: &SealContext, subject: Option<&Subject>) -> Vec<u8> {
+    let context = context.aad();
+    let mut aad = Vec::with_capacity(AAD_DOMAIN.len() + 8 + header.len() + context.len() + 80);
+    aad.extend_from_slice(AAD_DOMAIN);
+    for part in [header, context.as_slice()] {
+        // Both are bounded (header ≤ 71 bytes, context ≤ 5 × 260), so the length fits.
+        aad.extend_from_slice(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
+        aad.extend_from_slice(part);
+    }
+    if let Some(subject) = subject {
+        let canonical = subject.canonical();
+        aad.extend_from_slice(
+            &u32::try_from(canonical.len())
+                .unwrap_or(u32::MAX)
+                .to_be_bytes(),
+        );
+        aad.extend_from_slice(canonical.as_bytes());
+    }
+    aad
+}
+
+fn seal_with(
+    cipher: &dyn PreparedKey,
+    header: &Header,
+    plaintext: &[u8],
+    context: &SealContext,
+    subject: Option<&Subject>,
+) -> Result<Vec<u8>, Error> {
+    let header_len = header.encoded_len();
+    let mut out = Vec::with_capacity(header_len + NONCE_LEN + plaintext.len() + TAG_LEN);
+    header.encode_into(&mut out);
+    let mut nonce = [0u8; NONCE_LEN];
+    mcpsec_core::fill_random(&mut nonce)?;
+    out.extend_from_slice(&nonce);
+    let start = out.len();
+    out.extend_from_slice(plaintext);
+    let aad = associated_data(out.get(..header_len).unwrap_or_default(), context, subject);
+    if let Err(error) = cipher.seal_in_place(&nonce, &aad, &mut out, start) {
+        zeroize::Zeroize::zeroize(&mut out);
+        return Err(error);
+    }
+    Ok(out)
+}
+
+impl FieldCrypt {
+    /// A builder with the RustCrypto backend, the default budget and no keyrings.
+    pub fn builder() -> FieldCryptBuilder {
+        FieldCryptBuilder {
+            provider: CryptoProvider::default(),
+            budget: NonceBudget::default(),
+            ledger: None,
+            rings: Vec::new(),
+            subjects: None,
+            events: Arc::new(NullSink),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The backend's name (`rustcrypto`, `aws-lc`).
+    pub fn backend(&self) -> &'static str {
+        self.provider.aead().name()
+    }
+
+    /// Encrypts `plaintext` (at most 1 MiB) with the primary key of `context`'s category,
+    /// bound to the whole context. Returns the binary form.
+    pub fn encrypt(&self, plaintext: &[u8], context: &SealContext) -> Result<Vec<u8>, Error> {
+        if plaintext.len() > MAX_PLAINTEXT {
+            return Err(Error::TooLarge("plaintext"));
+        }
+        let category = Category::new(context.category())?;
+        let rings = self.rings.read().unwrap_or_else(PoisonError::into_inner);
+        let ring = rings
+            .get(&category)
+            .ok_or_else(|| Error::UnknownCategory(category.to_string()))?;
+        let version = ring.primary;
+        let state = ring
+            .versions
+            .get(&version)
+            .ok_or(Error::Keyset("the primary key version is missing"))?;
+        state
+            .usage
+            .take(&self.budget, &*self.ledger, &category, version)?;
+        let header = Header {
+            version: FORMAT_VERSION,
+            category,
+            key_version: version,
+            subject_keyed: false,
+        };
+        seal_with(&*state.cipher, &header, plaintext, context, None)
+    }
+
+    /// [`FieldCrypt::encrypt`], returning the text form (`mcpsec:fc1:…`).
+    pub fn encrypt_text(&self, plaintext: &[u8], context: &SealContext) -> Result<String, Error> {
+        Ok(format::to_text(&self.encrypt(plaintext, context)?))
+    }
+
+    /// Decrypts a binary ciphertext written for the same context.
+    pub fn decrypt(&self, ciphertext: &[u8], context: &SealContext) -> Result<SecretBytes, Error> {
+        let parsed = format::parse(ciphertext)?;
+        if parsed.header.subject_keyed {
+            return Err(Error::SubjectRequired);
+        }
+        if parsed.header.category.as_str() != context.category() {
+            return Err(Error::WrongCategory);
+        }
+        let rings = self.rings.read().unwrap_or_else(PoisonError::into_inner);
+        let ring = rings
+            .get(&parsed.header.category)
+            .ok_or_else(|| Error::UnknownCategory(parsed.header.category.to_string()))?;
+        let version = parsed.header.key_version;
+        if version < ring.min_decrypt {
+            return Err(Error::KeyVersionRetired {
+                category: parsed.header.category.to_string(),
+                version,
+            });
+        }
+        let state = ring
+            .versions
+            .get(&version)
+            .ok_or_else(|| Error::UnknownKeyVersion {
+                category: parsed.header.category.to_string(),
+                version,
+            })?;
+        let aad = associated_data(parsed.header_bytes, context, None);
+        let plaintext = state.cipher.open(&parsed.nonce, &aad, parsed.sealed)?;
+        Ok(SecretBytes::new(plaintext))
+    }
+
+    /// Decrypts the text form.
+    pub fn decrypt_text(&self, text: &str, context: &SealContext) -> Result<SecretBytes, Error> {
+        let bytes = format::from_text(text)?;
+        self.decrypt(&bytes, context)
+    }
+
+    /// Whether a ciphertext is already under its category's primary key (so a rewrap job
+    /// can skip it). Errors only when the header cannot be read or the category is unknown.
+    pub fn is_current(&self, ciphertext: &[u8]) -> Result<bool, Error> {
+        let header = format::parse(ciphertext)?.header;
+        if header.subject_keyed {
+            return Ok(true);
+        }
+        let rings = self.rings.read().unwrap_or_else(PoisonError::into_inner);
+        let ring = rings
+            .get(&header.category)
+            .ok_or_else(|| Error::UnknownCategory(header.category.to_string()))?;
+        Ok(header.key_version == ring.primary)
+    }
+
+    /// Re-encrypts a ciphertext under its category's primary key, for the same context.
+    /// Returns `None` when it already is.
+    pub fn reencrypt(
+        &self,
+        ciphertext: &[u8],
+        context: &SealContext,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        if self.is_current(ciphertext)? {
+            return Ok(None);
+        }
+        let plaintext = self.decrypt(ciphertext, context)?;
+        self.encrypt(plaintext.expose_secret(), context).map(Some)
+    }
+
+    /// The categories with a keyring.
+    pub fn categories(&self) -> Vec<Category> {
+        let rings = self.rings.read().unwrap_or_else(PoisonError::into_inner);
+        rings.keys().cloned().collect()
+    }
+
+    /// A category's primary version and minimum decryption version.
+    pub fn versions(&self, category: &Category) -> Result<(u32, u32), Error> {
+        let rings = self.rings.read().unwrap_or_else(PoisonError::into_inner);
+        let ring = rings
+            .get(category)
+            .ok_or_else(|| Error::UnknownCategory(category.to_string()))?;
+        Ok((ring.primary, ring.min_decrypt))
+    }
+
+    /// Every key version's place in its nonce budget. A host polls this (or
+    /// [`FieldCrypt::due_for_rotation`]) on its rotation schedule.
+    pub fn usage(&self) -> Vec<KeyUsage> {
+        let rings = self.rings.read().unwrap_or_else(PoisonError::into_inner);
+        let mut out = Vec::new();
+        for (category, ring) in rings.iter() {
+            for (version, state) in &ring.versions {
+                out.push(KeyUsage {
+                    category: category.clone(),
+                    version: *version,
+                    primary: *version == ring.primary,
+                    used: state.usage.used(),
+                    state: state.usage.state(&self.budget),
+                });
+            }
+        }
+        out
+    }
+
+    /// Categories whose primary key has reached the warning threshold of its budget.
+    pub fn due_for_rotation(&self) -> Vec<Category> {
+        self.usage()
+            .into_iter()
+            .filter(|usage| usage.primary && usage.state != BudgetState::Ok)
+            .map(|usage| usage.category)
+            .collect()
+    }
+
+    /// Installs a new key version for a category and makes it primary. Persist it first
+    /// (see [`LocalKeyset::rotate`](crate::LocalKeyset::rotate), which does both).
+    pub fn install_primary(&self, category: &Category, version: KeyVersion) -> Result<(), Error> {
+        let cipher = self.provider.aead().prepare(&version.key)?;
+        let mut rings = self.rings.write().unwrap_or_else(PoisonError::into_inner);
+        let ring = rings
+            .get_mut(category)
+            .ok_or_else(|| Error::UnknownCategory(category.to_string()))?;
+        if version.version <= ring.primary || ring.versions.contains_key(&version.version) {
+            return Err(Error::InvalidArgument(
+                "a new primary version must be greater than every existing one",
+            ));
+        }
+        ring.versions.insert(
+            version.version,
+            VersionState {
+                cipher,
+                usage: Usage::resume(version.reserved),
+            },
+        );
+        ring.primary = version.version;
+        Ok(())
+    }
+
+    /// Adds a whole category's keyring (a category created after start-up).
+    pub fn install_keyring(&self, spec: KeyringSpec) -> Result<(), Error> {
+        let category = spec.category.clone();
+        let ring = prepare_ring(self.provider, spec)?;
+        let mut rings = self.rings.write().unwrap_or_else(PoisonError::into_inner);
+        if rings.contains_key(&category) {
+            return Err(Error::InvalidArgument("the category already has a keyring"));
+        }
+        rings.insert(category, ring);
+        Ok(())
+    }
+
+    /// Raises a category's minimum decryption version (after a rewrap finished) and drops
+    /// the keys below it. Data still under those versions becomes unreadable.
+    pub fn set_min_decrypt(&self, category: &Category, min: u32) -> Result<(), Error> {
+        let mut rings = self.rings.write().unwrap_or_else(PoisonError::into_inner);
+        let ring = rings
+            .get_mut(category)
+            .ok_or_else(|| Error::UnknownCategory(category.to_string()))?;
+        if min == 0 || min > ring.primary {
+            return Err(Error::InvalidArgument(
+                "the minimum decryption version must be between 1 and the primary",
+            ));
+        }
+        ring.min_decrypt = ring.min_decrypt.max(min);
+        let keep = ring.min_decrypt;
+        ring.versions.retain(|version, _| *version >= keep);
+        Ok(())
+    }
+
+    /// A blind index for equality search on one column; see [`crate::blind`].
+    pub fn blind_index(
+        &self,
+        category: &Category,
+        table: &str,
+        column: &str,
+        config: crate::blind::BlindIndexConfig,
+    ) -> Result<crate::blind::BlindIndex, Error> {
+        let rings = self.rings.read().unwrap_or_else(PoisonError::into_inner);
+        let ring = rings
+            .get(category)
+            .ok_or_else(|| Error::UnknownCategory(category.to_string()))?;
+        crate::blind::BlindIndex::derive(&ring.index_key, category, table, column, config)
+    }
+
+    // --- per-subject keys (crypto-shredding) -------------------------------------------
+
+    fn subject_store(&self) -> Result<&Arc<dyn SubjectKeyStore>, Error> {
+        self.subjects.as_ref().ok_or(Error::InvalidArgument(
+            "no subject key store configured (FieldCryptBuilder::subject_keys)",
+        ))
+    }
+
+    fn subject_key_context(
+        category: &Category,
+        subject: &Subject,
+        generation: u32,
+    ) -> Result<SealContext, Error> {
+        Ok(SealContext::new(
+            category.as_str(),
+            SUBJECT_KEY_TABLE,
+            SUBJECT_KEY_COLUMN,
+            format!("{}#{generation}", subject.canonical()),
+        )?)
+    }
+
+    /// Encrypts with `subject`'s own data key in `context`'s category, creating the key
+    /// (wrapped by the category's primary key) on first use. Deleting the subject's key
+    /// ([`FieldCrypt::shred_subject`]) makes every such field unreadable.
+    pub async fn encrypt_for_subject(
+        &self,
+        subject: &Subject,
+        plaintext: &[u8],
+        context: &SealContext,
+    ) -> Result<Vec<u8>, Error> {
+        if plaintext.len() > MAX_PLAINTEXT {
+            return Err(Error::TooLarge("plaintext"));
+        }
+        let category = Category::new(context.category())?;
+        let store = self.subject_store()?;
+        let (generation, wrapped) = match store.current(&category, subject).await? {
+            SubjectKeyState::Active {
+                generation,
+                wrapped,
+            } => (generation, wrapped),
+            state => {
+                let generation = match state {
+                    SubjectKeyState::Shredded { generation } => generation
+                        .checked_add(1)
+                        .ok_or(Error::InvalidArgument("subject key generations exhausted"))?,
+                    _ => 1,
+                };
+                let key = SecretBytes::random(KEY_LEN)?;
+                let wrap_context = Self::subject_key_context(&category, subject, generation)?;
+                let wrapped = self.encrypt(key.expose_secret(), &wrap_context)?;
+                match store
+                    .create(&category, subject, generation, wrapped)
+                    .await?
+                {
+                    // Ours, or a concurrent creator's: either way the one in the store.
+                    SubjectKeyState::Active {
+                        generation,
+                        wrapped,
+                    } => (generation, wrapped),
+                    _ => return Err(Error::Store("subject key creation lost to a shred")),
+                }
+            }
+        };
+        let key = self.open_subject_key(&category, subject, generation, &wrapped)?;
+        let cipher = self.provider.aead().prepare(&key)?;
+        let header = Header {
+            version: FORMAT_VERSION,
+            category,
+            key_version: generation,
+            subject_keyed: true,
+        };
+        seal_with(&*cipher, &header, plaintext, context, Some(subject))
+    }
+
+    fn open_subject_key(
+        &self,
+        category: &Category,
+        subject: &Subject,
+        generation: u32,
+        wrapped: &[u8],
+    ) -> Result<SecretBytes, Error> {
+        let context = Self::subject_key_context(category, subject, generation)?;
+        let key = self.decrypt(wrapped, &context)?;
+        if key.len() != KEY_LEN {
+            return Err(Error::Decrypt);
+        }
+        Ok(key)
+    }
+
+    /// Decrypts a field sealed by [`FieldCrypt::encrypt_for_subject`] (or an ordinary one,
+    /// which is passed to [`FieldCrypt::decrypt`]). A shredded subject's data fails with
+    /// [`Error::Shredded`].
+    pub async fn decrypt_for_subject(
+        &self,
+        subject: &Subject,
+        ciphertext: &[u8],
+        context: &SealContext,
+    ) -> Result<SecretBytes, Error> {
+        let parsed = format::parse(ciphertext)?;
+        if !parsed.header.subject_keyed {
+            return self.decrypt(ciphertext, context);
+        }
+        if parsed.header.category.as_str() != context.category() {
+            return Err(Error::WrongCategory);
+        }
+        let category = &parsed.header.category;
+        let wanted = parsed.header.key_version;
+        let store = self.subject_store()?;
+        let key = match store.current(category, subject).await? {
+            SubjectKeyState::Active {
+                generation,
+                wrapped,
+            } if generation == wanted => {
+                self.open_subject_key(category, subject, generation, &wrapped)?
+            }
+            SubjectKeyState::Active { generation, .. }
+            | SubjectKeyState::Shredded { generation }
+                if generation >= wanted =>
+            {
+                return Err(Error::Shredded);
+            }
+            _ => {
+                return Err(Error::UnknownKeyVersion {
+                    category: category.to_string(),
+                    version: wanted,
+                });
+            }
+        };
+        let cipher = self.provider.aead().prepare(&key)?;
+        let aad = associated_data(parsed.header_bytes, context, Some(subject));
+        let plaintext = cipher.open(&parsed.nonce, &aad, parsed.sealed)?;
+        Ok(SecretBytes::new(plaintext))
+    }
+
+    /// Deletes `subject`'s data key in `category` (an erasure request). Every field sealed
+    /// for the subject in that category becomes unreadable, on every instance, at once.
+    /// Records a critical `sensitive_delete` event. Returns whether a key was deleted.
+    pub async fn shred_subject(
+        &self,
+        category: &Category,
+        subject: &Subject,
+    ) -> Result<bool, Error> {
+        let shredded = self.subject_store()?.shred(category, subject).await?;
+        if shredded {
+            let event = SecurityEvent::new(
+                EventKind::SensitiveDelete,
+                Outcome::Success,
+                self.clock.now(),
+            )
+            .with_resource(subject_label()?, None);
+            let event = match subject {
+                Subject::User(user) => event.with_user(user.clone()),
+                Subject::Org(org) => event.with_org(org.clone()),
+            };
+            self.events
+                .record(event)
+                .await
+                .map_err(|_| Error::Store("the event sink refused the shred event"))?;
+        }
+        Ok(shredded)
+    }
+
+    pub(crate) async fn record_failure(&self, category: &str) {
+        let Ok(label) = mcpsec_core::Label::new(category) else {
+            return;
+        };
+        let event =
+            SecurityEvent::new(EventKind::SysCryptoFail, Outcome::Failure, self.clock.now())
+                .with_resource(label, None)
+                .with_reason(ReasonCode::DecryptFailed);
+        // A failed open is already an error to the caller; a sink outage must not mask it.
+        let _ = self.events.record(event).await;
+    }
+}
+
+fn subject_label() -> Result<mcpsec_core::Label, Error> {
+    Ok(mcpsec_core::Label::new("subject_data_key")?)
+}
+
+#[async_trait::async_trait]
+impl mcpsec_core::Sealer for FieldCrypt {
+    async fn seal(
+        &self,
+        plaintext: &[u8],
+        context: &SealContext,
+    ) -> Result<Vec<u8>, mcpsec_core::Error> {
+        if plaintext.len() > mcpsec_core::MAX_SEAL_PLAINTEXT {
+            return Err(mcpsec_core::Error::Seal(
+                "plaintext larger than the seal cap",
+            ));
+        }
+        self.encrypt(plaintext, context)
+            .map_err(|error| match error {
+                Error::UnknownCategory(_) => {
+                    mcpsec_core::Error::Seal("no keyring for the category")
+                }
+                Error::NonceBudgetExhausted { .. } => {
+                    mcpsec_core::Error::Seal("the category's key must be rotated")
+                }
+                Error::RandomUnavailable => mcpsec_core::Error::RandomUnavailable,
+                _ => mcpsec_core::Error::Seal("field encryption failed"),
+            })
+    }
+
+    async fn open(
+        &self,
+        sealed: &[u8],
+        context: &SealContext,
+    ) -> Result<SecretBytes, mcpsec_core::Error> {
+        match self.decrypt(sealed, context) {
+            Ok(plaintext) => Ok(plaintext),
+            Err(_) => {
+                self.record_failure(context.category()).await;
+                Err(mcpsec_core::Error::Open)
+            }
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The crate's error type.
+
+/// Why a field-encryption operation failed. Nothing was written or changed.
+///
+/// Messages name categories, versions and rules, which are not secret; they never contain
+/// plaintext, key material or ciphertext bytes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The ciphertext is not in a format this crate reads (bad prefix, truncated header,
+    /// bad base64, unknown flags).
+    #[error("malformed ciphertext: {0}")]
+    Malformed(&'static str),
+    /// The input is larger than the cap for its kind.
+    #[error("{0} is larger than the cap")]
+    TooLarge(&'static str),
+    /// The ciphertext was written in a format version this build does not read.
+    #[error("unsupported ciphertext format version {0}")]
+    UnsupportedVersion(u8),
+    /// No keyring for this data category.
+    #[error("no keyring for data category {0:?}")]
+    UnknownCategory(String),
+    /// The keyring has no key with this version.
+    #[error("data category {category:?} has no key version {version}")]
+    UnknownKeyVersion {
+        /// The data category.
+        category: String,
+        /// The version named by the ciphertext.
+        version: u32,
+    },
+    /// The key version is below the category's minimum decryption version: data written
+    /// under it must have been re-encrypted (`rewrap`) before the minimum was raised.
+    #[error("data category {category:?} refuses key version {version} (below the minimum)")]
+    KeyVersionRetired {
+        /// The data category.
+        category: String,
+        /// The refused version.
+        version: u32,
+    },
+    /// The ciphertext's category is not the category of the context it is opened with.
+    #[error("the ciphertext belongs to another data category")]
+    WrongCategory,
+    /// Authentication failed: the ciphertext was changed, or it belongs to another row,
+    /// column, table, tenant or subject, or the key is wrong. Deliberately one error.
+    #[error("decryption failed (tampered data, wrong context or wrong key)")]
+    Decrypt,
+    /// The subject's data key was deleted (crypto-shredding): the data is gone for good.
+    #[error("the subject's data key was shredded; the data cannot be recovered")]
+    Shredded,
+    /// The ciphertext is sealed with a subject key and must be opened with its subject.
+    #[error("the ciphertext is bound to a subject; open it with that subject")]
+    SubjectRequired,
+    /// The key version has reached its budget of random nonces: rotate the category.
+    #[error("data category {category:?} key version {version} reached its nonce budget; rotate")]
+    NonceBudgetExhausted {
+        /// The data category.
+        category: String,
+        /// The exhausted version.
+        version: u32,
+    },
+    /// The key provider (master key, KMS) failed or refused.
+    #[error("key provider: {0}")]
+    KeyProvider(&'static str),
+    /// The keyset file is not valid.
+    #[error("invalid keyset: {0}")]
+    Keyset(&'static str),
+    /// A store (subject keys, usage ledger, rewrap checkpoints, rows) failed; nothing was
+    /// changed by this call.
+    #[error("store unavailable: {0}")]
+    Store(&'static str),
+    /// An argument was outside what the function accepts.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(&'static str),
+    /// Reading or writing a file failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The operating system's random generator failed.
+    #[error("the operating system's random number generator is unavailable")]
+    RandomUnavailable,
+}
+
+impl From<mcpsec_core::Error> for Error {
+    fn from(error: mcpsec_core::Error) -> Self {
+        match error {
+            mcpsec_core::Error::RandomUnavailable => Self::RandomUnavailable,
+            mcpsec_core::Error::InvalidArgument(why) => Self::InvalidArgument(why),
+            mcpsec_core::Error::InvalidIdentifier { reason, .. } => Self::InvalidArgument(reason),
+            mcpsec_core::Error::Store(why) => Self::Store(why),
+            _ => Self::InvalidArgument("core error"),
+        }
+    }
+}

@@ -1,0 +1,528 @@
+//! The local keyset file: every category's data keys, wrapped by a [`KeyProvider`].
+//!
+//! ```json
+//! {"format":"mcpsec-keyset-v1","key_provider":"local:0123456789abcdef",
+//!  "categories":{"pii":{"primary":2,"min_decrypt":1,"index_key":"<base64>",
+//!   "versions":[{"version":1,"created":1764000000,"wrapped":"<base64>","reserved":1048576}, …]}}}
+//! ```
+//!
+//! The file holds no usable key without the provider (for [`LocalMasterKey`], the master
+//! key, which is never written next to it). It is written atomically (temporary file,
+//! fsync, rename) with mode 0600.
+//!
+//! [`LocalMasterKey`]: crate::LocalMasterKey
+
+use crate::backend::KEY_LEN;
+use crate::budget::UsageLedger;
+use crate::crypt::{FieldCrypt, FieldCryptBuilder, KeyVersion, KeyringSpec};
+use crate::provider::{KeyProvider, KeyPurpose, WrapContext};
+use crate::{Category, Error};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use mcpsec_core::{Clock, EventKind, Outcome, ReasonCode, SecretBytes, SecurityEvent};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::UNIX_EPOCH;
+
+const FORMAT: &str = "mcpsec-keyset-v1";
+/// The largest keyset file read.
+pub const MAX_KEYSET_FILE: u64 = 4 * 1024 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeysetFile {
+    format: String,
+    key_provider: String,
+    categories: BTreeMap<String, CategoryFile>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CategoryFile {
+    primary: u32,
+    min_decrypt: u32,
+    index_key: String,
+    versions: Vec<VersionFile>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VersionFile {
+    version: u32,
+    created: u64,
+    wrapped: String,
+    reserved: u64,
+}
+
+/// One category as `mcpsec crypt` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CategoryInfo {
+    /// The category.
+    pub category: String,
+    /// The version new data is encrypted with.
+    pub primary: u32,
+    /// Versions below this are refused.
+    pub min_decrypt: u32,
+    /// Every version in the file.
+    pub versions: Vec<u32>,
+}
+
+/// A keyset file on local disk, with the provider that unwraps it. Also the
+/// [`UsageLedger`] of the [`FieldCrypt`] it opens: nonce-budget reservations are written
+/// back to the file.
+#[derive(Debug)]
+pub struct LocalKeyset {
+    path: PathBuf,
+    file: Mutex<KeysetFile>,
+    provider: Arc<dyn KeyProvider>,
+    rotation: tokio::sync::Mutex<()>,
+    clock: Arc<dyn Clock>,
+}
+
+fn unix_seconds(clock: &dyn Clock) -> u64 {
+    clock
+        .now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl LocalKeyset {
+    /// Creates a new keyset file at `path` with version 1 of each category. Refuses to
+    /// overwrite an existing file.
+    pub async fn create(
+        path: impl Into<PathBuf>,
+        provider: Arc<dyn KeyProvider>,
+        categories: &[Category],
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Error> {
+        let path = path.into();
+        if path.exists() {
+            return Err(Error::InvalidArgument("the keyset file already exists"));
+        }
+        if categories.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a keyset needs at least one category",
+            ));
+        }
+        let mut file = KeysetFile {
+            format: FORMAT.to_owned(),
+            key_provider: provider.key_id(),
+            categories: BTreeMap::new(),
+        };
+        for category in categories {
+            let entry = new_category(&*provider, category, unix_seconds(&*clock)).await?;
+            if file
+                .categories
+                .insert(category.to_string(), entry)
+                .is_some()
+            {
+                return Err(Error::InvalidArgument("a category appears twice"));
+            }
+        }
+        write_private(&path, &file, true)?;
+        Ok(Self {
+            path,
+            file: Mutex::new(file),
+            provider,
+            rotation: tokio::sync::Mutex::new(()),
+            clock,
+        })
+    }
+
+    /// Reads a keyset file. Fails if it was written for another wrapping key.
+    pub fn open(
+        path: impl Into<PathBuf>,
+        provider: Arc<dyn KeyProvider>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Error> {
+        let path = path.into();
+        let file = read_keyset(&path)?;
+        if file.key_provider != provider.key_id() {
+            return Err(Error::KeyProvider(
+                "the keyset was written with another master key",
+            ));
+        }
+        Ok(Self {
+            path,
+            file: Mutex::new(file),
+            provider,
+            rotation: tokio::sync::Mutex::new(()),
+            clock,
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Each category's versions.
+    pub fn info(&self) -> Vec<CategoryInfo> {
+        let file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        file.categories
+            .iter()
+            .map(|(name, category)| CategoryInfo {
+                category: name.clone(),
+                primary: category.primary,
+                min_decrypt: category.min_decrypt,
+                versions: category.versions.iter().map(|v| v.version).collect(),
+            })
+            .collect()
+    }
+
+    /// Unwraps every key and builds a [`FieldCrypt`] from `builder` (backend, budget,
+    /// subject store, events), with this keyset as its usage ledger.
+    pub async fn field_crypt(
+        self: &Arc<Self>,
+        builder: FieldCryptBuilder,
+    ) -> Result<FieldCrypt, Error> {
+        let snapshot = self
+            .file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut builder = builder.ledger(self.clone());
+        for (name, category) in &snapshot.categories {
+            builder = builder.keyring(self.unwrap_category(name, category).await?);
+        }
+        builder.build()
+    }
+
+    async fn unwrap_category(&self, name: &str, file: &CategoryFile) -> Result<KeyringSpec, Error> {
+        let category = Category::new(name).map_err(|_| Error::Keyset("category name"))?;
+        let index_key = self
+            .unwrap_one(&category, 0, KeyPurpose::BlindIndex, &file.index_key)
+            .await?;
+        let mut versions = Vec::with_capacity(file.versions.len());
+        for version in &file.versions {
+            if version.version < file.min_decrypt {
+                continue; // refused anyway: do not hold the key in memory
+            }
+            let key = self
+                .unwrap_one(
+                    &category,
+                    version.version,
+                    KeyPurpose::Data,
+                    &version.wrapped,
+                )
+                .await?;
+            versions.push(KeyVersion {
+                version: version.version,
+                key,
+                reserved: version.reserved,
+            });
+        }
+        Ok(KeyringSpec {
+            category,
+            primary: file.primary,
+            min_decrypt: file.min_decrypt,
+            versions,
+            index_key,
+        })
+    }
+
+    async fn unwrap_one(
+        &self,
+        category: &Category,
+        version: u32,
+        purpose: KeyPurpose,
+        wrapped: &str,
+    ) -> Result<SecretBytes, Error> {
+        let wrapped = STANDARD
+            .decode(wrapped)
+            .map_err(|_| Error::Keyset("wrapped key is not base64"))?;
+        let context = WrapContext {
+            category: category.clone(),
+            version,
+            purpose,
+        };
+        let key = self.provider.unwrap(&wrapped, &context).await?;
+        if key.len() != KEY_LEN {
+            return Err(Error::Keyset("an unwrapped key is not 32 bytes"));
+        }
+        Ok(key)
+    }
+
+    /// Adds a new version to `category`, makes it primary, writes the file, and then (only
+    /// once it is durable) installs it in `crypt` if given. Returns the new version and the
+    /// `sys_crypto_key_rotated` event for the host to record.
+    pub async fn rotate(
+        &self,
+        category: &Category,
+        crypt: Option<&FieldCrypt>,
+    ) -> Result<(u32, SecurityEvent), Error> {
+        let _rotating = self.rotation.lock().await;
+        let next = {
+            let file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+            let entry = file
+                .categories
+                .get(category.as_str())
+                .ok_or_else(|| Error::UnknownCategory(category.to_string()))?;
+            entry
+                .versions
+                .iter()
+                .map(|v| v.version)
+                .max()
+                .unwrap_or(0)
+                .checked_add(1)
+                .ok_or(Error::Keyset("key versions exhausted"))?
+        };
+        let key = SecretBytes::random(KEY_LEN)?;
+        let context = WrapContext {
+            category: category.clone(),
+            version: next,
+            purpose: KeyPurpose::Data,
+        };
+        let wrapped = self.provider.wrap(&key, &context).await?;
+        {
+            let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut updated = file.clone();
+            let entry = updated
+                .categories
+                .get_mut(category.as_str())
+                .ok_or_else(|| Error::UnknownCategory(category.to_string()))?;
+            entry.versions.push(VersionFile {
+                version: next,
+                created: unix_seconds(&*self.clock),
+                wrapped: STANDARD.encode(&wrapped),
+                reserved: 0,
+            });
+            entry.primary = next;
+            write_private(&self.path, &updated, false)?;
+            *file = updated;
+        }
+        if let Some(crypt) = crypt {
+            crypt.install_primary(
+                category,
+                KeyVersion {
+                    version: next,
+                    key,
+                    reserved: 0,
+                },
+            )?;
+        }
+        let event = SecurityEvent::new(
+            EventKind::SysCryptoKeyRotated,
+            Outcome::Success,
+            self.clock.now(),
+        )
+        .with_resource(
+            mcpsec_core::Label::new("data_key")?,
+            Some(mcpsec_core::ResourceId::new(format!("{category}.v{next}"))?),
+        )
+        .with_reason(ReasonCode::Rotation);
+        Ok((next, event))
+    }
+
+    /// Adds a category (version 1) to the file and, once durable, to `crypt`.
+    pub async fn add_category(
+        &self,
+        category: &Category,
+        crypt: Option<&FieldCrypt>,
+    ) -> Result<(), Error> {
+        let _rotating = self.rotation.lock().await;
+        let entry = new_category(&*self.provider, category, unix_seconds(&*self.clock)).await?;
+        {
+            let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+            if file.categories.contains_key(category.as_str()) {
+                return Err(Error::InvalidArgument("the category already exists"));
+            }
+            let mut updated = file.clone();
+            updated
+                .categories
+                .insert(category.to_string(), entry.clone());
+            write_private(&self.path, &updated, false)?;
+            *file = updated;
+        }
+        if let Some(crypt) = crypt {
+            crypt.install_keyring(self.unwrap_category(category.as_str(), &entry).await?)?;
+        }
+        Ok(())
+    }
+
+    /// Raises a category's minimum decryption version (run after a rewrap has finished),
+    /// in the file and then in `crypt`.
+    pub fn set_min_decrypt(
+        &self,
+        category: &Category,
+        min: u32,
+        crypt: Option<&FieldCrypt>,
+    ) -> Result<(), Error> {
+        {
+            let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut updated = file.clone();
+            let entry = updated
+                .categories
+                .get_mut(category.as_str())
+                .ok_or_else(|| Error::UnknownCategory(category.to_string()))?;
+            if min == 0 || min > entry.primary {
+                return Err(Error::InvalidArgument(
+                    "the minimum decryption version must be between 1 and the primary",
+                ));
+            }
+            entry.min_decrypt = entry.min_decrypt.max(min);
+            write_private(&self.path, &updated, false)?;
+            *file = updated;
+        }
+        if let Some(crypt) = crypt {
+            crypt.set_min_decrypt(category, min)?;
+        }
+        Ok(())
+    }
+}
+
+impl UsageLedger for LocalKeyset {
+    fn reserve(&self, category: &Category, version: u32, through: u64) -> Result<(), Error> {
+        let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut updated = file.clone();
+        let entry = updated
+            .categories
+            .get_mut(category.as_str())
+            .and_then(|c| c.versions.iter_mut().find(|v| v.version == version))
+            .ok_or(Error::Keyset("reserving for a key version not in the file"))?;
+        entry.reserved = entry.reserved.max(through);
+        write_private(&self.path, &updated, false)?;
+        *file = updated;
+        Ok(())
+    }
+}
+
+async fn new_category(
+    provider: &dyn KeyProvider,
+    category: &Category,
+    now: u64,
+) -> Result<CategoryFile, Error> {
+    let index_key = SecretBytes::random(KEY_LEN)?;
+    let data_key = SecretBytes::random(KEY_LEN)?;
+    let wrapped_index = provider
+        .wrap(
+            &index_key,
+            &WrapContext {
+                category: category.clone(),
+                version: 0,
+                purpose: KeyPurpose::BlindIndex,
+            },
+        )
+        .await?;
+    let wrapped_data = provider
+        .wrap(
+            &data_key,
+            &WrapContext {
+                category: category.clone(),
+                version: 1,
+                purpose: KeyPurpose::Data,
+            },
+        )
+        .await?;
+    Ok(CategoryFile {
+        primary: 1,
+        min_decrypt: 1,
+        index_key: STANDARD.encode(wrapped_index),
+        versions: vec![VersionFile {
+            version: 1,
+            created: now,
+            wrapped: STANDARD.encode(wrapped_data),
+            reserved: 0,
+        }],
+    })
+}
+
+fn read_keyset(path: &Path) -> Result<KeysetFile, Error> {
+    let metadata = std::fs::metadata(path)?;
+    if metadata.len() > MAX_KEYSET_FILE {
+        return Err(Error::TooLarge("keyset file"));
+    }
+    let bytes = std::fs::read(path)?;
+    let file: KeysetFile =
+        serde_json::from_slice(&bytes).map_err(|_| Error::Keyset("not a keyset file"))?;
+    if file.format != FORMAT {
+        return Err(Error::Keyset("unknown keyset format"));
+    }
+    if file.categories.is_empty() {
+        return Err(Error::Keyset("no categories"));
+    }
+    for (name, category) in &file.categories {
+        Category::new(name).map_err(|_| Error::Keyset("category name"))?;
+        if category.min_decrypt == 0
+            || category.min_decrypt > category.primary
+            || !category
+                .versions
+                .iter()
+                .any(|v| v.version == category.primary)
+        {
+            return Err(Error::Keyset("inconsistent versions"));
+        }
+    }
+    Ok(file)
+}
+
+/// Writes `file` atomically with mode 0600: a new temporary file beside it, fsync, rename,
+/// fsync of the directory. With `create_only`, refuses if `path` exists.
+fn write_private(path: &Path, file: &KeysetFile, create_only: bool) -> Result<(), Error> {
+    let mut bytes = serde_json::to_vec_pretty(file).map_err(|_| Error::Keyset("encoding"))?;
+    bytes.push(b'\n');
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or(Error::InvalidArgument("the keyset path has no file name"))?;
+    let mut suffix = [0u8; 8];
+    mcpsec_core::fill_random(&mut suffix)?;
+    let suffix: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(format!(".{suffix}.tmp"));
+    let temp = dir.join(temp_name);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let result = (|| -> Result<(), Error> {
+        let mut out = options.open(&temp)?;
+        out.write_all(&bytes)?;
+        out.sync_all()?;
+        drop(out);
+        if create_only {
+            // hard_link fails if the target exists: no race with a concurrent creator.
+            std::fs::hard_link(&temp, path)?;
+            std::fs::remove_file(&temp)?;
+        } else {
+            std::fs::rename(&temp, path)?;
+        }
+        if let Ok(dir) = std::fs::File::open(dir) {
+            dir.sync_all()?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Refuses a master key file kept in the same directory as the keyset file: whoever
+/// copies the directory would have every key.
+pub fn check_master_key_location(keyset: &Path, master_key_file: &Path) -> Result<(), Error> {
+    let dir_of = |p: &Path| -> Option<PathBuf> {
+        let parent = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::canonicalize(parent).ok()
+    };
+    match (dir_of(keyset), dir_of(master_key_file)) {
+        (Some(a), Some(b)) if a == b => Err(Error::InvalidArgument(
+            "the master key file must not be in the keyset's directory",
+        )),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,141 @@
+//! Conformance suites every backend of this crate's store traits must pass (feature
+//! `testkit`). The SQL and Redis stores run them against real servers.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "conformance suites fail loudly on purpose"
+)]
+
+use crate::Category;
+use crate::rewrap::{Checkpoint, Progress, RewrapCheckpoints};
+use crate::subject::{Subject, SubjectKeyState, SubjectKeyStore};
+use mcpsec_core::{OrgId, UserId};
+use std::sync::Arc;
+
+/// Runs the [`SubjectKeyStore`] suite. `unique` keeps runs against a shared server apart.
+pub async fn subject_key_store_conformance(store: Arc<dyn SubjectKeyStore>, unique: &str) {
+    let category = Category::new("pii").unwrap();
+    let alice = Subject::User(UserId::new(format!("alice-{unique}")).unwrap());
+    let acme = Subject::Org(OrgId::new(format!("acme-{unique}")).unwrap());
+
+    assert_eq!(
+        store.current(&category, &alice).await.unwrap(),
+        SubjectKeyState::Absent
+    );
+    // Generation 1 only from Absent.
+    let refused = store
+        .create(&category, &alice, 2, b"two".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(refused, SubjectKeyState::Absent, "generation 2 from Absent");
+
+    // 32 concurrent creators: exactly one key wins and everyone gets it.
+    let mut tasks = Vec::new();
+    for i in 0..32u8 {
+        let store = store.clone();
+        let (category, alice) = (category.clone(), alice.clone());
+        tasks.push(tokio::spawn(async move {
+            store
+                .create(&category, &alice, 1, vec![i; 8])
+                .await
+                .unwrap()
+        }));
+    }
+    let mut winners = std::collections::HashSet::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            SubjectKeyState::Active {
+                generation: 1,
+                wrapped,
+            } => {
+                winners.insert(wrapped);
+            }
+            other => panic!("expected the active key, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "every creator must see the one stored key"
+    );
+
+    // Subjects and categories are independent.
+    assert_eq!(
+        store.current(&category, &acme).await.unwrap(),
+        SubjectKeyState::Absent
+    );
+    let other_category = Category::new("oauth_tokens").unwrap();
+    assert_eq!(
+        store.current(&other_category, &alice).await.unwrap(),
+        SubjectKeyState::Absent
+    );
+
+    // Shred once; the tombstone keeps the generation.
+    let mut shreds = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        let (category, alice) = (category.clone(), alice.clone());
+        shreds.push(tokio::spawn(async move {
+            store.shred(&category, &alice).await.unwrap()
+        }));
+    }
+    let mut shredded = 0;
+    for task in shreds {
+        shredded += usize::from(task.await.unwrap());
+    }
+    assert_eq!(shredded, 1, "exactly one shred takes effect");
+    assert_eq!(
+        store.current(&category, &alice).await.unwrap(),
+        SubjectKeyState::Shredded { generation: 1 }
+    );
+    assert!(!store.shred(&category, &acme).await.unwrap());
+
+    // After a shred only the next generation may be created.
+    assert_eq!(
+        store
+            .create(&category, &alice, 1, b"again".to_vec())
+            .await
+            .unwrap(),
+        SubjectKeyState::Shredded { generation: 1 }
+    );
+    assert_eq!(
+        store
+            .create(&category, &alice, 2, b"fresh".to_vec())
+            .await
+            .unwrap(),
+        SubjectKeyState::Active {
+            generation: 2,
+            wrapped: b"fresh".to_vec()
+        }
+    );
+}
+
+/// Runs the [`RewrapCheckpoints`] suite.
+pub async fn rewrap_checkpoints_conformance(store: Arc<dyn RewrapCheckpoints>, unique: &str) {
+    let job = format!("rewrap-{unique}");
+    assert_eq!(store.load(&job).await.unwrap(), None);
+    let first = Checkpoint {
+        cursor: Some("row-10".into()),
+        progress: Progress {
+            scanned: 10,
+            rewrapped: 7,
+            current: 2,
+            conflicts: 0,
+            failed: 1,
+        },
+        done: false,
+    };
+    store.save(&job, &first).await.unwrap();
+    assert_eq!(store.load(&job).await.unwrap(), Some(first.clone()));
+    let second = Checkpoint {
+        cursor: Some("row-20".into()),
+        done: true,
+        ..first
+    };
+    store.save(&job, &second).await.unwrap();
+    assert_eq!(store.load(&job).await.unwrap(), Some(second));
+    assert_eq!(store.load(&format!("{job}-other")).await.unwrap(), None);
+}
