@@ -12,6 +12,7 @@ use crate::{Error, SecretBytes};
 pub const MAX_SEAL_PLAINTEXT: usize = 64 * 1024;
 
 const MAX_CONTEXT_PART: usize = 256;
+const AAD_TAG: &[u8] = b"mcpsec-seal-context-v1";
 
 /// Where a sealed value lives: data category, table, column, row and optionally tenant.
 ///
@@ -75,8 +76,27 @@ impl SealContext {
     /// 4-byte big-endian length and its bytes, then a tenant flag. Length prefixes make the
     /// encoding injective: ("a", "bc") and ("ab", "c") never collide.
     pub fn aad(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64);
-        out.extend_from_slice(b"mcpsec-seal-context-v1");
+        let mut out = Vec::with_capacity(self.aad_len());
+        self.write_aad(&mut out);
+        out
+    }
+
+    /// The length of [`SealContext::aad`].
+    pub fn aad_len(&self) -> usize {
+        let parts = [&self.category, &self.table, &self.column, &self.row];
+        AAD_TAG.len()
+            + parts
+                .into_iter()
+                .chain(self.tenant.as_ref())
+                .map(|part| 4 + part.len())
+                .sum::<usize>()
+            + 1
+    }
+
+    /// Appends [`SealContext::aad`] to `out`, for callers that build a larger associated
+    /// data buffer without another allocation.
+    pub fn write_aad(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(AAD_TAG);
         let parts = [&self.category, &self.table, &self.column, &self.row];
         for part in parts.into_iter().chain(self.tenant.as_ref()) {
             // Parts are capped at 256 bytes, so the length always fits in u32.
@@ -85,7 +105,6 @@ impl SealContext {
             out.extend_from_slice(part.as_bytes());
         }
         out.push(u8::from(self.tenant.is_some()));
-        out
     }
 }
 

@@ -220,14 +220,18 @@ fn prepare_ring(provider: CryptoProvider, spec: KeyringSpec) -> Result<Keyring, 
 
 /// The associated data: a domain tag, the header, the context, and the subject if any.
 fn associated_data(header: &[u8], context: &SealContext, subject: Option<&Subject>) -> Vec<u8> {
-    let context = context.aad();
-    let mut aad = Vec::with_capacity(AAD_DOMAIN.len() + 8 + header.len() + context.len() + 80);
+    let context_len = context.aad_len();
+    let mut aad = Vec::with_capacity(AAD_DOMAIN.len() + 8 + header.len() + context_len + 80);
     aad.extend_from_slice(AAD_DOMAIN);
-    for part in [header, context.as_slice()] {
-        // Both are bounded (header ≤ 71 bytes, context ≤ 5 × 260), so the length fits.
-        aad.extend_from_slice(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
-        aad.extend_from_slice(part);
-    }
+    // Both are bounded (header ≤ 71 bytes, context ≤ 5 × 260), so the lengths fit.
+    aad.extend_from_slice(
+        &u32::try_from(header.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    aad.extend_from_slice(header);
+    aad.extend_from_slice(&u32::try_from(context_len).unwrap_or(u32::MAX).to_be_bytes());
+    context.write_aad(&mut aad);
     if let Some(subject) = subject {
         let canonical = subject.canonical();
         aad.extend_from_slice(
@@ -288,11 +292,10 @@ impl FieldCrypt {
         if plaintext.len() > MAX_PLAINTEXT {
             return Err(Error::TooLarge("plaintext"));
         }
-        let category = Category::new(context.category())?;
         let rings = self.rings.read().unwrap_or_else(PoisonError::into_inner);
-        let ring = rings
-            .get(&category)
-            .ok_or_else(|| Error::UnknownCategory(category.to_string()))?;
+        let (category, ring) = rings
+            .get_key_value(context.category())
+            .ok_or_else(|| Error::UnknownCategory(context.category().to_owned()))?;
         let version = ring.primary;
         let state = ring
             .versions
@@ -300,10 +303,10 @@ impl FieldCrypt {
             .ok_or(Error::Keyset("the primary key version is missing"))?;
         state
             .usage
-            .take(&self.budget, &*self.ledger, &category, version)?;
+            .take(&self.budget, &*self.ledger, category, version)?;
         let header = Header {
             version: FORMAT_VERSION,
-            category,
+            category: category.clone(),
             key_version: version,
             subject_keyed: false,
         };
@@ -318,20 +321,20 @@ impl FieldCrypt {
     /// Decrypts a binary ciphertext written for the same context.
     pub fn decrypt(&self, ciphertext: &[u8], context: &SealContext) -> Result<SecretBytes, Error> {
         let parsed = format::parse(ciphertext)?;
-        if parsed.header.subject_keyed {
+        if parsed.subject_keyed {
             return Err(Error::SubjectRequired);
         }
-        if parsed.header.category.as_str() != context.category() {
+        if parsed.category != context.category() {
             return Err(Error::WrongCategory);
         }
         let rings = self.rings.read().unwrap_or_else(PoisonError::into_inner);
         let ring = rings
-            .get(&parsed.header.category)
-            .ok_or_else(|| Error::UnknownCategory(parsed.header.category.to_string()))?;
-        let version = parsed.header.key_version;
+            .get(parsed.category)
+            .ok_or_else(|| Error::UnknownCategory(parsed.category.to_owned()))?;
+        let version = parsed.key_version;
         if version < ring.min_decrypt {
             return Err(Error::KeyVersionRetired {
-                category: parsed.header.category.to_string(),
+                category: parsed.category.to_owned(),
                 version,
             });
         }
@@ -339,7 +342,7 @@ impl FieldCrypt {
             .versions
             .get(&version)
             .ok_or_else(|| Error::UnknownKeyVersion {
-                category: parsed.header.category.to_string(),
+                category: parsed.category.to_owned(),
                 version,
             })?;
         let aad = associated_data(parsed.header_bytes, context, None);
@@ -356,15 +359,15 @@ impl FieldCrypt {
     /// Whether a ciphertext is already under its category's primary key (so a rewrap job
     /// can skip it). Errors only when the header cannot be read or the category is unknown.
     pub fn is_current(&self, ciphertext: &[u8]) -> Result<bool, Error> {
-        let header = format::parse(ciphertext)?.header;
-        if header.subject_keyed {
+        let parsed = format::parse(ciphertext)?;
+        if parsed.subject_keyed {
             return Ok(true);
         }
         let rings = self.rings.read().unwrap_or_else(PoisonError::into_inner);
         let ring = rings
-            .get(&header.category)
-            .ok_or_else(|| Error::UnknownCategory(header.category.to_string()))?;
-        Ok(header.key_version == ring.primary)
+            .get(parsed.category)
+            .ok_or_else(|| Error::UnknownCategory(parsed.category.to_owned()))?;
+        Ok(parsed.key_version == ring.primary)
     }
 
     /// Re-encrypts a ciphertext under its category's primary key, for the same context.
@@ -592,14 +595,14 @@ impl FieldCrypt {
         context: &SealContext,
     ) -> Result<SecretBytes, Error> {
         let parsed = format::parse(ciphertext)?;
-        if !parsed.header.subject_keyed {
+        if !parsed.subject_keyed {
             return self.decrypt(ciphertext, context);
         }
-        if parsed.header.category.as_str() != context.category() {
+        if parsed.category != context.category() {
             return Err(Error::WrongCategory);
         }
-        let category = &parsed.header.category;
-        let wanted = parsed.header.key_version;
+        let category = &Category::new(parsed.category)?;
+        let wanted = parsed.key_version;
         let store = self.subject_store()?;
         let key = match store.current(category, subject).await? {
             SubjectKeyState::Active {

@@ -52,6 +52,24 @@ impl Category {
     /// Validates a category name.
     pub fn new(name: impl AsRef<str>) -> Result<Self, Error> {
         let name = name.as_ref();
+        check_category(name)?;
+        Ok(Self(name.into()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Category {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+fn check_category(name: &str) -> Result<(), Error> {
+    {
         if name.is_empty() || name.len() > MAX_CATEGORY_LEN {
             return Err(Error::InvalidArgument("a category name is 1 to 64 bytes"));
         }
@@ -63,12 +81,7 @@ impl Category {
                 "a category name is made of a-z, 0-9 and _",
             ));
         }
-        Ok(Self(name.into()))
-    }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
+        Ok(())
     }
 }
 
@@ -114,15 +127,31 @@ impl Header {
     }
 }
 
-/// A parsed binary ciphertext: the header, and where the nonce and sealed bytes are.
+/// A parsed binary ciphertext: the header's fields, and where the nonce and sealed bytes
+/// are. Borrowed, so that decryption allocates nothing before the plaintext.
 #[derive(Debug)]
 pub(crate) struct Parsed<'a> {
-    pub header: Header,
+    /// The category name, already validated.
+    pub category: &'a str,
+    pub key_version: u32,
+    pub subject_keyed: bool,
     /// The header bytes exactly as written (authenticated).
     pub header_bytes: &'a [u8],
     pub nonce: [u8; NONCE_LEN],
     /// Ciphertext followed by the tag.
     pub sealed: &'a [u8],
+}
+
+impl Parsed<'_> {
+    /// The header as an owned value.
+    pub(crate) fn header(&self) -> Result<Header, Error> {
+        Ok(Header {
+            version: FORMAT_VERSION,
+            category: Category::new(self.category)?,
+            key_version: self.key_version,
+            subject_keyed: self.subject_keyed,
+        })
+    }
 }
 
 /// Parses a binary ciphertext's header and framing, without any key.
@@ -147,8 +176,8 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed<'_>, Error> {
     let (name, rest) = rest
         .split_at_checked(name_len)
         .ok_or(Error::Malformed("truncated header"))?;
-    let name = std::str::from_utf8(name).map_err(|_| Error::Malformed("category name"))?;
-    let category = Category::new(name).map_err(|_| Error::Malformed("category name"))?;
+    let category = std::str::from_utf8(name).map_err(|_| Error::Malformed("category name"))?;
+    check_category(category).map_err(|_| Error::Malformed("category name"))?;
     let (version_bytes, rest) = rest
         .split_first_chunk::<4>()
         .ok_or(Error::Malformed("truncated header"))?;
@@ -167,12 +196,9 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed<'_>, Error> {
         .get(..header_len)
         .ok_or(Error::Malformed("truncated header"))?;
     Ok(Parsed {
-        header: Header {
-            version,
-            category,
-            key_version,
-            subject_keyed: flags & FLAG_SUBJECT != 0,
-        },
+        category,
+        key_version,
+        subject_keyed: flags & FLAG_SUBJECT != 0,
         header_bytes,
         nonce: *nonce,
         sealed,
@@ -190,9 +216,9 @@ pub fn inspect(input: &[u8]) -> Result<Header, Error> {
     if input.starts_with(TEXT_PREFIX.as_bytes()) {
         let text = std::str::from_utf8(input).map_err(|_| Error::Malformed("text form"))?;
         let bytes = from_text(text)?;
-        Ok(parse(&bytes)?.header)
+        parse(&bytes)?.header()
     } else {
-        Ok(parse(input)?.header)
+        parse(input)?.header()
     }
 }
 
@@ -243,7 +269,7 @@ mod tests {
         assert_eq!(bytes.len(), header.encoded_len());
         bytes.extend_from_slice(&[0; NONCE_LEN + TAG_LEN]);
         let parsed = parse(&bytes).unwrap();
-        assert_eq!(parsed.header, header);
+        assert_eq!(parsed.header().unwrap(), header);
         assert_eq!(parsed.sealed.len(), TAG_LEN);
     }
 
