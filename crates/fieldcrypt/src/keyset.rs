@@ -174,6 +174,24 @@ impl LocalKeyset {
             .collect()
     }
 
+    /// Categories whose primary version is older than `max_age`: the host's rotation
+    /// schedule calls this (daily, say) and [`LocalKeyset::rotate`]s what it returns.
+    pub fn due_by_age(&self, max_age: std::time::Duration) -> Vec<Category> {
+        let now = unix_seconds(&*self.clock);
+        let file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        file.categories
+            .iter()
+            .filter(|(_, category)| {
+                category
+                    .versions
+                    .iter()
+                    .find(|v| v.version == category.primary)
+                    .is_some_and(|v| now.saturating_sub(v.created) >= max_age.as_secs())
+            })
+            .filter_map(|(name, _)| Category::new(name).ok())
+            .collect()
+    }
+
     /// Unwraps every key and builds a [`FieldCrypt`] from `builder` (backend, budget,
     /// subject store, events), with this keyset as its usage ledger.
     pub async fn field_crypt(

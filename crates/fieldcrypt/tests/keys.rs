@@ -43,10 +43,16 @@ fn cats(names: &[&str]) -> Vec<Category> {
 async fn keyset_file_round_trip_rotation_and_permissions() {
     let dir = temp_dir("keyset");
     let path = dir.join("keyset.json");
+    let manual = clock();
     let keyset = Arc::new(
-        LocalKeyset::create(&path, master(1), &cats(&["pii", "totp_secrets"]), clock())
-            .await
-            .unwrap(),
+        LocalKeyset::create(
+            &path,
+            master(1),
+            &cats(&["pii", "totp_secrets"]),
+            manual.clone(),
+        )
+        .await
+        .unwrap(),
     );
     #[cfg(unix)]
     {
@@ -74,6 +80,12 @@ async fn keyset_file_round_trip_rotation_and_permissions() {
     assert_eq!(event.kind, EventKind::SysCryptoKeyRotated);
     let after = crypt.encrypt(b"grace@example.com", &here).unwrap();
     assert_eq!(format::inspect(&after).unwrap().key_version, 2);
+
+    // The schedule: version 2 is new, so nothing is due until a year has passed.
+    let year = std::time::Duration::from_secs(365 * 24 * 3600);
+    assert!(keyset.due_by_age(year).is_empty());
+    manual.advance(year);
+    assert_eq!(keyset.due_by_age(year), cats(&["pii", "totp_secrets"]));
 
     // A second process opening the file reads both.
     let reopened = Arc::new(LocalKeyset::open(&path, master(1), clock()).unwrap());
