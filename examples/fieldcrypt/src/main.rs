@@ -58,7 +58,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let master = LocalMasterKey::from_base64(&LocalMasterKey::generate_base64()?)?;
     let pii = Category::new("pii")?;
     let keyset = Arc::new(
-        LocalKeyset::create(&path, Arc::new(master), &[pii.clone()], clock.clone()).await?,
+        LocalKeyset::create(
+            &path,
+            Arc::new(master),
+            std::slice::from_ref(&pii),
+            clock.clone(),
+        )
+        .await?,
     );
     let crypt = keyset
         .field_crypt(
