@@ -5,10 +5,12 @@
 //! past [`NonceBudget::warn_at`] it is reported as due for rotation, and at
 //! [`NonceBudget::refuse_at`] it refuses to encrypt until the category is rotated.
 //!
-//! Counts are persisted coarsely through a [`UsageLedger`]: before the count passes what
-//! the ledger has recorded, a further block is reserved (one durable write per
-//! [`NonceBudget::reserve_block`] encryptions). After a restart the count resumes from the
-//! reservation, so a crash can only over-count, never under-count.
+//! Counts are persisted coarsely through a [`UsageLedger`] shared by every process using
+//! the keys: each process reserves blocks of [`NonceBudget::reserve_block`] encryptions
+//! (one durable write per block), adding them to the version's total, and encrypts only
+//! within what it reserved. The total is therefore at least the sum of every process's
+//! encryptions: a crash or a restart can only over-count, never under-count, and the
+//! budget holds for a fleet, not only for one process.
 
 use crate::{Category, Error};
 use std::collections::HashMap;
@@ -49,18 +51,29 @@ impl NonceBudget {
     }
 }
 
-/// Where encryption counts are persisted.
+/// Where encryption counts are persisted, shared by every process using the keys.
 ///
-/// `reserve` is called rarely (once per [`NonceBudget::reserve_block`] encryptions) and
-/// synchronously from the encrypting thread; it must be durable when it returns.
+/// `reserve` is called rarely (once per [`NonceBudget::reserve_block`] encryptions of a
+/// process) and synchronously from the encrypting thread. It must atomically add the grant
+/// to the version's durable total, so that the total is at least the sum of every
+/// process's encryptions, and be durable when it returns.
 pub trait UsageLedger: Send + Sync + fmt::Debug {
-    /// Records that key `version` of `category` may have performed up to `through`
-    /// encryptions.
-    fn reserve(&self, category: &Category, version: u32, through: u64) -> Result<(), Error>;
+    /// Reserves up to `block` more encryptions for key `version` of `category` without the
+    /// total passing `limit`. Returns `(granted, total)`: how many were granted (0 when
+    /// the budget is spent) and the total reserved by everyone afterwards.
+    fn reserve(
+        &self,
+        category: &Category,
+        version: u32,
+        block: u64,
+        limit: u64,
+    ) -> Result<(u64, u64), Error>;
 }
 
-/// A ledger in memory: counts survive nothing. For tests and for hosts that persist counts
-/// another way.
+/// A ledger in memory: counts survive nothing. For tests, for several [`FieldCrypt`]s of
+/// one process, and for hosts that persist counts another way.
+///
+/// [`FieldCrypt`]: crate::FieldCrypt
 #[derive(Debug, Default)]
 pub struct MemoryLedger {
     reserved: Mutex<HashMap<(Category, u32), u64>>,
@@ -72,7 +85,7 @@ impl MemoryLedger {
         Self::default()
     }
 
-    /// What was last reserved for a key version.
+    /// The total reserved for a key version.
     pub fn reserved(&self, category: &Category, version: u32) -> Option<u64> {
         self.reserved
             .lock()
@@ -83,12 +96,18 @@ impl MemoryLedger {
 }
 
 impl UsageLedger for MemoryLedger {
-    fn reserve(&self, category: &Category, version: u32, through: u64) -> Result<(), Error> {
-        self.reserved
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert((category.clone(), version), through);
-        Ok(())
+    fn reserve(
+        &self,
+        category: &Category,
+        version: u32,
+        block: u64,
+        limit: u64,
+    ) -> Result<(u64, u64), Error> {
+        let mut reserved = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
+        let total = reserved.entry((category.clone(), version)).or_insert(0);
+        let granted = block.min(limit.saturating_sub(*total));
+        *total += granted;
+        Ok((granted, *total))
     }
 }
 
@@ -103,40 +122,54 @@ pub enum BudgetState {
     Exhausted,
 }
 
-/// One key version's count.
+/// One key version's count in this process.
 #[derive(Debug)]
 pub(crate) struct Usage {
-    used: AtomicU64,
+    /// Encryptions by this process (including refused attempts past the budget).
+    local: AtomicU64,
+    /// How far `local` may go on what this process has reserved.
+    allowance: AtomicU64,
+    /// The ledger's total at the last reservation: at least every process's use.
     reserved: AtomicU64,
     reserving: Mutex<()>,
 }
 
 impl Usage {
-    /// A count resuming from what the ledger last recorded.
+    /// A count resuming from the ledger's total for the version.
     pub(crate) fn resume(reserved: u64) -> Self {
         Self {
-            used: AtomicU64::new(reserved),
+            local: AtomicU64::new(0),
+            allowance: AtomicU64::new(0),
             reserved: AtomicU64::new(reserved),
             reserving: Mutex::new(()),
         }
     }
 
-    pub(crate) fn used(&self) -> u64 {
-        self.used.load(Ordering::Relaxed)
+    /// The ledger's total as last seen (an upper bound on encryptions by all processes).
+    pub(crate) fn reserved(&self) -> u64 {
+        self.reserved.load(Ordering::Acquire)
+    }
+
+    /// Encryptions by this process.
+    pub(crate) fn local(&self) -> u64 {
+        self.local.load(Ordering::Relaxed)
     }
 
     pub(crate) fn state(&self, budget: &NonceBudget) -> BudgetState {
-        let used = self.used();
-        if used >= budget.refuse_at {
+        let reserved = self.reserved();
+        if reserved >= budget.refuse_at
+            && self.local.load(Ordering::Acquire) >= self.allowance.load(Ordering::Acquire)
+        {
             BudgetState::Exhausted
-        } else if used >= budget.warn_at {
+        } else if reserved >= budget.warn_at {
             BudgetState::RotateSoon
         } else {
             BudgetState::Ok
         }
     }
 
-    /// Takes one encryption from the budget, reserving a further block first when needed.
+    /// Takes one encryption from the budget, reserving a further block first when this
+    /// process's allowance is used up.
     pub(crate) fn take(
         &self,
         budget: &NonceBudget,
@@ -144,32 +177,25 @@ impl Usage {
         category: &Category,
         version: u32,
     ) -> Result<(), Error> {
-        let exhausted = || Error::NonceBudgetExhausted {
-            category: category.to_string(),
-            version,
-        };
-        // `fetch_update` never passes the limit, so the count stays meaningful.
-        let previous = self
-            .used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                (used < budget.refuse_at).then_some(used + 1)
-            })
-            .map_err(|_| exhausted())?;
-        let count = previous + 1;
-        if count > self.reserved.load(Ordering::Acquire) {
-            let _guard = self
-                .reserving
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let reserved = self.reserved.load(Ordering::Acquire);
-            if count > reserved {
-                let through = reserved
-                    .saturating_add(budget.reserve_block)
-                    .max(count)
-                    .min(budget.refuse_at);
-                ledger.reserve(category, version, through)?;
-                self.reserved.store(through, Ordering::Release);
+        let count = self.local.fetch_add(1, Ordering::AcqRel).saturating_add(1);
+        if count <= self.allowance.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _guard = self
+            .reserving
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while count > self.allowance.load(Ordering::Acquire) {
+            let (granted, total) =
+                ledger.reserve(category, version, budget.reserve_block, budget.refuse_at)?;
+            self.reserved.fetch_max(total, Ordering::AcqRel);
+            if granted == 0 {
+                return Err(Error::NonceBudgetExhausted {
+                    category: category.to_string(),
+                    version,
+                });
             }
+            self.allowance.fetch_add(granted, Ordering::AcqRel);
         }
         Ok(())
     }

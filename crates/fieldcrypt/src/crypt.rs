@@ -23,7 +23,7 @@ pub struct KeyVersion {
     pub version: u32,
     /// The 32-byte AES-256 key.
     pub key: SecretBytes,
-    /// Encryptions already counted against this version (what the ledger last recorded).
+    /// The ledger's total for this version when the keys were loaded.
     pub reserved: u64,
 }
 
@@ -73,8 +73,11 @@ pub struct KeyUsage {
     pub version: u32,
     /// Whether it is the category's primary version.
     pub primary: bool,
-    /// Encryptions counted (conservatively: includes reserved-but-unused after a restart).
-    pub used: u64,
+    /// Encryptions reserved by every process sharing the ledger: an upper bound on the
+    /// encryptions performed under this version (reserved-but-unused blocks count).
+    pub reserved: u64,
+    /// Encryptions by this process.
+    pub this_process: u64,
     /// Where that is in the budget.
     pub state: BudgetState,
 }
@@ -165,6 +168,24 @@ impl FieldCryptBuilder {
     /// the keys.
     pub fn build(self) -> Result<FieldCrypt, Error> {
         self.budget.validate()?;
+        let ledger: Arc<dyn UsageLedger> = match self.ledger {
+            Some(ledger) => ledger,
+            None => {
+                // A memory ledger starts from the totals the specs carry.
+                let memory = MemoryLedger::new();
+                for spec in &self.rings {
+                    for version in &spec.versions {
+                        memory.reserve(
+                            &spec.category,
+                            version.version,
+                            version.reserved,
+                            u64::MAX,
+                        )?;
+                    }
+                }
+                Arc::new(memory)
+            }
+        };
         let mut rings = BTreeMap::new();
         for spec in self.rings {
             let category = spec.category.clone();
@@ -176,7 +197,7 @@ impl FieldCryptBuilder {
         Ok(FieldCrypt {
             provider: self.provider,
             budget: self.budget,
-            ledger: self.ledger.unwrap_or_else(|| Arc::new(MemoryLedger::new())),
+            ledger,
             rings: RwLock::new(rings),
             subjects: self.subjects,
             events: self.events,
@@ -410,7 +431,8 @@ impl FieldCrypt {
                     category: category.clone(),
                     version: *version,
                     primary: *version == ring.primary,
-                    used: state.usage.used(),
+                    reserved: state.usage.reserved(),
+                    this_process: state.usage.local(),
                     state: state.usage.state(&self.budget),
                 });
             }

@@ -274,45 +274,60 @@ impl LocalKeyset {
         crypt: Option<&FieldCrypt>,
     ) -> Result<(u32, SecurityEvent), Error> {
         let _rotating = self.rotation.lock().await;
-        let next = {
-            let file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
-            let entry = file
-                .categories
-                .get(category.as_str())
-                .ok_or_else(|| Error::UnknownCategory(category.to_string()))?;
-            entry
-                .versions
-                .iter()
-                .map(|v| v.version)
-                .max()
-                .unwrap_or(0)
-                .checked_add(1)
-                .ok_or(Error::Keyset("key versions exhausted"))?
-        };
-        let key = SecretBytes::random(KEY_LEN)?;
-        let context = WrapContext {
-            category: category.clone(),
-            version: next,
-            purpose: KeyPurpose::Data,
-        };
-        let wrapped = self.provider.wrap(&key, &context).await?;
-        {
-            let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut updated = file.clone();
-            let entry = updated
-                .categories
-                .get_mut(category.as_str())
-                .ok_or_else(|| Error::UnknownCategory(category.to_string()))?;
-            entry.versions.push(VersionFile {
+        // Another process may rotate the same file: pick the next version from the file on
+        // disk, and if it is taken by the time the wrapped key is written, pick again.
+        let mut attempt = 0;
+        let (next, key) = loop {
+            attempt += 1;
+            let next = self.update(|file| {
+                let entry = file
+                    .categories
+                    .get(category.as_str())
+                    .ok_or_else(|| Error::UnknownCategory(category.to_string()))?;
+                let next = entry
+                    .versions
+                    .iter()
+                    .map(|v| v.version)
+                    .max()
+                    .unwrap_or(0)
+                    .checked_add(1)
+                    .ok_or(Error::Keyset("key versions exhausted"))?;
+                Ok((false, next))
+            })?;
+            let key = SecretBytes::random(KEY_LEN)?;
+            let context = WrapContext {
+                category: category.clone(),
                 version: next,
-                created: unix_seconds(&*self.clock),
-                wrapped: STANDARD.encode(&wrapped),
-                reserved: 0,
-            });
-            entry.primary = next;
-            write_private(&self.path, &updated, false)?;
-            *file = updated;
-        }
+                purpose: KeyPurpose::Data,
+            };
+            let wrapped = STANDARD.encode(self.provider.wrap(&key, &context).await?);
+            let created = unix_seconds(&*self.clock);
+            let written = self.update(|file| {
+                let entry = file
+                    .categories
+                    .get_mut(category.as_str())
+                    .ok_or_else(|| Error::UnknownCategory(category.to_string()))?;
+                if entry.versions.iter().any(|v| v.version >= next) {
+                    return Ok((false, false));
+                }
+                entry.versions.push(VersionFile {
+                    version: next,
+                    created,
+                    wrapped,
+                    reserved: 0,
+                });
+                entry.primary = next;
+                Ok((true, true))
+            })?;
+            if written {
+                break (next, key);
+            }
+            if attempt >= 3 {
+                return Err(Error::Store(
+                    "the keyset file keeps changing under the rotation",
+                ));
+            }
+        };
         if let Some(crypt) = crypt {
             crypt.install_primary(
                 category,
@@ -344,18 +359,13 @@ impl LocalKeyset {
     ) -> Result<(), Error> {
         let _rotating = self.rotation.lock().await;
         let entry = new_category(&*self.provider, category, unix_seconds(&*self.clock)).await?;
-        {
-            let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        self.update(|file| {
             if file.categories.contains_key(category.as_str()) {
                 return Err(Error::InvalidArgument("the category already exists"));
             }
-            let mut updated = file.clone();
-            updated
-                .categories
-                .insert(category.to_string(), entry.clone());
-            write_private(&self.path, &updated, false)?;
-            *file = updated;
-        }
+            file.categories.insert(category.to_string(), entry.clone());
+            Ok((true, ()))
+        })?;
         if let Some(crypt) = crypt {
             crypt.install_keyring(self.unwrap_category(category.as_str(), &entry).await?)?;
         }
@@ -370,10 +380,8 @@ impl LocalKeyset {
         min: u32,
         crypt: Option<&FieldCrypt>,
     ) -> Result<(), Error> {
-        {
-            let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut updated = file.clone();
-            let entry = updated
+        self.update(|file| {
+            let entry = file
                 .categories
                 .get_mut(category.as_str())
                 .ok_or_else(|| Error::UnknownCategory(category.to_string()))?;
@@ -383,9 +391,8 @@ impl LocalKeyset {
                 ));
             }
             entry.min_decrypt = entry.min_decrypt.max(min);
-            write_private(&self.path, &updated, false)?;
-            *file = updated;
-        }
+            Ok((true, ()))
+        })?;
         if let Some(crypt) = crypt {
             crypt.set_min_decrypt(category, min)?;
         }
@@ -393,19 +400,61 @@ impl LocalKeyset {
     }
 }
 
+impl LocalKeyset {
+    /// Read-modify-write of the file, safe against other processes using it: under an
+    /// exclusive lock on `<keyset>.lock`, the file is read from disk (so a rotation or a
+    /// reservation by another process is never overwritten by a stale copy), `change` is
+    /// applied, and the result written atomically when `change` says it changed something.
+    fn update<T>(
+        &self,
+        change: impl FnOnce(&mut KeysetFile) -> Result<(bool, T), Error>,
+    ) -> Result<T, Error> {
+        let mut cached = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut lock_name = self.path.as_os_str().to_owned();
+        lock_name.push(".lock");
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let lock = options.open(PathBuf::from(lock_name))?;
+        lock.lock()?;
+        let mut current = read_keyset(&self.path)?;
+        if current.key_provider != cached.key_provider {
+            return Err(Error::KeyProvider(
+                "the keyset file was replaced by one for another master key",
+            ));
+        }
+        let (changed, result) = change(&mut current)?;
+        if changed {
+            write_private(&self.path, &current, false)?;
+        }
+        *cached = current;
+        drop(lock); // closing the file releases the lock
+        Ok(result)
+    }
+}
+
 impl UsageLedger for LocalKeyset {
-    fn reserve(&self, category: &Category, version: u32, through: u64) -> Result<(), Error> {
-        let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut updated = file.clone();
-        let entry = updated
-            .categories
-            .get_mut(category.as_str())
-            .and_then(|c| c.versions.iter_mut().find(|v| v.version == version))
-            .ok_or(Error::Keyset("reserving for a key version not in the file"))?;
-        entry.reserved = entry.reserved.max(through);
-        write_private(&self.path, &updated, false)?;
-        *file = updated;
-        Ok(())
+    fn reserve(
+        &self,
+        category: &Category,
+        version: u32,
+        block: u64,
+        limit: u64,
+    ) -> Result<(u64, u64), Error> {
+        self.update(|file| {
+            let entry = file
+                .categories
+                .get_mut(category.as_str())
+                .and_then(|c| c.versions.iter_mut().find(|v| v.version == version))
+                .ok_or(Error::Keyset("reserving for a key version not in the file"))?;
+            let granted = block.min(limit.saturating_sub(entry.reserved));
+            entry.reserved += granted;
+            Ok((granted > 0, (granted, entry.reserved)))
+        })
     }
 }
 

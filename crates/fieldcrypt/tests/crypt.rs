@@ -319,24 +319,22 @@ fn nonce_budget_warns_then_refuses_and_reserves_ahead() {
         .unwrap();
     let pii = Category::new("pii").unwrap();
     let here = ctx("1");
-    let state = |crypt: &FieldCrypt| crypt.usage()[0].state;
     for n in 1..=8u64 {
         crypt.encrypt(b"x", &here).unwrap();
-        assert_eq!(crypt.usage()[0].used, n);
-        // The ledger is always at or ahead of the count, by at most one block.
+        let usage = &crypt.usage()[0];
+        assert_eq!(usage.this_process, n);
+        // Blocks of 3 are reserved ahead: the durable total is never behind the count.
         let reserved = ledger.reserved(&pii, 1).unwrap();
-        assert!(
-            reserved >= n && reserved <= (n + 3).min(8),
-            "n={n} reserved={reserved}"
-        );
-        let expected = if n >= 8 {
+        assert_eq!(usage.reserved, reserved);
+        assert_eq!(reserved, (n.div_ceil(3) * 3).min(8), "after {n}");
+        let expected = if n == 8 {
             BudgetState::Exhausted
-        } else if n >= 5 {
+        } else if reserved >= 5 {
             BudgetState::RotateSoon
         } else {
             BudgetState::Ok
         };
-        assert_eq!(state(&crypt), expected, "after {n}");
+        assert_eq!(usage.state, expected, "after {n}");
     }
     assert_eq!(crypt.due_for_rotation(), vec![pii.clone()]);
     assert!(matches!(
@@ -356,6 +354,39 @@ fn nonce_budget_warns_then_refuses_and_reserves_ahead() {
         .unwrap();
     crypt.encrypt(b"x", &here).unwrap();
     assert!(crypt.due_for_rotation().is_empty());
+}
+
+#[test]
+fn the_budget_holds_for_several_processes_sharing_a_ledger() {
+    let ledger = Arc::new(MemoryLedger::new());
+    let budget = NonceBudget {
+        warn_at: 10,
+        refuse_at: 10,
+        reserve_block: 2,
+    };
+    let fleet: Vec<FieldCrypt> = (0..3)
+        .map(|_| {
+            FieldCrypt::builder()
+                .keyring(spec("pii", &[1], 1, 1))
+                .nonce_budget(budget)
+                .ledger(ledger.clone())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let mut accepted = 0;
+    for round in 0..10 {
+        for crypt in &fleet {
+            if crypt.encrypt(b"x", &ctx(&round.to_string())).is_ok() {
+                accepted += 1;
+            }
+        }
+    }
+    assert!(
+        accepted <= 10,
+        "{accepted} encryptions under a budget of 10"
+    );
+    assert_eq!(ledger.reserved(&Category::new("pii").unwrap(), 1), Some(10));
 }
 
 #[test]

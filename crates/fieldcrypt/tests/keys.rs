@@ -143,13 +143,54 @@ async fn nonce_reservations_are_written_to_the_keyset() {
     for _ in 0..5 {
         crypt.encrypt(b"x", &here).unwrap();
     }
-    // A restart resumes at the reservation (8), never below the 5 used.
+    // A restart resumes from the durable total (two blocks of 4), never below the 5 used.
     let reopened = Arc::new(LocalKeyset::open(&path, master(1), clock()).unwrap());
     let crypt = reopened
         .field_crypt(FieldCrypt::builder().nonce_budget(budget))
         .await
         .unwrap();
-    assert_eq!(crypt.usage()[0].used, 8);
+    assert_eq!(crypt.usage()[0].reserved, 8);
+    assert_eq!(crypt.usage()[0].this_process, 0);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn two_processes_sharing_a_keyset_never_overwrite_each_other() {
+    let dir = temp_dir("shared");
+    let path = dir.join("keyset.json");
+    let a = Arc::new(
+        LocalKeyset::create(&path, master(1), &cats(&["pii"]), clock())
+            .await
+            .unwrap(),
+    );
+    let b = Arc::new(LocalKeyset::open(&path, master(1), clock()).unwrap());
+    let budget = mcpsec_fieldcrypt::NonceBudget {
+        warn_at: 100,
+        refuse_at: 200,
+        reserve_block: 1,
+    };
+    let crypt_b = b
+        .field_crypt(FieldCrypt::builder().nonce_budget(budget))
+        .await
+        .unwrap();
+    let pii = Category::new("pii").unwrap();
+    // A rotates; B, which still has the old copy in memory, then writes a reservation.
+    let (v2, _) = a.rotate(&pii, None).await.unwrap();
+    crypt_b
+        .encrypt(b"x", &SealContext::new("pii", "t", "c", "r").unwrap())
+        .unwrap();
+    let on_disk = LocalKeyset::open(&path, master(1), clock()).unwrap();
+    assert_eq!(
+        on_disk.info()[0].versions,
+        vec![1, v2],
+        "B's write kept A's rotation"
+    );
+    // B rotating next gets the version after A's, not the same one.
+    let (v3, _) = b.rotate(&pii, Some(&crypt_b)).await.unwrap();
+    assert_eq!((v2, v3), (2, 3));
+    let on_disk = LocalKeyset::open(&path, master(1), clock()).unwrap();
+    assert_eq!(on_disk.info()[0].versions, vec![1, 2, 3]);
+    assert_eq!(on_disk.info()[0].primary, 3);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
