@@ -473,6 +473,52 @@ impl FieldCrypt {
         Ok(())
     }
 
+    /// Adds a key version another process created (see
+    /// [`LocalKeyset::refresh`](crate::LocalKeyset::refresh)): usable for decryption at
+    /// once, and for encryption when `primary` is set and it is newer than the primary.
+    pub fn install_version(
+        &self,
+        category: &Category,
+        version: KeyVersion,
+        primary: bool,
+    ) -> Result<(), Error> {
+        let cipher = self.provider.aead().prepare(&version.key)?;
+        let mut rings = self.rings.write().unwrap_or_else(PoisonError::into_inner);
+        let ring = rings
+            .get_mut(category)
+            .ok_or_else(|| Error::UnknownCategory(category.to_string()))?;
+        if version.version == 0 || ring.versions.contains_key(&version.version) {
+            return Err(Error::InvalidArgument(
+                "the key version is already installed",
+            ));
+        }
+        if primary && version.version <= ring.primary {
+            return Err(Error::InvalidArgument(
+                "a new primary version must be greater than the current one",
+            ));
+        }
+        ring.versions.insert(
+            version.version,
+            VersionState {
+                cipher,
+                usage: Usage::resume(version.reserved),
+            },
+        );
+        if primary {
+            ring.primary = version.version;
+        }
+        Ok(())
+    }
+
+    /// The versions a category has installed.
+    pub fn installed_versions(&self, category: &Category) -> Result<Vec<u32>, Error> {
+        let rings = self.rings.read().unwrap_or_else(PoisonError::into_inner);
+        let ring = rings
+            .get(category)
+            .ok_or_else(|| Error::UnknownCategory(category.to_string()))?;
+        Ok(ring.versions.keys().copied().collect())
+    }
+
     /// Adds a whole category's keyring (a category created after start-up).
     pub fn install_keyring(&self, spec: KeyringSpec) -> Result<(), Error> {
         let category = spec.category.clone();

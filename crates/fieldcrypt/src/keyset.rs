@@ -351,6 +351,54 @@ impl LocalKeyset {
         Ok((next, event))
     }
 
+    /// Re-reads the file and brings `crypt` up to date with what other processes did:
+    /// new categories, new versions (the file's primary becomes primary) and raised
+    /// minimum versions. A fleet sharing a keyset calls this periodically, or on a signal
+    /// after a rotation, so every instance can read data written under a new version.
+    pub async fn refresh(&self, crypt: &FieldCrypt) -> Result<(), Error> {
+        let file = self.update(|file| Ok((false, file.clone())))?;
+        let installed = crypt.categories();
+        for (name, entry) in &file.categories {
+            let category = Category::new(name).map_err(|_| Error::Keyset("category name"))?;
+            if !installed.contains(&category) {
+                crypt.install_keyring(self.unwrap_category(name, entry).await?)?;
+                continue;
+            }
+            let have = crypt.installed_versions(&category)?;
+            let mut versions: Vec<&VersionFile> = entry
+                .versions
+                .iter()
+                .filter(|v| v.version >= entry.min_decrypt && !have.contains(&v.version))
+                .collect();
+            versions.sort_by_key(|v| v.version);
+            let (current_primary, current_min) = crypt.versions(&category)?;
+            for version in versions {
+                let key = self
+                    .unwrap_one(
+                        &category,
+                        version.version,
+                        KeyPurpose::Data,
+                        &version.wrapped,
+                    )
+                    .await?;
+                let primary = version.version == entry.primary && entry.primary > current_primary;
+                crypt.install_version(
+                    &category,
+                    KeyVersion {
+                        version: version.version,
+                        key,
+                        reserved: version.reserved,
+                    },
+                    primary,
+                )?;
+            }
+            if entry.min_decrypt > current_min {
+                crypt.set_min_decrypt(&category, entry.min_decrypt)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Adds a category (version 1) to the file and, once durable, to `crypt`.
     pub async fn add_category(
         &self,

@@ -191,6 +191,32 @@ async fn two_processes_sharing_a_keyset_never_overwrite_each_other() {
     let on_disk = LocalKeyset::open(&path, master(1), clock()).unwrap();
     assert_eq!(on_disk.info()[0].versions, vec![1, 2, 3]);
     assert_eq!(on_disk.info()[0].primary, 3);
+
+    // A third instance loaded before the rotations catches up with `refresh`.
+    let c = Arc::new(LocalKeyset::open(&path, master(1), clock()).unwrap());
+    let crypt_c = c.field_crypt(FieldCrypt::builder()).await.unwrap();
+    let crypt_a = a.field_crypt(FieldCrypt::builder()).await.unwrap();
+    let here = SealContext::new("pii", "t", "c", "r2").unwrap();
+    let (v4, _) = a.rotate(&pii, Some(&crypt_a)).await.unwrap();
+    a.add_category(&Category::new("billing").unwrap(), Some(&crypt_a))
+        .await
+        .unwrap();
+    let written = crypt_a.encrypt(b"new data", &here).unwrap();
+    assert!(crypt_c.decrypt(&written, &here).is_err());
+    c.refresh(&crypt_c).await.unwrap();
+    assert_eq!(
+        crypt_c.decrypt(&written, &here).unwrap().expose_secret(),
+        b"new data"
+    );
+    assert_eq!(crypt_c.versions(&pii).unwrap().0, v4);
+    assert!(
+        crypt_c
+            .categories()
+            .contains(&Category::new("billing").unwrap())
+    );
+    a.set_min_decrypt(&pii, v4, Some(&crypt_a)).unwrap();
+    c.refresh(&crypt_c).await.unwrap();
+    assert_eq!(crypt_c.versions(&pii).unwrap(), (v4, v4));
     std::fs::remove_dir_all(dir).unwrap();
 }
 
