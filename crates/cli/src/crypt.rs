@@ -215,6 +215,27 @@ pub fn rotate(
     Ok(version)
 }
 
+/// `crypt rekey`: re-wraps every key of the keyset under the master key in
+/// `new_master_key_file`. Returns the new key id (`local:<fingerprint>`).
+pub fn rekey(
+    keyset: &Path,
+    master_key_file: Option<&Path>,
+    new_master_key_file: &Path,
+) -> Result<String, CliError> {
+    let provider = master_key(master_key_file, keyset)?;
+    let new_provider = master_key(Some(new_master_key_file), keyset)?;
+    if new_provider.key_id() == provider.key_id() {
+        return Err(usage("the new master key is the current one"));
+    }
+    let set = LocalKeyset::open(PathBuf::from(keyset), provider, Arc::new(SystemClock))
+        .map_err(|e| usage(format!("{}: {e}", keyset.display())))?;
+    let id = new_provider.key_id();
+    runtime()?
+        .block_on(set.rekey(new_provider))
+        .map_err(|e| usage(e.to_string()))?;
+    Ok(id)
+}
+
 /// `crypt info`: the header of a ciphertext (text or binary form), without any key.
 pub fn info(input: &[u8]) -> Result<Header, CliError> {
     if input.len() > MAX_TEXT {

@@ -352,3 +352,71 @@ fn encrypt_refuses_unknown_categories_and_bad_contexts() {
         assert!(out.stdout.is_empty());
     }
 }
+
+#[test]
+fn rekey_moves_the_keyset_to_a_new_master_key() {
+    let keys = Scratch::new("crypt", "rekey-keys");
+    let data = Scratch::new("crypt", "rekey-data");
+    let keyset = data.path("keyset.json");
+    let new_master = keys.path("new.key");
+    std::fs::write(&new_master, OTHER_MASTER).unwrap();
+    run_with(Some(MASTER), &["crypt", "keygen", "--out", &keyset], b"");
+    let enc = run_with(
+        Some(MASTER),
+        &[
+            "crypt",
+            "encrypt",
+            "--keyset",
+            &keyset,
+            "--category",
+            "pii",
+            "--context",
+            CONTEXT,
+        ],
+        b"kept",
+    );
+    let out = run_with(
+        Some(MASTER),
+        &[
+            "crypt",
+            "rekey",
+            "--keyset",
+            &keyset,
+            "--new-master-key-file",
+            &new_master,
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("re-wrapped under local:"));
+    let old = run_with(
+        Some(MASTER),
+        &[
+            "crypt",
+            "decrypt",
+            "--keyset",
+            &keyset,
+            "--context",
+            CONTEXT,
+        ],
+        &enc.stdout,
+    );
+    assert_eq!(
+        old.status.code(),
+        Some(1),
+        "the old master key no longer opens it"
+    );
+    let new = run_with(
+        Some(OTHER_MASTER),
+        &[
+            "crypt",
+            "decrypt",
+            "--keyset",
+            &keyset,
+            "--context",
+            CONTEXT,
+        ],
+        &enc.stdout,
+    );
+    assert_eq!(new.stdout, b"kept");
+}

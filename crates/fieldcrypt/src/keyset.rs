@@ -399,6 +399,79 @@ impl LocalKeyset {
         Ok(())
     }
 
+    /// Re-wraps every key in the file under `new_provider` (a new master key, or a move to
+    /// a KMS) and writes the file atomically. Data keys do not change, so no field needs
+    /// re-encryption; the old master key can be destroyed once every instance has been
+    /// restarted with the new one. Returns the keyset opened with the new provider; this
+    /// handle, and every process still on the old master key, can no longer write the file.
+    pub async fn rekey(&self, new_provider: Arc<dyn KeyProvider>) -> Result<Self, Error> {
+        let _rotating = self.rotation.lock().await;
+        let mut file = self.update(|file| Ok((false, file.clone())))?;
+        for (name, entry) in file.categories.iter_mut() {
+            let category = Category::new(name).map_err(|_| Error::Keyset("category name"))?;
+            entry.index_key = self
+                .rewrap_one(
+                    &*new_provider,
+                    &category,
+                    0,
+                    KeyPurpose::BlindIndex,
+                    &entry.index_key,
+                )
+                .await?;
+            for version in entry.versions.iter_mut() {
+                version.wrapped = self
+                    .rewrap_one(
+                        &*new_provider,
+                        &category,
+                        version.version,
+                        KeyPurpose::Data,
+                        &version.wrapped,
+                    )
+                    .await?;
+            }
+        }
+        file.key_provider = new_provider.key_id();
+        self.update(|current| {
+            // Keep reservations made meanwhile; everything else is the re-wrapped copy.
+            for (name, entry) in file.categories.iter_mut() {
+                if let Some(now) = current.categories.get(name) {
+                    for version in entry.versions.iter_mut() {
+                        if let Some(v) = now.versions.iter().find(|v| v.version == version.version)
+                        {
+                            version.reserved = version.reserved.max(v.reserved);
+                        }
+                    }
+                }
+            }
+            *current = file.clone();
+            Ok((true, ()))
+        })?;
+        Ok(Self {
+            path: self.path.clone(),
+            file: Mutex::new(file),
+            provider: new_provider,
+            rotation: tokio::sync::Mutex::new(()),
+            clock: self.clock.clone(),
+        })
+    }
+
+    async fn rewrap_one(
+        &self,
+        new_provider: &dyn KeyProvider,
+        category: &Category,
+        version: u32,
+        purpose: KeyPurpose,
+        wrapped: &str,
+    ) -> Result<String, Error> {
+        let key = self.unwrap_one(category, version, purpose, wrapped).await?;
+        let context = WrapContext {
+            category: category.clone(),
+            version,
+            purpose,
+        };
+        Ok(STANDARD.encode(new_provider.wrap(&key, &context).await?))
+    }
+
     /// Adds a category (version 1) to the file and, once durable, to `crypt`.
     pub async fn add_category(
         &self,
@@ -470,7 +543,7 @@ impl LocalKeyset {
         let lock = options.open(PathBuf::from(lock_name))?;
         lock.lock()?;
         let mut current = read_keyset(&self.path)?;
-        if current.key_provider != cached.key_provider {
+        if current.key_provider != self.provider.key_id() {
             return Err(Error::KeyProvider(
                 "the keyset file was replaced by one for another master key",
             ));

@@ -221,6 +221,72 @@ async fn two_processes_sharing_a_keyset_never_overwrite_each_other() {
 }
 
 #[tokio::test]
+async fn rekeying_moves_the_keyset_to_a_new_master_key_without_touching_data() {
+    let dir = temp_dir("rekey");
+    let path = dir.join("keyset.json");
+    let keyset = Arc::new(
+        LocalKeyset::create(&path, master(1), &cats(&["pii"]), clock())
+            .await
+            .unwrap(),
+    );
+    let crypt = keyset.field_crypt(FieldCrypt::builder()).await.unwrap();
+    let here = SealContext::new("pii", "t", "c", "r").unwrap();
+    let sealed = crypt.encrypt(b"kept", &here).unwrap();
+    let index = crypt
+        .blind_index(
+            &Category::new("pii").unwrap(),
+            "t",
+            "c",
+            BlindIndexConfig {
+                bytes: 8,
+                normalize: Normalize::Exact,
+            },
+        )
+        .unwrap()
+        .compute("v")
+        .unwrap();
+    let rekeyed = Arc::new(keyset.rekey(master(2)).await.unwrap());
+    // The old handle (and any process still on the old master key) can no longer write.
+    assert!(matches!(
+        crypt.encrypt(b"x", &here),
+        Ok(_) | Err(Error::KeyProvider(_))
+    ));
+    assert!(
+        keyset
+            .rotate(&Category::new("pii").unwrap(), None)
+            .await
+            .is_err()
+    );
+    assert!(matches!(
+        LocalKeyset::open(&path, master(1), clock()),
+        Err(Error::KeyProvider(_))
+    ));
+    let reopened = Arc::new(LocalKeyset::open(&path, master(2), clock()).unwrap());
+    for set in [rekeyed, reopened] {
+        let crypt = set.field_crypt(FieldCrypt::builder()).await.unwrap();
+        assert_eq!(
+            crypt.decrypt(&sealed, &here).unwrap().expose_secret(),
+            b"kept"
+        );
+        let again = crypt
+            .blind_index(
+                &Category::new("pii").unwrap(),
+                "t",
+                "c",
+                BlindIndexConfig {
+                    bytes: 8,
+                    normalize: Normalize::Exact,
+                },
+            )
+            .unwrap()
+            .compute("v")
+            .unwrap();
+        assert_eq!(again, index, "blind indexes survive a rekey");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
 async fn edited_keysets_are_refused() {
     let dir = temp_dir("edited");
     let path = dir.join("keyset.json");
