@@ -49,6 +49,17 @@ pub fn master_key(file: Option<&Path>, keyset: &Path) -> Result<Arc<dyn KeyProvi
     Ok(Arc::new(key))
 }
 
+/// `crypt info` reads no key, but like every `crypt` command it refuses to run without a
+/// valid master key, so scripts behave the same whichever command they call.
+pub fn require_master_key(file: Option<&Path>) -> Result<(), CliError> {
+    match file {
+        Some(file) => LocalMasterKey::from_file(file)
+            .map(drop)
+            .map_err(|e| usage(format!("master key file: {e}"))),
+        None => master_key(None, Path::new(".")).map(drop),
+    }
+}
+
 /// Parses `table=T,column=C,row=R[,tenant=X]` for `category`.
 pub fn parse_context(category: &str, text: &str) -> Result<SealContext, CliError> {
     let (mut table, mut column, mut row, mut tenant) = (None, None, None, None);
@@ -178,11 +189,12 @@ pub fn decrypt(
     let invalid = |e: CliError| match e {
         CliError::Usage(reason) | CliError::Invalid(reason) => CliError::Invalid(reason),
     };
+    // The keys first: without them nothing about the input is worth reporting.
+    let runtime = runtime().map_err(invalid)?;
+    let (_set, crypt) = open(keyset, master_key_file, &runtime).map_err(invalid)?;
     let ciphertext = binary_form(input).map_err(invalid)?;
     let header = format::inspect(&ciphertext).map_err(|e| CliError::Invalid(e.to_string()))?;
     let context = parse_context(header.category.as_str(), context).map_err(invalid)?;
-    let runtime = runtime().map_err(invalid)?;
-    let (_set, crypt) = open(keyset, master_key_file, &runtime).map_err(invalid)?;
     crypt
         .decrypt(&ciphertext, &context)
         .map_err(|e| CliError::Invalid(e.to_string()))

@@ -107,13 +107,17 @@ fn keygen_encrypt_decrypt_rotate_info() {
     assert_eq!(dec.status.code(), Some(0), "{}", text(&dec.stderr));
     assert_eq!(dec.stdout, b"ada@example.com");
 
-    let info = run_with(None, &["crypt", "info"], ciphertext.as_bytes());
+    let info = run_with(Some(MASTER), &["crypt", "info"], ciphertext.as_bytes());
     assert_eq!(info.status.code(), Some(0));
     assert_eq!(
         text(&info.stdout),
         "format_version: 1\ncategory: pii\nkey_version: 1\nsubject_keyed: false\n"
     );
-    let json = run_with(None, &["crypt", "info", "--json"], ciphertext.as_bytes());
+    let json = run_with(
+        Some(MASTER),
+        &["crypt", "info", "--json"],
+        ciphertext.as_bytes(),
+    );
     let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(value["key_version"], 1);
     assert_eq!(value["category"], "pii");
@@ -140,7 +144,7 @@ fn keygen_encrypt_decrypt_rotate_info() {
         ],
         b"new",
     );
-    let info2 = run_with(None, &["crypt", "info"], &enc2.stdout);
+    let info2 = run_with(Some(MASTER), &["crypt", "info"], &enc2.stdout);
     assert!(text(&info2.stdout).contains("key_version: 2"));
     // The old ciphertext still decrypts after the rotation.
     let old = run_with(
@@ -317,10 +321,92 @@ fn master_key_file_works_but_not_beside_the_keyset() {
 
 #[test]
 fn info_reads_headers_and_refuses_garbage() {
-    let out = run_with(None, &["crypt", "info"], b"hello");
+    let out = run_with(Some(MASTER), &["crypt", "info"], b"hello");
     assert_eq!(out.status.code(), Some(1));
-    let out = run_with(None, &["crypt", "info"], b"mcpsec:fc1:AQ");
+    let out = run_with(Some(MASTER), &["crypt", "info"], b"mcpsec:fc1:AQ");
     assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn every_crypt_command_refuses_to_run_without_a_master_key() {
+    let dir = Scratch::new("crypt", "nomaster-all");
+    let keyset = dir.path("keyset.json");
+    run_with(Some(MASTER), &["crypt", "keygen", "--out", &keyset], b"");
+    let new_key = dir.path("new.key");
+    for args in [
+        vec!["crypt", "keygen", "--out", &dir.path("other.json")],
+        vec![
+            "crypt",
+            "encrypt",
+            "--keyset",
+            &keyset,
+            "--category",
+            "pii",
+            "--context",
+            CONTEXT,
+        ],
+        vec!["crypt", "rotate", "--keyset", &keyset, "--category", "pii"],
+        vec![
+            "crypt",
+            "rekey",
+            "--keyset",
+            &keyset,
+            "--new-master-key-file",
+            &new_key,
+        ],
+        vec!["crypt", "info"],
+    ] {
+        let out = run_with(None, &args, b"mcpsec:fc1:AQADcGlpAAAAAQ");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(text(&out.stderr).contains("MCPSEC_MASTER_KEY"), "{args:?}");
+    }
+    // decrypt: exit 1 for every failure, this one included.
+    let out = run_with(
+        None,
+        &[
+            "crypt",
+            "decrypt",
+            "--keyset",
+            &keyset,
+            "--context",
+            CONTEXT,
+        ],
+        b"x",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("MCPSEC_MASTER_KEY"));
+}
+
+#[test]
+fn decrypt_argument_errors_exit_1_too() {
+    for args in [
+        vec!["crypt", "decrypt"],
+        vec!["crypt", "decrypt", "--keyset", "k.json"],
+        vec![
+            "crypt",
+            "decrypt",
+            "--keyset",
+            "k.json",
+            "--context",
+            CONTEXT,
+            "--colour",
+        ],
+    ] {
+        let out = run_with(Some(MASTER), &args, b"");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(out.stdout.is_empty());
+    }
+    let help = run_with(None, &["crypt", "decrypt", "--help"], b"");
+    assert_eq!(help.status.code(), Some(0));
+    // Other commands keep clap's exit 2 for usage errors.
+    let out = run_with(Some(MASTER), &["crypt", "encrypt"], b"");
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]

@@ -15,7 +15,11 @@
 //! choose the shortest length whose false-positive rate you can afford, and never index
 //! fields with a handful of possible values (booleans, enums) at all.
 //!
-//! Index keys are not versioned: rotating one means recomputing the column.
+//! Index keys are not versioned: rotating one means recomputing the column. Values are
+//! compared after the chosen normalisation only (no Unicode NFC/NFKC folding): normalise
+//! to one form before indexing if your input can arrive in several. The tenant is not
+//! bound: equal values of two tenants in one column have equal index values; put the
+//! tenant into the value (`"acme\u{0}ada@example.com"`) if that matters.
 
 use crate::{Category, Error};
 use hmac::{KeyInit, Mac};
@@ -91,8 +95,14 @@ impl BlindIndex {
         for part in [category.as_str(), table, column] {
             length_prefixed(&mut derive, part.as_bytes());
         }
-        // The length is bound too: a 4-byte and an 8-byte index of a column are unrelated.
+        // The length and the normalisation are bound too: a 4-byte and an 8-byte index of a
+        // column, or an exact and a case-insensitive one, are unrelated.
         derive.update(&[u8::try_from(config.bytes).unwrap_or(u8::MAX)]);
+        derive.update(&[match config.normalize {
+            Normalize::Exact => 0,
+            Normalize::Trim => 1,
+            Normalize::CaseInsensitive => 2,
+        }]);
         let key: zeroize::Zeroizing<[u8; 32]> =
             zeroize::Zeroizing::new(derive.finalize().into_bytes().into());
         let mac = HmacSha256::new_from_slice(key.as_slice())

@@ -13,7 +13,23 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 
-const AAD_DOMAIN: &[u8] = b"mcpsec-fieldcrypt-v1";
+/// What a ciphertext is, bound first in its associated data: a host field, or a subject's
+/// data key wrapped by the category keyring. The two never open as each other, whatever
+/// table and column names a host uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Domain {
+    Field,
+    SubjectKey,
+}
+
+impl Domain {
+    fn tag(self) -> &'static [u8] {
+        match self {
+            Self::Field => b"mcpsec-fieldcrypt-v1",
+            Self::SubjectKey => b"mcpsec-fieldcrypt-subject-key-v1",
+        }
+    }
+}
 const SUBJECT_KEY_TABLE: &str = "mcpsec_subject_keys";
 const SUBJECT_KEY_COLUMN: &str = "data_key";
 
@@ -240,10 +256,16 @@ fn prepare_ring(provider: CryptoProvider, spec: KeyringSpec) -> Result<Keyring, 
 }
 
 /// The associated data: a domain tag, the header, the context, and the subject if any.
-fn associated_data(header: &[u8], context: &SealContext, subject: Option<&Subject>) -> Vec<u8> {
+fn associated_data(
+    domain: Domain,
+    header: &[u8],
+    context: &SealContext,
+    subject: Option<&Subject>,
+) -> Vec<u8> {
     let context_len = context.aad_len();
-    let mut aad = Vec::with_capacity(AAD_DOMAIN.len() + 8 + header.len() + context_len + 80);
-    aad.extend_from_slice(AAD_DOMAIN);
+    let tag = domain.tag();
+    let mut aad = Vec::with_capacity(tag.len() + 8 + header.len() + context_len + 80);
+    aad.extend_from_slice(tag);
     // Both are bounded (header ≤ 71 bytes, context ≤ 5 × 260), so the lengths fit.
     aad.extend_from_slice(
         &u32::try_from(header.len())
@@ -266,6 +288,7 @@ fn associated_data(header: &[u8], context: &SealContext, subject: Option<&Subjec
 }
 
 fn seal_with(
+    domain: Domain,
     cipher: &dyn PreparedKey,
     header: &Header,
     plaintext: &[u8],
@@ -280,7 +303,12 @@ fn seal_with(
     out.extend_from_slice(&nonce);
     let start = out.len();
     out.extend_from_slice(plaintext);
-    let aad = associated_data(out.get(..header_len).unwrap_or_default(), context, subject);
+    let aad = associated_data(
+        domain,
+        out.get(..header_len).unwrap_or_default(),
+        context,
+        subject,
+    );
     if let Err(error) = cipher.seal_in_place(&nonce, &aad, &mut out, start) {
         zeroize::Zeroize::zeroize(&mut out);
         return Err(error);
@@ -310,6 +338,15 @@ impl FieldCrypt {
     /// Encrypts `plaintext` (at most 1 MiB) with the primary key of `context`'s category,
     /// bound to the whole context. Returns the binary form.
     pub fn encrypt(&self, plaintext: &[u8], context: &SealContext) -> Result<Vec<u8>, Error> {
+        self.encrypt_in(Domain::Field, plaintext, context)
+    }
+
+    fn encrypt_in(
+        &self,
+        domain: Domain,
+        plaintext: &[u8],
+        context: &SealContext,
+    ) -> Result<Vec<u8>, Error> {
         if plaintext.len() > MAX_PLAINTEXT {
             return Err(Error::TooLarge("plaintext"));
         }
@@ -331,7 +368,7 @@ impl FieldCrypt {
             key_version: version,
             subject_keyed: false,
         };
-        seal_with(&*state.cipher, &header, plaintext, context, None)
+        seal_with(domain, &*state.cipher, &header, plaintext, context, None)
     }
 
     /// [`FieldCrypt::encrypt`], returning the text form (`mcpsec:fc1:…`).
@@ -341,6 +378,15 @@ impl FieldCrypt {
 
     /// Decrypts a binary ciphertext written for the same context.
     pub fn decrypt(&self, ciphertext: &[u8], context: &SealContext) -> Result<SecretBytes, Error> {
+        self.decrypt_in(Domain::Field, ciphertext, context)
+    }
+
+    fn decrypt_in(
+        &self,
+        domain: Domain,
+        ciphertext: &[u8],
+        context: &SealContext,
+    ) -> Result<SecretBytes, Error> {
         let parsed = format::parse(ciphertext)?;
         if parsed.subject_keyed {
             return Err(Error::SubjectRequired);
@@ -366,7 +412,7 @@ impl FieldCrypt {
                 category: parsed.category.to_owned(),
                 version,
             })?;
-        let aad = associated_data(parsed.header_bytes, context, None);
+        let aad = associated_data(domain, parsed.header_bytes, context, None);
         let plaintext = state.cipher.open(&parsed.nonce, &aad, parsed.sealed)?;
         Ok(SecretBytes::new(plaintext))
     }
@@ -398,11 +444,21 @@ impl FieldCrypt {
         ciphertext: &[u8],
         context: &SealContext,
     ) -> Result<Option<Vec<u8>>, Error> {
+        self.reencrypt_in(Domain::Field, ciphertext, context)
+    }
+
+    fn reencrypt_in(
+        &self,
+        domain: Domain,
+        ciphertext: &[u8],
+        context: &SealContext,
+    ) -> Result<Option<Vec<u8>>, Error> {
         if self.is_current(ciphertext)? {
             return Ok(None);
         }
-        let plaintext = self.decrypt(ciphertext, context)?;
-        self.encrypt(plaintext.expose_secret(), context).map(Some)
+        let plaintext = self.decrypt_in(domain, ciphertext, context)?;
+        self.encrypt_in(domain, plaintext.expose_secret(), context)
+            .map(Some)
     }
 
     /// The categories with a keyring.
@@ -613,7 +669,8 @@ impl FieldCrypt {
                 };
                 let key = SecretBytes::random(KEY_LEN)?;
                 let wrap_context = Self::subject_key_context(&category, subject, generation)?;
-                let wrapped = self.encrypt(key.expose_secret(), &wrap_context)?;
+                let wrapped =
+                    self.encrypt_in(Domain::SubjectKey, key.expose_secret(), &wrap_context)?;
                 match store
                     .create(&category, subject, generation, wrapped)
                     .await?
@@ -635,7 +692,14 @@ impl FieldCrypt {
             key_version: generation,
             subject_keyed: true,
         };
-        seal_with(&*cipher, &header, plaintext, context, Some(subject))
+        seal_with(
+            Domain::Field,
+            &*cipher,
+            &header,
+            plaintext,
+            context,
+            Some(subject),
+        )
     }
 
     fn open_subject_key(
@@ -646,7 +710,7 @@ impl FieldCrypt {
         wrapped: &[u8],
     ) -> Result<SecretBytes, Error> {
         let context = Self::subject_key_context(category, subject, generation)?;
-        let key = self.decrypt(wrapped, &context)?;
+        let key = self.decrypt_in(Domain::SubjectKey, wrapped, &context)?;
         if key.len() != KEY_LEN {
             return Err(Error::Decrypt);
         }
@@ -693,7 +757,7 @@ impl FieldCrypt {
             }
         };
         let cipher = self.provider.aead().prepare(&key)?;
-        let aad = associated_data(parsed.header_bytes, context, Some(subject));
+        let aad = associated_data(Domain::Field, parsed.header_bytes, context, Some(subject));
         let plaintext = cipher.open(&parsed.nonce, &aad, parsed.sealed)?;
         Ok(SecretBytes::new(plaintext))
     }
@@ -706,8 +770,16 @@ impl FieldCrypt {
         category: &Category,
         subject: &Subject,
     ) -> Result<bool, Error> {
-        let shredded = self.subject_store()?.shred(category, subject).await?;
-        if shredded {
+        let store = self.subject_store()?;
+        let shredded = store.shred(category, subject).await?;
+        // A repeated call for a shredded subject records the event again, so a caller
+        // retrying after a sink failure still leaves the erasure in the audit trail.
+        let record = shredded
+            || matches!(
+                store.current(category, subject).await?,
+                SubjectKeyState::Shredded { .. }
+            );
+        if record {
             let event = SecurityEvent::new(
                 EventKind::SensitiveDelete,
                 Outcome::Success,
@@ -724,6 +796,53 @@ impl FieldCrypt {
                 .map_err(|_| Error::Store("the event sink refused the shred event"))?;
         }
         Ok(shredded)
+    }
+
+    /// Re-wraps every subject key of `category` under the category's primary key (after a
+    /// rotation, before raising the minimum decryption version, which would otherwise make
+    /// every subject key wrapped under an older version, and so its data, unreadable).
+    /// Compare-and-swap writes: a key shredded or changed meanwhile is left alone. Run it
+    /// until it reports `rewrapped == 0 && failed == 0`.
+    pub async fn rewrap_subject_keys(
+        &self,
+        category: &Category,
+    ) -> Result<crate::rewrap::Progress, Error> {
+        let store = self.subject_store()?;
+        let mut progress = crate::rewrap::Progress::default();
+        let mut after: Option<String> = None;
+        loop {
+            let batch = store.list_active(category, after.as_deref(), 500).await?;
+            let Some(last) = batch.last() else {
+                break;
+            };
+            after = Some(last.subject.canonical());
+            for key in batch {
+                progress.scanned += 1;
+                let context = Self::subject_key_context(category, &key.subject, key.generation)?;
+                match self.reencrypt_in(Domain::SubjectKey, &key.wrapped, &context) {
+                    Ok(None) => progress.current += 1,
+                    Ok(Some(new)) => {
+                        if store
+                            .replace_wrapped(
+                                category,
+                                &key.subject,
+                                key.generation,
+                                &key.wrapped,
+                                new,
+                            )
+                            .await?
+                        {
+                            progress.rewrapped += 1;
+                        } else {
+                            progress.conflicts += 1;
+                        }
+                    }
+                    Err(error) if crate::rewrap::is_row_failure(&error) => progress.failed += 1,
+                    Err(error) => return Err(error),
+                }
+            }
+        }
+        Ok(progress)
     }
 
     pub(crate) async fn record_failure(&self, category: &str) {

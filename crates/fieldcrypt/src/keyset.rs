@@ -356,6 +356,8 @@ impl LocalKeyset {
     /// minimum versions. A fleet sharing a keyset calls this periodically, or on a signal
     /// after a rotation, so every instance can read data written under a new version.
     pub async fn refresh(&self, crypt: &FieldCrypt) -> Result<(), Error> {
+        // Not while this handle rotates: the rotation installs its own version.
+        let _rotating = self.rotation.lock().await;
         let file = self.update(|file| Ok((false, file.clone())))?;
         let installed = crypt.categories();
         for (name, entry) in &file.categories {
@@ -501,6 +503,16 @@ impl LocalKeyset {
         min: u32,
         crypt: Option<&FieldCrypt>,
     ) -> Result<(), Error> {
+        if let Some(crypt) = crypt {
+            // Check the running instance first, so the file is not changed when it would
+            // refuse (its primary is behind the file's: refresh it first).
+            let (primary, _) = crypt.versions(category)?;
+            if min == 0 || min > primary {
+                return Err(Error::InvalidArgument(
+                    "the minimum decryption version must be between 1 and the primary",
+                ));
+            }
+        }
         self.update(|file| {
             let entry = file
                 .categories
@@ -620,11 +632,14 @@ async fn new_category(
 }
 
 fn read_keyset(path: &Path) -> Result<KeysetFile, Error> {
-    let metadata = std::fs::metadata(path)?;
-    if metadata.len() > MAX_KEYSET_FILE {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_KEYSET_FILE + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_KEYSET_FILE {
         return Err(Error::TooLarge("keyset file"));
     }
-    let bytes = std::fs::read(path)?;
     let file: KeysetFile =
         serde_json::from_slice(&bytes).map_err(|_| Error::Keyset("not a keyset file"))?;
     if file.format != FORMAT {

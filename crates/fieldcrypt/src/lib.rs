@@ -83,4 +83,6 @@ pub use keyset::{CategoryInfo, LocalKeyset, MAX_KEYSET_FILE, check_master_key_lo
 pub use provider::{
     AuditedKeyProvider, KeyProvider, KeyPurpose, LocalMasterKey, MASTER_KEY_ENV, WrapContext,
 };
-pub use subject::{MemorySubjectKeyStore, Subject, SubjectKeyState, SubjectKeyStore};
+pub use subject::{
+    ActiveSubjectKey, MemorySubjectKeyStore, Subject, SubjectKeyState, SubjectKeyStore,
+};

@@ -156,12 +156,17 @@ impl LocalMasterKey {
 
     /// The master key from a file holding its base64 (as `mcpsec crypt` reads it).
     pub fn from_file(path: &Path) -> Result<Self, Error> {
-        let metadata = std::fs::metadata(path)?;
-        if metadata.len() > 256 {
+        use std::io::Read;
+        let mut text = String::new();
+        std::fs::File::open(path)?
+            .take(257)
+            .read_to_string(&mut text)
+            .map_err(|_| Error::KeyProvider("the master key file is not base64 text"))?;
+        let text = SecretString::new(text);
+        if text.len() > 256 {
             return Err(Error::KeyProvider("the master key file is too large"));
         }
-        let text = std::fs::read_to_string(path)?;
-        Self::from_base64(&SecretString::new(text))
+        Self::from_base64(&text)
     }
 
     /// A fresh random master key, as base64, for `mcpsec crypt` operators to store.
@@ -180,7 +185,8 @@ impl KeyProvider for LocalMasterKey {
     async fn wrap(&self, key: &SecretBytes, context: &WrapContext) -> Result<Vec<u8>, Error> {
         let mut nonce = [0u8; 12];
         mcpsec_core::fill_random(&mut nonce)?;
-        let mut out = nonce.to_vec();
+        // Holds the key in the clear until it is encrypted in place: wiped if that fails.
+        let mut out = zeroize::Zeroizing::new(nonce.to_vec());
         let start = out.len();
         out.extend_from_slice(key.expose_secret());
         let tag = self
@@ -192,7 +198,7 @@ impl KeyProvider for LocalMasterKey {
             )
             .map_err(|_| Error::KeyProvider("wrapping failed"))?;
         out.extend_from_slice(&tag);
-        Ok(out)
+        Ok(std::mem::take(&mut *out))
     }
 
     async fn unwrap(&self, wrapped: &[u8], context: &WrapContext) -> Result<SecretBytes, Error> {

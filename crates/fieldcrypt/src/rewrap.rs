@@ -6,8 +6,12 @@
 //! key, writes each back only if the row still holds the ciphertext it read, and then
 //! saves the cursor. It is idempotent: a row already under the primary key is skipped, so
 //! a job interrupted between a write and its checkpoint re-reads that batch and changes
-//! nothing twice. When a run reports `remaining == 0` and no failures, the category's
-//! minimum decryption version can be raised.
+//! nothing twice. When a run finishes (`done`) with no failures, and a run after
+//! [`Rewrap::restart`] rewrites nothing, the category's minimum decryption version can be
+//! raised (after [`FieldCrypt::rewrap_subject_keys`] if subject keys are used).
+//!
+//! Subject-keyed rows are counted as `current`: their own key does not change on a
+//! rotation; the subject keys are re-wrapped by [`FieldCrypt::rewrap_subject_keys`].
 
 use crate::{Error, FieldCrypt};
 use mcpsec_core::SealContext;
@@ -106,6 +110,23 @@ impl RewrapCheckpoints for MemoryCheckpoints {
     }
 }
 
+/// Whether an error is about one stored ciphertext (left alone and counted as failed) rather
+/// than about the keys, the ledger or the machine (which stop the job).
+pub(crate) fn is_row_failure(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Decrypt
+            | Error::Malformed(_)
+            | Error::TooLarge(_)
+            | Error::UnsupportedVersion(_)
+            | Error::WrongCategory
+            | Error::SubjectRequired
+            | Error::Shredded
+            | Error::UnknownKeyVersion { .. }
+            | Error::KeyVersionRetired { .. }
+    )
+}
+
 /// A re-encryption job.
 #[derive(Debug)]
 pub struct Rewrap<'a> {
@@ -139,6 +160,15 @@ impl<'a> Rewrap<'a> {
         self
     }
 
+    /// Forgets the job's checkpoint, so the next [`Rewrap::run`] scans every row again
+    /// (to confirm, after a finished run, that nothing old is left: it reports
+    /// `rewrapped == 0`).
+    pub async fn restart(&self) -> Result<(), Error> {
+        self.checkpoints
+            .save(&self.job, &Checkpoint::default())
+            .await
+    }
+
     /// Runs from the saved checkpoint until the source is exhausted or `max_batches`
     /// batches are done (to spread the work, or to stop cleanly). Returns the checkpoint
     /// reached. An error (the source or the checkpoint store failing) stops the run; the
@@ -167,11 +197,10 @@ impl<'a> Rewrap<'a> {
                             checkpoint.progress.conflicts += 1;
                         }
                     }
-                    Err(Error::Store(why)) => return Err(Error::Store(why)),
-                    Err(Error::NonceBudgetExhausted { category, version }) => {
-                        return Err(Error::NonceBudgetExhausted { category, version });
-                    }
-                    Err(_) => checkpoint.progress.failed += 1,
+                    Err(error) if is_row_failure(&error) => checkpoint.progress.failed += 1,
+                    // The keys, the ledger or the machine failed, not the row: stop here, so
+                    // the next run resumes from the last checkpoint and retries these rows.
+                    Err(error) => return Err(error),
                 }
                 checkpoint.cursor = Some(row.cursor.clone());
             }

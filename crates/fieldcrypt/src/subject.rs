@@ -27,12 +27,44 @@ pub enum Subject {
 }
 
 impl Subject {
-    /// `user:<id>` or `org:<id>`: bound into every subject-keyed ciphertext.
+    /// `user:<id>` or `org:<id>`: bound into every subject-keyed ciphertext, and the key
+    /// stores order by.
     pub fn canonical(&self) -> String {
         match self {
             Self::User(user) => format!("user:{}", user.as_str()),
             Self::Org(org) => format!("org:{}", org.as_str()),
         }
+    }
+
+    /// The subject a [`Subject::canonical`] string names (for stores that keep the text).
+    pub fn parse_canonical(text: &str) -> Result<Self, Error> {
+        if let Some(user) = text.strip_prefix("user:") {
+            Ok(Self::User(UserId::new(user)?))
+        } else if let Some(org) = text.strip_prefix("org:") {
+            Ok(Self::Org(OrgId::new(org)?))
+        } else {
+            Err(Error::InvalidArgument("a subject is user:<id> or org:<id>"))
+        }
+    }
+}
+
+/// One live subject key, as listed for re-wrapping after a rotation.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ActiveSubjectKey {
+    /// Whose key.
+    pub subject: Subject,
+    /// Its generation.
+    pub generation: u32,
+    /// The data key, wrapped by the category keyring.
+    pub wrapped: Vec<u8>,
+}
+
+impl fmt::Debug for ActiveSubjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActiveSubjectKey")
+            .field("subject", &self.subject)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
     }
 }
 
@@ -95,6 +127,26 @@ pub trait SubjectKeyStore: Send + Sync + fmt::Debug {
     /// Turns `Active { g }` into `Shredded { g }`, erasing the wrapped key. Returns whether
     /// there was an active key.
     async fn shred(&self, category: &Category, subject: &Subject) -> Result<bool, Error>;
+
+    /// Up to `limit` active keys of `category` whose subject's canonical form sorts after
+    /// `after` (from the start when `None`), in that order.
+    async fn list_active(
+        &self,
+        category: &Category,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ActiveSubjectKey>, Error>;
+
+    /// Replaces the wrapped key if and only if the state is still `Active { generation }`
+    /// holding `old` (a compare-and-swap). Returns whether it did.
+    async fn replace_wrapped(
+        &self,
+        category: &Category,
+        subject: &Subject,
+        generation: u32,
+        old: &[u8],
+        new: Vec<u8>,
+    ) -> Result<bool, Error>;
 }
 
 /// Subject keys in memory, for tests and single-process hosts.
@@ -165,6 +217,57 @@ impl SubjectKeyStore for MemorySubjectKeyStore {
                         generation: *generation,
                     };
                 }
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn list_active(
+        &self,
+        category: &Category,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ActiveSubjectKey>, Error> {
+        let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut active: Vec<(String, ActiveSubjectKey)> = keys
+            .iter()
+            .filter(|((c, _), _)| c == category)
+            .filter_map(|((_, subject), state)| match state {
+                SubjectKeyState::Active {
+                    generation,
+                    wrapped,
+                } => Some((
+                    subject.canonical(),
+                    ActiveSubjectKey {
+                        subject: subject.clone(),
+                        generation: *generation,
+                        wrapped: wrapped.clone(),
+                    },
+                )),
+                _ => None,
+            })
+            .filter(|(canonical, _)| after.is_none_or(|after| canonical.as_str() > after))
+            .collect();
+        active.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(active.into_iter().take(limit).map(|(_, key)| key).collect())
+    }
+
+    async fn replace_wrapped(
+        &self,
+        category: &Category,
+        subject: &Subject,
+        generation: u32,
+        old: &[u8],
+        new: Vec<u8>,
+    ) -> Result<bool, Error> {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        match keys.get_mut(&(category.clone(), subject.clone())) {
+            Some(SubjectKeyState::Active {
+                generation: current,
+                wrapped,
+            }) if *current == generation && wrapped.as_slice() == old => {
+                *wrapped = new;
                 Ok(true)
             }
             _ => Ok(false),

@@ -93,6 +93,84 @@ pub async fn subject_key_store_conformance(store: Arc<dyn SubjectKeyStore>, uniq
     );
     assert!(!store.shred(&category, &acme).await.unwrap());
 
+    // Listing and compare-and-swap re-wrapping (what a rotation needs).
+    let bob = Subject::User(UserId::new(format!("bob-{unique}")).unwrap());
+    let SubjectKeyState::Active { wrapped: bobs, .. } = store
+        .create(&category, &bob, 1, b"bob-v1".to_vec())
+        .await
+        .unwrap()
+    else {
+        panic!("bob's key was not created");
+    };
+    let listed = store.list_active(&category, None, 1000).await.unwrap();
+    let mine: Vec<_> = listed
+        .iter()
+        .filter(|k| k.subject == bob || k.subject == alice)
+        .collect();
+    assert_eq!(
+        mine.len(),
+        1,
+        "alice is shredded, bob is active: {listed:?}"
+    );
+    let canonicals: Vec<String> = listed.iter().map(|k| k.subject.canonical()).collect();
+    let mut sorted = canonicals.clone();
+    sorted.sort();
+    assert_eq!(canonicals, sorted, "listed in canonical order");
+    let after_bob = store
+        .list_active(&category, Some(&bob.canonical()), 1000)
+        .await
+        .unwrap();
+    assert!(
+        after_bob
+            .iter()
+            .all(|k| k.subject.canonical() > bob.canonical())
+    );
+    assert!(
+        store
+            .list_active(&category, None, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        !store
+            .replace_wrapped(&category, &bob, 1, b"stale", b"x".to_vec())
+            .await
+            .unwrap(),
+        "a stale old value must not be replaced"
+    );
+    assert!(
+        !store
+            .replace_wrapped(&category, &bob, 2, &bobs, b"x".to_vec())
+            .await
+            .unwrap(),
+        "a wrong generation must not be replaced"
+    );
+    // 16 concurrent re-wrappers of the same key: exactly one wins.
+    let mut tasks = Vec::new();
+    for i in 0..16u8 {
+        let store = store.clone();
+        let (category, bob, bobs) = (category.clone(), bob.clone(), bobs.clone());
+        tasks.push(tokio::spawn(async move {
+            store
+                .replace_wrapped(&category, &bob, 1, &bobs, vec![i; 4])
+                .await
+                .unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for task in tasks {
+        wins += usize::from(task.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+    assert!(
+        !store
+            .replace_wrapped(&category, &alice, 1, b"", b"x".to_vec())
+            .await
+            .unwrap(),
+        "a shredded key is never revived by a re-wrap"
+    );
+
     // After a shred only the next generation may be created.
     assert_eq!(
         store

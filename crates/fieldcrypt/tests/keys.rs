@@ -13,7 +13,7 @@ use mcpsec_fieldcrypt::rewrap::{EncryptedRow, MemoryCheckpoints, Rewrap, RowSour
 use mcpsec_fieldcrypt::{
     AuditedKeyProvider, BlindIndexConfig, Category, Error, FieldCrypt, KeyProvider, KeyVersion,
     KeyringSpec, LocalKeyset, LocalMasterKey, MemorySubjectKeyStore, Normalize, Subject,
-    check_master_key_location, format,
+    SubjectKeyState, SubjectKeyStore, check_master_key_location, format,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -679,12 +679,10 @@ async fn shredding_a_subject_makes_its_data_unreadable() {
         b"1 Main St"
     );
     // Bound to the subject, and not openable without one.
-    assert!(
-        crypt
-            .decrypt_for_subject(&grace, &sealed, &here)
-            .await
-            .is_err()
-    );
+    assert!(matches!(
+        crypt.decrypt_for_subject(&grace, &sealed, &here).await,
+        Err(Error::Decrypt) | Err(Error::UnknownKeyVersion { .. })
+    ));
     assert!(matches!(
         crypt.decrypt(&sealed, &here),
         Err(Error::SubjectRequired)
@@ -727,9 +725,10 @@ async fn shredding_a_subject_makes_its_data_unreadable() {
         crypt.decrypt_for_subject(&ada, &sealed, &here).await,
         Err(Error::Shredded)
     ));
+    // The repeated shred was recorded again (so a retry after a sink failure is audited).
     let events = sink.events();
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].kind, EventKind::SensitiveDelete);
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|e| e.kind == EventKind::SensitiveDelete));
 
     // Tenants work the same way.
     let acme = Subject::Org(OrgId::new("acme").unwrap());
@@ -741,6 +740,76 @@ async fn shredding_a_subject_makes_its_data_unreadable() {
     assert!(matches!(
         crypt.decrypt_for_subject(&acme, &tenant_row, &here).await,
         Err(Error::Shredded)
+    ));
+}
+
+#[tokio::test]
+async fn subject_data_survives_rotation_once_subject_keys_are_rewrapped() {
+    let store = Arc::new(MemorySubjectKeyStore::new());
+    let crypt = FieldCrypt::builder()
+        .keyring(ring(&[1], 1))
+        .subject_keys(store.clone())
+        .build()
+        .unwrap();
+    let pii = Category::new("pii").unwrap();
+    let here = SealContext::new("pii", "users", "address", "r").unwrap();
+    let mut sealed = Vec::new();
+    for name in ["ada", "grace", "alan"] {
+        let subject = Subject::User(UserId::new(name).unwrap());
+        let data = crypt
+            .encrypt_for_subject(&subject, name.as_bytes(), &here)
+            .await
+            .unwrap();
+        sealed.push((subject, data));
+    }
+    crypt
+        .install_primary(
+            &pii,
+            KeyVersion {
+                version: 2,
+                key: SecretBytes::new(vec![2; 32]),
+                reserved: 0,
+            },
+        )
+        .unwrap();
+    let first = crypt.rewrap_subject_keys(&pii).await.unwrap();
+    assert_eq!((first.scanned, first.rewrapped, first.failed), (3, 3, 0));
+    let again = crypt.rewrap_subject_keys(&pii).await.unwrap();
+    assert_eq!((again.rewrapped, again.current), (0, 3), "idempotent");
+    crypt.set_min_decrypt(&pii, 2).unwrap();
+    for (subject, data) in &sealed {
+        let opened = crypt
+            .decrypt_for_subject(subject, data, &here)
+            .await
+            .unwrap();
+        assert_eq!(
+            opened.expose_secret(),
+            subject.canonical().trim_start_matches("user:").as_bytes()
+        );
+    }
+}
+
+#[tokio::test]
+async fn wrapped_subject_keys_never_open_as_host_fields() {
+    let store = Arc::new(MemorySubjectKeyStore::new());
+    let crypt = FieldCrypt::builder()
+        .keyring(ring(&[1], 1))
+        .subject_keys(store.clone())
+        .build()
+        .unwrap();
+    let pii = Category::new("pii").unwrap();
+    let ada = Subject::User(UserId::new("ada").unwrap());
+    let here = SealContext::new("pii", "users", "address", "r").unwrap();
+    crypt.encrypt_for_subject(&ada, b"x", &here).await.unwrap();
+    let SubjectKeyState::Active { wrapped, .. } = store.current(&pii, &ada).await.unwrap() else {
+        panic!("no key");
+    };
+    // Even a host that names its table and column like the internal ones gets nothing.
+    let lookalike =
+        SealContext::new("pii", "mcpsec_subject_keys", "data_key", "user:ada#1").unwrap();
+    assert!(matches!(
+        crypt.decrypt(&wrapped, &lookalike),
+        Err(Error::Decrypt)
     ));
 }
 
