@@ -135,7 +135,12 @@ fn open(
 ) -> Result<(Arc<LocalKeyset>, FieldCrypt), CliError> {
     let provider = master_key(master_key_file, keyset)?;
     let set = Arc::new(
-        LocalKeyset::open(PathBuf::from(keyset), provider, Arc::new(SystemClock))
+        runtime
+            .block_on(LocalKeyset::open(
+                PathBuf::from(keyset),
+                provider,
+                Arc::new(SystemClock),
+            ))
             .map_err(|e| usage(format!("{}: {e}", keyset.display())))?,
     );
     let budget = NonceBudget {
@@ -219,9 +224,15 @@ pub fn rotate(
 ) -> Result<u32, CliError> {
     let category = category(category_name)?;
     let provider = master_key(master_key_file, keyset)?;
-    let set = LocalKeyset::open(PathBuf::from(keyset), provider, Arc::new(SystemClock))
+    let runtime = runtime()?;
+    let set = runtime
+        .block_on(LocalKeyset::open(
+            PathBuf::from(keyset),
+            provider,
+            Arc::new(SystemClock),
+        ))
         .map_err(|e| usage(format!("{}: {e}", keyset.display())))?;
-    let (version, _event) = runtime()?
+    let (version, _event) = runtime
         .block_on(set.rotate(&category, None))
         .map_err(|e| usage(e.to_string()))?;
     Ok(version)
@@ -239,10 +250,16 @@ pub fn rekey(
     if new_provider.key_id() == provider.key_id() {
         return Err(usage("the new master key is the current one"));
     }
-    let set = LocalKeyset::open(PathBuf::from(keyset), provider, Arc::new(SystemClock))
+    let runtime = runtime()?;
+    let set = runtime
+        .block_on(LocalKeyset::open(
+            PathBuf::from(keyset),
+            provider,
+            Arc::new(SystemClock),
+        ))
         .map_err(|e| usage(format!("{}: {e}", keyset.display())))?;
     let id = new_provider.key_id();
-    runtime()?
+    runtime
         .block_on(set.rekey(new_provider))
         .map_err(|e| usage(e.to_string()))?;
     Ok(id)

@@ -2,12 +2,17 @@
 //!
 //! ```json
 //! {"format":"mcpsec-keyset-v1","key_provider":"local:0123456789abcdef",
+//!  "integrity_key":"<base64>",
 //!  "categories":{"pii":{"primary":2,"min_decrypt":1,"index_key":"<base64>",
-//!   "versions":[{"version":1,"created":1764000000,"wrapped":"<base64>","reserved":1048576}, …]}}}
+//!   "versions":[{"version":1,"created":1764000000,"wrapped":"<base64>","reserved":1048576}, …]}},
+//!  "mac":"<base64>"}
 //! ```
 //!
 //! The file holds no usable key without the provider (for [`LocalMasterKey`], the master
-//! key, which is never written next to it). It is written atomically (temporary file,
+//! key, which is never written next to it), and its metadata (primary and minimum
+//! versions, encryption counts) is authenticated by an HMAC whose key is wrapped like the
+//! others: an edit made without the master key is refused on open and on every update.
+//! Restoring an older, intact copy is not detected (see the rotation runbook). It is written atomically (temporary file,
 //! fsync, rename) with mode 0600.
 //!
 //! [`LocalMasterKey`]: crate::LocalMasterKey
@@ -36,7 +41,52 @@ pub const MAX_KEYSET_FILE: u64 = 4 * 1024 * 1024;
 struct KeysetFile {
     format: String,
     key_provider: String,
+    /// The key of `mac`, wrapped by the provider.
+    integrity_key: String,
     categories: BTreeMap<String, CategoryFile>,
+    /// HMAC-SHA256 over the rest of the file: edits made without the master key (rolling
+    /// back a primary or minimum version, resetting counts) are refused.
+    mac: String,
+}
+
+const MAC_DOMAIN: &[u8] = b"mcpsec-keyset-mac-v1";
+
+fn integrity_context() -> Result<WrapContext, Error> {
+    Ok(WrapContext {
+        category: Category::new("keyset")?,
+        version: 0,
+        purpose: KeyPurpose::Integrity,
+    })
+}
+
+fn compute_mac(file: &KeysetFile, key: &SecretBytes) -> Result<hmac::Hmac<sha2::Sha256>, Error> {
+    use hmac::{KeyInit, Mac};
+    let mut unsigned = file.clone();
+    unsigned.mac = String::new();
+    let bytes = serde_json::to_vec(&unsigned).map_err(|_| Error::Keyset("encoding"))?;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.expose_secret())
+        .map_err(|_| Error::Keyset("integrity key"))?;
+    mac.update(MAC_DOMAIN);
+    mac.update(&bytes);
+    Ok(mac)
+}
+
+fn sign(file: &mut KeysetFile, key: &SecretBytes) -> Result<(), Error> {
+    use hmac::Mac;
+    let tag = compute_mac(file, key)?.finalize().into_bytes();
+    file.mac = STANDARD.encode(tag);
+    Ok(())
+}
+
+fn check_mac(file: &KeysetFile, key: &SecretBytes) -> Result<(), Error> {
+    use hmac::Mac;
+    let tag = STANDARD
+        .decode(&file.mac)
+        .map_err(|_| Error::Keyset("the integrity tag is not base64"))?;
+    // `verify_slice` compares in constant time.
+    compute_mac(file, key)?.verify_slice(&tag).map_err(|_| {
+        Error::Keyset("the file was changed without the master key (integrity check failed)")
+    })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,6 +130,7 @@ pub struct LocalKeyset {
     provider: Arc<dyn KeyProvider>,
     rotation: tokio::sync::Mutex<()>,
     clock: Arc<dyn Clock>,
+    integrity: SecretBytes,
 }
 
 fn unix_seconds(clock: &dyn Clock) -> u64 {
@@ -108,10 +159,14 @@ impl LocalKeyset {
                 "a keyset needs at least one category",
             ));
         }
+        let integrity = SecretBytes::random(KEY_LEN)?;
+        let wrapped_integrity = provider.wrap(&integrity, &integrity_context()?).await?;
         let mut file = KeysetFile {
             format: FORMAT.to_owned(),
             key_provider: provider.key_id(),
+            integrity_key: STANDARD.encode(wrapped_integrity),
             categories: BTreeMap::new(),
+            mac: String::new(),
         };
         for category in categories {
             let entry = new_category(&*provider, category, unix_seconds(&*clock)).await?;
@@ -123,6 +178,7 @@ impl LocalKeyset {
                 return Err(Error::InvalidArgument("a category appears twice"));
             }
         }
+        sign(&mut file, &integrity)?;
         write_private(&path, &file, true)?;
         Ok(Self {
             path,
@@ -130,11 +186,13 @@ impl LocalKeyset {
             provider,
             rotation: tokio::sync::Mutex::new(()),
             clock,
+            integrity,
         })
     }
 
-    /// Reads a keyset file. Fails if it was written for another wrapping key.
-    pub fn open(
+    /// Reads a keyset file and checks its integrity. Fails if it was written for another
+    /// wrapping key, or changed without it.
+    pub async fn open(
         path: impl Into<PathBuf>,
         provider: Arc<dyn KeyProvider>,
         clock: Arc<dyn Clock>,
@@ -146,12 +204,18 @@ impl LocalKeyset {
                 "the keyset was written with another master key",
             ));
         }
+        let wrapped = STANDARD
+            .decode(&file.integrity_key)
+            .map_err(|_| Error::Keyset("wrapped key is not base64"))?;
+        let integrity = provider.unwrap(&wrapped, &integrity_context()?).await?;
+        check_mac(&file, &integrity)?;
         Ok(Self {
             path,
             file: Mutex::new(file),
             provider,
             rotation: tokio::sync::Mutex::new(()),
             clock,
+            integrity,
         })
     }
 
@@ -433,6 +497,11 @@ impl LocalKeyset {
             }
         }
         file.key_provider = new_provider.key_id();
+        file.integrity_key = STANDARD.encode(
+            new_provider
+                .wrap(&self.integrity, &integrity_context()?)
+                .await?,
+        );
         self.update(|current| {
             // Keep reservations made meanwhile; everything else is the re-wrapped copy.
             for (name, entry) in file.categories.iter_mut() {
@@ -454,6 +523,7 @@ impl LocalKeyset {
             provider: new_provider,
             rotation: tokio::sync::Mutex::new(()),
             clock: self.clock.clone(),
+            integrity: self.integrity.duplicate(),
         })
     }
 
@@ -560,8 +630,10 @@ impl LocalKeyset {
                 "the keyset file was replaced by one for another master key",
             ));
         }
+        check_mac(&current, &self.integrity)?;
         let (changed, result) = change(&mut current)?;
         if changed {
+            sign(&mut current, &self.integrity)?;
             write_private(&self.path, &current, false)?;
         }
         *cached = current;

@@ -30,6 +30,8 @@ pub enum KeyPurpose {
     Data,
     /// A category's blind-index root key.
     BlindIndex,
+    /// The keyset file's integrity (MAC) key.
+    Integrity,
 }
 
 impl KeyPurpose {
@@ -37,6 +39,7 @@ impl KeyPurpose {
         match self {
             Self::Data => "data",
             Self::BlindIndex => "blind_index",
+            Self::Integrity => "integrity",
         }
     }
 }
@@ -257,6 +260,7 @@ impl<P: KeyProvider> AuditedKeyProvider<P> {
         let kind_label = Label::new(match context.purpose {
             KeyPurpose::Data => "data_key",
             KeyPurpose::BlindIndex => "blind_index_key",
+            KeyPurpose::Integrity => "keyset_integrity_key",
         })?;
         let id =
             mcpsec_core::ResourceId::new(format!("{}.v{}", context.category, context.version))?;

@@ -88,7 +88,7 @@ async fn keyset_file_round_trip_rotation_and_permissions() {
     assert_eq!(keyset.due_by_age(year), cats(&["pii", "totp_secrets"]));
 
     // A second process opening the file reads both.
-    let reopened = Arc::new(LocalKeyset::open(&path, master(1), clock()).unwrap());
+    let reopened = Arc::new(LocalKeyset::open(&path, master(1), clock()).await.unwrap());
     let crypt2 = reopened.field_crypt(FieldCrypt::builder()).await.unwrap();
     assert_eq!(
         crypt2.decrypt(&before, &here).unwrap().expose_secret(),
@@ -102,7 +102,7 @@ async fn keyset_file_round_trip_rotation_and_permissions() {
 
     // The wrong master key is named as such.
     assert!(matches!(
-        LocalKeyset::open(&path, master(2), clock()),
+        LocalKeyset::open(&path, master(2), clock()).await,
         Err(Error::KeyProvider(_))
     ));
 
@@ -112,7 +112,7 @@ async fn keyset_file_round_trip_rotation_and_permissions() {
         crypt2.decrypt(&before, &here),
         Err(Error::KeyVersionRetired { .. })
     ));
-    let third = Arc::new(LocalKeyset::open(&path, master(1), clock()).unwrap());
+    let third = Arc::new(LocalKeyset::open(&path, master(1), clock()).await.unwrap());
     let crypt3 = third.field_crypt(FieldCrypt::builder()).await.unwrap();
     assert!(matches!(
         crypt3.decrypt(&before, &here),
@@ -144,7 +144,7 @@ async fn nonce_reservations_are_written_to_the_keyset() {
         crypt.encrypt(b"x", &here).unwrap();
     }
     // A restart resumes from the durable total (two blocks of 4), never below the 5 used.
-    let reopened = Arc::new(LocalKeyset::open(&path, master(1), clock()).unwrap());
+    let reopened = Arc::new(LocalKeyset::open(&path, master(1), clock()).await.unwrap());
     let crypt = reopened
         .field_crypt(FieldCrypt::builder().nonce_budget(budget))
         .await
@@ -163,7 +163,7 @@ async fn two_processes_sharing_a_keyset_never_overwrite_each_other() {
             .await
             .unwrap(),
     );
-    let b = Arc::new(LocalKeyset::open(&path, master(1), clock()).unwrap());
+    let b = Arc::new(LocalKeyset::open(&path, master(1), clock()).await.unwrap());
     let budget = mcpsec_fieldcrypt::NonceBudget {
         warn_at: 100,
         refuse_at: 200,
@@ -179,7 +179,7 @@ async fn two_processes_sharing_a_keyset_never_overwrite_each_other() {
     crypt_b
         .encrypt(b"x", &SealContext::new("pii", "t", "c", "r").unwrap())
         .unwrap();
-    let on_disk = LocalKeyset::open(&path, master(1), clock()).unwrap();
+    let on_disk = LocalKeyset::open(&path, master(1), clock()).await.unwrap();
     assert_eq!(
         on_disk.info()[0].versions,
         vec![1, v2],
@@ -188,12 +188,12 @@ async fn two_processes_sharing_a_keyset_never_overwrite_each_other() {
     // B rotating next gets the version after A's, not the same one.
     let (v3, _) = b.rotate(&pii, Some(&crypt_b)).await.unwrap();
     assert_eq!((v2, v3), (2, 3));
-    let on_disk = LocalKeyset::open(&path, master(1), clock()).unwrap();
+    let on_disk = LocalKeyset::open(&path, master(1), clock()).await.unwrap();
     assert_eq!(on_disk.info()[0].versions, vec![1, 2, 3]);
     assert_eq!(on_disk.info()[0].primary, 3);
 
     // A third instance loaded before the rotations catches up with `refresh`.
-    let c = Arc::new(LocalKeyset::open(&path, master(1), clock()).unwrap());
+    let c = Arc::new(LocalKeyset::open(&path, master(1), clock()).await.unwrap());
     let crypt_c = c.field_crypt(FieldCrypt::builder()).await.unwrap();
     let crypt_a = a.field_crypt(FieldCrypt::builder()).await.unwrap();
     let here = SealContext::new("pii", "t", "c", "r2").unwrap();
@@ -258,10 +258,10 @@ async fn rekeying_moves_the_keyset_to_a_new_master_key_without_touching_data() {
             .is_err()
     );
     assert!(matches!(
-        LocalKeyset::open(&path, master(1), clock()),
+        LocalKeyset::open(&path, master(1), clock()).await,
         Err(Error::KeyProvider(_))
     ));
-    let reopened = Arc::new(LocalKeyset::open(&path, master(2), clock()).unwrap());
+    let reopened = Arc::new(LocalKeyset::open(&path, master(2), clock()).await.unwrap());
     for set in [rekeyed, reopened] {
         let crypt = set.field_crypt(FieldCrypt::builder()).await.unwrap();
         assert_eq!(
@@ -290,34 +290,68 @@ async fn rekeying_moves_the_keyset_to_a_new_master_key_without_touching_data() {
 async fn edited_keysets_are_refused() {
     let dir = temp_dir("edited");
     let path = dir.join("keyset.json");
-    LocalKeyset::create(&path, master(1), &cats(&["pii", "oauth_tokens"]), clock())
-        .await
-        .unwrap();
-    let text = std::fs::read_to_string(&path).unwrap();
-    let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
-    // Swap the two categories' wrapped data keys: each is bound to its category.
-    let a = value["categories"]["pii"]["versions"][0]["wrapped"].clone();
-    let b = value["categories"]["oauth_tokens"]["versions"][0]["wrapped"].clone();
-    value["categories"]["pii"]["versions"][0]["wrapped"] = b;
-    value["categories"]["oauth_tokens"]["versions"][0]["wrapped"] = a;
-    std::fs::write(&path, serde_json::to_vec(&value).unwrap()).unwrap();
-    let keyset = Arc::new(LocalKeyset::open(&path, master(1), clock()).unwrap());
-    assert!(matches!(
-        keyset.field_crypt(FieldCrypt::builder()).await,
-        Err(Error::KeyProvider(_))
-    ));
+    let keyset = Arc::new(
+        LocalKeyset::create(&path, master(1), &cats(&["pii", "oauth_tokens"]), clock())
+            .await
+            .unwrap(),
+    );
+    let pii = Category::new("pii").unwrap();
+    keyset.rotate(&pii, None).await.unwrap();
+    let original: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    type Edit = fn(&mut serde_json::Value);
+    let edits: [(&str, Edit); 6] = [
+        ("roll the primary back", |v| {
+            v["categories"]["pii"]["primary"] = 1.into()
+        }),
+        ("revive retired keys", |v| {
+            v["categories"]["pii"]["min_decrypt"] = 0.into()
+        }),
+        ("change the nonce count", |v| {
+            v["categories"]["pii"]["versions"][0]["reserved"] = 99.into()
+        }),
+        ("swap wrapped keys between categories", |v| {
+            let a = v["categories"]["pii"]["versions"][0]["wrapped"].clone();
+            let b = v["categories"]["oauth_tokens"]["versions"][0]["wrapped"].clone();
+            v["categories"]["pii"]["versions"][0]["wrapped"] = b;
+            v["categories"]["oauth_tokens"]["versions"][0]["wrapped"] = a;
+        }),
+        ("drop a version", |v| {
+            v["categories"]["pii"]["versions"]
+                .as_array_mut()
+                .unwrap()
+                .remove(0);
+        }),
+        ("strip the tag", |v| v["mac"] = "".into()),
+    ];
+    for (what, edit) in edits {
+        let mut value = original.clone();
+        edit(&mut value);
+        std::fs::write(&path, serde_json::to_vec(&value).unwrap()).unwrap();
+        let opened = LocalKeyset::open(&path, master(1), clock()).await;
+        assert!(
+            matches!(opened, Err(Error::Keyset(_))),
+            "{what}: {opened:?}"
+        );
+        // A running instance refuses to write over it too.
+        assert!(keyset.rotate(&pii, None).await.is_err(), "{what}");
+    }
     // Unknown fields and garbage are refused.
+    let mut value = original.clone();
     value["extra"] = serde_json::json!(1);
     std::fs::write(&path, serde_json::to_vec(&value).unwrap()).unwrap();
     assert!(matches!(
-        LocalKeyset::open(&path, master(1), clock()),
+        LocalKeyset::open(&path, master(1), clock()).await,
         Err(Error::Keyset(_))
     ));
     std::fs::write(&path, b"{").unwrap();
     assert!(matches!(
-        LocalKeyset::open(&path, master(1), clock()),
+        LocalKeyset::open(&path, master(1), clock()).await,
         Err(Error::Keyset(_))
     ));
+    // The untouched file still opens.
+    std::fs::write(&path, serde_json::to_vec(&original).unwrap()).unwrap();
+    assert!(LocalKeyset::open(&path, master(1), clock()).await.is_ok());
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -362,13 +396,14 @@ async fn audited_provider_records_every_key_access() {
     );
     keyset.field_crypt(FieldCrypt::builder()).await.unwrap();
     let kinds: Vec<_> = sink.events().iter().map(|e| e.kind).collect();
-    // Two wraps at creation (data key, index key), two unwraps at open.
+    // Three wraps at creation (data key, index key, keyset integrity key), two unwraps
+    // when the keys are loaded (the integrity key is already in memory).
     assert_eq!(
         kinds
             .iter()
             .filter(|k| **k == EventKind::SensitiveUpdate)
             .count(),
-        2
+        3
     );
     assert_eq!(
         kinds
