@@ -51,6 +51,10 @@ pub fn rows(filter: Option<&str>) -> Result<Vec<Row>, mcpsec_core::Error> {
     all.extend(crate::bench_apikeys::rows().map_err(key_setup)?);
     let mfa_setup = |_| mcpsec_core::Error::InvalidArgument("MFA benchmark setup");
     all.push(crate::bench_mfa::totp_row().map_err(mfa_setup)?);
+    let audit_setup = |_| mcpsec_core::Error::InvalidArgument("audit benchmark setup");
+    all.extend(crate::bench_audit::rows().map_err(audit_setup)?);
+    let crypt_setup = |_| mcpsec_core::Error::InvalidArgument("fieldcrypt benchmark setup");
+    all.extend(crate::bench_fieldcrypt::rows().map_err(crypt_setup)?);
     Ok(all
         .into_iter()
         .filter(|row| filter.is_none_or(|f| row.name.contains(f)))

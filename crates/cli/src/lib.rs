@@ -6,8 +6,10 @@
 //!
 //! - [`access`]: `mcpsec access check` and `mcpsec access matrix`.
 //! - [`apikeys`]: `mcpsec apikey generate|inspect|hash|verify|new-pepper`.
+//! - [`audit`]: `mcpsec audit append|verify|tail|export|keygen|bench-commit`.
 //! - [`bench`](mod@bench): the benchmark rows, each an mcpsec operation beside the raw primitive or
 //!   hand-rolled baseline it is compared with, and the timing loop.
+//! - [`crypt`]: `mcpsec crypt keygen|encrypt|decrypt|rotate|info`.
 //! - [`mfa`]: `mcpsec totp enroll|code|verify` and `mcpsec recovery generate`.
 //! - [`tokens`]: `mcpsec keys generate` and `mcpsec token issue|verify|inspect`.
 //!
@@ -33,9 +35,13 @@
 
 pub mod access;
 pub mod apikeys;
+pub mod audit;
 pub mod bench;
 mod bench_apikeys;
+mod bench_audit;
+mod bench_fieldcrypt;
 mod bench_mfa;
 mod bench_tokens;
+pub mod crypt;
 pub mod mfa;
 pub mod tokens;

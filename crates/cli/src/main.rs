@@ -8,6 +8,7 @@ use mcpsec_access::{Action, Role, Scope, ScopeSet};
 use mcpsec_apikeys::Env;
 use mcpsec_cli::access::{self, Owner};
 use mcpsec_cli::apikeys::{self, KeyInfo};
+use mcpsec_cli::audit;
 use mcpsec_cli::bench;
 use mcpsec_cli::mfa;
 use mcpsec_cli::tokens::{self, CliError, IssueOptions};
@@ -45,6 +46,12 @@ enum Command {
     /// Recovery codes: generate a fresh set.
     #[command(subcommand)]
     Recovery(RecoveryCommand),
+    /// The tamper-evident audit log: append, verify, tail, export; checkpoint keys.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Field encryption: keysets, encrypt, decrypt, rotate, inspect ciphertexts.
+    #[command(subcommand)]
+    Crypt(CryptCommand),
     /// Time mcpsec operations against the raw primitives they are built on, like
     /// `openssl speed`.
     Bench {
@@ -242,9 +249,13 @@ enum TotpCommand {
         /// The issuer shown in the authenticator app (no ':').
         #[arg(long, value_name = "NAME")]
         issuer: String,
-        /// Render the URI as a QR code (not available in this build: exits 2).
-        #[arg(long)]
+        /// Also print the URI as a QR code in the terminal (it contains the secret).
+        #[arg(long, conflicts_with = "json")]
         qr: bool,
+        /// Also write the URI as a QR code PNG to a new file with mode 0600 (never
+        /// overwritten; it contains the secret).
+        #[arg(long, value_name = "FILE")]
+        qr_png: Option<PathBuf>,
         /// Print one JSON object {secret, uri}.
         #[arg(long)]
         json: bool,
@@ -377,8 +388,20 @@ fn parse_scopes(s: &str) -> Result<ScopeSet, String> {
 }
 
 fn main() -> ExitCode {
-    // clap exits with 2 on usage errors and 0 for --help / --version.
-    let cli = Cli::parse();
+    // clap exits with 2 on usage errors and 0 for --help / --version; `crypt decrypt`
+    // promises exit 1 for every failure, its argument errors included.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let args: Vec<String> = std::env::args().skip(1).take(2).collect();
+            let decrypting = args.iter().map(String::as_str).eq(["crypt", "decrypt"]);
+            if decrypting && error.use_stderr() {
+                let _ = error.print();
+                return ExitCode::from(1);
+            }
+            error.exit()
+        }
+    };
     match cli.command {
         Command::Access(AccessCommand::Check {
             role,
@@ -417,6 +440,8 @@ fn main() -> ExitCode {
         Command::Apikey(command) => run_apikey(command).unwrap_or_else(|e| finish(Err(e))),
         Command::Totp(command) => finish(run_totp(command)),
         Command::Recovery(command) => finish(run_recovery(command)),
+        Command::Audit(command) => finish(run_audit(command)),
+        Command::Crypt(command) => finish(run_crypt(command)),
     }
 }
 
@@ -542,24 +567,29 @@ fn run_apikey(command: ApikeyCommand) -> Result<ExitCode, CliError> {
 }
 
 /// The `totp` commands. Errors go through `finish`: a wrong or malformed code is exit 1,
-/// anything else (a bad secret, `--qr`) exit 2.
+/// anything else (a bad secret, an existing `--qr-png` file) exit 2.
 fn run_totp(command: TotpCommand) -> Result<(), CliError> {
     match command {
         TotpCommand::Enroll {
             account,
             issuer,
             qr,
+            qr_png,
             json,
         } => {
-            if qr {
-                return Err(CliError::Usage(mfa::QR_UNAVAILABLE.to_owned()));
-            }
             let enrollment = mfa::enroll(&account, &issuer)?;
+            // The file first: if it cannot be written, no secret is printed.
+            if let Some(path) = &qr_png {
+                enrollment.write_qr_png(path)?;
+            }
             let mut out = std::io::stdout().lock();
             if json {
                 enrollment.write_json(&mut out)?;
             } else {
                 enrollment.write_text(&mut out)?;
+                if qr {
+                    enrollment.write_qr(&mut out)?;
+                }
             }
         }
         TotpCommand::Code { secret, at } => {
@@ -570,6 +600,307 @@ fn run_totp(command: TotpCommand) -> Result<(), CliError> {
             let secret = mfa::read_secret(secret)?;
             mfa::verify(&secret, &zeroize::Zeroizing::new(code), at)?;
             println!("valid");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Subcommand)]
+enum CryptCommand {
+    /// Write a new keyset file (mode 0600) with version 1 of each category, its keys
+    /// wrapped by the master key. Never overwrites.
+    Keygen {
+        /// The keyset file to create.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// A data category (repeatable); default: oauth_tokens, totp_secrets, pii.
+        #[arg(long = "category", value_name = "NAME")]
+        categories: Vec<String>,
+        /// Read the master key (base64 of 32 bytes) from FILE instead of MCPSEC_MASTER_KEY.
+        #[arg(long, value_name = "FILE")]
+        master_key_file: Option<PathBuf>,
+    },
+    /// Encrypt standard input (taken byte for byte) and print the text form.
+    Encrypt {
+        /// The keyset file.
+        #[arg(long, value_name = "FILE")]
+        keyset: PathBuf,
+        /// The data category whose keyring encrypts.
+        #[arg(long, value_name = "NAME")]
+        category: String,
+        /// Where the value is stored: table=T,column=C,row=R[,tenant=X].
+        #[arg(long)]
+        context: String,
+        /// Read the master key from FILE instead of MCPSEC_MASTER_KEY.
+        #[arg(long, value_name = "FILE")]
+        master_key_file: Option<PathBuf>,
+    },
+    /// Decrypt the text form read on standard input and write the plaintext. Any failure
+    /// exits 1 with a reason and writes nothing.
+    Decrypt {
+        /// The keyset file.
+        #[arg(long, value_name = "FILE")]
+        keyset: PathBuf,
+        /// Where the value was stored: table=T,column=C,row=R[,tenant=X].
+        #[arg(long)]
+        context: String,
+        /// Read the master key from FILE instead of MCPSEC_MASTER_KEY.
+        #[arg(long, value_name = "FILE")]
+        master_key_file: Option<PathBuf>,
+    },
+    /// Add a new key version to a category and make it primary.
+    Rotate {
+        /// The keyset file.
+        #[arg(long, value_name = "FILE")]
+        keyset: PathBuf,
+        /// The data category.
+        #[arg(long, value_name = "NAME")]
+        category: String,
+        /// Read the master key from FILE instead of MCPSEC_MASTER_KEY.
+        #[arg(long, value_name = "FILE")]
+        master_key_file: Option<PathBuf>,
+    },
+    /// Re-wrap every key of the keyset under a new master key (after a suspected leak of
+    /// the old one, or on schedule). Data keys and stored ciphertexts do not change.
+    Rekey {
+        /// The keyset file.
+        #[arg(long, value_name = "FILE")]
+        keyset: PathBuf,
+        /// The new master key (base64 of 32 bytes), not in the keyset's directory.
+        #[arg(long, value_name = "FILE")]
+        new_master_key_file: PathBuf,
+        /// Read the current master key from FILE instead of MCPSEC_MASTER_KEY.
+        #[arg(long, value_name = "FILE")]
+        master_key_file: Option<PathBuf>,
+    },
+    /// Read a ciphertext on standard input and print its format version, category and key
+    /// version, without decrypting (like every `crypt` command, it requires the master key).
+    Info {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Read the master key from FILE instead of MCPSEC_MASTER_KEY.
+        #[arg(long, value_name = "FILE")]
+        master_key_file: Option<PathBuf>,
+    },
+}
+
+/// The `crypt` commands.
+fn run_crypt(command: CryptCommand) -> Result<(), CliError> {
+    use mcpsec_cli::crypt;
+    match command {
+        CryptCommand::Keygen {
+            out,
+            categories,
+            master_key_file,
+        } => {
+            let info = crypt::keygen(&out, &categories, master_key_file.as_deref())?;
+            println!("keyset: {} (mode 0600)", out.display());
+            for category in info {
+                println!(
+                    "{}: version {} is primary",
+                    category.category, category.primary
+                );
+            }
+        }
+        CryptCommand::Encrypt {
+            keyset,
+            category,
+            context,
+            master_key_file,
+        } => {
+            let plaintext = crypt::read_stdin(mcpsec_fieldcrypt::format::MAX_PLAINTEXT)?;
+            let text = crypt::encrypt(
+                &keyset,
+                master_key_file.as_deref(),
+                &category,
+                &context,
+                &plaintext,
+            )?;
+            println!("{text}");
+        }
+        CryptCommand::Decrypt {
+            keyset,
+            context,
+            master_key_file,
+        } => {
+            let input =
+                crypt::read_stdin(mcpsec_fieldcrypt::format::MAX_TEXT).map_err(|e| match e {
+                    CliError::Usage(reason) | CliError::Invalid(reason) => {
+                        CliError::Invalid(reason)
+                    }
+                })?;
+            let plaintext = crypt::decrypt(&keyset, master_key_file.as_deref(), &context, &input)?;
+            std::io::Write::write_all(&mut std::io::stdout().lock(), plaintext.expose_secret())
+                .map_err(|e| CliError::Invalid(format!("writing the plaintext: {e}")))?;
+        }
+        CryptCommand::Rotate {
+            keyset,
+            category,
+            master_key_file,
+        } => {
+            let version = crypt::rotate(&keyset, master_key_file.as_deref(), &category)?;
+            println!("{category}: version {version} is primary");
+        }
+        CryptCommand::Rekey {
+            keyset,
+            new_master_key_file,
+            master_key_file,
+        } => {
+            let id = crypt::rekey(&keyset, master_key_file.as_deref(), &new_master_key_file)?;
+            println!("keyset: every key re-wrapped under {id}");
+        }
+        CryptCommand::Info {
+            json,
+            master_key_file,
+        } => {
+            crypt::require_master_key(master_key_file.as_deref())?;
+            let input = crypt::read_stdin(mcpsec_fieldcrypt::format::MAX_TEXT)?;
+            let header = crypt::info(&input)?;
+            crypt::write_info(&header, json, &mut std::io::stdout().lock())?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Append events read as JSON lines from standard input (the schema of
+    /// docs/audit-events.md). A bad line (unknown field or kind) is an error naming it,
+    /// and then nothing is appended.
+    Append {
+        /// The log file (created if missing).
+        #[arg(long, value_name = "FILE")]
+        log: PathBuf,
+        /// The chain these records join (one chain per writer).
+        #[arg(long, default_value = "mcpsec-cli")]
+        instance: String,
+        /// Sign a checkpoint after the batch with this private key (from `audit keygen`).
+        #[arg(long, value_name = "KEY")]
+        checkpoint_key: Option<PathBuf>,
+    },
+    /// Verify the chain. Intact: `ok: N records, head <hash>`, exit 0. Otherwise exit 1
+    /// with the first bad record's line number and the reason.
+    Verify {
+        /// The log file.
+        file: PathBuf,
+        /// Checkpoint public key (from `audit keygen`); repeat for a rotation. With it,
+        /// every checkpoint and prune record must be validly signed.
+        #[arg(long, value_name = "PUBKEY")]
+        checkpoint_key: Vec<PathBuf>,
+        /// Checkpoints mirrored elsewhere (JSON lines): the log must contain each one,
+        /// which detects truncation.
+        #[arg(long, value_name = "FILE")]
+        checkpoints: Option<PathBuf>,
+    },
+    /// Print the last records, human-readable.
+    Tail {
+        /// The log file.
+        file: PathBuf,
+        /// How many records.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        lines: usize,
+        /// Keep printing records as they are appended.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Print each event as one JSON object in OCSF or ECS.
+    Export {
+        /// The log file.
+        file: PathBuf,
+        /// ocsf or ecs.
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+    },
+    /// Generate the Ed25519 checkpoint key pair: DIR/checkpoint.key (mode 0600) and
+    /// DIR/checkpoint.pub. Never overwrites.
+    Keygen {
+        /// The directory to write into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Measure group commit: durable events/s and p50/p99 commit latency with concurrent
+    /// writers, and buffered events/s.
+    BenchCommit {
+        /// Concurrent writers of critical events.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
+        tasks: u16,
+        /// Measuring time per part, in milliseconds.
+        #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+        millis: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    /// OCSF 1.3: Authentication (3002) and API Activity (6003).
+    Ocsf,
+    /// Elastic Common Schema field names.
+    Ecs,
+}
+
+/// The `audit` commands: a refused batch or an unreadable file is exit 2; a log that does
+/// not verify is exit 1.
+fn run_audit(command: AuditCommand) -> Result<(), CliError> {
+    match command {
+        AuditCommand::Append {
+            log,
+            instance,
+            checkpoint_key,
+        } => {
+            let events = audit::read_events(std::io::stdin().lock())?;
+            let (count, head) = audit::append(&log, &instance, events, checkpoint_key.as_deref())?;
+            println!("appended {count} records, head {head}");
+        }
+        AuditCommand::Verify {
+            file,
+            checkpoint_key,
+            checkpoints,
+        } => println!(
+            "{}",
+            audit::verify(&file, &checkpoint_key, checkpoints.as_deref())?
+        ),
+        AuditCommand::Tail {
+            file,
+            lines,
+            follow,
+        } => {
+            let mut out = std::io::stdout().lock();
+            let offset = audit::tail(&file, lines, &mut out)?;
+            if follow {
+                audit::follow(&file, offset, &mut out)?;
+            }
+        }
+        AuditCommand::Export { file, format } => {
+            let format = match format {
+                ExportFormat::Ocsf => audit::Format::Ocsf,
+                ExportFormat::Ecs => audit::Format::Ecs,
+            };
+            audit::export(&file, format, &mut std::io::stdout().lock())?;
+        }
+        AuditCommand::Keygen { out } => {
+            let files = audit::keygen(&out)?;
+            println!(
+                "private key: {} (mode 0600; keep it away from the log host)",
+                files.private_key.display()
+            );
+            println!("public key: {}", files.public_key.display());
+            println!("fingerprint: {}", files.fingerprint);
+        }
+        AuditCommand::BenchCommit { tasks, millis } => {
+            let m = audit::bench_commit(usize::from(tasks), Duration::from_millis(millis))?;
+            println!(
+                "durable: {:.0} events/s with {} writers, commit latency p50 {:.3} ms, p99 {:.3} ms",
+                m.durable_per_second, m.tasks, m.p50_ms, m.p99_ms
+            );
+            println!(
+                "baseline: raw write + fdatasync latency p50 {:.3} ms, p99 {:.3} ms",
+                m.raw_p50_ms, m.raw_p99_ms
+            );
+            println!(
+                "buffered: {:.0} events/s from one writer",
+                m.buffered_per_second
+            );
         }
     }
     Ok(())

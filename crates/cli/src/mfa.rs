@@ -7,8 +7,11 @@
 
 use crate::tokens::{self, CliError};
 use mcpsec_core::{Clock, NullSink, SecretBytes, SecretString, SystemClock, UserId};
-use mcpsec_mfa::{CODES_PER_SET, MemoryRecoveryStore, RecoveryCodes, TotpConfig, TotpSecret};
+use mcpsec_mfa::{
+    CODES_PER_SET, EnrollmentQr, MemoryRecoveryStore, RecoveryCodes, TotpConfig, TotpSecret,
+};
 use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -16,10 +19,8 @@ use zeroize::Zeroizing;
 pub const MAX_SECRET_INPUT: usize = 1024;
 /// The latest time `--at` accepts: 9999-12-31T23:59:59Z.
 pub const MAX_UNIX_SECONDS: u64 = 253_402_300_799;
-/// What `--qr` answers: this build has no QR renderer.
-pub const QR_UNAVAILABLE: &str = "QR rendering is not available in this build; run without \
-     --qr and paste the uri: line into a QR code generator (one you trust, offline if you \
-     can: the URI contains the secret)";
+/// Pixels per module in the `--qr-png` image.
+pub const QR_PNG_SCALE: u32 = 8;
 
 fn usage(message: impl Into<String>) -> CliError {
     CliError::Usage(message.into())
@@ -59,6 +60,23 @@ impl Enrollment {
             self.uri.expose_secret()
         )
         .map_err(|e| usage(format!("cannot write the secret: {e}")))
+    }
+
+    /// The URI as a QR code for the terminal (black on white, with its quiet zone).
+    pub fn write_qr(&self, out: &mut impl Write) -> Result<(), CliError> {
+        let qr = EnrollmentQr::encode(&self.uri)
+            .map_err(|e| usage(format!("cannot render the QR code: {e}")))?;
+        out.write_all(qr.to_terminal().expose_secret().as_bytes())
+            .map_err(|e| usage(format!("cannot write the QR code: {e}")))
+    }
+
+    /// Writes the URI as a PNG QR code ([`QR_PNG_SCALE`] pixels per module) to a new
+    /// file `path` with mode 0600; an existing file is never overwritten.
+    pub fn write_qr_png(&self, path: &Path) -> Result<(), CliError> {
+        let png = EnrollmentQr::encode(&self.uri)
+            .and_then(|qr| qr.to_png(QR_PNG_SCALE))
+            .map_err(|e| usage(format!("cannot render the QR code: {e}")))?;
+        tokens::write_private(path, png.expose_secret())
     }
 
     /// One JSON object `{secret, uri}` and a newline.

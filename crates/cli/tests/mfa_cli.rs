@@ -110,7 +110,7 @@ fn enroll_json_has_secret_and_uri() {
 }
 
 #[test]
-fn enroll_qr_is_unavailable_and_exits_2() {
+fn enroll_qr_prints_secret_uri_and_a_terminal_qr_code() {
     let out = run(
         &[
             "totp",
@@ -123,11 +123,90 @@ fn enroll_qr_is_unavailable_and_exits_2() {
         ],
         None,
     );
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("secret: "));
+    assert!(lines[1].starts_with("uri: otpauth://totp/"));
+    let qr = &lines[2..];
+    // A version 4+ code (33+ modules) plus an 8-module quiet zone, two rows per line.
+    assert!(qr.len() >= 21, "{} QR lines", qr.len());
+    let width = qr[0].chars().count();
+    for line in qr {
+        assert!(line.starts_with("\x1b[30;107m") && line.ends_with("\x1b[0m"));
+        assert_eq!(line.chars().count(), width, "square rendering");
+    }
+    assert!(qr.iter().any(|l| l.contains('█')));
+}
+
+#[test]
+fn enroll_qr_conflicts_with_json() {
+    let out = run(
+        &[
+            "totp",
+            "enroll",
+            "--account",
+            "ada",
+            "--issuer",
+            "mcpsec",
+            "--qr",
+            "--json",
+        ],
+        None,
+    );
     assert_eq!(code(&out), Some(2));
-    assert!(stdout(&out).is_empty(), "no secret without a QR code");
-    let err = stderr(&out);
-    assert!(err.contains("QR rendering is not available"), "{err}");
-    assert!(err.contains("QR code generator"), "{err}");
+    assert!(stdout(&out).is_empty());
+}
+
+#[test]
+fn enroll_qr_png_writes_a_private_png_and_never_overwrites() {
+    let scratch = common::Scratch::new("mfa", "qr_png");
+    let path = scratch.path("enroll.png");
+    let out = run(
+        &[
+            "totp",
+            "enroll",
+            "--account",
+            "ada",
+            "--issuer",
+            "mcpsec",
+            "--qr-png",
+            &path,
+        ],
+        None,
+    );
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("uri: otpauth://totp/"));
+    let png = std::fs::read(&path).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(&png[12..16], b"IHDR");
+    let side = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    assert_eq!(side, u32::from_be_bytes(png[20..24].try_into().unwrap()));
+    assert_eq!(side % 8, 0, "8 pixels per module");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // A second run refuses the existing file and prints no secret.
+    let again = run(
+        &[
+            "totp",
+            "enroll",
+            "--account",
+            "ada",
+            "--issuer",
+            "mcpsec",
+            "--qr-png",
+            &path,
+        ],
+        None,
+    );
+    assert_eq!(code(&again), Some(2));
+    assert!(stdout(&again).is_empty(), "no secret when the PNG fails");
+    assert!(stderr(&again).contains("must not exist"));
+    assert_eq!(std::fs::read(&path).unwrap(), png, "file unchanged");
 }
 
 #[test]

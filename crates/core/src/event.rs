@@ -264,7 +264,7 @@ named_enum!(
 
 /// Who acted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum Actor {
     /// A user, by id.
@@ -290,6 +290,7 @@ pub enum Actor {
 
 /// What was acted on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ResourceRef {
     /// The kind of resource (`mcp_config`, `api_key`, `signing_key`, …).
     pub kind: Label,
@@ -301,7 +302,10 @@ pub struct ResourceRef {
 ///
 /// Built with [`SecurityEvent::new`] and the `with_*` methods; fields are public to read,
 /// and the struct is `#[non_exhaustive]` so that it can grow.
+/// Deserialization is strict: an unknown field is an error, so a misspelt or invented
+/// field is refused rather than silently dropped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct SecurityEvent {
     /// What happened.
@@ -502,5 +506,12 @@ mod tests {
         assert!(serde_json::from_str::<SecurityEvent>(&smuggled).is_err());
         let unknown = json.replace("authz_fail", "made_up_kind");
         assert!(serde_json::from_str::<SecurityEvent>(&unknown).is_err());
+        let extra_field = json.replacen('{', "{\"note\":\"free text\",", 1);
+        assert!(serde_json::from_str::<SecurityEvent>(&extra_field).is_err());
+        let extra_in_actor = json.replace("\"type\":\"api_key\"", "\"type\":\"api_key\",\"x\":1");
+        assert!(serde_json::from_str::<SecurityEvent>(&extra_in_actor).is_err());
+        let extra_in_resource =
+            json.replace("\"kind\":\"mcp_config\"", "\"kind\":\"mcp_config\",\"x\":1");
+        assert!(serde_json::from_str::<SecurityEvent>(&extra_in_resource).is_err());
     }
 }

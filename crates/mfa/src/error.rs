@@ -31,6 +31,21 @@ pub enum Error {
     /// A recovery code that is unknown or already used.
     #[error("invalid recovery code")]
     InvalidRecoveryCode,
+    /// The passkey ceremony is unknown, already finished, expired, of the other kind, or
+    /// another user's.
+    #[error("unknown or expired passkey ceremony")]
+    CeremonyUnknown,
+    /// The passkey response was malformed, too large, or failed verification (wrong
+    /// origin, challenge, signature, or a credential id already registered).
+    #[error("passkey response refused")]
+    PasskeyRefused,
+    /// The passkey's signature counter did not advance: a cloned authenticator, or the
+    /// same credential used by two ceremonies at once.
+    #[error("passkey counter did not advance")]
+    PasskeyCounter,
+    /// The user has no passkey.
+    #[error("no passkey registered")]
+    NoPasskey,
     /// A TOTP secret or configuration was refused.
     #[error("configuration: {0}")]
     Config(&'static str),

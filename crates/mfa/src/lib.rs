@@ -14,6 +14,17 @@
 //! - [`StepUpPolicy`]: administrative actions need MFA within 15 minutes; otherwise a
 //!   [`StepUpRequired`] with the `acr_values` and `max_age` to ask for.
 //!
+//! Cargo features:
+//!
+//! - `qr` (default): `EnrollmentQr`, the enrollment URI as a terminal QR code (Unicode half
+//!   blocks) or a PNG — secret material, like the URI.
+//! - `smtp`: `SmtpEmailSender`, an [`EmailSender`] on lettre with implicit TLS or required
+//!   STARTTLS (rustls); the code goes in the body only.
+//! - `passkeys`: `Passkeys`, WebAuthn registration and authentication on webauthn-rs with
+//!   single-use, expiring ceremony state in a `PasskeyStore`; a passkey counts as
+//!   phishing-resistant MFA (`amr` `swk` + `mfa`) for step-up.
+//! - `testkit`: conformance suites for every store trait.
+//!
 //! ```
 //! use mcpsec_core::{ManualClock, NullSink, UserId};
 //! use mcpsec_mfa::{MemoryReplayGuard, TotpConfig, TotpSecret, TotpVerifier, Error};
@@ -44,8 +55,16 @@
 
 mod email;
 mod error;
+#[cfg(feature = "passkeys")]
+mod passkey;
+#[cfg(feature = "passkeys")]
+mod passkey_store;
+#[cfg(feature = "qr")]
+mod qr;
 mod recovery;
 mod replay;
+#[cfg(feature = "smtp")]
+mod smtp;
 mod stepup;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -56,12 +75,29 @@ pub use email::{
     EmailCodes, EmailSender, MemoryEmailCodeStore, MemoryOutbox,
 };
 pub use error::{Error, StoreError};
+#[cfg(feature = "passkeys")]
+pub use passkey::{
+    MAX_CLIENT_RESPONSE, MAX_PASSKEYS_PER_USER, PasskeyAuthenticated, PasskeyConfig, Passkeys,
+    parse_authentication_response,
+};
+#[cfg(feature = "passkeys")]
+pub use passkey_store::{
+    CeremonyId, CeremonyKind, CeremonyRecord, MemoryPasskeyStore, PasskeyStore, StoredPasskey,
+};
+#[cfg(feature = "qr")]
+pub use qr::{EnrollmentQr, MAX_PNG_SCALE, QUIET_ZONE};
 pub use recovery::{
     CODES_PER_SET, CodeHash, MemoryRecoveryStore, RecoveryCodeStore, RecoveryCodes,
 };
 pub use replay::{MemoryReplayGuard, TotpReplayGuard};
+#[cfg(feature = "smtp")]
+pub use smtp::{
+    CODE_PLACEHOLDER, EmailTemplate, PURPOSE_PLACEHOLDER, SmtpConfig, SmtpEmailSender, SmtpTls,
+};
 pub use stepup::{DEFAULT_ACR, Requirement, StepUpPolicy, StepUpRequired};
 pub use totp::{
     AttemptBudget, PendingEnrollment, TotpAlgorithm, TotpConfig, TotpSecret, TotpVerifier,
     normalize,
 };
+#[cfg(feature = "passkeys")]
+pub use webauthn_rs;

@@ -2,7 +2,8 @@
 //!
 //! Default: every action that needs an `*:admin` scope or the org admin role
 //! ([`Action::is_admin`]) requires MFA (TOTP, a passkey, or an `mfa` amr) within the last
-//! 15 minutes. Email codes are a weaker factor (NIST SP 800-63B) and do not count unless
+//! 15 minutes. A passkey authentication (feature `passkeys`) reports `swk` and `mfa`: it
+//! is phishing-resistant and user-verified, and either value satisfies the policy. Email codes are a weaker factor (NIST SP 800-63B) and do not count unless
 //! the host turns on [`StepUpPolicy::danger_accept_email_codes_for_admin_actions`].
 
 use mcpsec_access::{Action, AuthMethod, Principal};

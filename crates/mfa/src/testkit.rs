@@ -1,5 +1,6 @@
-//! Conformance suites for [`TotpReplayGuard`] and [`RecoveryCodeStore`] backends (feature
-//! `testkit`). Call them from a multi-threaded tokio test with a factory of fresh stores.
+//! Conformance suites for [`TotpReplayGuard`], [`RecoveryCodeStore`], email-code and
+//! (with feature `passkeys`) passkey store backends (feature `testkit`). Call them from a
+//! multi-threaded tokio test with a factory of fresh stores.
 #![expect(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -198,4 +199,139 @@ where
         consumed, 1,
         "exactly one of 32 concurrent right attempts consumes the code"
     );
+}
+
+/// Checks a [`PasskeyStore`](crate::PasskeyStore) (features `testkit` and `passkeys`):
+/// ceremonies are single use (`passkey_ceremony_finished_32_times_concurrently_succeeds_once`),
+/// credential ids are unique across users, the counter update is a compare-and-set
+/// (32 concurrent updates to the same counter, exactly one wins), and removal.
+#[cfg(feature = "passkeys")]
+pub async fn passkey_store_conformance<F>(make: F)
+where
+    F: Fn() -> Arc<dyn crate::PasskeyStore>,
+{
+    use crate::{CeremonyId, CeremonyKind, CeremonyRecord, StoredPasskey};
+    use mcpsec_core::SecretBytes;
+    use std::time::{Duration, UNIX_EPOCH};
+    let t = |s: u64| UNIX_EPOCH + Duration::from_secs(1_767_225_600 + s);
+    let alice = UserId::new("alice").unwrap();
+    let bob = UserId::new("bob").unwrap();
+    let ceremony = |user: &UserId, expires: u64| CeremonyRecord {
+        user: user.clone(),
+        kind: CeremonyKind::Authentication,
+        state: SecretBytes::from_slice(b"{\"state\":1}"),
+        expires_at: t(expires),
+    };
+    let passkey = move |id: u8, counter: u32| StoredPasskey {
+        credential_id: vec![id; 16],
+        counter,
+        passkey: vec![id, u8::try_from(counter % 256).unwrap()],
+        created_at: t(0),
+    };
+
+    let store = make();
+    let id = CeremonyId::generate().unwrap();
+    assert!(store.take_ceremony(&id).await.unwrap().is_none());
+    store
+        .put_ceremony(&id, ceremony(&alice, 300), t(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.take_ceremony(&id).await.unwrap(),
+        Some(ceremony(&alice, 300)),
+        "the record comes back as stored"
+    );
+    assert!(
+        store.take_ceremony(&id).await.unwrap().is_none(),
+        "single use"
+    );
+
+    assert!(store.credentials(&alice).await.unwrap().is_empty());
+    assert!(store.add_credential(&alice, passkey(1, 0)).await.unwrap());
+    assert!(store.add_credential(&alice, passkey(2, 5)).await.unwrap());
+    assert!(
+        !store.add_credential(&bob, passkey(1, 0)).await.unwrap(),
+        "a credential id belongs to one user"
+    );
+    assert!(store.credentials(&bob).await.unwrap().is_empty());
+    assert_eq!(store.credentials(&alice).await.unwrap().len(), 2);
+    assert!(
+        store
+            .update_credential(&alice, passkey(2, 6))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .update_credential(&alice, passkey(2, 6))
+            .await
+            .unwrap(),
+        "the same counter twice"
+    );
+    assert!(
+        !store
+            .update_credential(&alice, passkey(2, 3))
+            .await
+            .unwrap(),
+        "an older counter"
+    );
+    assert!(
+        store
+            .update_credential(&alice, passkey(1, 0))
+            .await
+            .unwrap(),
+        "an authenticator without a counter stays at 0"
+    );
+    assert!(
+        !store.update_credential(&bob, passkey(2, 9)).await.unwrap(),
+        "another user's credential"
+    );
+    let stored = store.credentials(&alice).await.unwrap();
+    let two = stored
+        .iter()
+        .find(|p| p.credential_id == vec![2; 16])
+        .unwrap();
+    assert_eq!((two.counter, two.passkey.clone()), (6, vec![2, 6]));
+    assert!(store.remove_credential(&alice, &[1; 16]).await.unwrap());
+    assert!(!store.remove_credential(&alice, &[1; 16]).await.unwrap());
+    assert_eq!(store.credentials(&alice).await.unwrap().len(), 1);
+
+    let shared = make();
+    let race = CeremonyId::generate().unwrap();
+    shared
+        .put_ceremony(&race, ceremony(&alice, 300), t(0))
+        .await
+        .unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let s = Arc::clone(&shared);
+        let id = race.clone();
+        tasks.spawn(async move { s.take_ceremony(&id).await.unwrap().is_some() });
+    }
+    let mut wins = 0;
+    while let Some(won) = tasks.join_next().await {
+        wins += usize::from(won.expect("task"));
+    }
+    assert_eq!(
+        wins, 1,
+        "exactly one of 32 concurrent finishes takes the ceremony"
+    );
+
+    shared.add_credential(&bob, passkey(7, 10)).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let s = Arc::clone(&shared);
+        tasks.spawn(async move {
+            s.update_credential(&UserId::new("bob").unwrap(), passkey(7, 11))
+                .await
+                .unwrap()
+        });
+    }
+    let mut wins = 0;
+    while let Some(won) = tasks.join_next().await {
+        wins += usize::from(won.expect("task"));
+    }
+    assert_eq!(wins, 1, "exactly one of 32 concurrent counter updates wins");
+    let bobs = shared.credentials(&bob).await.unwrap();
+    assert_eq!((bobs.len(), bobs.first().unwrap().counter), (1, 11));
 }

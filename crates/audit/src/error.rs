@@ -1,0 +1,57 @@
+//! The one error type of mcpsec-audit.
+
+use crate::verify::Finding;
+
+/// Errors from mcpsec-audit. `Display` never contains event contents or key material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading or writing the log (or a key, or a checkpoint mirror) failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A record line could not be parsed (bad JSON, unknown field, over the size cap).
+    #[error("invalid record: {0}")]
+    InvalidRecord(&'static str),
+    /// An event was refused before it was chained (a time the log cannot represent).
+    #[error("invalid event: {0}")]
+    InvalidEvent(&'static str),
+    /// A checkpoint key could not be generated, read or used.
+    #[error("checkpoint key: {0}")]
+    Key(&'static str),
+    /// The sink was closed, or its writer failed earlier; the event was not recorded.
+    #[error("audit sink unavailable: {0}")]
+    Unavailable(&'static str),
+    /// A configuration value was refused.
+    #[error("configuration: {0}")]
+    Config(&'static str),
+    /// Verification found a bad record.
+    #[error("{0}")]
+    Tampered(Finding),
+    /// An error from mcpsec-core (an identifier, the random generator, a sealer).
+    #[error(transparent)]
+    Core(#[from] mcpsec_core::Error),
+}
+
+impl Error {
+    pub(crate) fn io(context: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+        move |source| Error::Io { context, source }
+    }
+}
+
+impl From<Error> for mcpsec_core::Error {
+    /// For the `EventSink` face: the caller learns the event was not recorded.
+    fn from(error: Error) -> Self {
+        match error {
+            Error::Core(inner) => inner,
+            Error::InvalidEvent(why) => mcpsec_core::Error::InvalidArgument(why),
+            Error::Unavailable(why) => mcpsec_core::Error::SinkUnavailable(why),
+            _ => mcpsec_core::Error::SinkUnavailable("audit log write failed"),
+        }
+    }
+}

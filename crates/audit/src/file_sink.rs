@@ -1,0 +1,487 @@
+//! The JSON-lines file sink: a bounded queue, one writer thread, group commit.
+//!
+//! Callers hand events to a bounded queue and return at once (ordinary events) or once
+//! the batch holding their event is synced to disk (critical events). The writer thread
+//! takes everything queued (up to `max_batch`), chains it and writes it with one `write`;
+//! a second thread calls `fdatasync` for everything written so far — so a thousand
+//! concurrent critical events cost one sync, not a thousand, and chaining the next batch
+//! overlaps the sync of the last one. When the queue is full, callers wait for room
+//! (back-pressure): nothing is ever dropped. If a write or sync fails, the sink refuses
+//! everything from then on, and every caller still waiting for durability gets an error.
+
+use crate::Error;
+use crate::chain::{Chain, ChainConfig};
+use crate::checkpoint::CheckpointSink;
+use crate::log::LogFile;
+use crate::record::{Record, check_time};
+use crate::sink::AuditSink;
+use mcpsec_core::{EventSink, SecurityEvent, SharedClock};
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use tokio::sync::{Semaphore, watch};
+
+/// How the file sink runs.
+#[derive(Debug, Clone)]
+pub struct FileSinkConfig {
+    /// The chain: instance, pseudonyms, checkpoints.
+    pub chain: ChainConfig,
+    /// Where time comes from (record times, checkpoint schedule).
+    pub clock: SharedClock,
+    /// Events that may wait in memory; callers wait when it is full. Default 32,768
+    /// (a few MiB).
+    pub queue_capacity: usize,
+    /// Most events chained and written as one batch. Default 8192.
+    pub max_batch: usize,
+    /// A second place for checkpoints.
+    pub mirror: Option<Arc<dyn CheckpointSink>>,
+    /// Test hook: after this many successful syncs the writer stops as if the process had
+    /// been killed between `write` and `fdatasync` of the next batch.
+    #[doc(hidden)]
+    pub simulate_crash_after_syncs: Option<u64>,
+}
+
+impl FileSinkConfig {
+    /// Defaults for `chain` with `clock`.
+    pub fn new(chain: ChainConfig, clock: SharedClock) -> FileSinkConfig {
+        FileSinkConfig {
+            chain,
+            clock,
+            queue_capacity: 32_768,
+            max_batch: 8192,
+            mirror: None,
+            simulate_crash_after_syncs: None,
+        }
+    }
+
+    /// Sets the queue capacity (at least 1).
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity;
+        self
+    }
+
+    /// Sets the largest batch (at least 1).
+    pub fn max_batch(mut self, max: usize) -> Self {
+        self.max_batch = max;
+        self
+    }
+
+    /// Mirrors checkpoints to `mirror`.
+    pub fn mirror(mut self, mirror: Arc<dyn CheckpointSink>) -> Self {
+        self.mirror = Some(mirror);
+        self
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Synced {
+    /// Every ticket up to this one is durable.
+    through: u64,
+    /// The writer stopped; tickets after `through` will never be durable.
+    failed: bool,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    items: VecDeque<(u64, SecurityEvent)>,
+    last_ticket: u64,
+    closing: bool,
+    failed: bool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    room: Semaphore,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    synced: watch::Sender<Synced>,
+    durable_len: AtomicU64,
+    mirror_failures: AtomicU64,
+    to_sync: Mutex<ToSync>,
+    sync_wake: Condvar,
+}
+
+/// Written but not yet synced: the syncer takes all of it at once.
+#[derive(Debug, Default)]
+struct ToSync {
+    /// The last ticket written, when any event was.
+    through: Option<u64>,
+    /// The log's length after the last write.
+    len: u64,
+    /// Checkpoints written, to mirror once synced.
+    checkpoints: Vec<Record>,
+    /// Something was written since the last take.
+    pending: bool,
+    /// The writer has finished: sync what is pending and stop.
+    done: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_sync(&self) -> MutexGuard<'_, ToSync> {
+        self.to_sync.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stops everything: refuses new events, fails waiting critical callers.
+    fn fail(&self) {
+        let mut queue = self.lock();
+        queue.failed = true;
+        queue.items.clear();
+        drop(queue);
+        self.wake.notify_all();
+        self.room.close();
+        self.synced.send_modify(|s| s.failed = true);
+    }
+}
+
+/// The hash-chained JSON-lines file sink. Implements [`EventSink`] and [`AuditSink`].
+#[derive(Debug)]
+pub struct FileSink {
+    shared: Arc<Shared>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    torn_bytes: u64,
+}
+
+impl FileSink {
+    /// Opens (or creates) the log at `path`, recovers a torn tail, resumes the chain of
+    /// `config.chain.instance` and starts the writer thread.
+    pub fn open(path: &Path, config: FileSinkConfig) -> Result<FileSink, Error> {
+        if config.queue_capacity == 0 || config.queue_capacity > Semaphore::MAX_PERMITS {
+            return Err(Error::Config("queue capacity out of range"));
+        }
+        if config.max_batch == 0 {
+            return Err(Error::Config("max batch must be at least 1"));
+        }
+        let opened = LogFile::open(path, &config.chain.instance)?;
+        let chain = Chain::resume(config.chain.clone(), opened.last_seq, opened.head);
+        let (synced, _) = watch::channel(Synced::default());
+        let shared = Arc::new(Shared {
+            room: Semaphore::new(config.queue_capacity),
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+            synced,
+            durable_len: AtomicU64::new(opened.log.len()),
+            mirror_failures: AtomicU64::new(0),
+            to_sync: Mutex::new(ToSync::default()),
+            sync_wake: Condvar::new(),
+        });
+        let syncer = Syncer {
+            shared: Arc::clone(&shared),
+            file: opened.log.sync_handle()?,
+            mirror: config.mirror.clone(),
+            crash_after: config.simulate_crash_after_syncs,
+        };
+        let sync_handle = std::thread::Builder::new()
+            .name("mcpsec-audit-sync".into())
+            .spawn(move || syncer.run())
+            .map_err(Error::io("starting the audit sync thread"))?;
+        let writer = Writer {
+            shared: Arc::clone(&shared),
+            log: opened.log,
+            chain,
+            config,
+            syncer: Some(sync_handle),
+        };
+        let handle = std::thread::Builder::new()
+            .name("mcpsec-audit-writer".into())
+            .spawn(move || writer.run())
+            .map_err(Error::io("starting the audit writer thread"))?;
+        Ok(FileSink {
+            shared,
+            writer: Mutex::new(Some(handle)),
+            torn_bytes: opened.torn_bytes,
+        })
+    }
+
+    /// Bytes of a torn last line cut off when the log was opened.
+    pub fn torn_bytes(&self) -> u64 {
+        self.torn_bytes
+    }
+
+    /// Length of the log known to be on disk.
+    pub fn durable_len(&self) -> u64 {
+        self.shared.durable_len.load(Ordering::SeqCst)
+    }
+
+    /// Checkpoints that could not be mirrored.
+    pub fn mirror_failures(&self) -> u64 {
+        self.shared.mirror_failures.load(Ordering::SeqCst)
+    }
+
+    /// Queues `event`; returns once queued, or for critical events once durable.
+    pub async fn append(&self, event: SecurityEvent) -> Result<(), Error> {
+        check_time(event.time)?;
+        let critical = event.is_critical();
+        let permit = self
+            .shared
+            .room
+            .acquire()
+            .await
+            .map_err(|_| Error::Unavailable("closed"))?;
+        let ticket = {
+            let mut queue = self.shared.lock();
+            if queue.closing || queue.failed {
+                return Err(Error::Unavailable(if queue.failed {
+                    "the writer failed"
+                } else {
+                    "closed"
+                }));
+            }
+            // The writer gives the room back once the event is written.
+            permit.forget();
+            queue.last_ticket += 1;
+            let ticket = queue.last_ticket;
+            let was_empty = queue.items.is_empty();
+            queue.items.push_back((ticket, event));
+            // The writer only sleeps on an empty queue: wake it only then.
+            (ticket, was_empty)
+        };
+        let (ticket, was_empty) = ticket;
+        if was_empty {
+            self.shared.wake.notify_one();
+        }
+        if critical {
+            self.wait_durable(ticket).await
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn wait_durable(&self, ticket: u64) -> Result<(), Error> {
+        let mut rx = self.shared.synced.subscribe();
+        let state = *rx
+            .wait_for(|s| s.through >= ticket || s.failed)
+            .await
+            .map_err(|_| Error::Unavailable("the writer stopped"))?;
+        if state.through >= ticket {
+            Ok(())
+        } else {
+            Err(Error::Unavailable(
+                "the writer failed before the event was durable",
+            ))
+        }
+    }
+
+    /// Waits until every event queued so far is durable.
+    pub async fn flush(&self) -> Result<(), Error> {
+        let ticket = self.shared.lock().last_ticket;
+        self.wait_durable(ticket).await
+    }
+
+    /// Writes what is queued, a final checkpoint (when configured), syncs and stops the
+    /// writer. Blocks the calling thread until done (milliseconds: one batch and one
+    /// sync); later appends fail. Dropping the sink closes it the same way.
+    pub fn close(&self) -> Result<(), Error> {
+        self.shared.lock().closing = true;
+        self.shared.wake.notify_all();
+        self.shared.room.close();
+        let handle = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            handle
+                .join()
+                .map_err(|_| Error::Unavailable("the writer thread panicked"))?;
+        }
+        if self.shared.lock().failed {
+            return Err(Error::Unavailable("the writer failed"));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for FileSink {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+#[async_trait::async_trait]
+impl EventSink for FileSink {
+    async fn record(&self, event: SecurityEvent) -> Result<(), mcpsec_core::Error> {
+        self.append(event).await.map_err(Into::into)
+    }
+}
+
+#[async_trait::async_trait]
+impl AuditSink for FileSink {
+    async fn append(&self, event: SecurityEvent) -> Result<(), Error> {
+        FileSink::append(self, event).await
+    }
+
+    async fn flush(&self) -> Result<(), Error> {
+        FileSink::flush(self).await
+    }
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    log: LogFile,
+    chain: Chain,
+    config: FileSinkConfig,
+    syncer: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    fn run(mut self) {
+        let mut batch = Vec::with_capacity(self.config.max_batch);
+        let mut buf = Vec::with_capacity(self.config.max_batch * 480);
+        loop {
+            let (closing, failed) = {
+                let mut queue = self.shared.lock();
+                while queue.items.is_empty() && !queue.closing && !queue.failed {
+                    queue = self
+                        .shared
+                        .wake
+                        .wait(queue)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                let n = queue.items.len().min(self.config.max_batch);
+                batch.extend(queue.items.drain(..n));
+                (queue.closing && queue.items.is_empty(), queue.failed)
+            };
+            if failed {
+                break;
+            }
+            if !self.write_batch(&mut batch, &mut buf, closing) {
+                self.shared.fail();
+                break;
+            }
+            if closing {
+                break;
+            }
+        }
+        // Let the syncer finish what was written, then stop it.
+        self.shared.lock_sync().done = true;
+        self.shared.sync_wake.notify_all();
+        if let Some(handle) = self.syncer.take() {
+            let _ = handle.join();
+        }
+    }
+
+    /// Chains and writes one batch (plus a checkpoint when due), then hands it to the
+    /// syncer. The room goes back as soon as the batch left our memory.
+    fn write_batch(
+        &mut self,
+        batch: &mut Vec<(u64, SecurityEvent)>,
+        buf: &mut Vec<u8>,
+        final_: bool,
+    ) -> bool {
+        buf.clear();
+        let count = batch.len();
+        let mut through = None;
+        let mut checkpoints = Vec::new();
+        let start_len = self.log.len();
+        let now = self.config.clock.now();
+        for (ticket, event) in batch.drain(..) {
+            let Ok(record) = self.chain.append(event, now) else {
+                return false;
+            };
+            if write_line(buf, &record).is_err() {
+                return false;
+            }
+            through = Some(ticket);
+        }
+        if final_ || self.chain.checkpoint_due(now) {
+            match self.chain.checkpoint(now) {
+                Ok(Some(cp)) => {
+                    if write_line(buf, &cp).is_err() {
+                        return false;
+                    }
+                    checkpoints.push(cp);
+                }
+                Ok(None) => {}
+                Err(_) => return false,
+            }
+        }
+        if buf.is_empty() {
+            return true;
+        }
+        if self.log.write(buf).is_err() {
+            // Undo a partial write so the file ends on a line boundary.
+            let _ = self.log.truncate(start_len);
+            return false;
+        }
+        self.shared.room.add_permits(count);
+        let mut to_sync = self.shared.lock_sync();
+        if through.is_some() {
+            to_sync.through = through;
+        }
+        to_sync.len = self.log.len();
+        to_sync.checkpoints.extend(checkpoints);
+        to_sync.pending = true;
+        drop(to_sync);
+        self.shared.sync_wake.notify_one();
+        true
+    }
+}
+
+/// Syncs what the writer wrote, mirrors checkpoints, then acknowledges critical callers.
+struct Syncer {
+    shared: Arc<Shared>,
+    file: std::fs::File,
+    mirror: Option<Arc<dyn CheckpointSink>>,
+    crash_after: Option<u64>,
+}
+
+impl Syncer {
+    fn run(self) {
+        let mut syncs = 0u64;
+        loop {
+            let work = {
+                let mut to_sync = self.shared.lock_sync();
+                while !to_sync.pending && !to_sync.done {
+                    to_sync = self
+                        .shared
+                        .sync_wake
+                        .wait(to_sync)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                if !to_sync.pending {
+                    return;
+                }
+                to_sync.pending = false;
+                (
+                    to_sync.through,
+                    to_sync.len,
+                    std::mem::take(&mut to_sync.checkpoints),
+                )
+            };
+            let (through, len, checkpoints) = work;
+            // Test hook: the process dies between the write and the sync.
+            if self.crash_after == Some(syncs) || self.file.sync_data().is_err() {
+                self.shared.fail();
+                return;
+            }
+            syncs += 1;
+            self.shared.durable_len.store(len, Ordering::SeqCst);
+            // Mirror before acknowledging: a caller who saw its critical event acknowledged
+            // knows any checkpoint covering it has also been handed to the mirror.
+            if let Some(mirror) = &self.mirror {
+                for cp in &checkpoints {
+                    if mirror.publish(cp).is_err() {
+                        self.shared.mirror_failures.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+            if let Some(ticket) = through {
+                self.shared
+                    .synced
+                    .send_modify(|s| s.through = s.through.max(ticket));
+            }
+        }
+    }
+}
+
+fn write_line(buf: &mut Vec<u8>, record: &Record) -> Result<(), Error> {
+    record.write_json(buf)?;
+    buf.push(b'\n');
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! # mcpsec-audit
+//!
+//! A tamper-evident security audit trail that never drops an event:
+//!
+//! - [`FileSink`]: core's [`EventSink`](mcpsec_core::EventSink) as a hash-chained
+//!   JSON-lines file ([`record`] documents the format and the canonical encoding). A
+//!   bounded queue and one writer thread with group commit; callers wait when the queue is
+//!   full; critical events return only once their batch is on disk. Torn tails are cut on
+//!   open. [`MemoryAuditSink`] and (feature `tracing`) `TracingSink` share the
+//!   [`AuditSink`] trait.
+//! - [`CheckpointKey`]: Ed25519-signed checkpoints every N records or T seconds, mirrored
+//!   to a [`CheckpointSink`]; [`verify_file`] reports the first bad record and why.
+//! - [`Pseudonymizer`]: keyed pseudonyms for source addresses.
+//! - [`prune_file`]: retention by [`EventClass`], with signed prune records.
+//! - [`AuditedSealer`]: records every seal and open of secrets.
+//! - [`Detector`]: streaming rules (brute force, credential stuffing, spraying, API key
+//!   hammering, token reuse, rate limits, privilege changes) raising tiered, deduplicated
+//!   [`Alert`]s to [`AlertSink`]s (log, memory, and a webhook with feature `webhook`) and
+//!   critical ones to [`Responder`]s.
+//! - [`to_ocsf`] and [`to_ecs`]: exporters.
+//!
+//! ```
+//! use mcpsec_audit::{ChainConfig, FileSink, FileSinkConfig, VerifyOptions, verify_file};
+//! use mcpsec_core::{EventKind, EventSink, ManualClock, Outcome, SecurityEvent, ServiceId, UserId};
+//! use std::sync::Arc;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = std::env::temp_dir().join(format!("mcpsec-audit-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir)?; let path = dir.join("audit.jsonl"); let _ = std::fs::remove_file(&path);
+//! let clock = Arc::new(ManualClock::at_unix(1_767_225_600));
+//! let chain = ChainConfig::new(ServiceId::new("api-1")?);
+//! let sink = FileSink::open(&path, FileSinkConfig::new(chain, clock.clone()))?;
+//! let event = SecurityEvent::new(EventKind::AuthnTokenReuse, Outcome::Failure, clock.now())
+//!     .with_user(UserId::new("ada")?);
+//! sink.record(event).await?; // critical: on disk when this returns
+//! sink.close()?;
+//! let report = verify_file(&path, &VerifyOptions::default())?;
+//! assert_eq!(report.records, 1);
+//! # use mcpsec_core::Clock; std::fs::remove_dir_all(&dir)?;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        reason = "tests fail loudly on purpose"
+    )
+)]
+
+mod chain;
+pub mod checkpoint;
+pub mod detect;
+mod error;
+pub mod export;
+mod file_sink;
+mod json;
+mod log;
+mod privacy;
+pub mod record;
+mod retention;
+mod sealer;
+mod sink;
+pub mod verify;
+
+pub use chain::{Chain, ChainConfig};
+pub use checkpoint::{
+    CheckpointKey, CheckpointPolicy, CheckpointPublicKey, CheckpointSink, FileCheckpointSink,
+    MemoryCheckpointSink,
+};
+#[cfg(feature = "webhook")]
+pub use detect::WebhookAlertSink;
+pub use detect::{
+    Alert, AlertSink, Detector, DetectorConfig, LogAlertSink, MemoryAlertSink, Responder, Rule,
+    Subject, Threshold, Tier,
+};
+pub use error::Error;
+pub use export::{to_ecs, to_ocsf};
+pub use file_sink::{FileSink, FileSinkConfig};
+pub use log::{LogFile, Opened};
+pub use privacy::Pseudonymizer;
+pub use record::{Digest, Entry, Record};
+pub use retention::{EventClass, PruneOutcome, RetentionPolicy, prune_file, prune_records};
+pub use sealer::AuditedSealer;
+#[cfg(feature = "tracing")]
+pub use sink::TracingSink;
+pub use sink::{AuditSink, MemoryAuditSink};
+pub use verify::{
+    Finding, Reason, Report, VerifyOptions, verify_bytes, verify_file, verify_reader,
+};

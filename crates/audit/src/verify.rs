@@ -1,0 +1,409 @@
+//! Verification: walk the log, recompute every hash and link, check signatures, and
+//! report the first bad record with its line number and why.
+//!
+//! What each reason means (line numbers from 1):
+//!
+//! - `modified`: a record's contents do not match its hash, or its hash was recomputed
+//!   and the next record no longer links to it (reported at the edited record), or it
+//!   differs from a mirrored checkpoint.
+//! - `deleted`: a sequence number is skipped (and no signed prune record covers the gap).
+//! - `inserted`: a sequence number appears twice, or a prune record appears after the
+//!   chain started.
+//! - `reordered`: a record arrives early and the one it skipped follows right after.
+//! - `torn tail`: the last line is incomplete (a crash during a write); opening the log
+//!   with a [`FileSink`](crate::FileSink) cuts it off.
+//! - `truncated`: the log ends before a checkpoint mirrored elsewhere (needs the mirror).
+//! - `bad signature`: a checkpoint or prune record does not verify with the given keys.
+//! - `malformed`: a line that is not a record.
+//!
+//! Without a checkpoint key, verification proves only that the file is self-consistent:
+//! anyone able to write the file can rebuild a consistent chain. See SECURITY.md.
+
+use crate::Error;
+use crate::checkpoint::CheckpointPublicKey;
+use crate::record::{Digest, Entry, MAX_LINE, PrunedRun, Record};
+use mcpsec_core::ServiceId;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, Read};
+use std::path::Path;
+
+/// The most distinct instances one verification tracks.
+pub const MAX_INSTANCES: usize = 10_000;
+
+/// Why a record is bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reason {
+    /// Contents changed.
+    Modified,
+    /// Records are missing.
+    Deleted,
+    /// A record was added.
+    Inserted,
+    /// Records are out of order.
+    Reordered,
+    /// The last line is incomplete.
+    TornTail,
+    /// The log ends before a mirrored checkpoint.
+    Truncated,
+    /// A checkpoint or prune signature does not verify.
+    BadSignature,
+    /// Not a record.
+    Malformed,
+}
+
+impl Reason {
+    /// The reason as the CLI prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Modified => "modified",
+            Reason::Deleted => "deleted",
+            Reason::Inserted => "inserted",
+            Reason::Reordered => "reordered",
+            Reason::TornTail => "torn tail",
+            Reason::Truncated => "truncated",
+            Reason::BadSignature => "bad signature",
+            Reason::Malformed => "malformed",
+        }
+    }
+}
+
+/// The first bad record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {}: {detail}", reason.as_str())]
+pub struct Finding {
+    /// 1-based line number (one past the last line for `truncated`).
+    pub line: u64,
+    /// Why.
+    pub reason: Reason,
+    /// A fixed explanation (never file contents).
+    pub detail: &'static str,
+}
+
+/// What a successful verification saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Lines (records of every kind).
+    pub records: u64,
+    /// Hash of the last record in the file.
+    pub head: Option<Digest>,
+    /// Per instance: last sequence number, and the last sequence number covered by a
+    /// verified checkpoint (0 when none or no key was given).
+    pub chains: BTreeMap<ServiceId, ChainSummary>,
+    /// Checkpoint and prune signatures verified.
+    pub signatures_verified: u64,
+}
+
+/// One instance's chain in a [`Report`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChainSummary {
+    /// Last sequence number.
+    pub last_seq: u64,
+    /// Last sequence number a verified checkpoint covers: records after it are only as
+    /// trustworthy as the file.
+    pub signed_through: u64,
+}
+
+/// What verification checks beyond the hash chain.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// Checkpoint keys (several during a rotation). When given, every checkpoint and
+    /// prune record must verify with one of them.
+    pub keys: Vec<CheckpointPublicKey>,
+    /// Checkpoint records kept elsewhere; the log must contain each one (else
+    /// `truncated` or `modified`).
+    pub mirrored: Vec<Record>,
+}
+
+#[derive(Debug, Default)]
+struct ChainState {
+    started: bool,
+    last_seq: u64,
+    head: Digest,
+    head_line: u64,
+    prev_of_head: Digest,
+    runs: Vec<PrunedRun>,
+    signed_through: u64,
+}
+
+struct Line {
+    number: u64,
+    parsed: Result<Record, Error>,
+    terminated: bool,
+}
+
+fn bad(line: u64, reason: Reason, detail: &'static str) -> Error {
+    Error::Tampered(Finding {
+        line,
+        reason,
+        detail,
+    })
+}
+
+/// Verifies the log file at `path`.
+pub fn verify_file(path: &Path, options: &VerifyOptions) -> Result<Report, Error> {
+    let file = std::fs::File::open(path).map_err(Error::io("opening the audit log"))?;
+    verify_reader(std::io::BufReader::with_capacity(256 * 1024, file), options)
+}
+
+/// Verifies a log held in memory.
+pub fn verify_bytes(bytes: &[u8], options: &VerifyOptions) -> Result<Report, Error> {
+    verify_reader(bytes, options)
+}
+
+/// Verifies a log read from `reader`. `Err(Error::Tampered(finding))` names the first bad
+/// record; other errors are I/O or bad options.
+pub fn verify_reader<R: BufRead>(mut reader: R, options: &VerifyOptions) -> Result<Report, Error> {
+    let mirrored = mirrored_index(options)?;
+    let mut chains: HashMap<ServiceId, ChainState> = HashMap::new();
+    let mut report = Report::default();
+    let mut number = 0u64;
+    let mut next = read_line(&mut reader, &mut number)?;
+    while let Some(line) = next.take() {
+        next = read_line(&mut reader, &mut number)?;
+        let record = match line.parsed {
+            Ok(r) if line.terminated => r,
+            _ if !line.terminated => {
+                return Err(bad(
+                    line.number,
+                    Reason::TornTail,
+                    "the last line is incomplete",
+                ));
+            }
+            _ => return Err(bad(line.number, Reason::Malformed, "not a record")),
+        };
+        if record.compute_hash() != record.hash {
+            return Err(bad(
+                line.number,
+                Reason::Modified,
+                "the contents do not match the record's hash",
+            ));
+        }
+        if !chains.contains_key(&record.instance) && chains.len() >= MAX_INSTANCES {
+            return Err(bad(line.number, Reason::Malformed, "too many instances"));
+        }
+        let lookahead = next.as_ref().and_then(|n| n.parsed.as_ref().ok());
+        let state = chains.entry(record.instance.clone()).or_default();
+        step(
+            state,
+            &record,
+            line.number,
+            lookahead,
+            options,
+            &mirrored,
+            &mut report,
+        )?;
+        report.records += 1;
+        report.head = Some(record.hash);
+    }
+    for (instance, state) in &chains {
+        if let Some(cps) = mirrored.get(instance)
+            && let Some((&seq, _)) = cps.range(state.last_seq + 1..).next()
+            && !covered(&state.runs, seq)
+        {
+            return Err(bad(
+                number + 1,
+                Reason::Truncated,
+                "the log ends before a mirrored checkpoint",
+            ));
+        }
+        report.chains.insert(
+            instance.clone(),
+            ChainSummary {
+                last_seq: state.last_seq,
+                signed_through: state.signed_through,
+            },
+        );
+    }
+    for instance in mirrored.keys() {
+        if !chains.contains_key(instance) {
+            return Err(bad(
+                number + 1,
+                Reason::Truncated,
+                "a mirrored checkpoint's chain is missing from the log",
+            ));
+        }
+    }
+    Ok(report)
+}
+
+type Mirrored = HashMap<ServiceId, BTreeMap<u64, Digest>>;
+
+fn mirrored_index(options: &VerifyOptions) -> Result<Mirrored, Error> {
+    let mut index: Mirrored = HashMap::new();
+    for cp in &options.mirrored {
+        if !matches!(cp.entry, Entry::Checkpoint(_)) || cp.compute_hash() != cp.hash {
+            return Err(Error::InvalidRecord(
+                "a mirrored record is not an intact checkpoint",
+            ));
+        }
+        if !options.keys.is_empty() && !options.keys.iter().any(|k| k.verifies(cp)) {
+            return Err(Error::InvalidRecord(
+                "a mirrored checkpoint does not verify with the given keys",
+            ));
+        }
+        index
+            .entry(cp.instance.clone())
+            .or_default()
+            .insert(cp.seq, cp.hash);
+    }
+    Ok(index)
+}
+
+fn covered(runs: &[PrunedRun], seq: u64) -> bool {
+    runs.iter().any(|r| r.from <= seq && seq <= r.to)
+}
+
+fn step(
+    state: &mut ChainState,
+    record: &Record,
+    line: u64,
+    lookahead: Option<&Record>,
+    options: &VerifyOptions,
+    mirrored: &Mirrored,
+    report: &mut Report,
+) -> Result<(), Error> {
+    let signed = match &record.entry {
+        Entry::Event { .. } => false,
+        _ if options.keys.is_empty() => false,
+        _ => {
+            if !options.keys.iter().any(|k| k.verifies(record)) {
+                return Err(bad(
+                    line,
+                    Reason::BadSignature,
+                    "the signature does not verify with the given keys",
+                ));
+            }
+            report.signatures_verified += 1;
+            true
+        }
+    };
+    if let Entry::Prune(prune) = &record.entry {
+        if state.started {
+            return Err(bad(
+                line,
+                Reason::Inserted,
+                "a prune record after the chain started",
+            ));
+        }
+        let mut last_to = state.runs.last().map_or(0, |r| r.to);
+        for run in &prune.runs {
+            if run.from == 0 || run.from > run.to || run.from <= last_to {
+                return Err(bad(line, Reason::Malformed, "prune runs out of order"));
+            }
+            last_to = run.to;
+        }
+        state.runs.extend_from_slice(&prune.runs);
+        return Ok(());
+    }
+    state.started = true;
+    let expected = state.last_seq.saturating_add(1);
+    if record.seq == expected {
+        if record.prev != state.head {
+            return Err(if state.head_line == 0 {
+                bad(
+                    line,
+                    Reason::Modified,
+                    "the first record does not start the chain",
+                )
+            } else {
+                bad(
+                    state.head_line,
+                    Reason::Modified,
+                    "the next record does not link to this one",
+                )
+            });
+        }
+    } else if record.seq > expected {
+        match state.runs.iter().find(|r| r.from == expected) {
+            Some(run) if run.to + 1 == record.seq => {
+                if record.prev != run.hash {
+                    return Err(bad(
+                        line,
+                        Reason::Modified,
+                        "does not continue from the pruned run's hash",
+                    ));
+                }
+            }
+            _ => {
+                let swapped =
+                    lookahead.is_some_and(|n| n.instance == record.instance && n.seq == expected);
+                return Err(if swapped {
+                    bad(
+                        line,
+                        Reason::Reordered,
+                        "a record comes before the one it follows",
+                    )
+                } else {
+                    bad(line, Reason::Deleted, "records before this one are missing")
+                });
+            }
+        }
+    } else {
+        let intruder_was_head = record.seq == state.last_seq
+            && record.hash != state.head
+            && record.prev == state.prev_of_head;
+        return Err(if intruder_was_head {
+            bad(
+                state.head_line,
+                Reason::Inserted,
+                "a second record with the next one's sequence number",
+            )
+        } else {
+            bad(
+                line,
+                Reason::Inserted,
+                "the sequence number was already used",
+            )
+        });
+    }
+    if let Some(hash) = mirrored
+        .get(&record.instance)
+        .and_then(|m| m.get(&record.seq))
+        && *hash != record.hash
+    {
+        return Err(bad(
+            line,
+            Reason::Modified,
+            "differs from the mirrored checkpoint",
+        ));
+    }
+    state.prev_of_head = state.head;
+    state.last_seq = record.seq;
+    state.head = record.hash;
+    state.head_line = line;
+    if signed {
+        state.signed_through = record.seq;
+    }
+    Ok(())
+}
+
+/// Reads one line of at most [`MAX_LINE`] bytes; `None` at the end.
+fn read_line<R: BufRead>(reader: &mut R, number: &mut u64) -> Result<Option<Line>, Error> {
+    let mut buf = Vec::new();
+    let limit = MAX_LINE as u64 + 1;
+    let n = reader
+        .by_ref()
+        .take(limit)
+        .read_until(b'\n', &mut buf)
+        .map_err(Error::io("reading the audit log"))?;
+    if n == 0 {
+        return Ok(None);
+    }
+    *number += 1;
+    let terminated = buf.last() == Some(&b'\n');
+    if terminated {
+        buf.pop();
+    } else if n as u64 == limit {
+        return Ok(Some(Line {
+            number: *number,
+            parsed: Err(Error::InvalidRecord("line longer than the cap")),
+            terminated: true,
+        }));
+    }
+    Ok(Some(Line {
+        number: *number,
+        parsed: Record::parse(&buf),
+        terminated,
+    }))
+}

@@ -1,0 +1,154 @@
+//! Retention: pruned logs still verify, with the key; forged prune records do not.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "tests"
+)]
+
+use mcpsec_audit::{
+    ChainConfig, CheckpointKey, CheckpointPolicy, Entry, Error, EventClass, FileSink,
+    FileSinkConfig, Reason, Record, RetentionPolicy, VerifyOptions, prune_file, verify_file,
+};
+use mcpsec_core::{
+    Clock, EventKind, EventSink, ManualClock, Outcome, SecurityEvent, ServiceId, UserId,
+};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn config(key: &Arc<CheckpointKey>, clock: &ManualClock) -> FileSinkConfig {
+    FileSinkConfig::new(
+        ChainConfig::new(ServiceId::new("api-1").unwrap()).with_checkpoints(
+            key.clone(),
+            CheckpointPolicy {
+                every_records: 4,
+                every: DAY * 365,
+            },
+        ),
+        Arc::new(clock.clone()),
+    )
+}
+
+async fn write(path: &Path, key: &Arc<CheckpointKey>, clock: &ManualClock, kinds: &[EventKind]) {
+    let sink = FileSink::open(path, config(key, clock)).unwrap();
+    for (i, kind) in kinds.iter().enumerate() {
+        let e = SecurityEvent::new(*kind, Outcome::Failure, clock.now())
+            .with_user(UserId::new(format!("u{i}")).unwrap());
+        sink.record(e).await.unwrap();
+    }
+    sink.close().unwrap();
+}
+
+fn options(key: &CheckpointKey) -> VerifyOptions {
+    VerifyOptions {
+        keys: vec![*key.public_key()],
+        mirrored: Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_by_class_keeps_the_chain_verifiable() {
+    let dir = std::env::temp_dir().join(format!("mcpsec-audit-{}-prune", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("audit.jsonl");
+    let key = Arc::new(CheckpointKey::generate().unwrap());
+    let clock = ManualClock::at_unix(1_767_225_600);
+    use EventKind::{AuthnLoginFail as Login, AuthzAdmin as Admin};
+    // Old: logins interleaved with admin actions.
+    write(
+        &path,
+        &key,
+        &clock,
+        &[Login, Login, Admin, Login, Admin, Login, Login],
+    )
+    .await;
+    clock.advance(DAY * 40);
+    write(&path, &key, &clock, &[Login, Admin]).await;
+    let before = verify_file(&path, &options(&key)).unwrap();
+
+    let policy = RetentionPolicy::new().keep(EventClass::Authentication, DAY * 30);
+    let outcome = prune_file(&path, &policy, &key, &clock).unwrap();
+    assert_eq!(outcome.removed, 5, "the five old logins");
+    let after = verify_file(&path, &options(&key)).unwrap();
+    assert_eq!(after.head, before.head, "the head is untouched");
+    let records: Vec<Record> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| Record::parse(l.as_bytes()).unwrap())
+        .collect();
+    assert!(matches!(records[0].entry, Entry::Prune(_)));
+    assert!(
+        records
+            .iter()
+            .filter_map(Record::event)
+            .all(|e| e.kind != Login || e.time >= clock.now() - DAY)
+    );
+
+    // The log goes on after a prune, and a second prune merges the statements.
+    write(&path, &key, &clock, &[Login]).await;
+    clock.advance(DAY * 40);
+    prune_file(&path, &policy, &key, &clock).unwrap();
+    verify_file(&path, &options(&key)).unwrap();
+    // A stricter policy removes records between the runs already pruned: the runs merge
+    // in sequence order.
+    let stricter = policy.clone().keep(EventClass::Authorization, DAY * 30);
+    let outcome = prune_file(&path, &stricter, &key, &clock).unwrap();
+    assert_eq!(
+        outcome.removed, 3,
+        "the three admin actions, all now older than 30 days"
+    );
+    verify_file(&path, &options(&key)).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let prunes: Vec<Record> = text
+        .lines()
+        .map(|l| Record::parse(l.as_bytes()).unwrap())
+        .filter(|r| matches!(r.entry, Entry::Prune(_)))
+        .collect();
+    assert_eq!(prunes.len(), 1);
+    // The log continues after a prune that removed its head.
+    write(&path, &key, &clock, &[Login]).await;
+    verify_file(&path, &options(&key)).unwrap();
+
+    // A forged prune statement (another key, or edited runs) does not verify with the key.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let mut prune = Record::parse(lines[0].as_bytes()).unwrap();
+    if let Entry::Prune(p) = &mut prune.entry {
+        p.runs.pop();
+    }
+    prune.hash = prune.compute_hash();
+    lines[0] = prune.to_json().unwrap();
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let Error::Tampered(finding) = verify_file(&path, &options(&key)).unwrap_err() else {
+        panic!()
+    };
+    assert_eq!((finding.line, finding.reason), (1, Reason::BadSignature));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_refuses_a_tampered_log() {
+    let dir = std::env::temp_dir().join(format!("mcpsec-audit-{}-prune-bad", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("audit.jsonl");
+    let key = Arc::new(CheckpointKey::generate().unwrap());
+    let clock = ManualClock::at_unix(1_767_225_600);
+    write(&path, &key, &clock, &[EventKind::AuthnLoginFail; 3]).await;
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replacen("u1", "u9", 1);
+    std::fs::write(&path, text).unwrap();
+    clock.advance(DAY * 40);
+    let policy = RetentionPolicy::new().keep(EventClass::Authentication, DAY);
+    assert!(matches!(
+        prune_file(&path, &policy, &key, &clock),
+        Err(Error::Tampered(_))
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,235 @@
+//! The `mcpsec audit` contract: the documented event line appends, verify's output and
+//! exit codes, strict input with all-or-nothing batches, tail, export, keygen.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "tests"
+)]
+
+mod common;
+
+use common::{Scratch, code, run, stderr, stdout};
+use serde_json::Value;
+
+/// The one-line example of docs/audit-events.md, exactly as documented.
+fn documented_event() -> String {
+    let doc = include_str!("../../../docs/audit-events.md");
+    let after = doc.split("<!-- audit-event-example -->").nth(1).unwrap();
+    let line = after.lines().find(|l| l.starts_with('{')).unwrap();
+    assert!(!line.contains('\n'));
+    line.to_owned()
+}
+
+#[test]
+fn documented_event_appends_and_verifies() {
+    let dir = Scratch::new("audit", "documented");
+    let log = dir.path("audit.jsonl");
+    let line = documented_event();
+    let out = run(
+        &["audit", "append", "--log", &log],
+        Some(&format!("{line}\n")),
+    );
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("appended 1 records, head "));
+    let out = run(&["audit", "verify", &log], None);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("ok: 1 records, head "), "{text}");
+    let head = text.trim().rsplit(' ').next().unwrap();
+    assert_eq!(head.len(), 64);
+    // The record holds the event exactly as given.
+    let record: Value = serde_json::from_str(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let given: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(record["event"]["kind"], given["kind"]);
+    assert_eq!(record["event"]["actor"], given["actor"]);
+    assert_eq!(record["event"]["resource"], given["resource"]);
+    assert_eq!(record["hash"], head);
+}
+
+#[test]
+fn bad_line_refuses_the_whole_batch_naming_the_line() {
+    let dir = Scratch::new("audit", "refused");
+    let log = dir.path("audit.jsonl");
+    let good = documented_event();
+    let unknown_field = good.replacen('{', "{\"comment\":\"free text\",", 1);
+    let unknown_kind = good.replace("authz_admin", "authz_made_up");
+    for (bad, needle) in [
+        (unknown_field, "unknown field"),
+        (unknown_kind, "not a known name"),
+    ] {
+        let input = format!("{good}\n{good}\n{bad}\n");
+        let out = run(&["audit", "append", "--log", &log], Some(&input));
+        assert_eq!(code(&out), Some(2));
+        let err = stderr(&out);
+        assert!(err.contains("line 3") && err.contains(needle), "{err}");
+        assert!(err.contains("nothing was appended"));
+        assert!(!std::path::Path::new(&log).exists() || std::fs::read(&log).unwrap().is_empty());
+    }
+}
+
+#[test]
+fn tampering_exits_1_naming_line_and_reason() {
+    let dir = Scratch::new("audit", "tamper");
+    let log = dir.path("audit.jsonl");
+    let line = documented_event();
+    let three = format!("{line}\n{line}\n{line}\n");
+    assert_eq!(
+        code(&run(&["audit", "append", "--log", &log], Some(&three))),
+        Some(0)
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let edited = lines[1].replace("\"user\":\"ada\"", "\"user\":\"eve\"");
+    lines[1] = &edited;
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    let out = run(&["audit", "verify", &log], None);
+    assert_eq!(code(&out), Some(1));
+    assert!(
+        stderr(&out).contains("line 2: modified"),
+        "{}",
+        stderr(&out)
+    );
+    // Deleting a record instead.
+    let original: Vec<&str> = text.lines().collect();
+    std::fs::write(&log, format!("{}\n{}\n", original[0], original[2])).unwrap();
+    let out = run(&["audit", "verify", &log], None);
+    assert_eq!(code(&out), Some(1));
+    assert!(stderr(&out).contains("line 2: deleted"), "{}", stderr(&out));
+}
+
+#[test]
+fn keygen_checkpoints_and_truncation_with_the_mirror() {
+    let dir = Scratch::new("audit", "keys");
+    let keys = dir.path("keys");
+    let out = run(&["audit", "keygen", "--out", &keys], None);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let private = format!("{keys}/checkpoint.key");
+    let public = format!("{keys}/checkpoint.pub");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&private).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert_eq!(
+        code(&run(&["audit", "keygen", "--out", &keys], None)),
+        Some(2),
+        "never overwrites"
+    );
+    let log = dir.path("audit.jsonl");
+    let line = documented_event();
+    for _ in 0..2 {
+        let out = run(
+            &[
+                "audit",
+                "append",
+                "--log",
+                &log,
+                "--checkpoint-key",
+                &private,
+            ],
+            Some(&line),
+        );
+        assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    }
+    let out = run(
+        &["audit", "verify", &log, "--checkpoint-key", &public],
+        None,
+    );
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("ok: 4 records"));
+    // Ship checkpoints elsewhere, then cut the log: truncation is detected.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mirror = dir.path("mirror.jsonl");
+    let cps: String = text
+        .lines()
+        .filter(|l| l.contains("\"checkpoint\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&mirror, cps).unwrap();
+    let first_two: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&log, first_two).unwrap();
+    let out = run(
+        &[
+            "audit",
+            "verify",
+            &log,
+            "--checkpoint-key",
+            &public,
+            "--checkpoints",
+            &mirror,
+        ],
+        None,
+    );
+    assert_eq!(code(&out), Some(1));
+    assert!(stderr(&out).contains("truncated"), "{}", stderr(&out));
+    // Another key: bad signature.
+    let other = dir.path("other");
+    run(&["audit", "keygen", "--out", &other], None);
+    let out = run(
+        &[
+            "audit",
+            "verify",
+            &log,
+            "--checkpoint-key",
+            &format!("{other}/checkpoint.pub"),
+        ],
+        None,
+    );
+    assert_eq!(code(&out), Some(1));
+    assert!(
+        stderr(&out).contains("line 2: bad signature"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn tail_and_export() {
+    let dir = Scratch::new("audit", "tail");
+    let log = dir.path("audit.jsonl");
+    let line = documented_event();
+    let login = r#"{"kind":"authn_login_fail","outcome":"failure","severity":"warning","time":"2026-01-01T09:31:00Z","actor":{"type":"user","user":"bob"},"reason":"secret_mismatch"}"#;
+    let out = run(
+        &["audit", "append", "--log", &log],
+        Some(&format!("{line}\n{login}\n")),
+    );
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let out = run(&["audit", "tail", &log, "-n", "1"], None);
+    assert_eq!(code(&out), Some(0));
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 1);
+    assert!(
+        text.contains("#2 ")
+            && text.contains("authn_login_fail failure user=bob reason=secret_mismatch"),
+        "{text}"
+    );
+    let out = run(&["audit", "export", &log, "--format", "ocsf"], None);
+    assert_eq!(code(&out), Some(0));
+    let rows: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows[0]["class_uid"], 6003);
+    assert_eq!(rows[1]["class_uid"], 3002);
+    let out = run(&["audit", "export", &log, "--format", "ecs"], None);
+    let rows: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows[1]["event"]["category"][0], "authentication");
+    assert_eq!(rows[1]["user"]["id"], "bob");
+    assert_eq!(
+        code(&run(&["audit", "export", &log, "--format", "csv"], None)),
+        Some(2)
+    );
+}

@@ -1,0 +1,444 @@
+//! Passkeys end to end with a minimal software authenticator (ES256 on aws-lc-rs, `none`
+//! attestation, clientDataJSON and authenticatorData built by hand): registration,
+//! authentication, single-use ceremonies, expiry, wrong origin, counter regression,
+//! events, step-up; and the memory store's conformance suite.
+#![cfg(all(feature = "passkeys", feature = "testkit"))]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "tests"
+)]
+
+use aws_lc_rs::digest::{SHA256, digest};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use mcpsec_access::{
+    Action, AuthMethod, Authentication, CredentialKind, Principal, Role, ScopeSet,
+};
+use mcpsec_core::{Clock, EventKind, ManualClock, MemorySink, OrgId, UserId};
+use mcpsec_mfa::webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse};
+use mcpsec_mfa::{
+    CeremonyId, Error, MemoryPasskeyStore, PasskeyConfig, PasskeyStore, Passkeys, StepUpPolicy,
+};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+const RP_ID: &str = "example.com";
+const ORIGIN: &str = "https://example.com";
+
+/// A software authenticator holding one ES256 credential.
+struct SoftAuthenticator {
+    key: EcdsaKeyPair,
+    credential_id: Vec<u8>,
+    counter: u32,
+    origin: String,
+}
+
+impl SoftAuthenticator {
+    fn new(origin: &str) -> Self {
+        let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
+        let mut credential_id = vec![0u8; 32];
+        aws_lc_rs::rand::fill(&mut credential_id).unwrap();
+        Self {
+            key,
+            credential_id,
+            counter: 0,
+            origin: origin.to_owned(),
+        }
+    }
+
+    fn client_data(&self, kind: &str, challenge: &str) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "type": kind,
+            "challenge": challenge,
+            "origin": self.origin,
+            "crossOrigin": false,
+        }))
+        .unwrap()
+    }
+
+    /// rpIdHash, flags (UP | UV, and AT when attesting), the counter.
+    fn auth_data(&self, attested: bool) -> Vec<u8> {
+        let mut data = digest(&SHA256, RP_ID.as_bytes()).as_ref().to_vec();
+        data.push(if attested { 0x45 } else { 0x05 });
+        data.extend_from_slice(&self.counter.to_be_bytes());
+        data
+    }
+
+    /// The COSE_Key (EC2, ES256, P-256) in CBOR.
+    fn cose_key(&self) -> Vec<u8> {
+        let point = self.key.public_key().as_ref();
+        assert_eq!((point.len(), point[0]), (65, 4), "uncompressed P-256 point");
+        let mut key = vec![0xa5, 0x01, 0x02, 0x03, 0x26, 0x20, 0x01, 0x21, 0x58, 0x20];
+        key.extend_from_slice(&point[1..33]);
+        key.extend_from_slice(&[0x22, 0x58, 0x20]);
+        key.extend_from_slice(&point[33..65]);
+        key
+    }
+
+    fn register(&mut self, options: &CreationChallengeResponse) -> Vec<u8> {
+        let options = serde_json::to_value(options).unwrap();
+        assert_eq!(options["publicKey"]["rp"]["id"], RP_ID);
+        let challenge = options["publicKey"]["challenge"].as_str().unwrap();
+        let client_data = self.client_data("webauthn.create", challenge);
+        let mut auth_data = self.auth_data(true);
+        auth_data.extend_from_slice(&[0u8; 16]); // AAGUID
+        auth_data.extend_from_slice(
+            &u16::try_from(self.credential_id.len())
+                .unwrap()
+                .to_be_bytes(),
+        );
+        auth_data.extend_from_slice(&self.credential_id);
+        auth_data.extend_from_slice(&self.cose_key());
+        // {"fmt": "none", "attStmt": {}, "authData": bytes}
+        let mut attestation = vec![0xa3, 0x63];
+        attestation.extend_from_slice(b"fmt");
+        attestation.push(0x64);
+        attestation.extend_from_slice(b"none");
+        attestation.push(0x67);
+        attestation.extend_from_slice(b"attStmt");
+        attestation.extend_from_slice(&[0xa0, 0x68]);
+        attestation.extend_from_slice(b"authData");
+        attestation.push(0x59);
+        attestation.extend_from_slice(&u16::try_from(auth_data.len()).unwrap().to_be_bytes());
+        attestation.extend_from_slice(&auth_data);
+        serde_json::to_vec(&json!({
+            "id": B64.encode(&self.credential_id),
+            "rawId": B64.encode(&self.credential_id),
+            "type": "public-key",
+            "response": {
+                "attestationObject": B64.encode(&attestation),
+                "clientDataJSON": B64.encode(&client_data),
+            },
+            "extensions": {},
+        }))
+        .unwrap()
+    }
+
+    fn assert(&mut self, options: &RequestChallengeResponse) -> Vec<u8> {
+        self.counter += 1;
+        self.sign(options)
+    }
+
+    /// An assertion with the current counter (no increment): what a clone would send.
+    fn sign(&self, options: &RequestChallengeResponse) -> Vec<u8> {
+        let options = serde_json::to_value(options).unwrap();
+        let allowed: Vec<&Value> = options["publicKey"]["allowCredentials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .collect();
+        assert!(
+            allowed
+                .iter()
+                .any(|c| c["id"] == B64.encode(&self.credential_id))
+        );
+        let challenge = options["publicKey"]["challenge"].as_str().unwrap();
+        let client_data = self.client_data("webauthn.get", challenge);
+        let auth_data = self.auth_data(false);
+        let mut signed = auth_data.clone();
+        signed.extend_from_slice(digest(&SHA256, &client_data).as_ref());
+        let signature = self.key.sign(&SystemRandom::new(), &signed).unwrap();
+        serde_json::to_vec(&json!({
+            "id": B64.encode(&self.credential_id),
+            "rawId": B64.encode(&self.credential_id),
+            "type": "public-key",
+            "response": {
+                "authenticatorData": B64.encode(&auth_data),
+                "clientDataJSON": B64.encode(&client_data),
+                "signature": B64.encode(signature.as_ref()),
+                "userHandle": null,
+            },
+            "extensions": {},
+        }))
+        .unwrap()
+    }
+}
+
+struct Fixture {
+    passkeys: Passkeys,
+    store: Arc<MemoryPasskeyStore>,
+    events: Arc<MemorySink>,
+    clock: ManualClock,
+    user: UserId,
+}
+
+fn fixture() -> Fixture {
+    let store = Arc::new(MemoryPasskeyStore::new());
+    let events = Arc::new(MemorySink::new());
+    let clock = ManualClock::at_unix(1_767_225_600);
+    let passkeys = Passkeys::new(
+        &PasskeyConfig::new(RP_ID, ORIGIN, "Example"),
+        store.clone(),
+        events.clone(),
+        Arc::new(clock.clone()),
+    )
+    .unwrap();
+    Fixture {
+        passkeys,
+        store,
+        events,
+        clock,
+        user: UserId::new("ada").unwrap(),
+    }
+}
+
+async fn registered(f: &Fixture) -> SoftAuthenticator {
+    let mut authenticator = SoftAuthenticator::new(ORIGIN);
+    let (id, options) = f
+        .passkeys
+        .start_registration(&f.user, "ada", "Ada")
+        .await
+        .unwrap();
+    let response = authenticator.register(&options);
+    let credential = f
+        .passkeys
+        .finish_registration(&f.user, &id, &response)
+        .await
+        .unwrap();
+    assert_eq!(credential, authenticator.credential_id);
+    authenticator
+}
+
+#[tokio::test]
+async fn register_then_authenticate_and_step_up() {
+    let f = fixture();
+    let mut authenticator = registered(&f).await;
+    let (id, options) = f.passkeys.start_authentication(&f.user).await.unwrap();
+    let response = authenticator.assert(&options);
+    let done = f
+        .passkeys
+        .finish_authentication(&f.user, &id, &response)
+        .await
+        .unwrap();
+    assert_eq!(done.user, f.user);
+    assert_eq!(done.credential_id, authenticator.credential_id);
+    assert!(done.methods.contains(AuthMethod::Swk) && done.methods.contains(AuthMethod::Mfa));
+    let stored = f.store.credentials(&f.user).await.unwrap();
+    assert_eq!(stored[0].counter, 1, "the counter is recorded");
+
+    let kinds: Vec<EventKind> = f.events.events().iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [EventKind::AuthnMfaChanged, EventKind::AuthnMfaSuccess]
+    );
+
+    // The passkey's amr satisfies step-up for an administrative action.
+    let admin = Action::ALL.into_iter().find(|a| a.is_admin()).unwrap();
+    let principal = Principal::new(
+        f.user.clone(),
+        OrgId::new("acme").unwrap(),
+        Role::OrgAdmin,
+        ScopeSet::ALL,
+        CredentialKind::AccessToken,
+        Authentication {
+            methods: done.methods,
+            at: done.at,
+        },
+    );
+    assert!(
+        StepUpPolicy::new()
+            .check(&principal, admin, f.clock.now())
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn a_ceremony_is_single_use() {
+    let f = fixture();
+    let mut authenticator = registered(&f).await;
+    let (id, options) = f.passkeys.start_authentication(&f.user).await.unwrap();
+    let response = authenticator.assert(&options);
+    f.passkeys
+        .finish_authentication(&f.user, &id, &response)
+        .await
+        .unwrap();
+    assert_eq!(
+        f.passkeys
+            .finish_authentication(&f.user, &id, &response)
+            .await,
+        Err(Error::CeremonyUnknown)
+    );
+}
+
+#[tokio::test]
+async fn passkey_ceremony_finished_32_times_concurrently_succeeds_once() {
+    let f = fixture();
+    let mut authenticator = registered(&f).await;
+    let (id, options) = f.passkeys.start_authentication(&f.user).await.unwrap();
+    let response = Arc::new(authenticator.assert(&options));
+    let passkeys = Arc::new(f.passkeys.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let (p, r, id, user) = (
+            passkeys.clone(),
+            response.clone(),
+            id.clone(),
+            f.user.clone(),
+        );
+        tasks.spawn(async move { p.finish_authentication(&user, &id, &r).await.is_ok() });
+    }
+    let mut wins = 0;
+    while let Some(won) = tasks.join_next().await {
+        wins += usize::from(won.unwrap());
+    }
+    assert_eq!(wins, 1);
+}
+
+#[tokio::test]
+async fn a_cloned_authenticator_is_refused_by_its_counter() {
+    let f = fixture();
+    let mut authenticator = registered(&f).await;
+    let (first, options) = f.passkeys.start_authentication(&f.user).await.unwrap();
+    let response = authenticator.assert(&options);
+    f.passkeys
+        .finish_authentication(&f.user, &first, &response)
+        .await
+        .unwrap();
+    // Same counter again, on a fresh ceremony: a clone, or a replayed signing.
+    let (second, options) = f.passkeys.start_authentication(&f.user).await.unwrap();
+    let cloned = authenticator.sign(&options);
+    assert!(
+        f.passkeys
+            .finish_authentication(&f.user, &second, &cloned)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn two_ceremonies_racing_on_one_counter_update_once() {
+    let f = fixture();
+    let mut authenticator = registered(&f).await;
+    let (a, options_a) = f.passkeys.start_authentication(&f.user).await.unwrap();
+    let (b, options_b) = f.passkeys.start_authentication(&f.user).await.unwrap();
+    authenticator.counter = 7;
+    let response_a = authenticator.sign(&options_a);
+    let response_b = authenticator.sign(&options_b);
+    let ok_a = f
+        .passkeys
+        .finish_authentication(&f.user, &a, &response_a)
+        .await;
+    let ok_b = f
+        .passkeys
+        .finish_authentication(&f.user, &b, &response_b)
+        .await;
+    assert!(ok_a.is_ok());
+    assert_eq!(ok_b, Err(Error::PasskeyCounter));
+}
+
+#[tokio::test]
+async fn an_expired_ceremony_is_refused() {
+    let f = fixture();
+    let mut authenticator = registered(&f).await;
+    let (id, options) = f.passkeys.start_authentication(&f.user).await.unwrap();
+    let response = authenticator.assert(&options);
+    f.clock.advance(Duration::from_secs(301));
+    assert_eq!(
+        f.passkeys
+            .finish_authentication(&f.user, &id, &response)
+            .await,
+        Err(Error::CeremonyUnknown)
+    );
+}
+
+#[tokio::test]
+async fn a_phishing_origin_is_refused() {
+    let f = fixture();
+    let mut authenticator = registered(&f).await;
+    authenticator.origin = "https://examp1e.com".to_owned();
+    let (id, options) = f.passkeys.start_authentication(&f.user).await.unwrap();
+    let response = authenticator.assert(&options);
+    assert_eq!(
+        f.passkeys
+            .finish_authentication(&f.user, &id, &response)
+            .await,
+        Err(Error::PasskeyRefused)
+    );
+    let last = f.events.events().last().cloned().unwrap();
+    assert_eq!(last.kind, EventKind::AuthnMfaFail);
+}
+
+#[tokio::test]
+async fn another_users_ceremony_and_wrong_kind_are_refused() {
+    let f = fixture();
+    let mut authenticator = registered(&f).await;
+    let (id, options) = f.passkeys.start_authentication(&f.user).await.unwrap();
+    let response = authenticator.assert(&options);
+    let mallory = UserId::new("mallory").unwrap();
+    assert_eq!(
+        f.passkeys
+            .finish_authentication(&mallory, &id, &response)
+            .await,
+        Err(Error::CeremonyUnknown)
+    );
+    let (reg, _) = f
+        .passkeys
+        .start_registration(&f.user, "ada", "Ada")
+        .await
+        .unwrap();
+    assert_eq!(
+        f.passkeys
+            .finish_authentication(&f.user, &reg, &response)
+            .await,
+        Err(Error::CeremonyUnknown)
+    );
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_responses_are_refused() {
+    let f = fixture();
+    let _authenticator = registered(&f).await;
+    for body in [b"{".to_vec(), b"null".to_vec(), vec![b' '; 64 * 1024 + 1]] {
+        let (id, _) = f.passkeys.start_authentication(&f.user).await.unwrap();
+        assert_eq!(
+            f.passkeys.finish_authentication(&f.user, &id, &body).await,
+            Err(Error::PasskeyRefused)
+        );
+    }
+    assert_eq!(
+        f.passkeys
+            .start_authentication(&UserId::new("nobody").unwrap())
+            .await
+            .map(|_| ()),
+        Err(Error::NoPasskey)
+    );
+    assert!(CeremonyId::parse("../etc").is_err());
+    assert!(CeremonyId::parse(&"a".repeat(65)).is_err());
+}
+
+#[tokio::test]
+async fn a_credential_id_cannot_be_registered_twice() {
+    let f = fixture();
+    let mut authenticator = registered(&f).await;
+    // webauthn-rs excludes known credentials; a second user with the same credential id
+    // (a confused or malicious client) is refused by the store.
+    let eve = UserId::new("eve").unwrap();
+    let (id, options) = f
+        .passkeys
+        .start_registration(&eve, "eve", "Eve")
+        .await
+        .unwrap();
+    let response = authenticator.register(&options);
+    assert_eq!(
+        f.passkeys.finish_registration(&eve, &id, &response).await,
+        Err(Error::PasskeyRefused)
+    );
+    assert!(
+        f.passkeys
+            .remove(&f.user, &authenticator.credential_id)
+            .await
+            .unwrap()
+    );
+    assert!(f.store.credentials(&f.user).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_passkey_store_conformance() {
+    mcpsec_mfa::testkit::passkey_store_conformance(|| Arc::new(MemoryPasskeyStore::new())).await;
+}
