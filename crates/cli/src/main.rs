@@ -953,9 +953,21 @@ fn run_bench(json: bool, filter: Option<&str>, budget: Duration) -> ExitCode {
     if rows.is_empty() {
         return fail("no benchmark row matches the filter");
     }
+    let width = rows
+        .iter()
+        .map(|row| row.name.len())
+        .max()
+        .unwrap_or(24)
+        .max(24);
+    let base_width = rows
+        .iter()
+        .map(|row| row.baseline.len())
+        .max()
+        .unwrap_or(24)
+        .max(24);
     if !json {
         println!(
-            "{:<24} {:>12} {:<24} {:>12} {:>8}",
+            "{:<width$} {:>12} {:<base_width$} {:>12} {:>8}",
             "name", "ns/op", "baseline", "ns/op", "ratio"
         );
     }
@@ -964,7 +976,7 @@ fn run_bench(json: bool, filter: Option<&str>, budget: Duration) -> ExitCode {
         let m = bench::measure(row, budget);
         if !json {
             println!(
-                "{:<24} {:>12.1} {:<24} {:>12.1} {:>8.2}",
+                "{:<width$} {:>12.1} {:<base_width$} {:>12.1} {:>8.2}",
                 m.name, m.ns_per_op, m.baseline, m.baseline_ns_per_op, m.ratio
             );
         }
