@@ -91,6 +91,26 @@ impl Enrollment {
     }
 }
 
+/// Prints `enrollment` to `out`: JSON, or text (with the terminal QR code when `qr`), then
+/// flushes, so a failed write (a closed pipe, a full disk) is reported here.
+pub fn print_enrollment(
+    enrollment: &Enrollment,
+    json: bool,
+    qr: bool,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    if json {
+        enrollment.write_json(out)?;
+    } else {
+        enrollment.write_text(out)?;
+        if qr {
+            enrollment.write_qr(out)?;
+        }
+    }
+    out.flush()
+        .map_err(|e| usage(format!("cannot write the secret: {e}")))
+}
+
 /// A new 160-bit secret and its URI for `account` at `issuer` (default parameters:
 /// SHA-1, 6 digits, 30 s).
 pub fn enroll(account: &str, issuer: &str) -> Result<Enrollment, CliError> {

@@ -423,3 +423,38 @@ fn recovery_generate_count_out_of_range_exits_2() {
         assert!(stdout(&out).is_empty());
     }
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn enroll_removes_the_qr_png_when_the_secret_cannot_be_printed() {
+    use std::process::{Command, Stdio};
+    let scratch = common::Scratch::new("mfa", "qr_png_unprinted");
+    let path = scratch.path("enroll.png");
+    // /dev/full fails every write with ENOSPC: the secret never reaches the operator.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mcpsec"))
+        .args([
+            "totp",
+            "enroll",
+            "--account",
+            "ada",
+            "--issuer",
+            "mcpsec",
+            "--qr-png",
+            &path,
+        ])
+        .stdin(Stdio::null())
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot write"), "{}", stderr(&out));
+    assert!(
+        !std::path::Path::new(&path).exists(),
+        "no orphan PNG of a secret nobody saw"
+    );
+}

@@ -46,6 +46,13 @@ pub enum Error {
     /// The user has no passkey.
     #[error("no passkey registered")]
     NoPasskey,
+    /// The user already has the most passkeys allowed
+    /// ([`MAX_PASSKEYS_PER_USER`](crate::MAX_PASSKEYS_PER_USER)); remove one first.
+    #[error("too many passkeys for this user")]
+    TooManyPasskeys,
+    /// The ceremony store is full of live ceremonies; retry later.
+    #[error("too many passkey ceremonies in progress")]
+    TooManyCeremonies,
     /// A TOTP secret or configuration was refused.
     #[error("configuration: {0}")]
     Config(&'static str),

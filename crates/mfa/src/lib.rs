@@ -21,8 +21,9 @@
 //! - `smtp`: `SmtpEmailSender`, an [`EmailSender`] on lettre with implicit TLS or required
 //!   STARTTLS (rustls); the code goes in the body only.
 //! - `passkeys`: `Passkeys`, WebAuthn registration and authentication on webauthn-rs with
-//!   single-use, expiring ceremony state in a `PasskeyStore`; a passkey counts as
-//!   phishing-resistant MFA (`amr` `swk` + `mfa`) for step-up.
+//!   single-use, expiring, capped ceremony state in a `PasskeyStore` (which also enforces
+//!   the per-user passkey maximum atomically) and user handles keyed by a server secret;
+//!   a passkey counts as phishing-resistant MFA (`amr` `swk` + `mfa`) for step-up.
 //! - `testkit`: conformance suites for every store trait.
 //!
 //! ```
@@ -77,12 +78,13 @@ pub use email::{
 pub use error::{Error, StoreError};
 #[cfg(feature = "passkeys")]
 pub use passkey::{
-    MAX_CLIENT_RESPONSE, MAX_PASSKEYS_PER_USER, PasskeyAuthenticated, PasskeyConfig, Passkeys,
-    parse_authentication_response,
+    MAX_CLIENT_RESPONSE, MAX_PASSKEYS_PER_USER, MAX_USER_NAME, PasskeyAuthenticated, PasskeyConfig,
+    Passkeys, parse_authentication_response, parse_registration_response,
 };
 #[cfg(feature = "passkeys")]
 pub use passkey_store::{
-    CeremonyId, CeremonyKind, CeremonyRecord, MemoryPasskeyStore, PasskeyStore, StoredPasskey,
+    CeremonyId, CeremonyKind, CeremonyLimits, CeremonyRecord, CeremonyStored, CredentialAdded,
+    MemoryPasskeyStore, PasskeyStore, StoredPasskey,
 };
 #[cfg(feature = "qr")]
 pub use qr::{EnrollmentQr, MAX_PNG_SCALE, QUIET_ZONE};

@@ -9,10 +9,14 @@
 //! `hwk`: without attestation a synced passkey and a security key look alike.)
 
 use crate::Error;
-use crate::passkey_store::{CeremonyId, CeremonyKind, CeremonyRecord, PasskeyStore, StoredPasskey};
+use crate::passkey_store::{
+    CeremonyId, CeremonyKind, CeremonyLimits, CeremonyRecord, CeremonyStored, CredentialAdded,
+    PasskeyStore, StoredPasskey,
+};
+use aws_lc_rs::hmac;
 use mcpsec_access::{AuthMethod, AuthMethods};
 use mcpsec_core::{
-    Actor, EventKind, EventSink, Label, Outcome, ReasonCode, SecretBytes, SecurityEvent,
+    Actor, EventKind, EventSink, Label, Outcome, ReasonCode, SecretBytes, SecurityEvent, Severity,
     SharedClock, UserId,
 };
 use std::sync::Arc;
@@ -20,16 +24,20 @@ use std::time::{Duration, SystemTime};
 use webauthn_rs::prelude::{
     CreationChallengeResponse, Passkey, PasskeyAuthentication, PasskeyRegistration,
     PublicKeyCredential, RegisterPublicKeyCredential, RequestChallengeResponse, Url, Uuid,
-    Webauthn, WebauthnBuilder,
+    Webauthn, WebauthnBuilder, WebauthnError,
 };
 
 /// Largest client response accepted (JSON), for registration or authentication.
 pub const MAX_CLIENT_RESPONSE: usize = 64 * 1024;
 /// Most passkeys one user may register.
 pub const MAX_PASSKEYS_PER_USER: usize = 16;
+/// Longest `name` or `display_name` accepted when starting a registration (bytes).
+pub const MAX_USER_NAME: usize = 256;
+/// Shortest user-handle key accepted (bytes).
+const MIN_HANDLE_KEY: usize = 32;
 
-/// The relying party and ceremony lifetime.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The relying party, the user-handle key and ceremony limits.
+#[derive(Debug, PartialEq, Eq)]
 pub struct PasskeyConfig {
     /// The RP id: the site's domain (`example.com`), which passkeys are bound to.
     pub rp_id: String,
@@ -39,16 +47,43 @@ pub struct PasskeyConfig {
     pub rp_name: String,
     /// How long a started ceremony may be finished (default 5 minutes, at most 10).
     pub ceremony_ttl: Duration,
+    /// How many ceremonies may be open, per user and in total.
+    pub ceremony_limits: CeremonyLimits,
+    /// The server-side key (at least 32 random bytes, kept like any other server secret
+    /// and never rotated casually) under which user ids become WebAuthn user handles:
+    /// `HMAC-SHA256(key, user id)`, truncated to 16 bytes. The handle is stored on the
+    /// authenticator and returned to any site asking for it, so it must not reveal the
+    /// user id, nor let someone who guesses an id confirm it. Changing the key changes
+    /// every user's handle: existing passkeys keep working (they are looked up by
+    /// credential id), but an authenticator may then show two accounts for one user.
+    pub user_handle_key: SecretBytes,
+}
+
+impl Clone for PasskeyConfig {
+    fn clone(&self) -> Self {
+        Self {
+            rp_id: self.rp_id.clone(),
+            rp_origin: self.rp_origin.clone(),
+            rp_name: self.rp_name.clone(),
+            ceremony_ttl: self.ceremony_ttl,
+            ceremony_limits: self.ceremony_limits,
+            user_handle_key: self.user_handle_key.duplicate(),
+        }
+    }
 }
 
 impl PasskeyConfig {
-    /// A configuration for `rp_id` at `rp_origin`, named `rp_name`, 5-minute ceremonies.
-    pub fn new(rp_id: &str, rp_origin: &str, rp_name: &str) -> Self {
+    /// A configuration for `rp_id` at `rp_origin`, named `rp_name`, with user handles keyed
+    /// by `user_handle_key` (32 random bytes or more, stable across restarts), 5-minute
+    /// ceremonies and the default [`CeremonyLimits`].
+    pub fn new(rp_id: &str, rp_origin: &str, rp_name: &str, user_handle_key: SecretBytes) -> Self {
         Self {
             rp_id: rp_id.to_owned(),
             rp_origin: rp_origin.to_owned(),
             rp_name: rp_name.to_owned(),
             ceremony_ttl: Duration::from_secs(300),
+            ceremony_limits: CeremonyLimits::default(),
+            user_handle_key,
         }
     }
 }
@@ -75,11 +110,20 @@ pub struct Passkeys {
     events: Arc<dyn EventSink>,
     clock: SharedClock,
     ttl: Duration,
+    limits: CeremonyLimits,
+    handle_key: hmac::Key,
 }
 
 /// Parses a client response: at most [`MAX_CLIENT_RESPONSE`] bytes of JSON. Public for
 /// the fuzz target; the ceremonies call it.
 pub fn parse_authentication_response(json: &[u8]) -> Result<PublicKeyCredential, Error> {
+    parse(json)
+}
+
+/// Parses a registration response (the `PublicKeyCredential` from
+/// `navigator.credentials.create`): at most [`MAX_CLIENT_RESPONSE`] bytes of JSON. Public
+/// for the fuzz target; the ceremony calls it.
+pub fn parse_registration_response(json: &[u8]) -> Result<RegisterPublicKeyCredential, Error> {
     parse(json)
 }
 
@@ -95,7 +139,9 @@ fn serialize<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, Error> {
 }
 
 impl Passkeys {
-    /// A service for `config`, keeping state in `store`.
+    /// A service for `config`, keeping state in `store`. Refuses a ceremony lifetime over
+    /// 10 minutes, a user-handle key under 32 bytes, and an origin that is not `https`
+    /// (plain `http` only for `localhost`, for development).
     pub fn new(
         config: &PasskeyConfig,
         store: Arc<dyn PasskeyStore>,
@@ -105,8 +151,22 @@ impl Passkeys {
         if config.ceremony_ttl.is_zero() || config.ceremony_ttl > Duration::from_secs(600) {
             return Err(Error::Config("passkey ceremonies last up to 10 minutes"));
         }
+        if config.user_handle_key.len() < MIN_HANDLE_KEY {
+            return Err(Error::Config(
+                "passkeys: the user-handle key is at least 32 bytes",
+            ));
+        }
+        if config.ceremony_limits.per_user == 0 || config.ceremony_limits.total == 0 {
+            return Err(Error::Config("passkeys: ceremony limits must be positive"));
+        }
         let origin = Url::parse(&config.rp_origin)
             .map_err(|_| Error::Config("passkeys: the origin is not a URL"))?;
+        let local = origin.host_str() == Some("localhost");
+        if origin.scheme() != "https" && !(origin.scheme() == "http" && local) {
+            return Err(Error::Config(
+                "passkeys: the origin is https (http only for localhost)",
+            ));
+        }
         let webauthn = WebauthnBuilder::new(&config.rp_id, &origin)
             .and_then(|b| {
                 b.rp_name(&config.rp_name)
@@ -120,18 +180,21 @@ impl Passkeys {
             events,
             clock,
             ttl: config.ceremony_ttl,
+            limits: config.ceremony_limits,
+            handle_key: hmac::Key::new(hmac::HMAC_SHA256, config.user_handle_key.expose_secret()),
         })
     }
 
-    /// The WebAuthn user handle for `user`: the first 16 bytes of SHA-256 over a tag and
-    /// the user id, so authenticators never hold the id itself.
-    fn user_handle(user: &UserId) -> Uuid {
-        let digest = aws_lc_rs::digest::digest(
-            &aws_lc_rs::digest::SHA256,
-            format!("mcpsec-webauthn-user-v1\0{user}").as_bytes(),
+    /// The WebAuthn user handle for `user`: the first 16 bytes of HMAC-SHA256 under the
+    /// server's user-handle key over a tag and the user id, so an authenticator never holds
+    /// the id, and a guessed id cannot be checked against a handle without the key.
+    fn user_handle(&self, user: &UserId) -> Uuid {
+        let tag = hmac::sign(
+            &self.handle_key,
+            format!("mcpsec-webauthn-user-v2\0{user}").as_bytes(),
         );
         let mut bytes = [0u8; 16];
-        for (b, d) in bytes.iter_mut().zip(digest.as_ref()) {
+        for (b, d) in bytes.iter_mut().zip(tag.as_ref()) {
             *b = *d;
         }
         Uuid::from_bytes(bytes)
@@ -167,14 +230,19 @@ impl Passkeys {
             state: SecretBytes::new(state),
             expires_at: now.checked_add(self.ttl).unwrap_or(now),
         };
-        self.store
-            .put_ceremony(&id, record, now)
+        match self
+            .store
+            .put_ceremony(&id, record, now, self.limits)
             .await
-            .map_err(|e| Error::Store(e.0))?;
-        Ok(id)
+            .map_err(|e| Error::Store(e.0))?
+        {
+            CeremonyStored::Stored => Ok(id),
+            _ => Err(Error::TooManyCeremonies),
+        }
     }
 
-    /// Takes the ceremony `id` (single use) and checks it is `kind`, `user`'s, and live.
+    /// Takes the ceremony `id` (single use) if it is `kind` and `user`'s (otherwise it stays
+    /// for its owner), and checks it is live.
     async fn take(
         &self,
         user: &UserId,
@@ -183,7 +251,7 @@ impl Passkeys {
     ) -> Result<SecretBytes, Error> {
         let record = self
             .store
-            .take_ceremony(id)
+            .take_ceremony(id, user, kind)
             .await
             .map_err(|e| Error::Store(e.0))?
             .ok_or(Error::CeremonyUnknown)?;
@@ -193,23 +261,36 @@ impl Passkeys {
         Ok(record.state)
     }
 
-    /// Starts registering a passkey for `user` (`name` and `display_name` are shown by the
-    /// authenticator). Send the options to the browser's `navigator.credentials.create`
-    /// and keep the id for [`finish_registration`](Self::finish_registration).
+    /// Starts registering a passkey for `user` (`name` and `display_name`, 1 to 256 bytes
+    /// without control characters, are shown by the authenticator). Send the options to
+    /// the browser's `navigator.credentials.create` and keep the id for
+    /// [`finish_registration`](Self::finish_registration).
+    ///
+    /// Take `user` from the server-side session, never from the request. When the user
+    /// already has a second factor, adding one is itself a sensitive change: require
+    /// recent MFA (step-up) before calling this.
     pub async fn start_registration(
         &self,
         user: &UserId,
         name: &str,
         display_name: &str,
     ) -> Result<(CeremonyId, CreationChallengeResponse), Error> {
+        let name_ok = |text: &str| {
+            !text.is_empty() && text.len() <= MAX_USER_NAME && !text.chars().any(char::is_control)
+        };
+        if !name_ok(name) || !name_ok(display_name) {
+            return Err(Error::Config(
+                "passkeys: name and display name are 1 to 256 bytes without control characters",
+            ));
+        }
         let existing = self.passkeys(user).await?;
         if existing.len() >= MAX_PASSKEYS_PER_USER {
-            return Err(Error::Config("too many passkeys for this user"));
+            return Err(Error::TooManyPasskeys);
         }
         let exclude = existing.iter().map(|(_, p)| p.cred_id().clone()).collect();
         let (options, state) = self
             .webauthn
-            .start_passkey_registration(Self::user_handle(user), name, display_name, Some(exclude))
+            .start_passkey_registration(self.user_handle(user), name, display_name, Some(exclude))
             .map_err(|_| Error::Config("passkey registration could not start"))?;
         let id = self
             .begin(user, CeremonyKind::Registration, serialize(&state)?)
@@ -219,7 +300,8 @@ impl Passkeys {
 
     /// Finishes registration with the browser's response (JSON of the
     /// `PublicKeyCredential`, at most 64 KiB). Returns the new credential id; reports an
-    /// `authn_mfa_changed` event.
+    /// `authn_mfa_changed` event. The per-user maximum is enforced again here, atomically
+    /// in the store, so concurrent ceremonies cannot exceed it.
     pub async fn finish_registration(
         &self,
         user: &UserId,
@@ -261,7 +343,7 @@ impl Passkeys {
         let state = self.take(user, id, CeremonyKind::Registration).await?;
         let state: PasskeyRegistration =
             serde_json::from_slice(state.expose_secret()).map_err(|_| Error::CeremonyUnknown)?;
-        let response: RegisterPublicKeyCredential = parse(response)?;
+        let response = parse_registration_response(response)?;
         let passkey = self
             .webauthn
             .finish_passkey_registration(&response, &state)
@@ -273,15 +355,16 @@ impl Passkeys {
             passkey: serialize(&passkey)?,
             created_at: self.clock.now(),
         };
-        if !self
+        match self
             .store
-            .add_credential(user, stored)
+            .add_credential(user, stored, MAX_PASSKEYS_PER_USER)
             .await
             .map_err(|e| Error::Store(e.0))?
         {
-            return Err(Error::PasskeyRefused);
+            CredentialAdded::Added => Ok(credential_id),
+            CredentialAdded::TooMany => Err(Error::TooManyPasskeys),
+            _ => Err(Error::PasskeyRefused),
         }
-        Ok(credential_id)
     }
 
     /// Starts authenticating `user` with one of their passkeys. Send the options to
@@ -311,7 +394,8 @@ impl Passkeys {
 
     /// Finishes authentication with the browser's response (JSON, at most 64 KiB). The
     /// signature counter is updated atomically: a response whose counter is not newer
-    /// than the stored one (a cloned authenticator, or a concurrent replay) is refused.
+    /// than the stored one (a cloned authenticator, or a concurrent replay) is refused
+    /// with [`Error::PasskeyCounter`] and reported as a critical `authn_mfa_fail` event.
     pub async fn finish_authentication(
         &self,
         user: &UserId,
@@ -331,14 +415,18 @@ impl Passkeys {
                 .await;
             }
             Err(e) => {
-                self.report(
+                let mut event = self.event(
                     EventKind::AuthnMfaFail,
                     Outcome::Failure,
                     user,
                     Some(reason(e)),
                     "passkey",
-                )
-                .await;
+                );
+                if *e == Error::PasskeyCounter {
+                    // WebAuthn's clone signal: two copies of the private key may exist.
+                    event = event.with_severity(Severity::Critical);
+                }
+                let _ = self.events.record(event).await;
             }
         }
         result
@@ -357,7 +445,10 @@ impl Passkeys {
         let result = self
             .webauthn
             .finish_passkey_authentication(&response, &state)
-            .map_err(|_| Error::PasskeyRefused)?;
+            .map_err(|e| match e {
+                WebauthnError::CredentialPossibleCompromise => Error::PasskeyCounter,
+                _ => Error::PasskeyRefused,
+            })?;
         // The state holds the passkeys as they were at start; read the current one.
         let (stored, mut passkey) = self
             .passkeys(user)
@@ -388,7 +479,8 @@ impl Passkeys {
         })
     }
 
-    /// Removes `user`'s passkey `credential_id`; reports `authn_mfa_changed`.
+    /// Removes `user`'s passkey `credential_id`; reports `authn_mfa_changed`. As with
+    /// registration, take `user` from the session and require recent MFA first.
     pub async fn remove(&self, user: &UserId, credential_id: &[u8]) -> Result<bool, Error> {
         let removed = self
             .store
@@ -416,6 +508,18 @@ impl Passkeys {
         reason: Option<ReasonCode>,
         action: &str,
     ) {
+        let event = self.event(kind, outcome, user, reason, action);
+        let _ = self.events.record(event).await;
+    }
+
+    fn event(
+        &self,
+        kind: EventKind,
+        outcome: Outcome,
+        user: &UserId,
+        reason: Option<ReasonCode>,
+        action: &str,
+    ) -> SecurityEvent {
         let mut event = SecurityEvent::new(kind, outcome, self.clock.now())
             .with_actor(Actor::User { user: user.clone() });
         if let Ok(action) = Label::new(action) {
@@ -424,7 +528,7 @@ impl Passkeys {
         if let Some(reason) = reason {
             event = event.with_reason(reason);
         }
-        let _ = self.events.record(event).await;
+        event
     }
 }
 
@@ -433,6 +537,7 @@ fn reason(error: &Error) -> ReasonCode {
         Error::CeremonyUnknown => ReasonCode::Reused,
         Error::PasskeyCounter => ReasonCode::Replayed,
         Error::NoPasskey => ReasonCode::UnknownCredential,
+        Error::TooManyPasskeys | Error::TooManyCeremonies => ReasonCode::RateLimited,
         _ => ReasonCode::BadSignature,
     }
 }

@@ -6,12 +6,15 @@
 use crate::{Error, StoreError};
 use base64::Engine as _;
 use mcpsec_core::{SecretBytes, UserId};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
 
 /// Longest ceremony id accepted from a client.
 const MAX_CEREMONY_ID: usize = 64;
+/// Most expired ceremonies [`MemoryPasskeyStore`] drops per `put_ceremony`, so one call
+/// never walks the whole table.
+const PRUNE_BATCH: usize = 64;
 
 /// Names one registration or authentication ceremony between its start and its finish:
 /// 256 random bits, base64url. Given to the client; not a secret by itself (the
@@ -55,7 +58,7 @@ impl std::fmt::Display for CeremonyId {
 }
 
 /// Which ceremony a stored state belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CeremonyKind {
     /// Registering a new passkey.
     Registration,
@@ -91,34 +94,92 @@ pub struct StoredPasskey {
     pub created_at: SystemTime,
 }
 
+/// How many ceremonies a store keeps open: per user (the oldest is dropped to make room,
+/// so a user who starts many ceremonies only loses their own old ones) and in total (a new
+/// one is refused when the store is full of live ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CeremonyLimits {
+    /// Open ceremonies per user (default 8).
+    pub per_user: usize,
+    /// Open ceremonies across all users (default 100 000).
+    pub total: usize,
+}
+
+impl Default for CeremonyLimits {
+    fn default() -> Self {
+        Self {
+            per_user: 8,
+            total: 100_000,
+        }
+    }
+}
+
+/// What [`PasskeyStore::put_ceremony`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CeremonyStored {
+    /// Stored (possibly after dropping the user's oldest ceremony).
+    Stored,
+    /// Refused: the store holds [`CeremonyLimits::total`] live ceremonies.
+    Full,
+}
+
+/// What [`PasskeyStore::add_credential`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CredentialAdded {
+    /// Registered.
+    Added,
+    /// Refused, no change: the credential id is already registered (to anyone).
+    DuplicateId,
+    /// Refused, no change: the user already has the maximum number of passkeys.
+    TooMany,
+}
+
 /// Storage for passkeys and ceremony state.
 ///
 /// Atomicity each backend must give (the conformance suite in `mcpsec_mfa::testkit`
 /// checks it): [`take_ceremony`](PasskeyStore::take_ceremony) returns a record to exactly
-/// one of any number of concurrent callers; [`add_credential`](PasskeyStore::add_credential)
-/// refuses a credential id already registered to anyone; and
+/// one of any number of concurrent callers, and only to a caller naming its user and kind;
+/// [`put_ceremony`](PasskeyStore::put_ceremony) enforces [`CeremonyLimits`];
+/// [`add_credential`](PasskeyStore::add_credential) refuses a credential id already
+/// registered to anyone and enforces the per-user maximum in the same step, so of
+/// concurrent registrations exactly the ones that fit win; and
 /// [`update_credential`](PasskeyStore::update_credential) is a compare-and-set on the
 /// counter, so of concurrent updates with the same counter exactly one wins.
 #[async_trait::async_trait]
 pub trait PasskeyStore: Send + Sync + std::fmt::Debug {
-    /// Stores a ceremony under `id`; the backend may drop records expired at `now`.
+    /// Stores a ceremony under `id` within `limits`: when the user already has
+    /// `limits.per_user` open ceremonies the oldest is dropped; when the store holds
+    /// `limits.total` live ones the new one is refused ([`CeremonyStored::Full`]). The
+    /// backend may drop records expired at `now` (a bounded amount of work per call).
     async fn put_ceremony(
         &self,
         id: &CeremonyId,
         record: CeremonyRecord,
         now: SystemTime,
-    ) -> Result<(), StoreError>;
+        limits: CeremonyLimits,
+    ) -> Result<CeremonyStored, StoreError>;
 
-    /// Removes and returns the ceremony `id`, atomically (single use).
-    async fn take_ceremony(&self, id: &CeremonyId) -> Result<Option<CeremonyRecord>, StoreError>;
+    /// Removes and returns the ceremony `id`, atomically (single use), if it belongs to
+    /// `user` and is of `kind`; otherwise returns `None` and leaves it in place, so a
+    /// finish by the wrong user cannot burn another user's ceremony.
+    async fn take_ceremony(
+        &self,
+        id: &CeremonyId,
+        user: &UserId,
+        kind: CeremonyKind,
+    ) -> Result<Option<CeremonyRecord>, StoreError>;
 
-    /// Registers `passkey` for `user`; `false` (and no change) if its credential id is
-    /// already registered, to this user or another.
+    /// Registers `passkey` for `user` unless its credential id is already registered (to
+    /// this user or another) or the user already has `max` passkeys; checked and stored
+    /// atomically.
     async fn add_credential(
         &self,
         user: &UserId,
         passkey: StoredPasskey,
-    ) -> Result<bool, StoreError>;
+        max: usize,
+    ) -> Result<CredentialAdded, StoreError>;
 
     /// The user's passkeys.
     async fn credentials(&self, user: &UserId) -> Result<Vec<StoredPasskey>, StoreError>;
@@ -140,13 +201,54 @@ pub trait PasskeyStore: Send + Sync + std::fmt::Debug {
     ) -> Result<bool, StoreError>;
 }
 
-#[derive(Debug, Default)]
-struct Inner {
-    ceremonies: HashMap<CeremonyId, CeremonyRecord>,
-    passkeys: HashMap<UserId, Vec<StoredPasskey>>,
+/// A stored ceremony and its place in the indexes.
+#[derive(Debug)]
+struct Open {
+    record: CeremonyRecord,
+    seq: u64,
 }
 
-/// In-memory [`PasskeyStore`].
+#[derive(Debug, Default)]
+struct Inner {
+    ceremonies: HashMap<CeremonyId, Open>,
+    /// Expiry order, for bounded pruning.
+    by_expiry: BTreeMap<(SystemTime, u64), CeremonyId>,
+    /// Each user's open ceremonies, oldest first (at most `per_user`).
+    by_user: HashMap<UserId, VecDeque<CeremonyId>>,
+    seq: u64,
+    passkeys: HashMap<UserId, Vec<StoredPasskey>>,
+    /// Which user holds each credential id (unique across users).
+    owners: HashMap<Vec<u8>, UserId>,
+}
+
+impl Inner {
+    /// Removes ceremony `id` from the table and both indexes.
+    fn remove_ceremony(&mut self, id: &CeremonyId) -> Option<CeremonyRecord> {
+        let open = self.ceremonies.remove(id)?;
+        self.by_expiry.remove(&(open.record.expires_at, open.seq));
+        if let Some(list) = self.by_user.get_mut(&open.record.user) {
+            list.retain(|c| c != id);
+            if list.is_empty() {
+                self.by_user.remove(&open.record.user);
+            }
+        }
+        Some(open.record)
+    }
+
+    /// Drops up to [`PRUNE_BATCH`] ceremonies expired at `now`, earliest first.
+    fn prune(&mut self, now: SystemTime) {
+        for _ in 0..PRUNE_BATCH {
+            let expired = match self.by_expiry.first_key_value() {
+                Some(((expires_at, _), id)) if *expires_at <= now => id.clone(),
+                _ => break,
+            };
+            self.remove_ceremony(&expired);
+        }
+    }
+}
+
+/// In-memory [`PasskeyStore`]. Ceremonies are indexed by expiry and by user, so storing
+/// one costs O(log n) and never walks the whole table.
 #[derive(Debug, Default)]
 pub struct MemoryPasskeyStore {
     inner: Mutex<Inner>,
@@ -156,6 +258,11 @@ impl MemoryPasskeyStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many ceremonies are held (live or expired but not yet pruned).
+    pub fn open_ceremonies(&self) -> usize {
+        self.lock().ceremonies.len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -170,37 +277,76 @@ impl PasskeyStore for MemoryPasskeyStore {
         id: &CeremonyId,
         record: CeremonyRecord,
         now: SystemTime,
-    ) -> Result<(), StoreError> {
+        limits: CeremonyLimits,
+    ) -> Result<CeremonyStored, StoreError> {
         let mut inner = self.lock();
-        inner.ceremonies.retain(|_, r| r.expires_at > now);
-        inner.ceremonies.insert(id.clone(), record);
-        Ok(())
+        inner.prune(now);
+        // A colliding id (2^-256) replaces the old record rather than corrupting indexes.
+        inner.remove_ceremony(id);
+        let held = inner.by_user.get(&record.user).map_or(0, VecDeque::len);
+        if held >= limits.per_user.max(1) {
+            let oldest = inner
+                .by_user
+                .get(&record.user)
+                .and_then(|list| list.front().cloned());
+            if let Some(oldest) = oldest {
+                inner.remove_ceremony(&oldest);
+            }
+        } else if inner.ceremonies.len() >= limits.total {
+            return Ok(CeremonyStored::Full);
+        }
+        inner.seq = inner.seq.wrapping_add(1);
+        let seq = inner.seq;
+        inner.by_expiry.insert((record.expires_at, seq), id.clone());
+        inner
+            .by_user
+            .entry(record.user.clone())
+            .or_default()
+            .push_back(id.clone());
+        inner.ceremonies.insert(id.clone(), Open { record, seq });
+        Ok(CeremonyStored::Stored)
     }
 
-    async fn take_ceremony(&self, id: &CeremonyId) -> Result<Option<CeremonyRecord>, StoreError> {
-        Ok(self.lock().ceremonies.remove(id))
+    async fn take_ceremony(
+        &self,
+        id: &CeremonyId,
+        user: &UserId,
+        kind: CeremonyKind,
+    ) -> Result<Option<CeremonyRecord>, StoreError> {
+        let mut inner = self.lock();
+        let matches = inner
+            .ceremonies
+            .get(id)
+            .is_some_and(|open| &open.record.user == user && open.record.kind == kind);
+        Ok(if matches {
+            inner.remove_ceremony(id)
+        } else {
+            None
+        })
     }
 
     async fn add_credential(
         &self,
         user: &UserId,
         passkey: StoredPasskey,
-    ) -> Result<bool, StoreError> {
+        max: usize,
+    ) -> Result<CredentialAdded, StoreError> {
         let mut inner = self.lock();
-        let taken = inner
-            .passkeys
-            .values()
-            .flatten()
-            .any(|p| p.credential_id == passkey.credential_id);
-        if taken {
-            return Ok(false);
+        if inner.owners.contains_key(&passkey.credential_id) {
+            return Ok(CredentialAdded::DuplicateId);
         }
+        if inner.passkeys.get(user).map_or(0, Vec::len) >= max {
+            return Ok(CredentialAdded::TooMany);
+        }
+        inner
+            .owners
+            .insert(passkey.credential_id.clone(), user.clone());
         inner
             .passkeys
             .entry(user.clone())
             .or_default()
             .push(passkey);
-        Ok(true)
+        Ok(CredentialAdded::Added)
     }
 
     async fn credentials(&self, user: &UserId) -> Result<Vec<StoredPasskey>, StoreError> {
@@ -238,6 +384,13 @@ impl PasskeyStore for MemoryPasskeyStore {
         };
         let before = list.len();
         list.retain(|p| p.credential_id != credential_id);
-        Ok(list.len() != before)
+        let removed = list.len() != before;
+        if list.is_empty() {
+            inner.passkeys.remove(user);
+        }
+        if removed {
+            inner.owners.remove(credential_id);
+        }
+        Ok(removed)
     }
 }

@@ -29,6 +29,7 @@ const MAX_BODY: usize = 16 * 1024;
 
 /// How the connection to the SMTP server is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SmtpTls {
     /// TLS from the first byte (SMTPS, usually port 465).
     Implicit,
@@ -224,6 +225,8 @@ impl SmtpEmailSender {
             .template
             .subject
             .replace(PURPOSE_PLACEHOLDER, purpose.as_str());
+        // Zeroizes this copy of the body only: lettre's `Message` takes its own `String`,
+        // which is not zeroized (see SECURITY.md, "Not guaranteed").
         let body = Zeroizing::new(
             self.template
                 .body

@@ -1,10 +1,14 @@
 //! Step-up: administrative actions require recent multi-factor authentication.
 //!
 //! Default: every action that needs an `*:admin` scope or the org admin role
-//! ([`Action::is_admin`]) requires MFA (TOTP, a passkey, or an `mfa` amr) within the last
-//! 15 minutes. A passkey authentication (feature `passkeys`) reports `swk` and `mfa`: it
-//! is phishing-resistant and user-verified, and either value satisfies the policy. Email codes are a weaker factor (NIST SP 800-63B) and do not count unless
-//! the host turns on [`StepUpPolicy::danger_accept_email_codes_for_admin_actions`].
+//! ([`Action::is_admin`]) requires MFA within the last 15 minutes: the `amr` holds `mfa`
+//! (a passkey, feature `passkeys`, reports `swk` + `mfa`: phishing-resistant and
+//! user-verified) or `otp` (a TOTP code, a second factor on top of the session's first).
+//! `swk` or `hwk` alone does not count: RFC 8176 defines them as proof of possession of a
+//! key, one factor, which says nothing about user verification.
+//!
+//! Email codes are a weaker factor (NIST SP 800-63B) and do not count unless the host
+//! turns on [`StepUpPolicy::danger_accept_email_codes_for_admin_actions`].
 
 use mcpsec_access::{Action, AuthMethod, Principal};
 use std::collections::HashMap;
@@ -95,14 +99,10 @@ impl StepUpPolicy {
             return Ok(());
         };
         let auth = principal.authentication();
-        let strong = [
-            AuthMethod::Otp,
-            AuthMethod::Hwk,
-            AuthMethod::Swk,
-            AuthMethod::Mfa,
-        ]
-        .into_iter()
-        .any(|m| auth.methods.contains(m))
+        // `swk`/`hwk` alone prove possession of a key only (RFC 8176): not multi-factor.
+        let strong = [AuthMethod::Otp, AuthMethod::Mfa]
+            .into_iter()
+            .any(|m| auth.methods.contains(m))
             || (self.accept_email && auth.methods.contains(AuthMethod::Email));
         let recent = now
             .duration_since(auth.at)

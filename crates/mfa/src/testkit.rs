@@ -202,20 +202,28 @@ where
 }
 
 /// Checks a [`PasskeyStore`](crate::PasskeyStore) (features `testkit` and `passkeys`):
-/// ceremonies are single use (`passkey_ceremony_finished_32_times_concurrently_succeeds_once`),
-/// credential ids are unique across users, the counter update is a compare-and-set
-/// (32 concurrent updates to the same counter, exactly one wins), and removal.
+/// ceremonies are single use (`passkey_ceremony_finished_32_times_concurrently_succeeds_once`)
+/// and only taken by their user and kind; ceremony limits (per user, oldest dropped; in
+/// total, new refused; expired ones make room); credential ids are unique across users
+/// (32 concurrent registrations of one id by 32 users, exactly one wins); the per-user
+/// maximum holds under 32 concurrent registrations; the counter update is a
+/// compare-and-set (32 concurrent updates to the same counter, exactly one wins); removal.
 #[cfg(feature = "passkeys")]
 pub async fn passkey_store_conformance<F>(make: F)
 where
     F: Fn() -> Arc<dyn crate::PasskeyStore>,
 {
-    use crate::{CeremonyId, CeremonyKind, CeremonyRecord, StoredPasskey};
+    use crate::{
+        CeremonyId, CeremonyKind, CeremonyLimits, CeremonyRecord, CeremonyStored, CredentialAdded,
+        StoredPasskey,
+    };
     use mcpsec_core::SecretBytes;
     use std::time::{Duration, UNIX_EPOCH};
     let t = |s: u64| UNIX_EPOCH + Duration::from_secs(1_767_225_600 + s);
     let alice = UserId::new("alice").unwrap();
     let bob = UserId::new("bob").unwrap();
+    let auth = CeremonyKind::Authentication;
+    let limits = CeremonyLimits::default();
     let ceremony = |user: &UserId, expires: u64| CeremonyRecord {
         user: user.clone(),
         kind: CeremonyKind::Authentication,
@@ -228,30 +236,179 @@ where
         passkey: vec![id, u8::try_from(counter % 256).unwrap()],
         created_at: t(0),
     };
+    const MAX: usize = 16;
 
     let store = make();
     let id = CeremonyId::generate().unwrap();
-    assert!(store.take_ceremony(&id).await.unwrap().is_none());
-    store
-        .put_ceremony(&id, ceremony(&alice, 300), t(0))
-        .await
-        .unwrap();
+    assert!(
+        store
+            .take_ceremony(&id, &alice, auth)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(
-        store.take_ceremony(&id).await.unwrap(),
-        Some(ceremony(&alice, 300)),
-        "the record comes back as stored"
+        store
+            .put_ceremony(&id, ceremony(&alice, 300), t(0), limits)
+            .await
+            .unwrap(),
+        CeremonyStored::Stored
     );
     assert!(
-        store.take_ceremony(&id).await.unwrap().is_none(),
+        store
+            .take_ceremony(&id, &bob, auth)
+            .await
+            .unwrap()
+            .is_none(),
+        "another user's finish does not take it"
+    );
+    assert!(
+        store
+            .take_ceremony(&id, &alice, CeremonyKind::Registration)
+            .await
+            .unwrap()
+            .is_none(),
+        "the other kind does not take it"
+    );
+    assert_eq!(
+        store.take_ceremony(&id, &alice, auth).await.unwrap(),
+        Some(ceremony(&alice, 300)),
+        "the record comes back as stored, to its owner, after the wrong tries"
+    );
+    assert!(
+        store
+            .take_ceremony(&id, &alice, auth)
+            .await
+            .unwrap()
+            .is_none(),
         "single use"
     );
 
-    assert!(store.credentials(&alice).await.unwrap().is_empty());
-    assert!(store.add_credential(&alice, passkey(1, 0)).await.unwrap());
-    assert!(store.add_credential(&alice, passkey(2, 5)).await.unwrap());
+    // Ceremony limits: per user the oldest goes; in total a new one is refused until
+    // expired ones are pruned.
+    let limited = make();
+    let small = CeremonyLimits {
+        per_user: 2,
+        total: 3,
+    };
+    let ids = [
+        CeremonyId::generate().unwrap(),
+        CeremonyId::generate().unwrap(),
+        CeremonyId::generate().unwrap(),
+    ];
+    let [first, second, _] = &ids;
+    for id in &ids {
+        assert_eq!(
+            limited
+                .put_ceremony(id, ceremony(&alice, 300), t(0), small)
+                .await
+                .unwrap(),
+            CeremonyStored::Stored
+        );
+    }
     assert!(
-        !store.add_credential(&bob, passkey(1, 0)).await.unwrap(),
+        limited
+            .take_ceremony(first, &alice, auth)
+            .await
+            .unwrap()
+            .is_none(),
+        "the oldest of a user's ceremonies is dropped past the per-user limit"
+    );
+    let carol = UserId::new("carol").unwrap();
+    let dave = UserId::new("dave").unwrap();
+    let (c1, d1, d2) = (
+        CeremonyId::generate().unwrap(),
+        CeremonyId::generate().unwrap(),
+        CeremonyId::generate().unwrap(),
+    );
+    assert_eq!(
+        limited
+            .put_ceremony(&c1, ceremony(&carol, 100), t(0), small)
+            .await
+            .unwrap(),
+        CeremonyStored::Stored
+    );
+    assert_eq!(
+        limited
+            .put_ceremony(&d1, ceremony(&dave, 300), t(0), small)
+            .await
+            .unwrap(),
+        CeremonyStored::Full,
+        "a full store refuses a new ceremony"
+    );
+    assert!(
+        limited
+            .take_ceremony(&d1, &dave, auth)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        limited
+            .take_ceremony(second, &alice, auth)
+            .await
+            .unwrap()
+            .is_some(),
+        "a refused put drops nothing"
+    );
+    limited
+        .put_ceremony(second, ceremony(&alice, 300), t(0), small)
+        .await
+        .unwrap();
+    assert_eq!(
+        limited
+            .put_ceremony(&d2, ceremony(&dave, 400), t(100), small)
+            .await
+            .unwrap(),
+        CeremonyStored::Stored,
+        "an expired ceremony makes room"
+    );
+    assert!(
+        limited
+            .take_ceremony(&d2, &dave, auth)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    assert!(store.credentials(&alice).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .add_credential(&alice, passkey(1, 0), MAX)
+            .await
+            .unwrap(),
+        CredentialAdded::Added
+    );
+    assert_eq!(
+        store
+            .add_credential(&alice, passkey(2, 5), MAX)
+            .await
+            .unwrap(),
+        CredentialAdded::Added
+    );
+    assert_eq!(
+        store
+            .add_credential(&bob, passkey(1, 0), MAX)
+            .await
+            .unwrap(),
+        CredentialAdded::DuplicateId,
         "a credential id belongs to one user"
+    );
+    assert_eq!(
+        store
+            .add_credential(&alice, passkey(1, 0), MAX)
+            .await
+            .unwrap(),
+        CredentialAdded::DuplicateId,
+        "and is registered once"
+    );
+    assert_eq!(
+        store
+            .add_credential(&alice, passkey(3, 0), 2)
+            .await
+            .unwrap(),
+        CredentialAdded::TooMany,
+        "the per-user maximum"
     );
     assert!(store.credentials(&bob).await.unwrap().is_empty());
     assert_eq!(store.credentials(&alice).await.unwrap().len(), 2);
@@ -295,18 +452,35 @@ where
     assert!(store.remove_credential(&alice, &[1; 16]).await.unwrap());
     assert!(!store.remove_credential(&alice, &[1; 16]).await.unwrap());
     assert_eq!(store.credentials(&alice).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .add_credential(&bob, passkey(1, 0), MAX)
+            .await
+            .unwrap(),
+        CredentialAdded::Added,
+        "a removed credential id may be registered again"
+    );
 
     let shared = make();
     let race = CeremonyId::generate().unwrap();
     shared
-        .put_ceremony(&race, ceremony(&alice, 300), t(0))
+        .put_ceremony(&race, ceremony(&alice, 300), t(0), limits)
         .await
         .unwrap();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..32 {
         let s = Arc::clone(&shared);
         let id = race.clone();
-        tasks.spawn(async move { s.take_ceremony(&id).await.unwrap().is_some() });
+        tasks.spawn(async move {
+            s.take_ceremony(
+                &id,
+                &UserId::new("alice").unwrap(),
+                CeremonyKind::Authentication,
+            )
+            .await
+            .unwrap()
+            .is_some()
+        });
     }
     let mut wins = 0;
     while let Some(won) = tasks.join_next().await {
@@ -317,7 +491,58 @@ where
         "exactly one of 32 concurrent finishes takes the ceremony"
     );
 
-    shared.add_credential(&bob, passkey(7, 10)).await.unwrap();
+    // One credential id registered by 32 users at once: exactly one wins.
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..32 {
+        let s = Arc::clone(&shared);
+        tasks.spawn(async move {
+            let user = UserId::new(format!("racer{n}")).unwrap();
+            s.add_credential(&user, passkey(42, 0), MAX).await.unwrap() == CredentialAdded::Added
+        });
+    }
+    let mut wins = 0;
+    while let Some(won) = tasks.join_next().await {
+        wins += usize::from(won.expect("task"));
+    }
+    assert_eq!(
+        wins, 1,
+        "exactly one of 32 concurrent registrations of one credential id wins"
+    );
+
+    // 32 different credentials for one user at once, with a maximum of 4: exactly 4 win.
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..32u8 {
+        let s = Arc::clone(&shared);
+        tasks.spawn(async move {
+            s.add_credential(&UserId::new("erin").unwrap(), passkey(100 + n, 0), 4)
+                .await
+                .unwrap()
+        });
+    }
+    let (mut added, mut too_many) = (0, 0);
+    while let Some(outcome) = tasks.join_next().await {
+        let outcome = outcome.expect("task");
+        added += usize::from(outcome == CredentialAdded::Added);
+        too_many += usize::from(outcome == CredentialAdded::TooMany);
+    }
+    assert_eq!(
+        (added, too_many),
+        (4, 28),
+        "the per-user maximum holds under concurrency"
+    );
+    assert_eq!(
+        shared
+            .credentials(&UserId::new("erin").unwrap())
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+
+    shared
+        .add_credential(&bob, passkey(7, 10), MAX)
+        .await
+        .unwrap();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..32 {
         let s = Arc::clone(&shared);

@@ -19,10 +19,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use mcpsec_access::{
     Action, AuthMethod, Authentication, CredentialKind, Principal, Role, ScopeSet,
 };
-use mcpsec_core::{Clock, EventKind, ManualClock, MemorySink, OrgId, UserId};
+use mcpsec_core::{
+    Clock, EventKind, ManualClock, MemorySink, OrgId, SecretBytes, Severity, UserId,
+};
 use mcpsec_mfa::webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse};
 use mcpsec_mfa::{
-    CeremonyId, Error, MemoryPasskeyStore, PasskeyConfig, PasskeyStore, Passkeys, StepUpPolicy,
+    CeremonyId, CeremonyLimits, Error, MAX_PASSKEYS_PER_USER, MAX_USER_NAME, MemoryPasskeyStore,
+    PasskeyConfig, PasskeyStore, Passkeys, StepUpPolicy,
 };
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -37,6 +40,10 @@ struct SoftAuthenticator {
     credential_id: Vec<u8>,
     counter: u32,
     origin: String,
+    /// The RP id whose hash goes in authenticatorData.
+    rp_id: String,
+    /// Whether the UV flag is set (user verification performed).
+    user_verified: bool,
 }
 
 impl SoftAuthenticator {
@@ -49,6 +56,8 @@ impl SoftAuthenticator {
             credential_id,
             counter: 0,
             origin: origin.to_owned(),
+            rp_id: RP_ID.to_owned(),
+            user_verified: true,
         }
     }
 
@@ -64,8 +73,9 @@ impl SoftAuthenticator {
 
     /// rpIdHash, flags (UP | UV, and AT when attesting), the counter.
     fn auth_data(&self, attested: bool) -> Vec<u8> {
-        let mut data = digest(&SHA256, RP_ID.as_bytes()).as_ref().to_vec();
-        data.push(if attested { 0x45 } else { 0x05 });
+        let mut data = digest(&SHA256, self.rp_id.as_bytes()).as_ref().to_vec();
+        let flags = if self.user_verified { 0x05 } else { 0x01 };
+        data.push(if attested { flags | 0x40 } else { flags });
         data.extend_from_slice(&self.counter.to_be_bytes());
         data
     }
@@ -168,12 +178,23 @@ struct Fixture {
     user: UserId,
 }
 
+const HANDLE_KEY: [u8; 32] = [7; 32];
+
+fn config() -> PasskeyConfig {
+    PasskeyConfig::new(
+        RP_ID,
+        ORIGIN,
+        "Example",
+        SecretBytes::from_slice(&HANDLE_KEY),
+    )
+}
+
 fn fixture() -> Fixture {
     let store = Arc::new(MemoryPasskeyStore::new());
     let events = Arc::new(MemorySink::new());
     let clock = ManualClock::at_unix(1_767_225_600);
     let passkeys = Passkeys::new(
-        &PasskeyConfig::new(RP_ID, ORIGIN, "Example"),
+        &config(),
         store.clone(),
         events.clone(),
         Arc::new(clock.clone()),
@@ -303,11 +324,22 @@ async fn a_cloned_authenticator_is_refused_by_its_counter() {
     // Same counter again, on a fresh ceremony: a clone, or a replayed signing.
     let (second, options) = f.passkeys.start_authentication(&f.user).await.unwrap();
     let cloned = authenticator.sign(&options);
-    assert!(
+    assert_eq!(
         f.passkeys
             .finish_authentication(&f.user, &second, &cloned)
-            .await
-            .is_err()
+            .await,
+        Err(Error::PasskeyCounter)
+    );
+    let last = f.events.events().last().cloned().unwrap();
+    assert_eq!(
+        (last.kind, last.severity),
+        (EventKind::AuthnMfaFail, Severity::Critical),
+        "a possible clone is a critical event"
+    );
+    let stored = f.store.credentials(&f.user).await.unwrap();
+    assert_eq!(
+        stored[0].counter, 1,
+        "the counter is not moved by the clone"
     );
 }
 
@@ -330,6 +362,8 @@ async fn two_ceremonies_racing_on_one_counter_update_once() {
         .await;
     assert!(ok_a.is_ok());
     assert_eq!(ok_b, Err(Error::PasskeyCounter));
+    let last = f.events.events().last().cloned().unwrap();
+    assert_eq!(last.severity, Severity::Critical);
 }
 
 #[tokio::test]
@@ -441,4 +475,480 @@ async fn a_credential_id_cannot_be_registered_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_passkey_store_conformance() {
     mcpsec_mfa::testkit::passkey_store_conformance(|| Arc::new(MemoryPasskeyStore::new())).await;
+}
+
+#[tokio::test]
+async fn user_verification_is_required_for_registration_and_authentication() {
+    let f = fixture();
+    // Registration with UP only (flags 0x41: UP | AT, no UV).
+    let mut unverified = SoftAuthenticator::new(ORIGIN);
+    unverified.user_verified = false;
+    let (id, options) = f
+        .passkeys
+        .start_registration(&f.user, "ada", "Ada")
+        .await
+        .unwrap();
+    let response = unverified.register(&options);
+    assert_eq!(
+        f.passkeys
+            .finish_registration(&f.user, &id, &response)
+            .await,
+        Err(Error::PasskeyRefused)
+    );
+    assert!(f.store.credentials(&f.user).await.unwrap().is_empty());
+
+    // Authentication with UP only (flags 0x01).
+    let mut authenticator = registered(&f).await;
+    authenticator.user_verified = false;
+    let (id, options) = f.passkeys.start_authentication(&f.user).await.unwrap();
+    let response = authenticator.assert(&options);
+    assert_eq!(
+        f.passkeys
+            .finish_authentication(&f.user, &id, &response)
+            .await,
+        Err(Error::PasskeyRefused)
+    );
+}
+
+#[tokio::test]
+async fn a_response_to_another_ceremonys_challenge_is_refused() {
+    let f = fixture();
+    let mut authenticator = registered(&f).await;
+    let (a, options_a) = f.passkeys.start_authentication(&f.user).await.unwrap();
+    let (b, _options_b) = f.passkeys.start_authentication(&f.user).await.unwrap();
+    let for_a = authenticator.assert(&options_a);
+    assert_eq!(
+        f.passkeys.finish_authentication(&f.user, &b, &for_a).await,
+        Err(Error::PasskeyRefused),
+        "authentication: A's response finished against B"
+    );
+    assert!(
+        f.passkeys
+            .finish_authentication(&f.user, &a, &for_a)
+            .await
+            .is_ok(),
+        "A itself is untouched"
+    );
+
+    let mut second = SoftAuthenticator::new(ORIGIN);
+    let (a, options_a) = f
+        .passkeys
+        .start_registration(&f.user, "ada", "Ada")
+        .await
+        .unwrap();
+    let (b, _) = f
+        .passkeys
+        .start_registration(&f.user, "ada", "Ada")
+        .await
+        .unwrap();
+    let for_a = second.register(&options_a);
+    assert_eq!(
+        f.passkeys.finish_registration(&f.user, &b, &for_a).await,
+        Err(Error::PasskeyRefused),
+        "registration: A's response finished against B"
+    );
+    assert!(
+        f.passkeys
+            .finish_registration(&f.user, &a, &for_a)
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_rp_id_hash_is_refused() {
+    let f = fixture();
+    let mut elsewhere = SoftAuthenticator::new(ORIGIN);
+    elsewhere.rp_id = "evil.example".to_owned();
+    let (id, options) = f
+        .passkeys
+        .start_registration(&f.user, "ada", "Ada")
+        .await
+        .unwrap();
+    let response = elsewhere.register(&options);
+    assert_eq!(
+        f.passkeys
+            .finish_registration(&f.user, &id, &response)
+            .await,
+        Err(Error::PasskeyRefused),
+        "registration"
+    );
+
+    let mut authenticator = registered(&f).await;
+    authenticator.rp_id = "evil.example".to_owned();
+    let (id, options) = f.passkeys.start_authentication(&f.user).await.unwrap();
+    let response = authenticator.assert(&options);
+    assert_eq!(
+        f.passkeys
+            .finish_authentication(&f.user, &id, &response)
+            .await,
+        Err(Error::PasskeyRefused),
+        "authentication"
+    );
+}
+
+#[tokio::test]
+async fn a_phishing_origin_is_refused_at_registration() {
+    let f = fixture();
+    let mut phished = SoftAuthenticator::new("https://examp1e.com");
+    let (id, options) = f
+        .passkeys
+        .start_registration(&f.user, "ada", "Ada")
+        .await
+        .unwrap();
+    let response = phished.register(&options);
+    assert_eq!(
+        f.passkeys
+            .finish_registration(&f.user, &id, &response)
+            .await,
+        Err(Error::PasskeyRefused)
+    );
+    assert!(f.store.credentials(&f.user).await.unwrap().is_empty());
+    let last = f.events.events().last().cloned().unwrap();
+    assert_eq!(last.kind, EventKind::AuthnMfaFail);
+}
+
+#[tokio::test]
+async fn a_registration_ceremony_is_single_use_and_expires() {
+    let f = fixture();
+    let mut authenticator = SoftAuthenticator::new(ORIGIN);
+    let (id, options) = f
+        .passkeys
+        .start_registration(&f.user, "ada", "Ada")
+        .await
+        .unwrap();
+    let response = authenticator.register(&options);
+    f.passkeys
+        .finish_registration(&f.user, &id, &response)
+        .await
+        .unwrap();
+    assert_eq!(
+        f.passkeys
+            .finish_registration(&f.user, &id, &response)
+            .await,
+        Err(Error::CeremonyUnknown),
+        "single use"
+    );
+
+    let mut late = SoftAuthenticator::new(ORIGIN);
+    let (id, options) = f
+        .passkeys
+        .start_registration(&f.user, "ada", "Ada")
+        .await
+        .unwrap();
+    let response = late.register(&options);
+    f.clock.advance(Duration::from_secs(301));
+    assert_eq!(
+        f.passkeys
+            .finish_registration(&f.user, &id, &response)
+            .await,
+        Err(Error::CeremonyUnknown),
+        "expired"
+    );
+    assert_eq!(f.store.credentials(&f.user).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_passkey_cap_holds_across_concurrent_ceremonies() {
+    let f = fixture();
+    for _ in 1..MAX_PASSKEYS_PER_USER {
+        registered(&f).await;
+    }
+    // One slot left; two ceremonies both started under the cap.
+    let (a, options_a) = f
+        .passkeys
+        .start_registration(&f.user, "ada", "Ada")
+        .await
+        .unwrap();
+    let (b, options_b) = f
+        .passkeys
+        .start_registration(&f.user, "ada", "Ada")
+        .await
+        .unwrap();
+    let response_a = SoftAuthenticator::new(ORIGIN).register(&options_a);
+    let response_b = SoftAuthenticator::new(ORIGIN).register(&options_b);
+    assert!(
+        f.passkeys
+            .finish_registration(&f.user, &a, &response_a)
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        f.passkeys
+            .finish_registration(&f.user, &b, &response_b)
+            .await,
+        Err(Error::TooManyPasskeys)
+    );
+    assert_eq!(
+        f.store.credentials(&f.user).await.unwrap().len(),
+        MAX_PASSKEYS_PER_USER
+    );
+    assert_eq!(
+        f.passkeys
+            .start_registration(&f.user, "ada", "Ada")
+            .await
+            .map(|_| ()),
+        Err(Error::TooManyPasskeys)
+    );
+}
+
+fn user_handle(options: &CreationChallengeResponse) -> String {
+    let options = serde_json::to_value(options).unwrap();
+    options["publicKey"]["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn user_handles_are_keyed_and_stable() {
+    let f = fixture();
+    let (_, first) = f
+        .passkeys
+        .start_registration(&f.user, "ada", "Ada")
+        .await
+        .unwrap();
+    let (_, again) = f
+        .passkeys
+        .start_registration(&f.user, "ada", "Ada")
+        .await
+        .unwrap();
+    let handle = user_handle(&first);
+    assert_eq!(handle, user_handle(&again), "stable for a user");
+    let bytes = B64.decode(&handle).unwrap();
+    assert_eq!(bytes.len(), 16);
+    assert!(!handle.contains("ada") && !bytes.windows(3).any(|w| w == b"ada"));
+    let unkeyed = digest(&SHA256, b"mcpsec-webauthn-user-v1\0ada");
+    assert_ne!(
+        bytes,
+        unkeyed.as_ref()[..16],
+        "not an unkeyed hash of the id"
+    );
+
+    let mut other = config();
+    other.user_handle_key = SecretBytes::from_slice(&[8; 32]);
+    let elsewhere = Passkeys::new(
+        &other,
+        Arc::new(MemoryPasskeyStore::new()),
+        Arc::new(MemorySink::new()),
+        Arc::new(f.clock.clone()),
+    )
+    .unwrap();
+    let (_, keyed) = elsewhere
+        .start_registration(&f.user, "ada", "Ada")
+        .await
+        .unwrap();
+    assert_ne!(user_handle(&keyed), handle, "another key, another handle");
+    let (_, bob) = f
+        .passkeys
+        .start_registration(&UserId::new("bob").unwrap(), "bob", "Bob")
+        .await
+        .unwrap();
+    assert_ne!(user_handle(&bob), handle);
+}
+
+#[tokio::test]
+async fn a_wrong_user_finish_does_not_burn_the_ceremony() {
+    let f = fixture();
+    let mut authenticator = registered(&f).await;
+    let (id, options) = f.passkeys.start_authentication(&f.user).await.unwrap();
+    let response = authenticator.assert(&options);
+    let mallory = UserId::new("mallory").unwrap();
+    assert_eq!(
+        f.passkeys
+            .finish_authentication(&mallory, &id, &response)
+            .await,
+        Err(Error::CeremonyUnknown)
+    );
+    assert!(
+        f.passkeys
+            .finish_authentication(&f.user, &id, &response)
+            .await
+            .is_ok(),
+        "the owner can still finish"
+    );
+}
+
+#[tokio::test]
+async fn open_ceremonies_are_capped_per_user_and_in_total() {
+    let f = fixture();
+    let mut authenticator = registered(&f).await;
+    let (oldest, options) = f.passkeys.start_authentication(&f.user).await.unwrap();
+    let stale = authenticator.assert(&options);
+    let mut newest = None;
+    for _ in 0..CeremonyLimits::default().per_user {
+        newest = Some(f.passkeys.start_authentication(&f.user).await.unwrap());
+    }
+    assert_eq!(
+        f.passkeys
+            .finish_authentication(&f.user, &oldest, &stale)
+            .await,
+        Err(Error::CeremonyUnknown),
+        "the oldest was dropped"
+    );
+    assert_eq!(
+        f.store.open_ceremonies(),
+        CeremonyLimits::default().per_user
+    );
+    let (id, options) = newest.unwrap();
+    let response = authenticator.assert(&options);
+    assert!(
+        f.passkeys
+            .finish_authentication(&f.user, &id, &response)
+            .await
+            .is_ok()
+    );
+
+    let mut small = config();
+    small.ceremony_limits = CeremonyLimits {
+        per_user: 8,
+        total: 2,
+    };
+    let store = Arc::new(MemoryPasskeyStore::new());
+    let limited = Passkeys::new(
+        &small,
+        store.clone(),
+        Arc::new(MemorySink::new()),
+        Arc::new(f.clock.clone()),
+    )
+    .unwrap();
+    for name in ["u1", "u2"] {
+        limited
+            .start_registration(&UserId::new(name).unwrap(), name, name)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        limited
+            .start_registration(&UserId::new("u3").unwrap(), "u3", "u3")
+            .await
+            .map(|_| ()),
+        Err(Error::TooManyCeremonies)
+    );
+    f.clock.advance(Duration::from_secs(301));
+    assert!(
+        limited
+            .start_registration(&UserId::new("u3").unwrap(), "u3", "u3")
+            .await
+            .is_ok(),
+        "expired ceremonies make room"
+    );
+    assert_eq!(store.open_ceremonies(), 1);
+}
+
+#[tokio::test]
+async fn configuration_and_names_are_checked() {
+    let store = || Arc::new(MemoryPasskeyStore::new());
+    let build = |config: &PasskeyConfig| {
+        Passkeys::new(
+            config,
+            store(),
+            Arc::new(MemorySink::new()),
+            Arc::new(ManualClock::at_unix(1_767_225_600)),
+        )
+        .map(|_| ())
+    };
+    assert!(build(&config()).is_ok());
+    let mut short = config();
+    short.user_handle_key = SecretBytes::from_slice(&[1; 31]);
+    assert!(build(&short).is_err(), "a short user-handle key");
+    let plain = PasskeyConfig::new(
+        RP_ID,
+        "http://example.com",
+        "Example",
+        SecretBytes::from_slice(&HANDLE_KEY),
+    );
+    assert!(build(&plain).is_err(), "http outside localhost");
+    let local = PasskeyConfig::new(
+        "localhost",
+        "http://localhost:8080",
+        "Dev",
+        SecretBytes::from_slice(&HANDLE_KEY),
+    );
+    assert!(build(&local).is_ok(), "http on localhost, for development");
+    let mut long = config();
+    long.ceremony_ttl = Duration::from_secs(601);
+    assert!(build(&long).is_err());
+    assert!(
+        !format!("{:?}", config()).contains("7, 7"),
+        "the key is redacted"
+    );
+
+    let f = fixture();
+    for (name, display) in [
+        ("", "Ada"),
+        ("ada", ""),
+        (&*"a".repeat(MAX_USER_NAME + 1), "Ada"),
+        ("ada\n", "Ada"),
+    ] {
+        assert!(
+            matches!(
+                f.passkeys.start_registration(&f.user, name, display).await,
+                Err(Error::Config(_))
+            ),
+            "{name:?} {display:?}"
+        );
+    }
+}
+
+mod parsing {
+    use super::*;
+    use mcpsec_mfa::{MAX_CLIENT_RESPONSE, parse_registration_response};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn ceremony_ids_parse_exactly_short_base64url(text in "\\PC{0,80}") {
+            let expected = !text.is_empty()
+                && text.len() <= 64
+                && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            let parsed = CeremonyId::parse(&text);
+            prop_assert_eq!(parsed.is_ok(), expected);
+            if let Ok(id) = parsed {
+                prop_assert_eq!(id.as_str(), text.as_str());
+            }
+        }
+
+        #[test]
+        fn base64url_ids_round_trip(text in "[A-Za-z0-9_-]{1,64}") {
+            let id = CeremonyId::parse(&text).unwrap();
+            prop_assert_eq!(CeremonyId::parse(&id.to_string()).unwrap(), id);
+        }
+
+        #[test]
+        fn registration_responses_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_registration_response(&bytes);
+        }
+    }
+
+    #[test]
+    fn generated_ids_parse_and_oversized_registrations_are_refused() {
+        for _ in 0..16 {
+            let id = CeremonyId::generate().unwrap();
+            assert_eq!(CeremonyId::parse(id.as_str()).unwrap(), id);
+        }
+        assert_eq!(
+            parse_registration_response(&vec![b' '; MAX_CLIENT_RESPONSE + 1]).map(|_| ()),
+            Err(Error::PasskeyRefused)
+        );
+        let mut authenticator = SoftAuthenticator::new(ORIGIN);
+        let config = config();
+        let passkeys = Passkeys::new(
+            &config,
+            Arc::new(MemoryPasskeyStore::new()),
+            Arc::new(MemorySink::new()),
+            Arc::new(ManualClock::at_unix(1_767_225_600)),
+        )
+        .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (_, options) = runtime
+            .block_on(passkeys.start_registration(&UserId::new("ada").unwrap(), "ada", "Ada"))
+            .unwrap();
+        let response = authenticator.register(&options);
+        assert!(parse_registration_response(&response).is_ok());
+    }
 }

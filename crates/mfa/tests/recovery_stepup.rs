@@ -122,11 +122,22 @@ fn step_up_for_every_action() {
     );
     let password_only = principal(&[AuthMethod::Pwd], now);
     let email = principal(&[AuthMethod::Pwd, AuthMethod::Email], now);
-    let passkey = principal(&[AuthMethod::Hwk], now);
+    let passkey = principal(&[AuthMethod::Swk, AuthMethod::Mfa], now);
+    let key_only: Vec<Principal> = [AuthMethod::Swk, AuthMethod::Hwk]
+        .into_iter()
+        .map(|m| principal(&[m], now))
+        .collect();
     for action in Action::ALL {
         let admin = action.is_admin();
         assert!(policy.check(&fresh_otp, action, now).is_ok(), "{action}");
         assert!(policy.check(&passkey, action, now).is_ok(), "{action}");
+        for p in &key_only {
+            assert_eq!(
+                policy.check(p, action, now).is_err(),
+                admin,
+                "swk/hwk alone prove possession only: {action}"
+            );
+        }
         assert_eq!(
             policy.check(&stale_otp, action, now).is_err(),
             admin,
@@ -156,4 +167,31 @@ fn step_up_for_every_action() {
             .check(&password_only, Action::OrgManageMembers, now)
             .is_ok()
     );
+}
+
+#[test]
+fn key_possession_alone_does_not_satisfy_step_up() {
+    let now = UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+    let policy = StepUpPolicy::new();
+    let admin = Action::OrgManageMembers;
+    for methods in [
+        &[AuthMethod::Swk][..],
+        &[AuthMethod::Hwk],
+        &[AuthMethod::Pwd, AuthMethod::Hwk],
+    ] {
+        assert!(
+            policy.check(&principal(methods, now), admin, now).is_err(),
+            "{methods:?}"
+        );
+    }
+    for methods in [
+        &[AuthMethod::Hwk, AuthMethod::Mfa][..],
+        &[AuthMethod::Pwd, AuthMethod::Otp],
+        &[AuthMethod::Mfa],
+    ] {
+        assert!(
+            policy.check(&principal(methods, now), admin, now).is_ok(),
+            "{methods:?}"
+        );
+    }
 }

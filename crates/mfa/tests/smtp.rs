@@ -201,3 +201,51 @@ fn tls_modes_build_with_rustls() {
     let defaults = SmtpConfig::new("smtp.example.com", EmailAddress::new("a@b.c").unwrap());
     assert_eq!((defaults.tls, defaults.port), (SmtpTls::Implicit, 465));
 }
+
+#[tokio::test]
+async fn starttls_fails_closed_when_the_server_does_not_offer_it() {
+    // The fake server advertises AUTH but no STARTTLS: a downgrade by a network attacker
+    // looks exactly like this.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(fake_smtp(listener, false));
+    let mut config = config(port);
+    config.tls = SmtpTls::StartTls;
+    config.credentials = Some((
+        "mailer".to_owned(),
+        SecretString::new("hunter2-password".to_owned()),
+    ));
+    let sender = SmtpEmailSender::new(config).unwrap();
+    let to = EmailAddress::new("ada@example.com").unwrap();
+    let code = SecretString::new("493817".to_owned());
+    let err = sender
+        .send_code(&to, &Label::new("login").unwrap(), &code)
+        .await
+        .unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(
+        !text.contains("493817") && !text.contains("hunter2"),
+        "{text}"
+    );
+    drop(sender);
+    let session = server.await.unwrap();
+    assert!(
+        session
+            .commands
+            .first()
+            .is_some_and(|c| c.starts_with("EHLO")),
+        "{:?}",
+        session.commands
+    );
+    for command in &session.commands {
+        let upper = command.to_ascii_uppercase();
+        assert!(
+            !upper.starts_with("AUTH")
+                && !upper.starts_with("MAIL FROM")
+                && !upper.starts_with("RCPT")
+                && upper != "DATA",
+            "sent in plaintext: {command}"
+        );
+    }
+    assert!(session.data.is_empty(), "no message crossed in plaintext");
+}
