@@ -27,6 +27,9 @@ pub enum Error {
     /// The sink was closed, or its writer failed earlier; the event was not recorded.
     #[error("audit sink unavailable: {0}")]
     Unavailable(&'static str),
+    /// Another writer (a sink, `mcpsec audit append`, a prune) holds the log's lock.
+    #[error("log in use by another writer")]
+    InUse,
     /// A configuration value was refused.
     #[error("configuration: {0}")]
     Config(&'static str),

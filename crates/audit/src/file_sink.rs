@@ -6,21 +6,29 @@
 //! a second thread calls `fdatasync` for everything written so far — so a thousand
 //! concurrent critical events cost one sync, not a thousand, and chaining the next batch
 //! overlaps the sync of the last one. When the queue is full, callers wait for room
-//! (back-pressure): nothing is ever dropped. If a write or sync fails, the sink refuses
-//! everything from then on, and every caller still waiting for durability gets an error.
+//! (back-pressure): nothing is ever dropped. If a write or sync fails (or either thread,
+//! or the host's [`CheckpointSink`], panics), the sink refuses everything from then on,
+//! every caller still waiting for durability gets an error, and ordinary events that were
+//! queued but not yet written — already acknowledged — are counted in
+//! [`FileSink::lost_events`] (and logged at error level with the `tracing` feature).
+//!
+//! Which events wait for the disk: those whose severity is critical **or** whose kind is
+//! critical by default ([`EventKind::default_severity`](mcpsec_core::EventKind::default_severity)),
+//! so an emitter cannot skip the sync by lowering an admin action's severity.
 
 use crate::Error;
 use crate::chain::{Chain, ChainConfig};
-use crate::checkpoint::CheckpointSink;
+use crate::checkpoint::{CheckpointPublicKey, CheckpointSink};
 use crate::log::LogFile;
 use crate::record::{Record, check_time};
 use crate::sink::AuditSink;
-use mcpsec_core::{EventSink, SecurityEvent, SharedClock};
+use mcpsec_core::{EventSink, SecurityEvent, Severity, SharedClock};
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 
 /// How the file sink runs.
@@ -99,6 +107,11 @@ struct Shared {
     synced: watch::Sender<Synced>,
     durable_len: AtomicU64,
     mirror_failures: AtomicU64,
+    lost_events: AtomicU64,
+    /// Ordinary (already acknowledged) events of the batch the writer holds.
+    in_flight: AtomicU64,
+    /// A thread panicked (the writer, the syncer, or the mirror on the syncer).
+    panicked: AtomicBool,
     to_sync: Mutex<ToSync>,
     sync_wake: Condvar,
 }
@@ -127,16 +140,65 @@ impl Shared {
         self.to_sync.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Stops everything: refuses new events, fails waiting critical callers.
+    /// Stops everything: refuses new events, fails waiting critical callers, counts the
+    /// acknowledged ordinary events that will now never be written, and lets the syncer
+    /// finish what was written.
     fn fail(&self) {
         let mut queue = self.lock();
         queue.failed = true;
-        queue.items.clear();
+        let queued = queue
+            .items
+            .drain(..)
+            .filter(|(_, event)| !durable_before_ack(event))
+            .count() as u64;
         drop(queue);
+        self.count_lost(queued);
         self.wake.notify_all();
         self.room.close();
         self.synced.send_modify(|s| s.failed = true);
+        self.lock_sync().done = true;
+        self.sync_wake.notify_all();
     }
+
+    /// Counts (and logs) acknowledged events that will never be written.
+    fn count_lost(&self, lost: u64) {
+        if lost > 0 {
+            self.lost_events.fetch_add(lost, Ordering::SeqCst);
+            #[cfg(feature = "tracing")]
+            tracing::error!(
+                target: "mcpsec_audit",
+                lost,
+                "audit writer failed: acknowledged events were not written"
+            );
+        }
+    }
+
+    /// The writer lost the batch it held (a failed write, a panic).
+    fn lose_in_flight(&self) {
+        self.count_lost(self.in_flight.swap(0, Ordering::SeqCst));
+    }
+}
+
+/// Calls [`Shared::fail`] when a thread unwinds, so no caller waits forever on a thread
+/// that is gone. The flag says whether it guards the writer (whose batch is then lost).
+struct FailOnPanic(Arc<Shared>, bool);
+
+impl Drop for FailOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.panicked.store(true, Ordering::SeqCst);
+            if self.1 {
+                self.0.lose_in_flight();
+            }
+            self.0.fail();
+        }
+    }
+}
+
+/// Whether `event` is acknowledged only once on disk: critical severity, or a kind that
+/// is critical by default (a lowered severity does not skip the sync).
+pub(crate) fn durable_before_ack(event: &SecurityEvent) -> bool {
+    event.is_critical() || event.kind.default_severity() == Severity::Critical
 }
 
 /// The hash-chained JSON-lines file sink. Implements [`EventSink`] and [`AuditSink`].
@@ -157,7 +219,12 @@ impl FileSink {
         if config.max_batch == 0 {
             return Err(Error::Config("max batch must be at least 1"));
         }
-        let opened = LogFile::open(path, &config.chain.instance)?;
+        let public: Option<CheckpointPublicKey> = config
+            .chain
+            .checkpoints
+            .as_ref()
+            .map(|(key, _)| *key.public_key());
+        let opened = LogFile::open_checked(path, &config.chain.instance, public.as_ref())?;
         let chain = Chain::resume(config.chain.clone(), opened.last_seq, opened.head);
         let (synced, _) = watch::channel(Synced::default());
         let shared = Arc::new(Shared {
@@ -167,6 +234,9 @@ impl FileSink {
             synced,
             durable_len: AtomicU64::new(opened.log.len()),
             mirror_failures: AtomicU64::new(0),
+            lost_events: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            panicked: AtomicBool::new(false),
             to_sync: Mutex::new(ToSync::default()),
             sync_wake: Condvar::new(),
         });
@@ -213,10 +283,17 @@ impl FileSink {
         self.shared.mirror_failures.load(Ordering::SeqCst)
     }
 
-    /// Queues `event`; returns once queued, or for critical events once durable.
+    /// Ordinary events that were acknowledged (queued) but never written because the
+    /// writer failed first. Non-zero means a gap the log cannot show: alert on it.
+    pub fn lost_events(&self) -> u64 {
+        self.shared.lost_events.load(Ordering::SeqCst)
+    }
+
+    /// Queues `event`; returns once queued, or — for events with critical severity or of a
+    /// kind critical by default — once durable.
     pub async fn append(&self, event: SecurityEvent) -> Result<(), Error> {
         check_time(event.time)?;
-        let critical = event.is_critical();
+        let critical = durable_before_ack(&event);
         let permit = self
             .shared
             .room
@@ -290,6 +367,9 @@ impl FileSink {
                 .join()
                 .map_err(|_| Error::Unavailable("the writer thread panicked"))?;
         }
+        if self.shared.panicked.load(Ordering::SeqCst) {
+            return Err(Error::Unavailable("an audit thread panicked"));
+        }
         if self.shared.lock().failed {
             return Err(Error::Unavailable("the writer failed"));
         }
@@ -331,29 +411,59 @@ struct Writer {
 
 impl Writer {
     fn run(mut self) {
+        let _guard = FailOnPanic(Arc::clone(&self.shared), true);
         let mut batch = Vec::with_capacity(self.config.max_batch);
         let mut buf = Vec::with_capacity(self.config.max_batch * 480);
+        // With time-based checkpoints, an idle writer wakes up now and then to write one
+        // when it is due (the clock decides; this only sets how often it is asked).
+        let tick = self.config.chain.checkpoints.as_ref().map(|(_, policy)| {
+            policy
+                .every
+                .clamp(Duration::from_millis(10), Duration::from_secs(1))
+        });
         loop {
             let (closing, failed) = {
                 let mut queue = self.shared.lock();
                 while queue.items.is_empty() && !queue.closing && !queue.failed {
-                    queue = self
-                        .shared
-                        .wake
-                        .wait(queue)
-                        .unwrap_or_else(PoisonError::into_inner);
+                    match tick {
+                        None => {
+                            queue = self
+                                .shared
+                                .wake
+                                .wait(queue)
+                                .unwrap_or_else(PoisonError::into_inner);
+                        }
+                        Some(tick) => {
+                            let (q, waited) = self
+                                .shared
+                                .wake
+                                .wait_timeout(queue, tick)
+                                .unwrap_or_else(PoisonError::into_inner);
+                            queue = q;
+                            if waited.timed_out() {
+                                // An empty batch: write_batch adds a checkpoint if due.
+                                break;
+                            }
+                        }
+                    }
                 }
                 let n = queue.items.len().min(self.config.max_batch);
                 batch.extend(queue.items.drain(..n));
+                let ordinary = batch.iter().filter(|(_, e)| !durable_before_ack(e)).count();
+                self.shared
+                    .in_flight
+                    .store(ordinary as u64, Ordering::SeqCst);
                 (queue.closing && queue.items.is_empty(), queue.failed)
             };
             if failed {
                 break;
             }
             if !self.write_batch(&mut batch, &mut buf, closing) {
+                self.shared.lose_in_flight();
                 self.shared.fail();
                 break;
             }
+            self.shared.in_flight.store(0, Ordering::SeqCst);
             if closing {
                 break;
             }
@@ -361,8 +471,11 @@ impl Writer {
         // Let the syncer finish what was written, then stop it.
         self.shared.lock_sync().done = true;
         self.shared.sync_wake.notify_all();
-        if let Some(handle) = self.syncer.take() {
-            let _ = handle.join();
+        if let Some(handle) = self.syncer.take()
+            && handle.join().is_err()
+        {
+            self.shared.panicked.store(true, Ordering::SeqCst);
+            self.shared.fail();
         }
     }
 
@@ -433,6 +546,7 @@ struct Syncer {
 
 impl Syncer {
     fn run(self) {
+        let _guard = FailOnPanic(Arc::clone(&self.shared), false);
         let mut syncs = 0u64;
         loop {
             let work = {

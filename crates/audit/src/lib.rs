@@ -5,8 +5,9 @@
 //! - [`FileSink`]: core's [`EventSink`](mcpsec_core::EventSink) as a hash-chained
 //!   JSON-lines file ([`record`] documents the format and the canonical encoding). A
 //!   bounded queue and one writer thread with group commit; callers wait when the queue is
-//!   full; critical events return only once their batch is on disk. Torn tails are cut on
-//!   open. [`MemoryAuditSink`] and (feature `tracing`) `TracingSink` share the
+//!   full; critical events (by severity or by kind) return only once their batch is on
+//!   disk. One writer per file (an exclusive lock); torn tails are cut on open, and the
+//!   chain since its last checkpoint is checked before anything is appended. [`MemoryAuditSink`] and (feature `tracing`) `TracingSink` share the
 //!   [`AuditSink`] trait.
 //! - [`CheckpointKey`]: Ed25519-signed checkpoints every N records or T seconds, mirrored
 //!   to a [`CheckpointSink`]; [`verify_file`] reports the first bad record and why.
@@ -80,7 +81,7 @@ pub use detect::{
 pub use error::Error;
 pub use export::{to_ecs, to_ocsf};
 pub use file_sink::{FileSink, FileSinkConfig};
-pub use log::{LogFile, Opened};
+pub use log::{LogFile, Opened, last_lines};
 pub use privacy::Pseudonymizer;
 pub use record::{Digest, Entry, Record};
 pub use retention::{EventClass, PruneOutcome, RetentionPolicy, prune_file, prune_records};
@@ -89,5 +90,6 @@ pub use sealer::AuditedSealer;
 pub use sink::TracingSink;
 pub use sink::{AuditSink, MemoryAuditSink};
 pub use verify::{
-    Finding, Reason, Report, VerifyOptions, verify_bytes, verify_file, verify_reader,
+    Finding, Reason, RecordLines, Report, VerifyOptions, record_lines, verify_bytes, verify_file,
+    verify_reader,
 };

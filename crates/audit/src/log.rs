@@ -1,12 +1,16 @@
 //! The log file itself: opening with torn-tail recovery, finding the head, appending.
 //!
 //! Used by the [`FileSink`](crate::FileSink) writer thread and by `mcpsec audit append`.
-//! One writer per file: the file names one instance's chain.
+//! One writer per file, enforced with an exclusive lock: the file names one instance's
+//! chain.
 
 use crate::Error;
-use crate::record::{Digest, Entry, MAX_LINE, Record};
+use crate::checkpoint::CheckpointPublicKey;
+use crate::record::{Digest, Entry, MAX_LINE, PrunedRun, Record};
+use crate::verify::{Finding, Reason, record_lines};
 use mcpsec_core::ServiceId;
-use std::fs::{File, OpenOptions};
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -32,17 +36,34 @@ pub struct Opened {
 }
 
 impl LogFile {
-    /// Opens or creates the log at `path`, cuts off a torn last line (a write a crash
-    /// interrupted: it was never acknowledged as durable, since acknowledgement waits for
-    /// the newline to be synced), and finds the head of `instance`'s chain.
+    /// Opens or creates the log at `path`, takes the writer's lock, cuts off a torn last
+    /// line (a write a crash interrupted: it was never acknowledged as durable, since
+    /// acknowledgement waits for the newline to be synced), finds the head of `instance`'s
+    /// chain and checks the chain from its last checkpoint to the head (see
+    /// [`LogFile::open_checked`]; this form checks hashes and links, not signatures).
     pub fn open(path: &Path, instance: &ServiceId) -> Result<Opened, Error> {
-        let existed = path.exists();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(Error::io("opening the audit log"))?;
+        LogFile::open_checked(path, instance, None)
+    }
+
+    /// [`LogFile::open`], checking the signature of the chain's last checkpoint with `key`
+    /// when that checkpoint names it (after a rotation the old key's checkpoints are left
+    /// to `verify`).
+    ///
+    /// The lock is an exclusive advisory lock (`flock`) held as long as the `LogFile`
+    /// lives: a second writer — another [`FileSink`](crate::FileSink), `mcpsec audit
+    /// append`, [`prune_file`](crate::prune_file) — gets [`Error::InUse`] instead of
+    /// cutting the first one's half-written batch as a "torn tail". Readers take no lock.
+    ///
+    /// Before anything is appended, the instance's records from its last checkpoint (or
+    /// prune record, or the start of its chain) to the head are checked: hashes, sequence
+    /// numbers, links. A tampered record there is [`Error::Tampered`] — appending would
+    /// otherwise chain onto it and the next checkpoint would sign it.
+    pub fn open_checked(
+        path: &Path,
+        instance: &ServiceId,
+        key: Option<&CheckpointPublicKey>,
+    ) -> Result<Opened, Error> {
+        let (mut file, existed) = open_locked(path, true)?;
         if !existed {
             sync_parent(path)?;
         }
@@ -58,7 +79,7 @@ impl LogFile {
                 .map_err(Error::io("cutting the torn tail of the audit log"))?;
             len = clean_end;
         }
-        let (last_seq, head) = find_head(&mut file, len, instance)?;
+        let (last_seq, head) = check_head(&mut file, len, instance, key)?;
         Ok(Opened {
             log: LogFile {
                 file,
@@ -152,44 +173,314 @@ fn last_newline_end(file: &mut File, len: u64) -> Result<u64, Error> {
     Ok(0)
 }
 
-/// The last record of `instance`: the last line when it belongs to the instance (the
-/// usual case, one instance per file), else a full scan.
-fn find_head(file: &mut File, len: u64, instance: &ServiceId) -> Result<(u64, Digest), Error> {
-    if len == 0 {
-        return Ok((0, Digest::GENESIS));
+/// The last `n` complete lines of the log at `path` (oldest first, each at most
+/// [`MAX_LINE`] bytes), and the offset just after the last complete line. Reads backwards
+/// from the end, so the cost is that of the lines returned, not of the file; takes no
+/// lock. A torn last line is not returned.
+pub fn last_lines(path: &Path, n: usize) -> Result<(Vec<Vec<u8>>, u64), Error> {
+    let mut file = File::open(path).map_err(Error::io("opening the audit log"))?;
+    let len = file
+        .metadata()
+        .map_err(Error::io("reading the audit log"))?
+        .len();
+    let end = last_newline_end(&mut file, len)?;
+    let mut lines = Vec::new();
+    let mut back = Backward::new(&mut file, end);
+    while lines.len() < n {
+        match back.next_line()? {
+            Some((_, line)) => lines.push(line),
+            None => break,
+        }
     }
-    let start = len.saturating_sub(MAX_LINE as u64 + 2);
-    let mut tail = Vec::new();
-    file.seek(SeekFrom::Start(start))
-        .and_then(|_| file.take(len - start).read_to_end(&mut tail))
+    lines.reverse();
+    Ok((lines, end))
+}
+
+/// Opens `path` (creating it when `create`) and takes the exclusive writer's lock without
+/// waiting. Returns the file and whether it existed. Retries when the file was replaced
+/// (a prune's rename) between the open and the lock, so the lock is always on the file
+/// that `path` names.
+pub(crate) fn open_locked(path: &Path, create: bool) -> Result<(File, bool), Error> {
+    for _ in 0..8 {
+        let existed = path.exists();
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(create)
+            .open(path)
+            .map_err(Error::io("opening the audit log"))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(Error::InUse),
+            Err(TryLockError::Error(e)) => return Err(Error::io("locking the audit log")(e)),
+        }
+        if same_file(&file, path)? {
+            return Ok((file, existed));
+        }
+    }
+    Err(Error::InUse)
+}
+
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> Result<bool, Error> {
+    use std::os::unix::fs::MetadataExt;
+    let held = file
+        .metadata()
         .map_err(Error::io("reading the audit log"))?;
-    let body = tail.strip_suffix(b"\n").unwrap_or(&tail);
-    let last = body
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(body, |i| body.get(i + 1..).unwrap_or_default());
-    let record = Record::parse(last)?;
-    if &record.instance == instance && !matches!(record.entry, Entry::Prune(_)) {
-        return Ok((record.seq, record.hash));
+    Ok(match std::fs::metadata(path) {
+        Ok(named) => held.dev() == named.dev() && held.ino() == named.ino(),
+        Err(_) => false,
+    })
+}
+
+#[cfg(not(unix))]
+fn same_file(_file: &File, _path: &Path) -> Result<bool, Error> {
+    Ok(true)
+}
+
+/// Complete lines of a file read backwards from a line boundary, each at most
+/// [`MAX_LINE`] bytes (a longer one is an error: nothing is buffered beyond the cap).
+pub(crate) struct Backward<'a> {
+    file: &'a mut File,
+    /// File offset of `data[0]`.
+    pos: u64,
+    /// Unconsumed bytes `pos..limit`, the last one a newline.
+    data: Vec<u8>,
+}
+
+impl<'a> Backward<'a> {
+    /// Lines of `file[..end]`; `end` must follow a newline (or be 0).
+    pub(crate) fn new(file: &'a mut File, end: u64) -> Backward<'a> {
+        Backward {
+            file,
+            pos: end,
+            data: Vec::new(),
+        }
     }
-    let mut head = (0, Digest::GENESIS);
+
+    /// The previous line (without its newline) and its offset; `None` at the start.
+    pub(crate) fn next_line(&mut self) -> Result<Option<(u64, Vec<u8>)>, Error> {
+        loop {
+            let Some((_, body)) = self.data.split_last() else {
+                if self.pos == 0 {
+                    return Ok(None);
+                }
+                self.read_before()?;
+                continue;
+            };
+            if let Some(i) = body.iter().rposition(|&b| b == b'\n') {
+                if body.len() - i - 1 > MAX_LINE {
+                    return Err(Error::InvalidRecord("line longer than the cap"));
+                }
+                let line = body.get(i + 1..).unwrap_or_default().to_vec();
+                self.data.truncate(i + 1);
+                return Ok(Some((self.pos + i as u64 + 1, line)));
+            }
+            if body.len() > MAX_LINE {
+                return Err(Error::InvalidRecord("line longer than the cap"));
+            }
+            if self.pos == 0 {
+                let line = body.to_vec();
+                self.data.clear();
+                return Ok(Some((0, line)));
+            }
+            self.read_before()?;
+        }
+    }
+
+    fn read_before(&mut self) -> Result<(), Error> {
+        const CHUNK: u64 = 64 * 1024;
+        let start = self.pos.saturating_sub(CHUNK);
+        let mut chunk = vec![0u8; usize::try_from(self.pos - start).unwrap_or(0)];
+        self.file
+            .seek(SeekFrom::Start(start))
+            .and_then(|_| self.file.read_exact(&mut chunk))
+            .map_err(Error::io("reading the audit log"))?;
+        chunk.extend_from_slice(&self.data);
+        self.data = chunk;
+        self.pos = start;
+        Ok(())
+    }
+}
+
+/// Finds the head of `instance`'s chain reading backwards, and checks its records from
+/// the head back to the last checkpoint (or the chain's start): each record's hash, and
+/// that each one is the record the newer one names (sequence number one less, hash equal
+/// to its `prev`) — or, across a gap, that a prune record at the start of the file covers
+/// exactly that gap. Streams: memory does not grow with the chain (only with the prune
+/// records, which a prune writes at the start of the file).
+fn check_head(
+    file: &mut File,
+    len: u64,
+    instance: &ServiceId,
+    key: Option<&CheckpointPublicKey>,
+) -> Result<(u64, Digest), Error> {
+    let runs = leading_runs(file, len, instance, key)?;
+    let covers = |from: u64, to: u64, hash: Digest| {
+        runs.get(&from)
+            .is_some_and(|run| run.to == to && run.hash == hash)
+    };
+    let mut lines = Backward::new(file, len);
+    let mut head: Option<(u64, Digest)> = None;
+    // What the next older record of the chain must be: (seq, hash, offset of the newer
+    // record that names it).
+    let mut expect: Option<(u64, Digest, u64)> = None;
+    let outcome = loop {
+        let line = lines.next_line()?;
+        let record = match &line {
+            Some((_, bytes)) => Some(Record::parse(bytes)?),
+            None => None,
+        };
+        let offset = line.as_ref().map_or(0, |(offset, _)| *offset);
+        // The start of the chain: the file's start, or the prune records before it.
+        let at_start = match &record {
+            None => true,
+            Some(r) => &r.instance == instance && matches!(r.entry, Entry::Prune(_)),
+        };
+        if at_start {
+            break match expect {
+                Some((seq, hash, newer))
+                    if !((seq == 0 && hash == Digest::GENESIS) || covers(1, seq, hash)) =>
+                {
+                    Err((
+                        newer,
+                        Reason::Deleted,
+                        "the chain does not start at its first record",
+                    ))
+                }
+                _ => Ok(()),
+            };
+        }
+        let Some(record) = record.filter(|r| &r.instance == instance) else {
+            continue;
+        };
+        if record.compute_hash() != record.hash {
+            break Err((
+                offset,
+                Reason::Modified,
+                "the contents do not match the record's hash",
+            ));
+        }
+        if let Entry::Checkpoint(cp) = &record.entry
+            && let Some(key) = key.filter(|k| k.fingerprint() == cp.key)
+            && !key.verifies(&record)
+        {
+            break Err((
+                offset,
+                Reason::BadSignature,
+                "the signature does not verify",
+            ));
+        }
+        if let Some((want_seq, want_hash, newer)) = expect {
+            if record.seq == want_seq {
+                if record.hash != want_hash {
+                    break Err((
+                        offset,
+                        Reason::Modified,
+                        "the next record does not link to this one",
+                    ));
+                }
+            } else {
+                let pruned = record.seq < want_seq
+                    && record
+                        .seq
+                        .checked_add(1)
+                        .is_some_and(|from| covers(from, want_seq, want_hash));
+                if !pruned {
+                    let reason = if record.seq < want_seq {
+                        Reason::Deleted
+                    } else {
+                        Reason::Inserted
+                    };
+                    break Err((newer, reason, "the sequence numbers do not follow on"));
+                }
+            }
+        }
+        head.get_or_insert((record.seq, record.hash));
+        if matches!(record.entry, Entry::Checkpoint(_)) {
+            // The last checkpoint: its hash (and signature) anchor what came before.
+            break Ok(());
+        }
+        let Some(before) = record.seq.checked_sub(1) else {
+            break Err((offset, Reason::Malformed, "sequence number zero"));
+        };
+        expect = Some((before, record.prev, offset));
+    };
+    match outcome {
+        // A chain pruned down to nothing continues from its last pruned record.
+        Ok(()) => Ok(head
+            .or_else(|| runs.last_key_value().map(|(_, run)| (run.to, run.hash)))
+            .unwrap_or((0, Digest::GENESIS))),
+        Err((offset, reason, detail)) => Err(Error::Tampered(Finding {
+            line: line_of(file, offset)?,
+            reason,
+            detail,
+        })),
+    }
+}
+
+/// The pruned runs of `instance` from the prune records at the start of the file (a
+/// prune writes them there), each record's hash and — when it names `key` — signature
+/// checked.
+fn leading_runs(
+    file: &mut File,
+    len: u64,
+    instance: &ServiceId,
+    key: Option<&CheckpointPublicKey>,
+) -> Result<BTreeMap<u64, PrunedRun>, Error> {
+    let mut runs = BTreeMap::new();
     file.seek(SeekFrom::Start(0))
         .map_err(Error::io("reading the audit log"))?;
     let reader = std::io::BufReader::new(file.take(len));
-    for line in std::io::BufRead::split(reader, b'\n') {
-        let line = line.map_err(Error::io("reading the audit log"))?;
-        let record = Record::parse(&line)?;
-        if &record.instance == instance {
-            match &record.entry {
-                // A log pruned down to nothing continues from the last pruned record.
-                Entry::Prune(p) => {
-                    if let Some(run) = p.runs.last().filter(|run| run.to > head.0) {
-                        head = (run.to, run.hash);
-                    }
-                }
-                _ => head = (record.seq, record.hash),
-            }
+    for (line, record) in record_lines(reader) {
+        let record = record?;
+        let Entry::Prune(prune) = &record.entry else {
+            break;
+        };
+        if &record.instance != instance {
+            continue;
         }
+        let tampered = |reason, detail| {
+            Error::Tampered(Finding {
+                line,
+                reason,
+                detail,
+            })
+        };
+        if record.compute_hash() != record.hash {
+            return Err(tampered(
+                Reason::Modified,
+                "the contents do not match the record's hash",
+            ));
+        }
+        if let Some(key) = key.filter(|k| k.fingerprint() == prune.key)
+            && !key.verifies(&record)
+        {
+            return Err(tampered(
+                Reason::BadSignature,
+                "the signature does not verify",
+            ));
+        }
+        runs.extend(prune.runs.iter().map(|run| (run.from, *run)));
     }
-    Ok(head)
+    Ok(runs)
+}
+
+/// The 1-based line number of the line starting at `offset`.
+fn line_of(file: &mut File, offset: u64) -> Result<u64, Error> {
+    file.seek(SeekFrom::Start(0))
+        .map_err(Error::io("reading the audit log"))?;
+    let mut reader = std::io::BufReader::new(file.take(offset));
+    let mut newlines = 0u64;
+    loop {
+        let buf =
+            std::io::BufRead::fill_buf(&mut reader).map_err(Error::io("reading the audit log"))?;
+        if buf.is_empty() {
+            break;
+        }
+        newlines += buf.iter().filter(|&&b| b == b'\n').count() as u64;
+        let n = buf.len();
+        std::io::BufRead::consume(&mut reader, n);
+    }
+    Ok(newlines + 1)
 }

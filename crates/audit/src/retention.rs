@@ -8,18 +8,19 @@
 //! checkpoint key so that a forger cannot use one to hide a deletion. A later prune
 //! merges the earlier statements with the new removals.
 //!
-//! Pruning rewrites the file (a new file, synced, then renamed over the old one): run it
-//! on a log no [`FileSink`](crate::FileSink) has open — for example after closing the
-//! sink, or on a rotated file. Checkpoint records are kept.
+//! Pruning rewrites the file (a new file, synced, then renamed over the old one) under the
+//! log's exclusive writer lock, so it refuses ([`Error::InUse`]) a log a
+//! [`FileSink`](crate::FileSink) has open: run it after closing the sink, or on a rotated
+//! file. Checkpoint records are kept.
 
 use crate::Error;
 use crate::checkpoint::CheckpointKey;
-use crate::log::sync_parent;
+use crate::log::{open_locked, sync_parent};
 use crate::record::{Entry, MAX_RUNS_PER_PRUNE, PrunedRun, Record};
-use crate::verify::{VerifyOptions, verify_file};
+use crate::verify::{VerifyOptions, verify_bytes};
 use mcpsec_core::{Clock, EventKind, ServiceId};
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -106,32 +107,73 @@ pub struct PruneOutcome {
     pub kept: u64,
 }
 
-/// Prunes the log at `path`: verifies it with `key`'s public half first (so a prune never
-/// launders a tampered log), then rewrites it atomically.
+/// Prunes the log at `path`: takes the log's exclusive writer lock (a live
+/// [`FileSink`](crate::FileSink) or `audit append` holding it: [`Error::InUse`], nothing
+/// done), reads the file once, verifies exactly those bytes with `key`'s public half (so
+/// a prune never launders a tampered log), and rewrites it atomically: a temporary file
+/// with the original's permissions, synced, renamed over the original (removed again on
+/// any error).
 pub fn prune_file(
     path: &Path,
     policy: &RetentionPolicy,
     key: &CheckpointKey,
     clock: &dyn Clock,
 ) -> Result<PruneOutcome, Error> {
+    let (mut file, _) = open_locked(path, false)?;
+    let metadata = file
+        .metadata()
+        .map_err(Error::io("reading the audit log"))?;
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(0))
+        .and_then(|_| file.read_to_end(&mut bytes))
+        .map_err(Error::io("reading the audit log"))?;
     let options = VerifyOptions {
         keys: vec![*key.public_key()],
         mirrored: Vec::new(),
     };
-    verify_file(path, &options)?;
-    let file = std::fs::File::open(path).map_err(Error::io("opening the audit log"))?;
+    // Verification bounds every line by the cap and rejects a torn tail, so each line
+    // below parses.
+    verify_bytes(&bytes, &options)?;
     let mut records = Vec::new();
-    for line in std::io::BufReader::new(file).split(b'\n') {
-        records.push(Record::parse(
-            &line.map_err(Error::io("reading the audit log"))?,
-        )?);
+    for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        records.push(Record::parse(line)?);
     }
+    drop(bytes);
     let (kept, outcome) = prune_records(records, policy, key, clock.now())?;
     let tmp = path.with_extension("prune-tmp");
-    let mut out = std::io::BufWriter::new(
-        std::fs::File::create(&tmp).map_err(Error::io("creating the pruned log"))?,
-    );
-    for record in &kept {
+    let written = write_pruned(&tmp, &kept, &metadata.permissions())
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(Error::io("replacing the audit log")));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_parent(path)?;
+    // The lock on the old file is released here; writers opening the new file lock it.
+    drop(file);
+    Ok(outcome)
+}
+
+/// Writes `records` to a fresh `tmp` with `permissions`, synced.
+fn write_pruned(
+    tmp: &Path,
+    records: &[Record],
+    permissions: &std::fs::Permissions,
+) -> Result<(), Error> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(permissions.mode() & 0o7777);
+    }
+    let file = options
+        .open(tmp)
+        .map_err(Error::io("creating the pruned log"))?;
+    // A stale temporary file keeps its old mode: set it again.
+    file.set_permissions(permissions.clone())
+        .map_err(Error::io("creating the pruned log"))?;
+    let mut out = std::io::BufWriter::new(file);
+    for record in records {
         out.write_all(record.to_json()?.as_bytes())
             .and_then(|()| out.write_all(b"\n"))
             .map_err(Error::io("writing the pruned log"))?;
@@ -139,11 +181,7 @@ pub fn prune_file(
     let file = out
         .into_inner()
         .map_err(|e| Error::io("writing the pruned log")(e.into_error()))?;
-    file.sync_all()
-        .map_err(Error::io("syncing the pruned log"))?;
-    std::fs::rename(&tmp, path).map_err(Error::io("replacing the audit log"))?;
-    sync_parent(path)?;
-    Ok(outcome)
+    file.sync_all().map_err(Error::io("syncing the pruned log"))
 }
 
 /// Prunes records held in memory (in file order): returns the new log — prune records

@@ -12,12 +12,16 @@
 //! | table, column, row | not recorded (core's `SealContext` exposes only category and tenant) | |
 //! | —            | `action`: `seal.seal` / `seal.open`  |                           |
 //!
+//! Every event is recorded at severity `critical`: with a durable sink
+//! ([`FileSink`](crate::FileSink)) the call returns — and an opened secret is released —
+//! only once its record is on disk.
+//!
 //! Recording fails closed: if the sink refuses the event, the call fails and an opened
 //! secret is not returned, so no access to key material goes unrecorded.
 
 use mcpsec_core::{
     Actor, Error, EventKind, EventSink, Label, OrgId, Outcome, ReasonCode, SealContext, Sealer,
-    SecretBytes, SecurityEvent, SharedClock,
+    SecretBytes, SecurityEvent, Severity, SharedClock,
 };
 use std::sync::Arc;
 
@@ -51,8 +55,11 @@ impl<S: Sealer> AuditedSealer<S> {
         let kind_label = Label::new(context.category())
             .or_else(|_| Label::new("sealed_secret"))
             .ok();
-        let mut event =
-            SecurityEvent::new(kind, outcome, self.clock.now()).with_actor(self.actor.clone());
+        // Critical: this is the secrets-access audit, so the record is on disk before the
+        // secret is released (a durable sink acknowledges critical events only then).
+        let mut event = SecurityEvent::new(kind, outcome, self.clock.now())
+            .with_actor(self.actor.clone())
+            .with_severity(Severity::Critical);
         if let Some(kind) = kind_label {
             event = event.with_resource(kind, None);
         }

@@ -14,6 +14,9 @@
 //!   with a [`FileSink`](crate::FileSink) cuts it off.
 //! - `truncated`: the log ends before a checkpoint mirrored elsewhere (needs the mirror).
 //! - `bad signature`: a checkpoint or prune record does not verify with the given keys.
+//! - `unsigned`: keys were given but no checkpoint or prune record signed with them
+//!   covers any record of this chain (reported at the chain's first line): the whole
+//!   chain is only as trustworthy as the file, so it is refused.
 //! - `malformed`: a line that is not a record.
 //!
 //! Without a checkpoint key, verification proves only that the file is self-consistent:
@@ -50,6 +53,8 @@ pub enum Reason {
     BadSignature,
     /// Not a record.
     Malformed,
+    /// Keys were given, but nothing of the chain is covered by a signature.
+    Unsigned,
 }
 
 impl Reason {
@@ -64,6 +69,7 @@ impl Reason {
             Reason::Truncated => "truncated",
             Reason::BadSignature => "bad signature",
             Reason::Malformed => "malformed",
+            Reason::Unsigned => "unsigned",
         }
     }
 }
@@ -99,16 +105,30 @@ pub struct Report {
 pub struct ChainSummary {
     /// Last sequence number.
     pub last_seq: u64,
-    /// Last sequence number a verified checkpoint covers: records after it are only as
-    /// trustworthy as the file.
+    /// Hash of the chain's last record (what its next record will name as `prev`).
+    pub head: Digest,
+    /// Last sequence number a verified checkpoint (or signed prune record) covers:
+    /// records after it are only as trustworthy as the file — anyone able to write the
+    /// file can cut it after the last checkpoint and append other records. Callers must
+    /// report them (see [`ChainSummary::unsigned`]).
     pub signed_through: u64,
+}
+
+impl ChainSummary {
+    /// Records after the last signature (0 when every record is covered).
+    pub fn unsigned(&self) -> u64 {
+        self.last_seq.saturating_sub(self.signed_through)
+    }
 }
 
 /// What verification checks beyond the hash chain.
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
     /// Checkpoint keys (several during a rotation). When given, every checkpoint and
-    /// prune record must verify with one of them.
+    /// prune record must verify with one of them, and every chain must have at least one
+    /// such record covering it (else [`Reason::Unsigned`]). Records after a chain's last
+    /// signature are not an error — a live log always has some — but they are counted
+    /// in [`ChainSummary::signed_through`] and must be reported.
     pub keys: Vec<CheckpointPublicKey>,
     /// Checkpoint records kept elsewhere; the log must contain each one (else
     /// `truncated` or `modified`).
@@ -121,8 +141,11 @@ struct ChainState {
     last_seq: u64,
     head: Digest,
     head_line: u64,
+    first_line: u64,
     prev_of_head: Digest,
-    runs: Vec<PrunedRun>,
+    /// Pruned runs by first sequence number (lookups stay logarithmic however many runs
+    /// a crafted file declares).
+    runs: BTreeMap<u64, PrunedRun>,
     signed_through: u64,
 }
 
@@ -196,9 +219,15 @@ pub fn verify_reader<R: BufRead>(mut reader: R, options: &VerifyOptions) -> Resu
         report.records += 1;
         report.head = Some(record.hash);
     }
-    for (instance, state) in &chains {
+    // Report the chain that starts first, so the finding is the first bad line.
+    let mut ordered: Vec<(&ServiceId, &ChainState)> = chains.iter().collect();
+    ordered.sort_by_key(|(_, state)| state.first_line);
+    for (instance, state) in ordered {
         if let Some(cps) = mirrored.get(instance)
-            && let Some((&seq, _)) = cps.range(state.last_seq + 1..).next()
+            && let Some((&seq, _)) = state
+                .last_seq
+                .checked_add(1)
+                .and_then(|from| cps.range(from..).next())
             && !covered(&state.runs, seq)
         {
             return Err(bad(
@@ -207,10 +236,18 @@ pub fn verify_reader<R: BufRead>(mut reader: R, options: &VerifyOptions) -> Resu
                 "the log ends before a mirrored checkpoint",
             ));
         }
+        if !options.keys.is_empty() && state.signed_through == 0 {
+            return Err(bad(
+                state.first_line,
+                Reason::Unsigned,
+                "no record of this chain is covered by a signature with the given keys",
+            ));
+        }
         report.chains.insert(
             instance.clone(),
             ChainSummary {
                 last_seq: state.last_seq,
+                head: state.head,
                 signed_through: state.signed_through,
             },
         );
@@ -250,8 +287,10 @@ fn mirrored_index(options: &VerifyOptions) -> Result<Mirrored, Error> {
     Ok(index)
 }
 
-fn covered(runs: &[PrunedRun], seq: u64) -> bool {
-    runs.iter().any(|r| r.from <= seq && seq <= r.to)
+fn covered(runs: &BTreeMap<u64, PrunedRun>, seq: u64) -> bool {
+    runs.range(..=seq)
+        .next_back()
+        .is_some_and(|(_, r)| seq <= r.to)
 }
 
 fn step(
@@ -263,6 +302,9 @@ fn step(
     mirrored: &Mirrored,
     report: &mut Report,
 ) -> Result<(), Error> {
+    if state.first_line == 0 {
+        state.first_line = line;
+    }
     let signed = match &record.entry {
         Entry::Event { .. } => false,
         _ if options.keys.is_empty() => false,
@@ -286,18 +328,26 @@ fn step(
                 "a prune record after the chain started",
             ));
         }
-        let mut last_to = state.runs.last().map_or(0, |r| r.to);
+        let mut last_to = state.runs.last_key_value().map_or(0, |(_, r)| r.to);
         for run in &prune.runs {
             if run.from == 0 || run.from > run.to || run.from <= last_to {
                 return Err(bad(line, Reason::Malformed, "prune runs out of order"));
             }
             last_to = run.to;
         }
-        state.runs.extend_from_slice(&prune.runs);
+        state
+            .runs
+            .extend(prune.runs.iter().map(|run| (run.from, *run)));
+        if signed {
+            // The signature vouches for every pruned run's hash.
+            state.signed_through = state.signed_through.max(last_to);
+        }
         return Ok(());
     }
     state.started = true;
-    let expected = state.last_seq.saturating_add(1);
+    let Some(expected) = state.last_seq.checked_add(1) else {
+        return Err(bad(line, Reason::Malformed, "sequence number overflow"));
+    };
     if record.seq == expected {
         if record.prev != state.head {
             return Err(if state.head_line == 0 {
@@ -315,8 +365,8 @@ fn step(
             });
         }
     } else if record.seq > expected {
-        match state.runs.iter().find(|r| r.from == expected) {
-            Some(run) if run.to + 1 == record.seq => {
+        match state.runs.get(&expected) {
+            Some(run) if run.to.checked_add(1) == Some(record.seq) => {
                 if record.prev != run.hash {
                     return Err(bad(
                         line,
@@ -376,6 +426,57 @@ fn step(
         state.signed_through = record.seq;
     }
     Ok(())
+}
+
+/// The records of a log read one line at a time, each at most [`MAX_LINE`] bytes (a
+/// longer line is an error after reading just past the cap): for tools that stream a log
+/// (export, mirrored checkpoints) without holding it in memory. Yields the 1-based line
+/// number and the record or why the line is not one (an incomplete last line is
+/// [`Error::InvalidRecord`]).
+#[derive(Debug)]
+pub struct RecordLines<R> {
+    reader: R,
+    number: u64,
+    done: bool,
+}
+
+/// Streams the records of `reader` (see [`RecordLines`]).
+pub fn record_lines<R: BufRead>(reader: R) -> RecordLines<R> {
+    RecordLines {
+        reader,
+        number: 0,
+        done: false,
+    }
+}
+
+impl<R: BufRead> Iterator for RecordLines<R> {
+    type Item = (u64, Result<Record, Error>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match read_line(&mut self.reader, &mut self.number) {
+            Ok(None) => None,
+            Ok(Some(line)) => {
+                let parsed = if line.terminated {
+                    line.parsed
+                } else {
+                    self.done = true;
+                    Err(Error::InvalidRecord("the last line is incomplete"))
+                };
+                if parsed.is_err() {
+                    // After a bad line (maybe one over the cap) the position is unreliable.
+                    self.done = true;
+                }
+                Some((line.number, parsed))
+            }
+            Err(e) => {
+                self.done = true;
+                Some((self.number + 1, Err(e)))
+            }
+        }
+    }
 }
 
 /// Reads one line of at most [`MAX_LINE`] bytes; `None` at the end.

@@ -152,3 +152,85 @@ async fn prune_refuses_a_tampered_log() {
     ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_keeps_the_logs_permissions_and_leaves_no_temporary_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("mcpsec-audit-{}-prune-mode", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("audit.jsonl");
+    let key = Arc::new(CheckpointKey::generate().unwrap());
+    let clock = ManualClock::at_unix(1_767_225_600);
+    write(&path, &key, &clock, &[EventKind::AuthnLoginFail; 3]).await;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    // A stale temporary file from an earlier crash, with a looser mode.
+    let tmp = path.with_extension("prune-tmp");
+    std::fs::write(&tmp, b"stale").unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o666)).unwrap();
+    clock.advance(DAY * 40);
+    let policy = RetentionPolicy::new().keep(EventClass::Authentication, DAY * 30);
+    let outcome = prune_file(&path, &policy, &key, &clock).unwrap();
+    assert_eq!(outcome.removed, 3);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o640);
+    assert!(!tmp.exists());
+    verify_file(&path, &options(&key)).unwrap();
+    // A failing prune (here: a tampered log) changes nothing and leaves nothing behind.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let tampered = text.replacen("\"seq\":", "\"seq\":9", 1);
+    std::fs::write(&path, &tampered).unwrap();
+    assert!(prune_file(&path, &policy, &key, &clock).is_err());
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), tampered);
+    assert!(!tmp.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn reopening_a_pruned_chain_accepts_covered_gaps_and_refuses_others() {
+    use mcpsec_audit::{AuditSink, LogFile, MemoryAuditSink, prune_records};
+    let dir = std::env::temp_dir().join(format!("mcpsec-audit-{}-prune-gaps", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("audit.jsonl");
+    let key = Arc::new(CheckpointKey::generate().unwrap());
+    let clock = ManualClock::at_unix(1_767_225_600);
+    // No checkpoint after the gaps (as after a crash): reopening must check them against
+    // the prune record at the start of the file.
+    let instance = ServiceId::new("api-1").unwrap();
+    let sink = MemoryAuditSink::new(ChainConfig::new(instance.clone()), Arc::new(clock.clone()));
+    use EventKind::{AuthnLoginFail as Login, AuthzAdmin as Admin};
+    for (i, kind) in [Login, Admin, Login, Admin, Login, Admin]
+        .iter()
+        .enumerate()
+    {
+        let e = SecurityEvent::new(*kind, Outcome::Failure, clock.now())
+            .with_user(UserId::new(format!("u{i}")).unwrap());
+        sink.append(e).await.unwrap();
+    }
+    clock.advance(DAY * 40);
+    let policy = RetentionPolicy::new().keep(EventClass::Authentication, DAY * 30);
+    let (kept, outcome) = prune_records(sink.records(), &policy, &key, clock.now()).unwrap();
+    assert_eq!(outcome.removed, 3);
+    let text: String = kept.iter().map(|r| r.to_json().unwrap() + "\n").collect();
+    std::fs::write(&path, &text).unwrap();
+    let opened = LogFile::open_checked(&path, &instance, Some(key.public_key())).unwrap();
+    let last = kept.last().unwrap();
+    assert_eq!((opened.last_seq, opened.head), (last.seq, last.hash));
+    drop(opened);
+    // Deleting a kept record leaves a gap no prune record covers.
+    let lines: Vec<&str> = text.lines().collect();
+    let without: String = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 2)
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
+    std::fs::write(&path, without).unwrap();
+    match LogFile::open_checked(&path, &instance, Some(key.public_key())) {
+        Err(Error::Tampered(finding)) => assert_eq!(finding.reason, Reason::Deleted),
+        other => panic!("{other:?}"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

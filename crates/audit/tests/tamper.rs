@@ -258,3 +258,89 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn with_the_key_a_chain_without_any_checkpoint_is_refused() {
+    // Anyone able to write the file can build a consistent chain without signatures.
+    let forged = log(4, false);
+    assert_eq!(finding(&join(&forged), &with_key()), (1, Reason::Unsigned));
+    // Without a key it is only self-consistent, which is all that is claimed then.
+    verify_bytes(&join(&forged), &VerifyOptions::default()).unwrap();
+}
+
+#[test]
+fn records_after_the_last_checkpoint_are_counted_as_unsigned() {
+    let lines = log(12, true);
+    // Cut after the last checkpoint (line 12: records 1..=12) and append a forged event
+    // chained from there: the chain verifies, but the tail is counted as unsigned.
+    let mut cut: Vec<String> = lines[..12].to_vec();
+    let last = Record::parse(cut[11].as_bytes()).unwrap();
+    let mut forged = Record::parse(cut[10].as_bytes()).unwrap();
+    forged.seq = last.seq + 1;
+    forged.prev = last.hash;
+    forged.hash = forged.compute_hash();
+    cut.push(forged.to_json().unwrap());
+    let report = verify_bytes(&join(&cut), &with_key()).unwrap();
+    let chain = report.chains[&ServiceId::new("api-1").unwrap()];
+    assert_eq!((chain.last_seq, chain.signed_through), (13, 12));
+    assert_eq!(chain.unsigned(), 1);
+    // The intact log's last two events come after its last checkpoint too.
+    let report = verify_bytes(&join(&lines), &with_key()).unwrap();
+    assert_eq!(
+        report.chains[&ServiceId::new("api-1").unwrap()].unsigned(),
+        2
+    );
+}
+
+/// A prune record whose run ends at `u64::MAX`, then a record continuing after it: once
+/// overflowed `run.to + 1` (a panic in debug builds).
+pub fn overflowing_log() -> Vec<u8> {
+    let lines = log(2, false);
+    let first = Record::parse(lines[0].as_bytes()).unwrap();
+    let prune = KEY
+        .prune(
+            &first.instance,
+            vec![mcpsec_audit::record::PrunedRun {
+                from: 1,
+                to: u64::MAX,
+                hash: first.hash,
+            }],
+            first.time,
+        )
+        .unwrap();
+    let mut next = Record::parse(lines[1].as_bytes()).unwrap();
+    next.prev = first.hash;
+    next.hash = next.compute_hash();
+    let mut out = join(&[prune.to_json().unwrap(), next.to_json().unwrap()]);
+    // And a chain whose sequence number is u64::MAX followed by another record.
+    let mut top = Record::parse(lines[0].as_bytes()).unwrap();
+    top.seq = u64::MAX;
+    top.hash = top.compute_hash();
+    let mut after = Record::parse(lines[1].as_bytes()).unwrap();
+    after.seq = u64::MAX;
+    after.prev = top.hash;
+    after.hash = after.compute_hash();
+    out.extend(join(&[top.to_json().unwrap(), after.to_json().unwrap()]));
+    out
+}
+
+#[test]
+fn sequence_numbers_at_u64_max_are_findings_not_panics() {
+    let bytes = overflowing_log();
+    let (line, _) = finding(&bytes, &VerifyOptions::default());
+    assert_eq!(line, 2);
+    assert!(verify_bytes(&bytes, &with_key()).is_err());
+    // The u64::MAX chain alone.
+    let text = String::from_utf8(bytes).unwrap();
+    let tail: Vec<String> = text.lines().skip(2).map(str::to_owned).collect();
+    let (line, reason) = finding(&join(&tail), &VerifyOptions::default());
+    assert_eq!(line, 1, "{reason:?}");
+    // Write it as a fuzz seed when asked (kept in fuzz/seeds/audit_record/overflow).
+    if let Ok(dir) = std::env::var("MCPSEC_WRITE_SEED") {
+        std::fs::write(
+            std::path::Path::new(&dir).join("overflow"),
+            overflowing_log(),
+        )
+        .unwrap();
+    }
+}

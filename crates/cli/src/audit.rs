@@ -1,15 +1,17 @@
 //! `mcpsec audit append|verify|tail|export|keygen|bench-commit`.
 
 use crate::tokens::{CliError, write_private};
-use mcpsec_audit::record::Digest;
+use mcpsec_audit::record::{Digest, MAX_LINE};
 use mcpsec_audit::{
     Chain, ChainConfig, CheckpointKey, CheckpointPolicy, CheckpointPublicKey, Entry, Error,
-    LogFile, Record, VerifyOptions, to_ecs, to_ocsf, verify_file,
+    LogFile, Pseudonymizer, Record, VerifyOptions, last_lines, record_lines, to_ecs, to_ocsf,
+    verify_file,
 };
-use mcpsec_core::{Actor, Clock, SecurityEvent, ServiceId, SystemClock};
+use mcpsec_core::{Actor, Clock, SecretBytes, SecurityEvent, ServiceId, SystemClock};
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use zeroize::Zeroizing;
 
 /// Longest event line `append` reads.
 pub const MAX_EVENT_LINE: usize = 64 * 1024;
@@ -69,25 +71,59 @@ pub fn read_events(input: impl BufRead) -> Result<Vec<SecurityEvent>, CliError> 
         })?;
         events.push(event);
     }
+    if input.limit() == 0 {
+        // The total cap was reached: what follows was never read. Refuse, never cut.
+        return Err(usage(format!(
+            "input larger than {MAX_EVENTS} lines of {MAX_EVENT_LINE} bytes; nothing was appended"
+        )));
+    }
     Ok(events)
 }
 
 /// Appends `events` to the log at `log` as instance `instance`'s chain, with one write
 /// and one sync; on failure the file is cut back, so the batch is all or nothing. With a
 /// key, a signed checkpoint closes the batch. Returns the new head.
+///
+/// Refuses (exit 1) when the chain's records after its last checkpoint do not verify —
+/// the new checkpoint would otherwise sign them — and (exit 2) when another writer holds
+/// the log's lock.
 pub fn append(
     log: &Path,
     instance: &str,
     events: Vec<SecurityEvent>,
     key: Option<&Path>,
 ) -> Result<(usize, Digest), CliError> {
+    append_with(log, instance, events, key, None)
+}
+
+/// [`append`], replacing each event's source address by its keyed pseudonym when
+/// `pseudonym_key` (a file of at least 64 hex digits: `openssl rand -hex 32`) is given.
+pub fn append_with(
+    log: &Path,
+    instance: &str,
+    events: Vec<SecurityEvent>,
+    key: Option<&Path>,
+    pseudonym_key: Option<&Path>,
+) -> Result<(usize, Digest), CliError> {
     let instance = ServiceId::new(instance).map_err(|e| usage(format!("--instance: {e}")))?;
     let mut config = ChainConfig::new(instance.clone());
+    if let Some(path) = pseudonym_key {
+        config = config.with_pseudonymizer(Arc::new(read_pseudonymizer(path)?));
+    }
+    let mut public = None;
     if let Some(path) = key {
         let key = CheckpointKey::from_file(path).map_err(audit_error)?;
+        public = Some(*key.public_key());
         config = config.with_checkpoints(Arc::new(key), CheckpointPolicy::default());
     }
-    let opened = LogFile::open(log, &instance).map_err(audit_error)?;
+    // Takes the writer's lock (another writer: exit 2, nothing touched) and checks the
+    // chain from its last checkpoint to the head (tampered: exit 1, nothing appended).
+    let opened = LogFile::open_checked(log, &instance, public.as_ref()).map_err(|e| match e {
+        Error::Tampered(finding) => CliError::Invalid(format!(
+            "{finding}; refusing to append to a chain that does not verify"
+        )),
+        other => audit_error(other),
+    })?;
     if opened.torn_bytes > 0 {
         eprintln!("note: cut a torn last line of {} bytes", opened.torn_bytes);
     }
@@ -113,7 +149,43 @@ pub fn append(
     Ok((count, chain.head()))
 }
 
+/// Most bytes a pseudonymisation key file may hold.
+const MAX_PSEUDONYM_KEY_FILE: u64 = 4096;
+
+/// A pseudonymizer from a file of hex digits (at least 32 bytes of key).
+fn read_pseudonymizer(path: &Path) -> Result<Pseudonymizer, CliError> {
+    let bad = |why: &str| usage(format!("--pseudonym-key {}: {why}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| bad(&e.to_string()))?;
+    let mut text = Zeroizing::new(Vec::new());
+    file.take(MAX_PSEUDONYM_KEY_FILE + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| bad(&e.to_string()))?;
+    if text.len() as u64 > MAX_PSEUDONYM_KEY_FILE {
+        return Err(bad("too large for a key file"));
+    }
+    let digits = text.trim_ascii();
+    if digits.len() % 2 != 0 {
+        return Err(bad("expected hex digits (openssl rand -hex 32)"));
+    }
+    let mut key = Zeroizing::new(Vec::with_capacity(digits.len() / 2));
+    for pair in digits.chunks_exact(2) {
+        let digit = |b: Option<&u8>| b.and_then(|&b| char::from(b).to_digit(16));
+        match (digit(pair.first()), digit(pair.get(1))) {
+            (Some(hi), Some(lo)) => key.push(u8::try_from(hi * 16 + lo).unwrap_or(0)),
+            _ => return Err(bad("expected hex digits (openssl rand -hex 32)")),
+        }
+    }
+    Pseudonymizer::new(&SecretBytes::from_slice(&key)).map_err(|e| bad(&e.to_string()))
+}
+
 /// `verify`: `ok: N records, head <hash>`, or the first bad record (exit 1).
+///
+/// With keys, a chain that no signature covers is refused (exit 1: anyone who can write
+/// the file could have forged it), and records after a chain's last checkpoint are named
+/// on the ok line — `ok: N records, head H (api-1: 3 unsigned after seq 40)` — since a
+/// log cut after its last checkpoint with other records appended looks just like that.
+/// A file holding several instances' chains also lists each chain's head
+/// (`; chains: api-1 <hash>, api-2 <hash>`).
 pub fn verify(
     file: &Path,
     keys: &[PathBuf],
@@ -127,25 +199,86 @@ pub fn verify(
         Some(path) => read_records(path)?,
         None => Vec::new(),
     };
-    let report = verify_file(file, &VerifyOptions { keys, mirrored }).map_err(audit_error)?;
+    let with_keys = !keys.is_empty();
+    let report = verify_file(file, &VerifyOptions { keys, mirrored }).map_err(verify_error)?;
     let head = report
         .head
         .map_or_else(|| "none".to_owned(), |h| h.to_string());
-    Ok(format!("ok: {} records, head {head}", report.records))
+    let mut line = format!("ok: {} records, head {head}", report.records);
+    if with_keys {
+        let unsigned: Vec<String> = report
+            .chains
+            .iter()
+            .filter(|(_, chain)| chain.unsigned() > 0)
+            .map(|(instance, chain)| {
+                format!(
+                    "{instance}: {} unsigned after seq {}",
+                    chain.unsigned(),
+                    chain.signed_through
+                )
+            })
+            .collect();
+        if !unsigned.is_empty() {
+            line.push_str(&format!(" ({})", unsigned.join(", ")));
+        }
+    }
+    if report.chains.len() > 1 {
+        // Several writers' chains in one file: each one's head.
+        let heads: Vec<String> = report
+            .chains
+            .iter()
+            .map(|(instance, chain)| format!("{instance} {}", chain.head))
+            .collect();
+        line.push_str(&format!("; chains: {}", heads.join(", ")));
+    }
+    Ok(line)
 }
 
-/// Every record of a file, refusing a bad line by number.
+/// Verification's errors: a bad record, or mirrored checkpoints that are not intact or
+/// not signed with the given keys, are exit 1; unreadable files are exit 2.
+fn verify_error(e: Error) -> CliError {
+    match e {
+        Error::InvalidRecord(why) if why.starts_with("a mirrored") => {
+            CliError::Invalid(format!("--checkpoints: {why}"))
+        }
+        other => audit_error(other),
+    }
+}
+
+/// Most mirrored checkpoints `verify --checkpoints` reads.
+pub const MAX_MIRRORED: usize = 1_000_000;
+
+/// Every record of a (mirrored checkpoints) file, refusing a bad line by number; lines
+/// are capped, and so is their count.
 fn read_records(path: &Path) -> Result<Vec<Record>, CliError> {
+    let mut out = Vec::new();
+    for_each_record(path, |record| {
+        if out.len() >= MAX_MIRRORED {
+            return Err(usage(format!(
+                "{}: more than {MAX_MIRRORED} records",
+                path.display()
+            )));
+        }
+        out.push(record);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Streams the records of a file (each line capped), refusing a bad line by number.
+fn for_each_record(
+    path: &Path,
+    mut each: impl FnMut(Record) -> Result<(), CliError>,
+) -> Result<(), CliError> {
     let file = std::fs::File::open(path)
         .map_err(|e| usage(format!("cannot open {}: {e}", path.display())))?;
-    let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
-        let line = line.map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
-        let record = Record::parse(&line)
-            .map_err(|e| usage(format!("{}: line {}: {e}", path.display(), i + 1)))?;
-        out.push(record);
+    let reader = std::io::BufReader::with_capacity(256 * 1024, file);
+    for (number, record) in record_lines(reader) {
+        let record =
+            record.map_err(|e| usage(format!("{}: line {number}: {e}", path.display())))?;
+        each(record)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// One record as a human-readable line.
@@ -201,37 +334,52 @@ pub fn format_record(r: &Record) -> String {
     }
 }
 
-/// `tail`: the last `n` records, human-readable. Returns the offset read up to (for
-/// `--follow`).
+/// Most records `tail -n` prints.
+pub const MAX_TAIL: usize = 100_000;
+
+/// `tail`: the last `n` records, human-readable, read backwards from the end (the cost is
+/// that of the lines printed, not of the file; each line capped). Returns the offset read
+/// up to (for `--follow`).
 pub fn tail(file: &Path, n: usize, out: &mut impl Write) -> Result<u64, CliError> {
-    let bytes =
-        std::fs::read(file).map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
-    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let body = bytes.get(..complete).unwrap_or_default();
-    let lines: Vec<&[u8]> = body
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .collect();
-    let start = lines.len().saturating_sub(n);
-    for (i, line) in lines.iter().enumerate().skip(start) {
-        print_line(line, i + 1, out)?;
+    let (lines, end) = last_lines(file, n.min(MAX_TAIL))
+        .map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
+    for line in &lines {
+        print_line(line, None, out)?;
     }
-    Ok(complete as u64)
+    Ok(end)
 }
 
-fn print_line(line: &[u8], number: usize, out: &mut impl Write) -> Result<(), CliError> {
-    let text = match Record::parse(line) {
-        Ok(r) => format_record(&r),
-        Err(e) => format!("line {number}: {e}"),
+fn print_line(line: &[u8], number: Option<u64>, out: &mut impl Write) -> Result<(), CliError> {
+    let text = match (Record::parse(line), number) {
+        (Ok(r), _) => format_record(&r),
+        (Err(e), Some(number)) => format!("line {number}: {e}"),
+        (Err(e), None) => format!("(unreadable line: {e})"),
     };
     writeln!(out, "{text}").map_err(|e| usage(format!("writing: {e}")))
 }
 
 /// `tail --follow`: after [`tail`], prints complete lines as they are appended, polling
 /// once a second, until interrupted.
-pub fn follow(file: &Path, mut offset: u64, out: &mut impl Write) -> Result<(), CliError> {
+pub fn follow(file: &Path, offset: u64, out: &mut impl Write) -> Result<(), CliError> {
+    follow_for(file, offset, out, None, std::time::Duration::from_secs(1))
+}
+
+/// Most bytes `follow` reads per poll (complete lines only; the rest waits).
+const FOLLOW_CHUNK: u64 = 4 * MAX_LINE as u64;
+
+/// [`follow`] for at most `polls` polls (`None`: forever), `interval` apart. A line over
+/// the cap is an error (exit 2) rather than a growing buffer. Unreadable lines are named
+/// by their number counted from where following began.
+pub fn follow_for(
+    file: &Path,
+    mut offset: u64,
+    out: &mut impl Write,
+    polls: Option<u64>,
+    interval: std::time::Duration,
+) -> Result<(), CliError> {
     use std::io::Seek;
-    let mut number = 0usize;
+    let mut number = 0u64;
+    let mut poll = 0u64;
     loop {
         let mut f = std::fs::File::open(file)
             .map_err(|e| usage(format!("cannot open {}: {e}", file.display())))?;
@@ -241,9 +389,18 @@ pub fn follow(file: &Path, mut offset: u64, out: &mut impl Write) -> Result<(), 
         }
         let mut chunk = Vec::new();
         f.seek(std::io::SeekFrom::Start(offset))
-            .and_then(|_| f.take(len - offset).read_to_end(&mut chunk))
+            .and_then(|_| {
+                f.take((len - offset).min(FOLLOW_CHUNK))
+                    .read_to_end(&mut chunk)
+            })
             .map_err(|e| usage(format!("reading: {e}")))?;
         let complete = chunk.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if complete == 0 && chunk.len() > MAX_LINE {
+            return Err(usage(format!(
+                "{}: a line longer than {MAX_LINE} bytes",
+                file.display()
+            )));
+        }
         for line in chunk
             .get(..complete)
             .unwrap_or_default()
@@ -251,12 +408,20 @@ pub fn follow(file: &Path, mut offset: u64, out: &mut impl Write) -> Result<(), 
         {
             if !line.is_empty() {
                 number += 1;
-                print_line(line, number, out)?;
+                print_line(line, Some(number), out)?;
             }
         }
         out.flush().map_err(|e| usage(format!("writing: {e}")))?;
         offset += complete as u64;
-        std::thread::sleep(std::time::Duration::from_secs(1));
+        poll += 1;
+        if polls.is_some_and(|max| poll >= max) {
+            return Ok(());
+        }
+        // More waiting (the chunk cap): read on at once.
+        if complete > 0 && offset < len {
+            continue;
+        }
+        std::thread::sleep(interval);
     }
 }
 
@@ -270,9 +435,10 @@ pub enum Format {
 }
 
 /// `export`: one JSON object per event record (checkpoint and prune records are skipped).
+/// Streams: one record in memory at a time, each line capped.
 pub fn export(file: &Path, format: Format, out: &mut impl Write) -> Result<usize, CliError> {
     let mut count = 0;
-    for record in read_records(file)? {
+    for_each_record(file, |record| {
         let value = match format {
             Format::Ocsf => to_ocsf(&record),
             Format::Ecs => to_ecs(&record),
@@ -281,7 +447,8 @@ pub fn export(file: &Path, format: Format, out: &mut impl Write) -> Result<usize
             writeln!(out, "{value}").map_err(|e| usage(format!("writing: {e}")))?;
             count += 1;
         }
-    }
+        Ok(())
+    })?;
     Ok(count)
 }
 
@@ -433,4 +600,41 @@ pub fn bench_commit(tasks: usize, duration: std::time::Duration) -> Result<Commi
 fn pct(sorted: &[u64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1));
     sorted.get(i).copied().unwrap_or(0) as f64 / 1e6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follow_prints_appended_lines_once_and_stops_after_the_given_polls() {
+        let dir = std::env::temp_dir().join(format!("mcpsec-cli-follow-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("audit.jsonl");
+        let event = |user: &str| {
+            SecurityEvent::new(
+                mcpsec_core::EventKind::AuthnLoginFail,
+                mcpsec_core::Outcome::Failure,
+                SystemClock.now(),
+            )
+            .with_user(mcpsec_core::UserId::new(user).unwrap())
+        };
+        append(&log, "t", vec![event("a")], None).unwrap();
+        let mut out = Vec::new();
+        let offset = tail(&log, 10, &mut out).unwrap();
+        append(&log, "t", vec![event("b"), event("c")], None).unwrap();
+        // A torn fragment after them waits for its newline.
+        let mut bytes = std::fs::read(&log).unwrap();
+        bytes.extend_from_slice(b"{\"seq\":");
+        std::fs::write(&log, &bytes).unwrap();
+        follow_for(&log, offset, &mut out, Some(2), std::time::Duration::ZERO).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let users: Vec<&str> = text
+            .lines()
+            .map(|l| l.split(" user=").nth(1).unwrap())
+            .collect();
+        assert_eq!(users, ["a", "b", "c"], "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

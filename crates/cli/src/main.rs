@@ -582,15 +582,14 @@ fn run_totp(command: TotpCommand) -> Result<(), CliError> {
             if let Some(path) = &qr_png {
                 enrollment.write_qr_png(path)?;
             }
-            let mut out = std::io::stdout().lock();
-            if json {
-                enrollment.write_json(&mut out)?;
-            } else {
-                enrollment.write_text(&mut out)?;
-                if qr {
-                    enrollment.write_qr(&mut out)?;
-                }
+            let printed = mfa::print_enrollment(&enrollment, json, qr, &mut std::io::stdout());
+            // The secret was not (fully) shown: remove the PNG so no orphan copy remains.
+            if printed.is_err()
+                && let Some(path) = &qr_png
+            {
+                let _ = std::fs::remove_file(path);
             }
+            printed?;
         }
         TotpCommand::Code { secret, at } => {
             let secret = mfa::read_secret(secret)?;
@@ -778,6 +777,10 @@ enum AuditCommand {
         /// Sign a checkpoint after the batch with this private key (from `audit keygen`).
         #[arg(long, value_name = "KEY")]
         checkpoint_key: Option<PathBuf>,
+        /// Replace source addresses by keyed pseudonyms; FILE holds the key as hex
+        /// (at least 64 digits: `openssl rand -hex 32`).
+        #[arg(long, value_name = "FILE")]
+        pseudonym_key: Option<PathBuf>,
     },
     /// Verify the chain. Intact: `ok: N records, head <hash>`, exit 0. Otherwise exit 1
     /// with the first bad record's line number and the reason.
@@ -847,9 +850,16 @@ fn run_audit(command: AuditCommand) -> Result<(), CliError> {
             log,
             instance,
             checkpoint_key,
+            pseudonym_key,
         } => {
             let events = audit::read_events(std::io::stdin().lock())?;
-            let (count, head) = audit::append(&log, &instance, events, checkpoint_key.as_deref())?;
+            let (count, head) = audit::append_with(
+                &log,
+                &instance,
+                events,
+                checkpoint_key.as_deref(),
+                pseudonym_key.as_deref(),
+            )?;
             println!("appended {count} records, head {head}");
         }
         AuditCommand::Verify {

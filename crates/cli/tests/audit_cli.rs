@@ -233,3 +233,216 @@ fn tail_and_export() {
         Some(2)
     );
 }
+
+/// Keys and a log of two signed batches; returns (private, public, log).
+fn signed_log(dir: &Scratch) -> (String, String, String) {
+    let keys = dir.path("keys");
+    assert_eq!(
+        code(&run(&["audit", "keygen", "--out", &keys], None)),
+        Some(0)
+    );
+    let private = format!("{keys}/checkpoint.key");
+    let public = format!("{keys}/checkpoint.pub");
+    let log = dir.path("audit.jsonl");
+    let line = documented_event();
+    for _ in 0..2 {
+        let out = run(
+            &[
+                "audit",
+                "append",
+                "--log",
+                &log,
+                "--checkpoint-key",
+                &private,
+            ],
+            Some(&format!("{line}\n{line}\n")),
+        );
+        assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    }
+    (private, public, log)
+}
+
+#[test]
+fn with_the_key_a_chain_without_checkpoints_fails_and_an_unsigned_tail_is_named() {
+    let dir = Scratch::new("audit", "unsigned");
+    let (_, public, log) = signed_log(&dir);
+    let out = run(
+        &["audit", "verify", &log, "--checkpoint-key", &public],
+        None,
+    );
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("unsigned"), "{}", stdout(&out));
+    // A forger rebuilds the whole chain without checkpoints: self-consistent, unsigned.
+    let forged = dir.path("forged.jsonl");
+    let line = documented_event();
+    let out = run(
+        &["audit", "append", "--log", &forged],
+        Some(&format!("{line}\n{line}\n")),
+    );
+    assert_eq!(code(&out), Some(0));
+    assert_eq!(code(&run(&["audit", "verify", &forged], None)), Some(0));
+    let out = run(
+        &["audit", "verify", &forged, "--checkpoint-key", &public],
+        None,
+    );
+    assert_eq!(code(&out), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("line 1: unsigned"),
+        "{}",
+        stderr(&out)
+    );
+    // Cut after the last checkpoint and append other events (without the key): the
+    // chain still verifies, but the ok line names the unsigned tail.
+    let out = run(
+        &["audit", "append", "--log", &log, "--instance", "mcpsec-cli"],
+        Some(&format!("{line}\n{line}\n{line}\n")),
+    );
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let out = run(
+        &["audit", "verify", &log, "--checkpoint-key", &public],
+        None,
+    );
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let first = text.lines().next().unwrap();
+    assert!(first.starts_with("ok: 9 records, head "), "{text}");
+    assert!(
+        first.ends_with("(mcpsec-cli: 3 unsigned after seq 6)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn append_refuses_a_log_in_use_or_a_tampered_chain() {
+    let dir = Scratch::new("audit", "append-refusals");
+    let (private, _, log) = signed_log(&dir);
+    let line = documented_event();
+    // Another writer holds the lock.
+    let held = std::fs::OpenOptions::new().read(true).open(&log).unwrap();
+    held.lock().unwrap();
+    let before = std::fs::read(&log).unwrap();
+    let out = run(&["audit", "append", "--log", &log], Some(&line));
+    assert_eq!(code(&out), Some(2));
+    assert!(
+        stderr(&out).contains("log in use by another writer"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read(&log).unwrap(), before);
+    held.unlock().unwrap();
+    drop(held);
+    // The last checkpoint edited: the next append would chain onto it and sign over it.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let last = lines.len() - 1;
+    assert!(lines[last].contains("\"checkpoint\""));
+    lines[last] = lines[last].replacen("\"seq\":6", "\"seq\":7", 1);
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    let out = run(
+        &[
+            "audit",
+            "append",
+            "--log",
+            &log,
+            "--checkpoint-key",
+            &private,
+        ],
+        Some(&line),
+    );
+    assert_eq!(code(&out), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("line 6: modified") && stderr(&out).contains("refusing"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn append_with_a_pseudonym_key_never_writes_the_address() {
+    let dir = Scratch::new("audit", "pseudonym");
+    let log = dir.path("audit.jsonl");
+    let key = dir.path("pseudonym.key");
+    std::fs::write(&key, format!("{}\n", "5a".repeat(32))).unwrap();
+    let line = documented_event();
+    assert!(line.contains("192.0.2.10"));
+    let out = run(
+        &["audit", "append", "--log", &log, "--pseudonym-key", &key],
+        Some(&format!("{line}\n")),
+    );
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("192.0.2.10"), "{text}");
+    assert!(text.contains("\"source_pseudonym\""), "{text}");
+    assert_eq!(code(&run(&["audit", "verify", &log], None)), Some(0));
+    // A short or non-hex key is a usage error, and nothing is appended.
+    std::fs::write(&key, "5a5a\n").unwrap();
+    let out = run(
+        &["audit", "append", "--log", &log, "--pseudonym-key", &key],
+        Some(&format!("{line}\n")),
+    );
+    assert_eq!(code(&out), Some(2), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), text);
+}
+
+#[test]
+fn tail_and_export_cap_lines_and_tail_reads_from_the_end() {
+    let dir = Scratch::new("audit", "caps");
+    let log = dir.path("audit.jsonl");
+    let line = documented_event();
+    let out = run(
+        &["audit", "append", "--log", &log],
+        Some(&format!("{line}\n{line}\n{line}\n")),
+    );
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    // A torn last line is not printed by tail.
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes.extend_from_slice(b"{\"seq\":4,");
+    std::fs::write(&log, &bytes).unwrap();
+    let out = run(&["audit", "tail", &log, "-n", "2"], None);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with("#2 ") && lines[1].starts_with("#3 "),
+        "{text}"
+    );
+    // A line over the cap (256 KiB) is refused, not buffered.
+    bytes.truncate(bytes.len() - 9);
+    bytes.extend(std::iter::repeat_n(b'x', 300 * 1024));
+    bytes.push(b'\n');
+    std::fs::write(&log, &bytes).unwrap();
+    let out = run(&["audit", "export", &log, "--format", "ecs"], None);
+    assert_eq!(code(&out), Some(2));
+    assert!(stderr(&out).contains("line 4"), "{}", stderr(&out));
+    let out = run(&["audit", "tail", &log, "-n", "1"], None);
+    assert_eq!(code(&out), Some(2));
+    assert!(stderr(&out).contains("cap"), "{}", stderr(&out));
+}
+
+#[test]
+fn verify_lists_each_chains_head_when_a_file_holds_several() {
+    let dir = Scratch::new("audit", "chains");
+    let log = dir.path("audit.jsonl");
+    let line = documented_event();
+    let mut heads = Vec::new();
+    for instance in ["api-1", "api-2"] {
+        let out = run(
+            &["audit", "append", "--log", &log, "--instance", instance],
+            Some(&format!("{line}\n")),
+        );
+        assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+        heads.push(stdout(&out).trim().rsplit(' ').next().unwrap().to_owned());
+    }
+    let out = run(&["audit", "verify", &log], None);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(&format!("ok: 2 records, head {}", heads[1])),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("; chains: api-1 {}, api-2 {}", heads[0], heads[1])),
+        "{text}"
+    );
+}

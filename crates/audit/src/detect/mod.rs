@@ -14,12 +14,25 @@
 //! | token reuse | any refresh-token reuse | critical, at once |
 //! | rate limit | ≥5 rate-limit breaches from one source in 1 min | medium |
 //! | privilege change | any permission or role change | medium |
+//! | detector saturated | a rule had to forget a live window (state cap reached) | high |
 //!
 //! Each alert names one subject — the account, source, key id or token family the rule's
-//! definition is about — and the same (rule, subject) alerts at most once per dedup
-//! window. Rules never attribute one subject's events to another: failures on account A
-//! count toward A only, so a noisy attacker cannot raise an alert about an innocent
-//! account B. Per-rule state is capped (`max_keys`), evicting the least recently seen key.
+//! definition is about (for a privilege change: the changed resource, else the account)
+//! — and the same (rule, subject) alerts at most once per dedup window. Critical alerts
+//! and alerts about [`Subject::Unknown`] are never deduplicated, so one alert cannot mute
+//! another about something else. Rules never attribute one subject's events to another:
+//! failures on account A count toward A only, so a noisy attacker cannot raise an alert
+//! about an innocent account B.
+//!
+//! Per-rule state is capped (`max_keys`). When full, the least recently seen keys are
+//! weighed and the one with the least in its window goes — empty windows first, so a
+//! flood of invented names evicts itself rather than a victim's window; when a live
+//! window must go, a `detector_saturated` alert (deduplicated per window) says so.
+//!
+//! With a [`Pseudonymizer`] ([`Detector::with_pseudonymizer`]), alerts about a source
+//! carry its keyed pseudonym ([`Subject::SourcePseudonym`]), never the address — the same
+//! pseudonym the log records, so alerts and records still correlate. (Responders only see
+//! critical alerts, none of which is about a source.)
 
 mod bounded;
 #[cfg(feature = "webhook")]
@@ -29,6 +42,8 @@ mod webhook;
 pub use webhook::WebhookAlertSink;
 
 use crate::Error;
+use crate::privacy::Pseudonymizer;
+use crate::record::Pseudonym;
 use bounded::BoundedMap;
 use mcpsec_core::{
     Actor, EventKind, EventSink, KeyId, Outcome, ReasonCode, ResourceId, SecurityEvent,
@@ -75,6 +90,9 @@ pub enum Rule {
     RateLimit,
     /// Permissions or roles changed.
     PrivilegeChange,
+    /// Rule state was full and a live window had to be forgotten: detection may have
+    /// missed something (a flood of invented names is the usual cause).
+    DetectorSaturated,
 }
 
 /// What an alert is about.
@@ -86,6 +104,8 @@ pub enum Subject {
     Account(UserId),
     /// A network source.
     Source(IpAddr),
+    /// A network source, by keyed pseudonym (detector with a [`Pseudonymizer`]).
+    SourcePseudonym(Pseudonym),
     /// An API key, by public id.
     ApiKey(KeyId),
     /// A resource such as a refresh-token family.
@@ -271,6 +291,7 @@ pub struct Detector {
     state: Mutex<State>,
     sinks: Vec<Arc<dyn AlertSink>>,
     responders: Vec<Arc<dyn Responder>>,
+    pseudonymizer: Option<Arc<Pseudonymizer>>,
 }
 
 impl Detector {
@@ -290,6 +311,21 @@ impl Detector {
             }),
             sinks: Vec::new(),
             responders: Vec::new(),
+            pseudonymizer: None,
+        }
+    }
+
+    /// Alerts name sources by their keyed pseudonym, never by address.
+    pub fn with_pseudonymizer(mut self, pseudonymizer: Arc<Pseudonymizer>) -> Self {
+        self.pseudonymizer = Some(pseudonymizer);
+        self
+    }
+
+    /// The subject as alerts show it: a source's pseudonym when configured.
+    fn shown(&self, subject: Subject) -> Subject {
+        match (subject, &self.pseudonymizer) {
+            (Subject::Source(ip), Some(p)) => Subject::SourcePseudonym(p.pseudonym(ip)),
+            (other, _) => other,
         }
     }
 
@@ -312,6 +348,7 @@ impl Detector {
         let c = &self.config;
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let mut raised = Vec::new();
+        let mut saturated = false;
         let account = account_of(event);
         let failed_login = event.outcome == Outcome::Failure
             && matches!(
@@ -320,11 +357,13 @@ impl Detector {
             );
         if failed_login {
             if let Some(user) = &account {
-                let n = count_in_window(
-                    state.brute.entry(user.clone(), VecDeque::new),
-                    now,
-                    c.brute_force,
+                let (times, dropped) = state.brute.entry(
+                    user.clone(),
+                    VecDeque::new,
+                    times_weight(now, c.brute_force),
                 );
+                saturated |= dropped;
+                let n = count_in_window(times, now, c.brute_force);
                 if n >= c.brute_force.count {
                     raised.push((
                         Rule::BruteForce,
@@ -335,21 +374,21 @@ impl Detector {
                 }
             }
             if let (Some(user), Some(ip)) = (&account, event.source) {
-                let n = distinct_in_window(
-                    state.stuffing.entry(ip, Vec::new),
-                    user.clone(),
-                    now,
-                    c.credential_stuffing,
-                );
+                let (seen, dropped) =
+                    state
+                        .stuffing
+                        .entry(ip, Vec::new, seen_weight(now, c.credential_stuffing));
+                saturated |= dropped;
+                let n = distinct_in_window(seen, user.clone(), now, c.credential_stuffing);
                 if n >= c.credential_stuffing.count {
                     raised.push((Rule::CredentialStuffing, Tier::High, Subject::Source(ip), n));
                 }
-                let n = distinct_in_window(
-                    state.spraying.entry(user.clone(), Vec::new),
-                    ip,
-                    now,
-                    c.spraying,
-                );
+                let (seen, dropped) =
+                    state
+                        .spraying
+                        .entry(user.clone(), Vec::new, seen_weight(now, c.spraying));
+                saturated |= dropped;
+                let n = distinct_in_window(seen, ip, now, c.spraying);
                 if n >= c.spraying.count {
                     raised.push((
                         Rule::Spraying,
@@ -362,11 +401,13 @@ impl Detector {
             if let (Actor::ApiKey { key, .. }, Some(ReasonCode::SecretMismatch)) =
                 (&event.actor, event.reason)
             {
-                let n = count_in_window(
-                    state.hammering.entry(key.clone(), VecDeque::new),
-                    now,
-                    c.api_key_hammering,
+                let (times, dropped) = state.hammering.entry(
+                    key.clone(),
+                    VecDeque::new,
+                    times_weight(now, c.api_key_hammering),
                 );
+                saturated |= dropped;
+                let n = count_in_window(times, now, c.api_key_hammering);
                 if n >= c.api_key_hammering.count {
                     raised.push((
                         Rule::ApiKeyHammering,
@@ -389,7 +430,12 @@ impl Detector {
             }
             EventKind::ExcessRateLimitExceeded => {
                 if let Some(ip) = event.source {
-                    let n = count_in_window(state.rate.entry(ip, VecDeque::new), now, c.rate_limit);
+                    let (times, dropped) =
+                        state
+                            .rate
+                            .entry(ip, VecDeque::new, times_weight(now, c.rate_limit));
+                    saturated |= dropped;
+                    let n = count_in_window(times, now, c.rate_limit);
                     if n >= c.rate_limit.count {
                         raised.push((Rule::RateLimit, Tier::Medium, Subject::Source(ip), n));
                     }
@@ -398,22 +444,41 @@ impl Detector {
             EventKind::AuthzChange | EventKind::PrivilegePermissionsChanged
                 if event.outcome == Outcome::Success =>
             {
-                let subject = account.clone().map_or(Subject::Unknown, Subject::Account);
+                // Keyed on what was changed, so one change cannot mute alerts about
+                // another made by the same actor.
+                let subject = match event.resource.as_ref().and_then(|r| r.id.clone()) {
+                    Some(id) => Subject::Resource(id),
+                    None => account.clone().map_or(Subject::Unknown, Subject::Account),
+                };
                 raised.push((Rule::PrivilegeChange, Tier::Medium, subject, 1));
             }
             _ => {}
         }
+        if saturated {
+            raised.push((Rule::DetectorSaturated, Tier::High, Subject::Unknown, 1));
+        }
         let mut alerts = Vec::new();
         for (rule, tier, subject, count) in raised {
-            let last = state.dedup.entry((rule, subject.clone()), || None);
-            let fresh =
-                last.is_none_or(|at| now.duration_since(at).is_ok_and(|d| d >= c.dedup_window));
+            // Never deduplicated: critical alerts, and alerts about nothing specific
+            // (they would mute each other). Saturation is one condition: once per window.
+            let dedup = tier != Tier::Critical
+                && (subject != Subject::Unknown || rule == Rule::DetectorSaturated);
+            let fresh = if dedup {
+                let (last, _) = state.dedup.entry((rule, subject.clone()), || None, |_| 0);
+                let fresh =
+                    last.is_none_or(|at| now.duration_since(at).is_ok_and(|d| d >= c.dedup_window));
+                if fresh {
+                    *last = Some(now);
+                }
+                fresh
+            } else {
+                true
+            };
             if fresh {
-                *last = Some(now);
                 alerts.push(Alert {
                     rule,
                     tier,
-                    subject,
+                    subject: self.shown(subject),
                     time: now,
                     count,
                 });
@@ -466,6 +531,16 @@ fn account_of(event: &SecurityEvent) -> Option<UserId> {
         Actor::ApiKey { owner, .. } => owner.clone(),
         _ => None,
     }
+}
+
+/// Eviction weight of a window of times: how many are still in it.
+fn times_weight(now: SystemTime, t: Threshold) -> impl Fn(&VecDeque<SystemTime>) -> u32 {
+    move |times| within(times.iter().copied(), now, t.window)
+}
+
+/// Eviction weight of a window of distinct values: how many are still in it.
+fn seen_weight<V>(now: SystemTime, t: Threshold) -> impl Fn(&Vec<(V, SystemTime)>) -> u32 {
+    move |seen| within(seen.iter().map(|(_, at)| *at), now, t.window)
 }
 
 /// Records `now` and returns how many of the last `count` events fall in the window.
