@@ -9,7 +9,7 @@
 //!   The context (category, table, column, row, optional tenant) is required; a ciphertext
 //!   copied to another row, column or tenant fails to decrypt. Implements core's
 //!   [`Sealer`](mcpsec_core::Sealer), which the MFA and token crates use.
-//! - [`format`]: the versioned ciphertext (header with category and key version,
+//! - [`format`](mod@format): the versioned ciphertext (header with category and key version,
 //!   authenticated), in binary and as `mcpsec:fc1:…` text; [`format::inspect`] reads the
 //!   header without a key.
 //! - [`CryptoProvider`]: the AEAD backend, RustCrypto by default or aws-lc-rs (feature

@@ -8,7 +8,7 @@
 //! request for data that is spread over tables and backups.
 //!
 //! The store keeps a tombstone (the shredded generation), so a shredded subject's old data
-//! fails with [`Error::Shredded`](crate::Error::Shredded) rather than an unknown key, and
+//! fails with [`Error::Shredded`] rather than an unknown key, and
 //! new data for the same subject gets a new generation that cannot open the old fields.
 
 use crate::{Category, Error};

@@ -47,7 +47,7 @@ pub enum Error {
     #[error("no passkey registered")]
     NoPasskey,
     /// The user already has the most passkeys allowed
-    /// ([`MAX_PASSKEYS_PER_USER`](crate::MAX_PASSKEYS_PER_USER)); remove one first.
+    /// (`MAX_PASSKEYS_PER_USER`, feature `passkeys`); remove one first.
     #[error("too many passkeys for this user")]
     TooManyPasskeys,
     /// The ceremony store is full of live ceremonies; retry later.
