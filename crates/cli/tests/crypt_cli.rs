@@ -43,6 +43,27 @@ fn text(bytes: &[u8]) -> String {
 
 const CONTEXT: &str = "table=users,column=email,row=42,tenant=acme";
 
+/// `crypt encrypt` of `plaintext` into the pii category at [`CONTEXT`].
+fn encrypt_pii(keyset: &str, plaintext: &[u8]) -> Output {
+    let args = [
+        "crypt",
+        "encrypt",
+        "--keyset",
+        keyset,
+        "--category",
+        "pii",
+        "--context",
+        CONTEXT,
+    ];
+    run_with(Some(MASTER), &args, plaintext)
+}
+
+/// `crypt decrypt` of `input` at [`CONTEXT`] with `master` as the master key.
+fn decrypt_with(master: &str, keyset: &str, input: &[u8]) -> Output {
+    let args = ["crypt", "decrypt", "--keyset", keyset, "--context", CONTEXT];
+    run_with(Some(master), &args, input)
+}
+
 #[test]
 fn keygen_encrypt_decrypt_rotate_info() {
     let dir = Scratch::new("crypt", "lifecycle");
@@ -73,37 +94,13 @@ fn keygen_encrypt_decrypt_rotate_info() {
     let again = run_with(Some(MASTER), &["crypt", "keygen", "--out", &keyset], b"");
     assert_eq!(again.status.code(), Some(2));
 
-    let enc = run_with(
-        Some(MASTER),
-        &[
-            "crypt",
-            "encrypt",
-            "--keyset",
-            &keyset,
-            "--category",
-            "pii",
-            "--context",
-            CONTEXT,
-        ],
-        b"ada@example.com",
-    );
+    let enc = encrypt_pii(&keyset, b"ada@example.com");
     assert_eq!(enc.status.code(), Some(0), "{}", text(&enc.stderr));
     let ciphertext = text(&enc.stdout);
     assert!(ciphertext.starts_with("mcpsec:fc1:"), "{ciphertext}");
     assert!(!ciphertext.contains("ada"));
 
-    let dec = run_with(
-        Some(MASTER),
-        &[
-            "crypt",
-            "decrypt",
-            "--keyset",
-            &keyset,
-            "--context",
-            CONTEXT,
-        ],
-        ciphertext.as_bytes(),
-    );
+    let dec = decrypt_with(MASTER, &keyset, ciphertext.as_bytes());
     assert_eq!(dec.status.code(), Some(0), "{}", text(&dec.stderr));
     assert_eq!(dec.stdout, b"ada@example.com");
 
@@ -130,35 +127,11 @@ fn keygen_encrypt_decrypt_rotate_info() {
     );
     assert_eq!(rot.status.code(), Some(0), "{}", text(&rot.stderr));
     assert_eq!(text(&rot.stdout), "pii: version 2 is primary\n");
-    let enc2 = run_with(
-        Some(MASTER),
-        &[
-            "crypt",
-            "encrypt",
-            "--keyset",
-            &keyset,
-            "--category",
-            "pii",
-            "--context",
-            CONTEXT,
-        ],
-        b"new",
-    );
+    let enc2 = encrypt_pii(&keyset, b"new");
     let info2 = run_with(Some(MASTER), &["crypt", "info"], &enc2.stdout);
     assert!(text(&info2.stdout).contains("key_version: 2"));
     // The old ciphertext still decrypts after the rotation.
-    let old = run_with(
-        Some(MASTER),
-        &[
-            "crypt",
-            "decrypt",
-            "--keyset",
-            &keyset,
-            "--context",
-            CONTEXT,
-        ],
-        ciphertext.as_bytes(),
-    );
+    let old = decrypt_with(MASTER, &keyset, ciphertext.as_bytes());
     assert_eq!(old.stdout, b"ada@example.com");
 }
 
@@ -167,20 +140,7 @@ fn failed_decryptions_exit_1_and_write_nothing() {
     let dir = Scratch::new("crypt", "failures");
     let keyset = dir.path("keyset.json");
     run_with(Some(MASTER), &["crypt", "keygen", "--out", &keyset], b"");
-    let enc = run_with(
-        Some(MASTER),
-        &[
-            "crypt",
-            "encrypt",
-            "--keyset",
-            &keyset,
-            "--category",
-            "pii",
-            "--context",
-            CONTEXT,
-        ],
-        b"secret value",
-    );
+    let enc = encrypt_pii(&keyset, b"secret value");
     let ciphertext = text(&enc.stdout);
     let mut tampered = ciphertext.trim().to_owned().into_bytes();
     let last = tampered.len() - 2;
@@ -447,20 +407,7 @@ fn rekey_moves_the_keyset_to_a_new_master_key() {
     let new_master = keys.path("new.key");
     std::fs::write(&new_master, OTHER_MASTER).unwrap();
     run_with(Some(MASTER), &["crypt", "keygen", "--out", &keyset], b"");
-    let enc = run_with(
-        Some(MASTER),
-        &[
-            "crypt",
-            "encrypt",
-            "--keyset",
-            &keyset,
-            "--category",
-            "pii",
-            "--context",
-            CONTEXT,
-        ],
-        b"kept",
-    );
+    let enc = encrypt_pii(&keyset, b"kept");
     let out = run_with(
         Some(MASTER),
         &[
@@ -475,34 +422,12 @@ fn rekey_moves_the_keyset_to_a_new_master_key() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("re-wrapped under local:"));
-    let old = run_with(
-        Some(MASTER),
-        &[
-            "crypt",
-            "decrypt",
-            "--keyset",
-            &keyset,
-            "--context",
-            CONTEXT,
-        ],
-        &enc.stdout,
-    );
+    let old = decrypt_with(MASTER, &keyset, &enc.stdout);
     assert_eq!(
         old.status.code(),
         Some(1),
         "the old master key no longer opens it"
     );
-    let new = run_with(
-        Some(OTHER_MASTER),
-        &[
-            "crypt",
-            "decrypt",
-            "--keyset",
-            &keyset,
-            "--context",
-            CONTEXT,
-        ],
-        &enc.stdout,
-    );
+    let new = decrypt_with(OTHER_MASTER, &keyset, &enc.stdout);
     assert_eq!(new.stdout, b"kept");
 }
