@@ -29,7 +29,7 @@
 //!     Role::Developer,
 //!     ScopeSet::parse_tolerant("mcp:write openid")?, // `openid` is dropped
 //!     CredentialKind::AccessToken,
-//!     Authentication { at: UNIX_EPOCH, methods: AuthMethods::EMPTY },
+//!     Authentication { at: Some(UNIX_EPOCH), methods: AuthMethods::EMPTY },
 //! );
 //! let config = Resource::of_org(org);
 //!

@@ -135,8 +135,12 @@ impl AuthMethods {
 /// When and how the subject authenticated (the `auth_time` and `amr` of a token).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Authentication {
-    /// When the subject last authenticated (not when the credential was issued).
-    pub at: SystemTime,
+    /// When the subject last authenticated (not when the credential was issued), or `None`
+    /// when the verifier does not know (a token without `auth_time`, an API key).
+    ///
+    /// Unknown is never "just now": every recency check (step-up `max_age`) fails on
+    /// `None`. A verifier never fills this in from the credential's issue time.
+    pub at: Option<SystemTime>,
     /// How.
     pub methods: AuthMethods,
 }

@@ -16,7 +16,7 @@ fn principal(role: Role, scopes: &str) -> Principal {
         ScopeSet::parse_strict(scopes).unwrap(),
         CredentialKind::AccessToken,
         Authentication {
-            at: UNIX_EPOCH,
+            at: Some(UNIX_EPOCH),
             methods: AuthMethods::EMPTY,
         },
     )

@@ -96,7 +96,7 @@ fn principal(role: &str, scopes: &str) -> Principal {
         ScopeSet::parse_strict(scopes).unwrap(),
         CredentialKind::AccessToken,
         Authentication {
-            at: UNIX_EPOCH,
+            at: Some(UNIX_EPOCH),
             methods: AuthMethods::EMPTY,
         },
     )

@@ -17,7 +17,7 @@ fn principal(role: Role, scopes: ScopeSet) -> Principal {
         scopes,
         CredentialKind::ApiKey,
         Authentication {
-            at: UNIX_EPOCH,
+            at: Some(UNIX_EPOCH),
             methods: AuthMethods::EMPTY,
         },
     )

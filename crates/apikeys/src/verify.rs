@@ -65,7 +65,9 @@ impl VerifiedKey {
             self.record.scopes,
             CredentialKind::ApiKey,
             Authentication {
-                at: self.record.created_at,
+                // An API key is not an authentication event: when its owner last authenticated is
+                // unknown, so no recency check (step-up) can pass with one.
+                at: None,
                 methods: AuthMethods::EMPTY,
             },
         )

@@ -133,7 +133,7 @@ fn decide(role: Role, scopes: ScopeSet, action: Action, owner: Owner) -> Result<
         scopes,
         CredentialKind::AccessToken,
         Authentication {
-            at: SystemTime::now(),
+            at: Some(SystemTime::now()),
             methods: AuthMethods::EMPTY,
         },
     );

@@ -73,7 +73,7 @@ fn authorize_row() -> Result<Row, mcpsec_core::Error> {
         ScopeSet::parse_strict("mcp:write user:token").unwrap_or(ScopeSet::EMPTY),
         CredentialKind::AccessToken,
         Authentication {
-            at: UNIX_EPOCH,
+            at: Some(UNIX_EPOCH),
             methods: AuthMethods::EMPTY,
         },
     );

@@ -34,6 +34,22 @@ pub trait AttemptCounter: Send + Sync + std::fmt::Debug {
         now: SystemTime,
     ) -> Result<AttemptState, crate::Error>;
 
+    /// Gives back one failure of `subject` recorded earlier in the window that is live at
+    /// `now`, and returns the state after it (`None` when nothing is left to count).
+    ///
+    /// For the increment-first budget rule: a caller counts an attempt *before* checking a
+    /// secret (so a concurrent burst cannot read the budget N times before any failure is
+    /// counted), then gives the attempt back when the secret was right. Must be atomic in
+    /// the same sense as [`record_failure`](AttemptCounter::record_failure); the count never
+    /// goes below zero, and a window that has already ended is left alone (a late release
+    /// never reaches into a new window).
+    async fn release(
+        &self,
+        subject: &str,
+        window: Duration,
+        now: SystemTime,
+    ) -> Result<Option<AttemptState>, crate::Error>;
+
     /// The current state of `subject`, if it has failures in a window younger than `window`.
     async fn state(
         &self,
@@ -112,6 +128,24 @@ impl AttemptCounter for MemoryAttemptCounter {
                 last_failure: now,
             });
         Ok(*state)
+    }
+
+    async fn release(
+        &self,
+        subject: &str,
+        window: Duration,
+        now: SystemTime,
+    ) -> Result<Option<AttemptState>, crate::Error> {
+        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(state) = states.get_mut(subject).filter(|s| live(s, window, now)) else {
+            return Ok(None);
+        };
+        state.count = state.count.saturating_sub(1);
+        if state.count == 0 {
+            states.remove(subject);
+            return Ok(None);
+        }
+        Ok(Some(*state))
     }
 
     async fn state(

@@ -71,4 +71,4 @@ pub use id::{
 pub use random::fill_random;
 pub use seal::{MAX_SEAL_PLAINTEXT, SealContext, Sealer};
 pub use secret::{SecretBytes, SecretString};
-pub use sink::{EventSink, MemorySink, NullSink};
+pub use sink::{EventSink, MemorySink, NullSink, emit};

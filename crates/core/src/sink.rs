@@ -26,6 +26,33 @@ impl<T: EventSink + ?Sized> EventSink for Arc<T> {
     }
 }
 
+/// Records `event` in `sink` for an emitter that goes on whatever the sink says.
+///
+/// Most capability code reports an event and carries on (a refused login is refused
+/// whether or not its record was accepted). Such an emitter must not discard the sink's
+/// error silently: this logs it through `tracing` at `error` level, naming the event's kind
+/// and outcome and the sink's error, never the event's other fields. Returns whether the
+/// sink accepted the event, for a caller that wants to count losses. An emitter whose
+/// operation must not go on without its record (a critical event) calls
+/// [`EventSink::record`] itself and fails closed on `Err`.
+pub async fn emit(sink: &dyn EventSink, event: SecurityEvent) -> bool {
+    let kind = event.kind;
+    let outcome = event.outcome;
+    match sink.record(event).await {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::error!(
+                target: "mcpsec::events",
+                event_kind = kind.as_str(),
+                outcome = ?outcome,
+                %error,
+                "security event not recorded: the event sink refused it"
+            );
+            false
+        }
+    }
+}
+
 /// Discards every event. For hosts that have not wired auditing yet, and benchmarks.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NullSink;
@@ -96,6 +123,31 @@ mod tests {
         );
         assert_eq!(memory.take().len(), 2);
         assert!(memory.events().is_empty());
+    }
+
+    #[derive(Debug)]
+    struct Refusing;
+
+    #[async_trait::async_trait]
+    impl EventSink for Refusing {
+        async fn record(&self, _event: SecurityEvent) -> Result<(), Error> {
+            Err(Error::SinkUnavailable("disk full"))
+        }
+    }
+
+    #[tokio::test]
+    async fn emit_reports_whether_the_sink_accepted() {
+        let event = || {
+            SecurityEvent::new(
+                crate::EventKind::AuthnLoginFail,
+                crate::Outcome::Failure,
+                std::time::UNIX_EPOCH,
+            )
+        };
+        let sink = MemorySink::new();
+        assert!(emit(&sink, event()).await);
+        assert_eq!(sink.events().len(), 1);
+        assert!(!emit(&Refusing, event()).await);
     }
 
     #[tokio::test]

@@ -119,6 +119,37 @@ where
         "subjects are separate"
     );
 
+    // release: gives back one failure of the live window, never below zero, never into a
+    // window that has ended.
+    let r = make();
+    r.record_failure("r", window, at(0)).await.unwrap();
+    r.record_failure("r", window, at(1)).await.unwrap();
+    assert_eq!(
+        r.release("r", window, at(2))
+            .await
+            .unwrap()
+            .map(|s| s.count),
+        Some(1)
+    );
+    assert_eq!(r.release("r", window, at(3)).await.unwrap(), None);
+    assert_eq!(r.state("r", window, at(3)).await.unwrap(), None);
+    assert_eq!(
+        r.release("r", window, at(4)).await.unwrap(),
+        None,
+        "nothing to give back"
+    );
+    assert_eq!(
+        r.record_failure("r", window, at(5)).await.unwrap().count,
+        1,
+        "a release never makes the count negative"
+    );
+    assert_eq!(r.release("r", window, at(70)).await.unwrap(), None);
+    assert_eq!(
+        r.record_failure("r", window, at(70)).await.unwrap().count,
+        1,
+        "a release after the window ended leaves the new window alone"
+    );
+
     let shared = make();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..32 {
@@ -148,6 +179,17 @@ where
             .map(|s| s.count),
         Some(32)
     );
+
+    // 32 concurrent releases against 32 concurrent failures end at zero.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let c = std::sync::Arc::clone(&shared);
+        tasks.spawn(async move { c.release("flood", window, at(6)).await.map(|_| ()) });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("task").unwrap();
+    }
+    assert_eq!(shared.state("flood", window, at(6)).await.unwrap(), None);
 }
 
 fn at(secs: u64) -> std::time::SystemTime {

@@ -104,9 +104,11 @@ impl StepUpPolicy {
             .into_iter()
             .any(|m| auth.methods.contains(m))
             || (self.accept_email && auth.methods.contains(AuthMethod::Email));
-        let recent = now
-            .duration_since(auth.at)
-            .is_ok_and(|age| age <= requirement.max_age);
+        // An unknown authentication time fails recency: unknown is not "just now".
+        let recent = auth
+            .at
+            .and_then(|at| now.duration_since(at).ok())
+            .is_some_and(|age| age <= requirement.max_age);
         if strong && recent {
             Ok(())
         } else {

@@ -259,7 +259,7 @@ async fn register_then_authenticate_and_step_up() {
         CredentialKind::AccessToken,
         Authentication {
             methods: done.methods,
-            at: done.at,
+            at: Some(done.at),
         },
     );
     assert!(

@@ -102,7 +102,7 @@ fn principal(methods: &[AuthMethod], at: SystemTime) -> Principal {
         ScopeSet::ALL,
         CredentialKind::AccessToken,
         Authentication {
-            at,
+            at: Some(at),
             methods: AuthMethods::of(methods),
         },
     )
@@ -193,5 +193,27 @@ fn key_possession_alone_does_not_satisfy_step_up() {
             policy.check(&principal(methods, now), admin, now).is_ok(),
             "{methods:?}"
         );
+    }
+}
+
+/// Issue 12 item 5: a principal whose authentication time is unknown (a token without
+/// `auth_time`, an API key) never passes a recency check, whatever its methods say.
+#[test]
+fn missing_auth_time_fails_step_up() {
+    let now = UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+    let policy = StepUpPolicy::new();
+    let unknown = Principal::new(
+        UserId::new("ada").unwrap(),
+        OrgId::new("acme").unwrap(),
+        Role::OrgAdmin,
+        ScopeSet::ALL,
+        CredentialKind::AccessToken,
+        Authentication {
+            at: None,
+            methods: AuthMethods::of(&[AuthMethod::Pwd, AuthMethod::Otp, AuthMethod::Mfa]),
+        },
+    );
+    for action in Action::ALL.into_iter().filter(|a| a.is_admin()) {
+        assert!(policy.check(&unknown, action, now).is_err(), "{action}");
     }
 }

@@ -103,7 +103,7 @@ impl VerifiedClaims {
             self.scopes,
             CredentialKind::AccessToken,
             Authentication {
-                at: self.auth_time.unwrap_or(self.issued_at),
+                at: Some(self.auth_time.unwrap_or(self.issued_at)),
                 methods: self.amr,
             },
         ))

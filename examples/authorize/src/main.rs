@@ -30,7 +30,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 2. Callers, as a token or API key verifier would build them.
     let org = OrgId::new("acme")?;
     let authentication = Authentication {
-        at: clock.now(),
+        at: Some(clock.now()),
         methods: AuthMethods::of(&[AuthMethod::Pwd, AuthMethod::Otp]),
     };
     let viewer = Principal::new(
