@@ -106,7 +106,7 @@ impl Chain {
     fn commit(&mut self, record: &Record) {
         self.last_seq = record.seq;
         self.head = record.hash;
-        if matches!(record.entry, Entry::Checkpoint(_)) {
+        if matches!(record.entry, Entry::Checkpoint(_) | Entry::Unverified(_)) {
             self.since_checkpoint = 0;
             self.last_checkpoint = Some(record.time);
         } else {
@@ -131,6 +131,23 @@ impl Chain {
             .and_then(|t| now.duration_since(t).ok())
             .unwrap_or_default();
         self.since_checkpoint >= policy.every_records || elapsed >= policy.every
+    }
+
+    /// Seals off records `from..=` the head, which a reopened log holds after its last
+    /// signed record ([`crate::Opened::unsigned_tail`]): a signed record stating that
+    /// nothing vouches for them, chained after them so that the next checkpoint does not
+    /// sign them as if they were good. `None` without a key (nothing is signed then) or
+    /// when `from` is past the head.
+    pub fn seal_unverified(&mut self, from: u64, now: SystemTime) -> Result<Option<Record>, Error> {
+        let Some((key, _)) = &self.config.checkpoints else {
+            return Ok(None);
+        };
+        if from == 0 || from > self.last_seq {
+            return Ok(None);
+        }
+        let record = key.unverified(&self.config.instance, from, self.last_seq, self.head, now)?;
+        self.commit(&record);
+        Ok(Some(record))
     }
 
     /// A signed checkpoint of the chain so far, when a key is configured and a record was

@@ -12,15 +12,17 @@
 //! ```text
 //! checkpoint: lp("mcpsec-audit-checkpoint-v1") ‖ lp(instance) ‖ head_seq:u64 ‖ head:32 ‖ time
 //! prune:      lp("mcpsec-audit-prune-v1") ‖ lp(instance) ‖ time ‖ runs:u32 ‖ (from ‖ to ‖ hash)*
+//! unverified: lp("mcpsec-audit-unverified-v1") ‖ lp(instance) ‖ head_seq:u64 ‖ head:32 ‖ time
+//!             ‖ from:u64 ‖ to:u64
 //! ```
 //!
 //! `head_seq` and `head` are the sequence number and hash of the record just before the
-//! checkpoint record (its `seq - 1` and `prev`).
+//! checkpoint (or unverified-tail) record (its `seq - 1` and `prev`).
 
 use crate::Error;
 use crate::record::{
     Checkpoint, Digest, Entry, KeyFingerprint, Prune, PrunedRun, Record, SignatureBytes,
-    encode_runs, lp, put_time,
+    Unverified, encode_runs, lp, put_time,
 };
 use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use base64::Engine;
@@ -136,6 +138,34 @@ impl CheckpointKey {
         Record::new(seq, time, instance.clone(), entry, head)
     }
 
+    /// A record continuing the chain after (`head_seq`, `head`) that states records
+    /// `from..=head_seq` are not vouched for (see [`Unverified`]).
+    pub fn unverified(
+        &self,
+        instance: &ServiceId,
+        from: u64,
+        head_seq: u64,
+        head: Digest,
+        time: SystemTime,
+    ) -> Result<Record, Error> {
+        if from == 0 || from > head_seq {
+            return Err(Error::InvalidEvent("an unverified run is empty"));
+        }
+        let sig = self.pair.sign(&unverified_message(
+            instance, head_seq, head, time, from, head_seq,
+        ));
+        let entry = Entry::Unverified(Unverified {
+            from,
+            to: head_seq,
+            key: self.public.fingerprint,
+            sig: SignatureBytes(sig.as_ref().to_vec()),
+        });
+        let seq = head_seq
+            .checked_add(1)
+            .ok_or(Error::InvalidEvent("sequence number overflow"))?;
+        Record::new(seq, time, instance.clone(), entry, head)
+    }
+
     /// A prune record (sequence 0) stating that `runs` of `instance` were removed.
     pub fn prune(
         &self,
@@ -194,7 +224,8 @@ impl CheckpointPublicKey {
         self.fingerprint
     }
 
-    /// Whether `record` is a checkpoint or prune record validly signed by this key.
+    /// Whether `record` is a checkpoint, prune or unverified-tail record validly signed by
+    /// this key (an unverified-tail record must also name the records just before it).
     pub fn verifies(&self, record: &Record) -> bool {
         let (key, sig, message) = match &record.entry {
             Entry::Checkpoint(cp) => {
@@ -212,6 +243,26 @@ impl CheckpointPublicKey {
                 &p.sig,
                 prune_message(&record.instance, &p.runs, record.time),
             ),
+            Entry::Unverified(u) => {
+                let Some(head_seq) = record.seq.checked_sub(1) else {
+                    return false;
+                };
+                if u.to != head_seq || u.from == 0 || u.from > u.to {
+                    return false;
+                }
+                (
+                    u.key,
+                    &u.sig,
+                    unverified_message(
+                        &record.instance,
+                        head_seq,
+                        record.prev,
+                        record.time,
+                        u.from,
+                        u.to,
+                    ),
+                )
+            }
             Entry::Event { .. } => return false,
         };
         key == self.fingerprint
@@ -233,6 +284,25 @@ fn checkpoint_message(
     m.extend_from_slice(&head_seq.to_be_bytes());
     m.extend_from_slice(&head.0);
     put_time(&mut m, time);
+    m
+}
+
+fn unverified_message(
+    instance: &ServiceId,
+    head_seq: u64,
+    head: Digest,
+    time: SystemTime,
+    from: u64,
+    to: u64,
+) -> Vec<u8> {
+    let mut m = Vec::with_capacity(144);
+    lp(&mut m, b"mcpsec-audit-unverified-v1");
+    lp(&mut m, instance.as_str().as_bytes());
+    m.extend_from_slice(&head_seq.to_be_bytes());
+    m.extend_from_slice(&head.0);
+    put_time(&mut m, time);
+    m.extend_from_slice(&from.to_be_bytes());
+    m.extend_from_slice(&to.to_be_bytes());
     m
 }
 
@@ -279,14 +349,26 @@ impl Default for CheckpointPolicy {
 /// implementations should be quick or hand off; a failure is counted
 /// ([`crate::FileSink::mirror_failures`]) and does not stop the log.
 pub trait CheckpointSink: Send + Sync + std::fmt::Debug {
-    /// Stores a copy of a checkpoint record.
+    /// Stores a copy of a checkpoint record (or of an unverified-tail record, which also
+    /// pins the chain).
     fn publish(&self, checkpoint: &Record) -> Result<(), Error>;
+
+    /// The last record published for `instance`, read back when the log is reopened: a
+    /// log that no longer holds it, or holds something else at its sequence number, was
+    /// cut or rewritten, and [`crate::FileSink::open`] refuses it. `Ok(None)` means the
+    /// mirror has none or cannot be read back (the default, for write-only mirrors); the
+    /// sink then knows less but still seals off an unsigned tail.
+    fn latest(&self, instance: &ServiceId) -> Result<Option<Record>, Error> {
+        let _ = instance;
+        Ok(None)
+    }
 }
 
 /// Appends checkpoint records as JSON lines to a file (synced after each one).
 #[derive(Debug)]
 pub struct FileCheckpointSink {
     file: Mutex<std::fs::File>,
+    path: std::path::PathBuf,
 }
 
 impl FileCheckpointSink {
@@ -299,6 +381,7 @@ impl FileCheckpointSink {
             .map_err(Error::io("opening the checkpoint mirror"))?;
         Ok(FileCheckpointSink {
             file: Mutex::new(file),
+            path: path.to_owned(),
         })
     }
 }
@@ -312,6 +395,23 @@ impl CheckpointSink for FileCheckpointSink {
         file.write_all(&line)
             .and_then(|()| file.sync_data())
             .map_err(Error::io("writing the checkpoint mirror"))
+    }
+
+    /// Streams the mirror file (lines capped like the log's); a line that is not a
+    /// record is an error, since a damaged mirror cannot vouch for anything.
+    fn latest(&self, instance: &ServiceId) -> Result<Option<Record>, Error> {
+        // Holding the lock keeps a concurrent publish from being read half-written.
+        let _guard = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        let file =
+            std::fs::File::open(&self.path).map_err(Error::io("reading the checkpoint mirror"))?;
+        let mut last = None;
+        for (_, record) in crate::verify::record_lines(std::io::BufReader::new(file)) {
+            let record = record?;
+            if &record.instance == instance {
+                last = Some(record);
+            }
+        }
+        Ok(last)
     }
 }
 
@@ -343,6 +443,17 @@ impl CheckpointSink for MemoryCheckpointSink {
             .unwrap_or_else(PoisonError::into_inner)
             .push(checkpoint.clone());
         Ok(())
+    }
+
+    fn latest(&self, instance: &ServiceId) -> Result<Option<Record>, Error> {
+        Ok(self
+            .records
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .rev()
+            .find(|r| &r.instance == instance)
+            .cloned())
     }
 }
 

@@ -207,6 +207,7 @@ pub struct FileSink {
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
     torn_bytes: u64,
+    unverified_tail: Option<(u64, u64)>,
 }
 
 impl FileSink {
@@ -224,8 +225,29 @@ impl FileSink {
             .checkpoints
             .as_ref()
             .map(|(key, _)| *key.public_key());
-        let opened = LogFile::open_checked(path, &config.chain.instance, public.as_ref())?;
-        let chain = Chain::resume(config.chain.clone(), opened.last_seq, opened.head);
+        let mut mirror_failures = 0u64;
+        let mirrored = match &config.mirror {
+            // A mirror that cannot be read back tells nothing: the tail is sealed anyway.
+            Some(mirror) => mirror.latest(&config.chain.instance).unwrap_or_else(|_| {
+                mirror_failures += 1;
+                None
+            }),
+            None => None,
+        };
+        let mut opened = LogFile::open_mirrored(
+            path,
+            &config.chain.instance,
+            public.as_ref(),
+            mirrored.as_ref(),
+        )?;
+        let mut chain = Chain::resume(config.chain.clone(), opened.last_seq, opened.head);
+        let unverified_tail = seal_unsigned_tail(&mut opened, &mut chain, &config)?;
+        if let Some(seal) = &unverified_tail
+            && let Some(mirror) = &config.mirror
+            && mirror.publish(seal).is_err()
+        {
+            mirror_failures += 1;
+        }
         let (synced, _) = watch::channel(Synced::default());
         let shared = Arc::new(Shared {
             room: Semaphore::new(config.queue_capacity),
@@ -233,7 +255,7 @@ impl FileSink {
             wake: Condvar::new(),
             synced,
             durable_len: AtomicU64::new(opened.log.len()),
-            mirror_failures: AtomicU64::new(0),
+            mirror_failures: AtomicU64::new(mirror_failures),
             lost_events: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             panicked: AtomicBool::new(false),
@@ -265,7 +287,17 @@ impl FileSink {
             shared,
             writer: Mutex::new(Some(handle)),
             torn_bytes: opened.torn_bytes,
+            unverified_tail: opened.unsigned_tail.filter(|_| unverified_tail.is_some()),
         })
+    }
+
+    /// The records (`from`, `to`) of this instance's chain that the log held after its
+    /// last signed record when it was opened — what a crash leaves, and what someone able
+    /// to write the file could have rewritten — and that were sealed off with a signed
+    /// unverified-tail record instead of being adopted. `None` when there were none (or no
+    /// checkpoint key is configured: then nothing is signed). Alert on it.
+    pub fn unverified_tail(&self) -> Option<(u64, u64)> {
+        self.unverified_tail
     }
 
     /// Bytes of a torn last line cut off when the log was opened.
@@ -592,6 +624,39 @@ impl Syncer {
             }
         }
     }
+}
+
+/// Writes and syncs a signed unverified-tail record after the chain's unsigned tail, if
+/// the reopened log has one and a key is configured: the tail is then on record as not
+/// vouched for, and the next checkpoint cannot pass it off as signed. Returns the record.
+fn seal_unsigned_tail(
+    opened: &mut crate::log::Opened,
+    chain: &mut Chain,
+    config: &FileSinkConfig,
+) -> Result<Option<Record>, Error> {
+    let Some((from, to)) = opened.unsigned_tail else {
+        return Ok(None);
+    };
+    let Some(seal) = chain.seal_unverified(from, config.clock.now())? else {
+        return Ok(None);
+    };
+    let mut buf = Vec::new();
+    write_line(&mut buf, &seal)?;
+    let start = opened.log.len();
+    if let Err(e) = opened.log.write(&buf).and_then(|()| opened.log.sync()) {
+        let _ = opened.log.truncate(start);
+        return Err(e);
+    }
+    #[cfg(feature = "tracing")]
+    tracing::warn!(
+        target: "mcpsec_audit",
+        from,
+        to,
+        "audit log reopened with records after its last checkpoint: sealed off as unverified"
+    );
+    #[cfg(not(feature = "tracing"))]
+    let _ = to;
+    Ok(Some(seal))
 }
 
 fn write_line(buf: &mut Vec<u8>, record: &Record) -> Result<(), Error> {

@@ -6,8 +6,10 @@
 //!   JSON-lines file ([`record`] documents the format and the canonical encoding). A
 //!   bounded queue and one writer thread with group commit; callers wait when the queue is
 //!   full; critical events (by severity or by kind) return only once their batch is on
-//!   disk. One writer per file (an exclusive lock); torn tails are cut on open, and the
-//!   chain since its last checkpoint is checked before anything is appended. [`MemoryAuditSink`] and (feature `tracing`) `TracingSink` share the
+//!   disk. One writer per file (an exclusive lock); torn tails are cut on open, the
+//!   chain since its last checkpoint is checked before anything is appended, and records
+//!   a crash left after the last checkpoint are sealed off as unverified (a signed
+//!   record), never signed as good. [`MemoryAuditSink`] and (feature `tracing`) `TracingSink` share the
 //!   [`AuditSink`] trait.
 //! - [`CheckpointKey`]: Ed25519-signed checkpoints every N records or T seconds, mirrored
 //!   to a [`CheckpointSink`]; [`verify_file`] reports the first bad record and why.
@@ -90,6 +92,6 @@ pub use sealer::AuditedSealer;
 pub use sink::TracingSink;
 pub use sink::{AuditSink, MemoryAuditSink};
 pub use verify::{
-    Finding, Reason, RecordLines, Report, VerifyOptions, record_lines, verify_bytes, verify_file,
-    verify_reader,
+    Finding, Reason, RecordLines, Report, UnverifiedRun, VerifyOptions, record_lines, verify_bytes,
+    verify_file, verify_reader,
 };

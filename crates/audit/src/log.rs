@@ -31,8 +31,14 @@ pub struct Opened {
     pub last_seq: u64,
     /// The hash of that record ([`Digest::GENESIS`] for none).
     pub head: Digest,
-    /// Bytes of a torn last line that were cut off (0 when the file ended cleanly).
+    /// Bytes of a torn tail that were cut off (0 when the file ended cleanly): an
+    /// incomplete last line, and complete lines after the last record that are not records
+    /// (a torn page: garbage ending in a newline).
     pub torn_bytes: u64,
+    /// The chain's records after its last signed record (checkpoint or unverified-tail
+    /// record), as `(from, to)`: nothing vouches for them. `None` when the head is signed
+    /// or the chain is empty.
+    pub unsigned_tail: Option<(u64, u64)>,
 }
 
 impl LogFile {
@@ -63,6 +69,23 @@ impl LogFile {
         instance: &ServiceId,
         key: Option<&CheckpointPublicKey>,
     ) -> Result<Opened, Error> {
+        LogFile::open_mirrored(path, instance, key, None)
+    }
+
+    /// [`LogFile::open_checked`], also holding the log to the last record its mirror has
+    /// for `instance` (`mirrored`, when it is that instance's and verifies with `key`):
+    /// a log that ends before it is [`Reason::Truncated`], one that holds a different
+    /// record at its sequence number is [`Reason::Modified`].
+    pub fn open_mirrored(
+        path: &Path,
+        instance: &ServiceId,
+        key: Option<&CheckpointPublicKey>,
+        mirrored: Option<&Record>,
+    ) -> Result<Opened, Error> {
+        let mirrored = mirrored
+            .filter(|m| &m.instance == instance && m.compute_hash() == m.hash)
+            .filter(|m| key.is_none_or(|k| k.verifies(m)))
+            .map(|m| (m.seq, m.hash));
         let (mut file, existed) = open_locked(path, true)?;
         if !existed {
             sync_parent(path)?;
@@ -72,6 +95,7 @@ impl LogFile {
             .map_err(Error::io("reading the audit log"))?
             .len();
         let clean_end = last_newline_end(&mut file, len)?;
+        let clean_end = last_record_end(&mut file, clean_end)?;
         let torn_bytes = len - clean_end;
         if torn_bytes > 0 {
             file.set_len(clean_end)
@@ -79,16 +103,17 @@ impl LogFile {
                 .map_err(Error::io("cutting the torn tail of the audit log"))?;
             len = clean_end;
         }
-        let (last_seq, head) = check_head(&mut file, len, instance, key)?;
+        let found = check_head(&mut file, len, instance, key, mirrored)?;
         Ok(Opened {
             log: LogFile {
                 file,
                 path: path.to_owned(),
                 len,
             },
-            last_seq,
-            head,
+            last_seq: found.last_seq,
+            head: found.head,
             torn_bytes,
+            unsigned_tail: found.unsigned_tail,
         })
     }
 
@@ -171,6 +196,23 @@ fn last_newline_end(file: &mut File, len: u64) -> Result<u64, Error> {
         end = start;
     }
     Ok(0)
+}
+
+/// The offset just after the last line of `file[..end]` that parses as a record, when
+/// the lines after it do not: a crash tore a page of the last batch, leaving garbage
+/// that ends in a newline (the batch was never acknowledged: acknowledgement waits for
+/// its sync). A file in which no line is a record is left alone (the head check then
+/// refuses it): that is not a torn page.
+fn last_record_end(file: &mut File, end: u64) -> Result<u64, Error> {
+    let mut lines = Backward::new(file, end);
+    let mut cut = end;
+    while let Some((offset, line)) = lines.next_line()? {
+        if Record::parse(&line).is_ok() {
+            return Ok(cut);
+        }
+        cut = offset;
+    }
+    Ok(end)
 }
 
 /// The last `n` complete lines of the log at `path` (oldest first, each at most
@@ -303,25 +345,42 @@ impl<'a> Backward<'a> {
     }
 }
 
+/// What [`check_head`] found.
+struct Head {
+    last_seq: u64,
+    head: Digest,
+    unsigned_tail: Option<(u64, u64)>,
+}
+
 /// Finds the head of `instance`'s chain reading backwards, and checks its records from
-/// the head back to the last checkpoint (or the chain's start): each record's hash, and
-/// that each one is the record the newer one names (sequence number one less, hash equal
-/// to its `prev`) — or, across a gap, that a prune record at the start of the file covers
-/// exactly that gap. Streams: memory does not grow with the chain (only with the prune
-/// records, which a prune writes at the start of the file).
+/// the head back to the last checkpoint (or unverified-tail record, or the chain's
+/// start): each record's hash, and that each one is the record the newer one names
+/// (sequence number one less, hash equal to its `prev`) — or, across a gap, that a prune
+/// record at the start of the file covers exactly that gap. Holds the chain to the
+/// mirror's last record (`mirrored`: sequence number and hash). Streams: memory does not
+/// grow with the chain (only with the prune records, which a prune writes at the start of
+/// the file).
 fn check_head(
     file: &mut File,
     len: u64,
     instance: &ServiceId,
     key: Option<&CheckpointPublicKey>,
-) -> Result<(u64, Digest), Error> {
+    mirrored: Option<(u64, Digest)>,
+) -> Result<Head, Error> {
     let runs = leading_runs(file, len, instance, key)?;
     let covers = |from: u64, to: u64, hash: Digest| {
         runs.get(&from)
             .is_some_and(|run| run.to == to && run.hash == hash)
     };
+    let pruned = |seq: u64| {
+        runs.range(..=seq)
+            .next_back()
+            .is_some_and(|(_, run)| seq <= run.to)
+    };
     let mut lines = Backward::new(file, len);
     let mut head: Option<(u64, Digest)> = None;
+    // The oldest record walked that no signature covers.
+    let mut oldest_unsigned: Option<u64> = None;
     // What the next older record of the chain must be: (seq, hash, offset of the newer
     // record that names it).
     let mut expect: Option<(u64, Digest, u64)> = None;
@@ -361,8 +420,13 @@ fn check_head(
                 "the contents do not match the record's hash",
             ));
         }
-        if let Entry::Checkpoint(cp) = &record.entry
-            && let Some(key) = key.filter(|k| k.fingerprint() == cp.key)
+        let anchor = match &record.entry {
+            Entry::Checkpoint(cp) => Some(cp.key),
+            Entry::Unverified(u) => Some(u.key),
+            _ => None,
+        };
+        if let Some(fingerprint) = anchor
+            && let Some(key) = key.filter(|k| k.fingerprint() == fingerprint)
             && !key.verifies(&record)
         {
             break Err((
@@ -396,27 +460,55 @@ fn check_head(
                 }
             }
         }
+        if let Some((seq, hash)) = mirrored
+            && record.seq == seq
+            && record.hash != hash
+        {
+            break Err((
+                offset,
+                Reason::Modified,
+                "differs from the mirrored checkpoint",
+            ));
+        }
         head.get_or_insert((record.seq, record.hash));
-        if matches!(record.entry, Entry::Checkpoint(_)) {
-            // The last checkpoint: its hash (and signature) anchor what came before.
+        if anchor.is_some() {
+            // The last signed record: its hash (and signature) anchor what came before.
             break Ok(());
         }
+        oldest_unsigned = Some(record.seq);
         let Some(before) = record.seq.checked_sub(1) else {
             break Err((offset, Reason::Malformed, "sequence number zero"));
         };
         expect = Some((before, record.prev, offset));
     };
-    match outcome {
-        // A chain pruned down to nothing continues from its last pruned record.
-        Ok(()) => Ok(head
-            .or_else(|| runs.last_key_value().map(|(_, run)| (run.to, run.hash)))
-            .unwrap_or((0, Digest::GENESIS))),
-        Err((offset, reason, detail)) => Err(Error::Tampered(Finding {
+    if let Err((offset, reason, detail)) = outcome {
+        return Err(Error::Tampered(Finding {
             line: line_of(file, offset)?,
             reason,
             detail,
-        })),
+        }));
     }
+    // A chain pruned down to nothing continues from its last pruned record.
+    let (last_seq, head_hash) = head
+        .or_else(|| runs.last_key_value().map(|(_, run)| (run.to, run.hash)))
+        .unwrap_or((0, Digest::GENESIS));
+    if let Some((seq, _)) = mirrored
+        && seq > last_seq
+        && !pruned(seq)
+    {
+        return Err(Error::Tampered(Finding {
+            line: line_of(file, len)?,
+            reason: Reason::Truncated,
+            detail: "the log ends before a mirrored checkpoint",
+        }));
+    }
+    Ok(Head {
+        last_seq,
+        head: head_hash,
+        unsigned_tail: oldest_unsigned
+            .filter(|_| head.is_some())
+            .map(|from| (from, last_seq)),
+    })
 }
 
 /// The pruned runs of `instance` from the prune records at the start of the file (a

@@ -9,10 +9,11 @@
 //!  "event":{…SecurityEvent…},"source_pseudonym":"…",      (event records)
 //!  "checkpoint":{"key":"…","sig":"…"},                      (checkpoint records)
 //!  "prune":{"runs":[{"from":1,"to":9,"hash":"…"}],"key":"…","sig":"…"},  (prune records)
+//!  "unverified":{"from":5,"to":9,"key":"…","sig":"…"},     (unverified-tail records)
 //!  "prev":"<64 hex>","hash":"<64 hex>"}
 //! ```
 //!
-//! Exactly one of `event`, `checkpoint`, `prune` is present. Unknown fields are errors.
+//! Exactly one of `event`, `checkpoint`, `prune`, `unverified` is present. Unknown fields are errors.
 //!
 //! # Canonical encoding (what `hash` covers)
 //!
@@ -28,6 +29,7 @@
 //! entry = 0x01 ‖ event ‖ opt(lp(source_pseudonym))
 //!       | 0x02 ‖ lp(key id) ‖ lp(signature)
 //!       | 0x03 ‖ lp(key id) ‖ runs:u32 ‖ (from:u64 ‖ to:u64 ‖ hash:32 bytes)* ‖ lp(signature)
+//!       | 0x04 ‖ from:u64 ‖ to:u64 ‖ lp(key id) ‖ lp(signature)
 //! event = lp(kind) ‖ lp(outcome) ‖ lp(severity) ‖ time ‖ actor ‖ opt(lp(org))
 //!       ‖ source ‖ opt(lp(resource.kind) ‖ opt(lp(resource.id))) ‖ opt(lp(action))
 //!       ‖ opt(lp(reason)) ‖ opt(lp(request_id))
@@ -275,6 +277,26 @@ pub struct Prune {
     pub sig: SignatureBytes,
 }
 
+/// A signed statement, written when a log is reopened, that records `from..=to` of the
+/// chain came after its last checkpoint and that nothing vouches for them: a crash left
+/// them unsigned, and whoever can write the file could have rewritten them (hashes and
+/// links included). The record is chained right after `to` and its signature also pins
+/// the chain up to it (like a checkpoint), so the tail cannot change *after* the reopen;
+/// verification reports the run ([`crate::verify::Report::unverified`]) instead of
+/// counting it as signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unverified {
+    /// First record of the unsigned tail.
+    pub from: u64,
+    /// Last record of the unsigned tail (the record just before this one).
+    pub to: u64,
+    /// Which key signed.
+    pub key: KeyFingerprint,
+    /// The Ed25519 signature over (instance, head sequence, head hash, time, from, to).
+    pub sig: SignatureBytes,
+}
+
 /// What a record holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -290,6 +312,9 @@ pub enum Entry {
     Checkpoint(Checkpoint),
     /// A signed prune statement (only at the start of a pruned log, with `seq` 0).
     Prune(Prune),
+    /// A signed statement that the records before it, back to its `from`, were found
+    /// unsigned when the log was reopened and are not vouched for.
+    Unverified(Unverified),
 }
 
 /// One chained record.
@@ -378,6 +403,13 @@ impl Record {
                 encode_runs(out, &prune.runs);
                 lp(out, &prune.sig.0);
             }
+            Entry::Unverified(u) => {
+                out.push(4);
+                out.extend_from_slice(&u.from.to_be_bytes());
+                out.extend_from_slice(&u.to.to_be_bytes());
+                lp(out, &u.key.0);
+                lp(out, &u.sig.0);
+            }
         }
     }
 
@@ -408,14 +440,20 @@ impl Record {
 
     /// The reference encoder (serde); the fast path above must produce the same bytes.
     fn write_json_serde(&self, out: &mut Vec<u8>) -> Result<(), Error> {
-        let (event, source_pseudonym, checkpoint, prune) = match &self.entry {
+        let (mut event, mut source_pseudonym, mut checkpoint, mut prune, mut unverified) =
+            (None, None, None, None, None);
+        match &self.entry {
             Entry::Event {
-                event,
-                source_pseudonym,
-            } => (Some(event), source_pseudonym.as_ref(), None, None),
-            Entry::Checkpoint(cp) => (None, None, Some(cp), None),
-            Entry::Prune(p) => (None, None, None, Some(p)),
-        };
+                event: e,
+                source_pseudonym: p,
+            } => {
+                event = Some(e);
+                source_pseudonym = p.as_ref();
+            }
+            Entry::Checkpoint(cp) => checkpoint = Some(cp),
+            Entry::Prune(p) => prune = Some(p),
+            Entry::Unverified(u) => unverified = Some(u),
+        }
         let wire = WireOut {
             seq: self.seq,
             time: humantime::format_rfc3339_nanos(self.time),
@@ -424,6 +462,7 @@ impl Record {
             source_pseudonym,
             checkpoint,
             prune,
+            unverified,
             prev: self.prev,
             hash: self.hash,
         };
@@ -441,16 +480,19 @@ impl Record {
         let time = humantime::parse_rfc3339(&wire.time)
             .map_err(|_| Error::InvalidRecord("time is not RFC 3339"))?;
         check_time(time).map_err(|_| Error::InvalidRecord("time out of range"))?;
-        let entry = match (wire.event, wire.checkpoint, wire.prune) {
-            (Some(event), None, None) => {
+        let entry = match (wire.event, wire.checkpoint, wire.prune, wire.unverified) {
+            (Some(event), None, None, None) => {
                 check_time(event.time).map_err(|_| Error::InvalidRecord("time out of range"))?;
                 Entry::Event {
                     event,
                     source_pseudonym: wire.source_pseudonym,
                 }
             }
-            (None, Some(cp), None) if wire.source_pseudonym.is_none() => Entry::Checkpoint(cp),
-            (None, None, Some(p)) if wire.source_pseudonym.is_none() => {
+            (None, Some(cp), None, None) if wire.source_pseudonym.is_none() => {
+                Entry::Checkpoint(cp)
+            }
+            (None, None, None, Some(u)) if wire.source_pseudonym.is_none() => Entry::Unverified(u),
+            (None, None, Some(p), None) if wire.source_pseudonym.is_none() => {
                 if p.runs.len() > MAX_RUNS_PER_PRUNE {
                     return Err(Error::InvalidRecord("too many runs in a prune record"));
                 }
@@ -458,7 +500,7 @@ impl Record {
             }
             _ => {
                 return Err(Error::InvalidRecord(
-                    "a record holds exactly one of event, checkpoint, prune",
+                    "a record holds exactly one of event, checkpoint, prune, unverified",
                 ));
             }
         };
@@ -487,6 +529,8 @@ struct WireOut<'a> {
     checkpoint: Option<&'a Checkpoint>,
     #[serde(skip_serializing_if = "Option::is_none")]
     prune: Option<&'a Prune>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unverified: Option<&'a Unverified>,
     prev: Digest,
     hash: Digest,
 }
@@ -508,6 +552,7 @@ struct WireIn {
     source_pseudonym: Option<Pseudonym>,
     checkpoint: Option<Checkpoint>,
     prune: Option<Prune>,
+    unverified: Option<Unverified>,
     prev: Digest,
     hash: Digest,
 }

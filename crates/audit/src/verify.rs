@@ -10,8 +10,9 @@
 //! - `inserted`: a sequence number appears twice, or a prune record appears after the
 //!   chain started.
 //! - `reordered`: a record arrives early and the one it skipped follows right after.
-//! - `torn tail`: the last line is incomplete (a crash during a write); opening the log
-//!   with a [`FileSink`](crate::FileSink) cuts it off.
+//! - `torn tail`: the last line is incomplete, or the lines from some point to the end
+//!   are not records (garbage ending in a newline: a torn page), after a crash during a
+//!   write; opening the log with a [`FileSink`](crate::FileSink) cuts it off.
 //! - `truncated`: the log ends before a checkpoint mirrored elsewhere (needs the mirror).
 //! - `bad signature`: a checkpoint or prune record does not verify with the given keys.
 //! - `unsigned`: keys were given but no checkpoint or prune record signed with them
@@ -86,6 +87,22 @@ pub struct Finding {
     pub detail: &'static str,
 }
 
+/// Records a writer found after its chain's last signed record when it reopened the log,
+/// and sealed off with a signed unverified-tail record ([`crate::record::Unverified`]):
+/// nothing vouches for them (a crash left them unsigned, and whoever could write the file
+/// could have rewritten them), though nothing could change them after the reopen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnverifiedRun {
+    /// The chain.
+    pub instance: ServiceId,
+    /// First record of the run.
+    pub from: u64,
+    /// Last record of the run.
+    pub to: u64,
+    /// Line of the unverified-tail record.
+    pub line: u64,
+}
+
 /// What a successful verification saw.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
@@ -96,8 +113,11 @@ pub struct Report {
     /// Per instance: last sequence number, and the last sequence number covered by a
     /// verified checkpoint (0 when none or no key was given).
     pub chains: BTreeMap<ServiceId, ChainSummary>,
-    /// Checkpoint and prune signatures verified.
+    /// Checkpoint, prune and unverified-tail signatures verified.
     pub signatures_verified: u64,
+    /// Runs of records sealed off as unverified when a writer reopened the log, in file
+    /// order: report them (`mcpsec audit verify` names them on its ok line).
+    pub unverified: Vec<UnverifiedRun>,
 }
 
 /// One instance's chain in a [`Report`].
@@ -193,6 +213,17 @@ pub fn verify_reader<R: BufRead>(mut reader: R, options: &VerifyOptions) -> Resu
                     "the last line is incomplete",
                 ));
             }
+            // Complete lines that are not records, up to the end, after at least one
+            // record: a crash tore a page of the last (never acknowledged) batch.
+            _ if report.records > 0
+                && only_garbage_follows(next.take(), &mut reader, &mut number)? =>
+            {
+                return Err(bad(
+                    line.number,
+                    Reason::TornTail,
+                    "the lines from here to the end are not records (a torn page)",
+                ));
+            }
             _ => return Err(bad(line.number, Reason::Malformed, "not a record")),
         };
         if record.compute_hash() != record.hash {
@@ -264,12 +295,29 @@ pub fn verify_reader<R: BufRead>(mut reader: R, options: &VerifyOptions) -> Resu
     Ok(report)
 }
 
+/// Whether no line from `next` to the end parses as a record.
+fn only_garbage_follows<R: BufRead>(
+    mut next: Option<Line>,
+    reader: &mut R,
+    number: &mut u64,
+) -> Result<bool, Error> {
+    while let Some(line) = next {
+        if line.terminated && line.parsed.is_ok() {
+            return Ok(false);
+        }
+        next = read_line(reader, number)?;
+    }
+    Ok(true)
+}
+
 type Mirrored = HashMap<ServiceId, BTreeMap<u64, Digest>>;
 
 fn mirrored_index(options: &VerifyOptions) -> Result<Mirrored, Error> {
     let mut index: Mirrored = HashMap::new();
     for cp in &options.mirrored {
-        if !matches!(cp.entry, Entry::Checkpoint(_)) || cp.compute_hash() != cp.hash {
+        if !matches!(cp.entry, Entry::Checkpoint(_) | Entry::Unverified(_))
+            || cp.compute_hash() != cp.hash
+        {
             return Err(Error::InvalidRecord(
                 "a mirrored record is not an intact checkpoint",
             ));
@@ -345,6 +393,21 @@ fn step(
         return Ok(());
     }
     state.started = true;
+    if let Entry::Unverified(u) = &record.entry {
+        if record.seq.checked_sub(1) != Some(u.to) || u.from == 0 || u.from > u.to {
+            return Err(bad(
+                line,
+                Reason::Malformed,
+                "an unverified-tail record must name the records just before it",
+            ));
+        }
+        report.unverified.push(UnverifiedRun {
+            instance: record.instance.clone(),
+            from: u.from,
+            to: u.to,
+            line,
+        });
+    }
     let Some(expected) = state.last_seq.checked_add(1) else {
         return Err(bad(line, Reason::Malformed, "sequence number overflow"));
     };

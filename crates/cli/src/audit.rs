@@ -132,6 +132,15 @@ pub fn append_with(
     let now = SystemClock.now();
     let count = events.len();
     let mut buf = Vec::with_capacity(count * 400);
+    // Records after the last checkpoint are not vouched for: seal them off rather than
+    // let this batch's checkpoint sign them.
+    if let Some((from, to)) = opened.unsigned_tail
+        && let Some(seal) = chain.seal_unverified(from, now).map_err(audit_error)?
+    {
+        eprintln!("note: records {from}..={to} were not covered by a checkpoint; sealed off as unverified");
+        seal.write_json(&mut buf).map_err(audit_error)?;
+        buf.push(b'\n');
+    }
     for event in events {
         let record = chain.append(event, now).map_err(audit_error)?;
         record.write_json(&mut buf).map_err(audit_error)?;
@@ -221,6 +230,14 @@ pub fn verify(
         if !unsigned.is_empty() {
             line.push_str(&format!(" ({})", unsigned.join(", ")));
         }
+    }
+    if !report.unverified.is_empty() {
+        let runs: Vec<String> = report
+            .unverified
+            .iter()
+            .map(|run| format!("{} {}..={} (line {})", run.instance, run.from, run.to, run.line))
+            .collect();
+        line.push_str(&format!("; unverified: {}", runs.join(", ")));
     }
     if report.chains.len() > 1 {
         // Several writers' chains in one file: each one's head.
@@ -330,6 +347,10 @@ pub fn format_record(r: &Record) -> String {
         }
         Entry::Checkpoint(cp) => format!("{head} checkpoint key={} head={}", cp.key, r.prev),
         Entry::Prune(p) => format!("{head} prune key={} runs={}", p.key, p.runs.len()),
+        Entry::Unverified(u) => format!(
+            "{head} unverified seq {}..={} key={} (not vouched for: found unsigned on reopen)",
+            u.from, u.to, u.key
+        ),
         _ => head,
     }
 }
