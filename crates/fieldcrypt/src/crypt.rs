@@ -70,7 +70,19 @@ pub struct KeyringSpec {
 
 struct VersionState {
     cipher: Box<dyn PreparedKey>,
+    /// Written into every ciphertext, checked on every open (see [`format`]).
+    key_id: [u8; format::KEY_ID_LEN],
     usage: Usage,
+}
+
+impl VersionState {
+    fn new(provider: CryptoProvider, version: &KeyVersion) -> Result<Self, Error> {
+        Ok(Self {
+            cipher: provider.aead().prepare(&version.key)?,
+            key_id: format::key_id(&version.key)?,
+            usage: Usage::resume(version.reserved),
+        })
+    }
 }
 
 struct Keyring {
@@ -231,10 +243,7 @@ fn prepare_ring(provider: CryptoProvider, spec: KeyringSpec) -> Result<Keyring, 
         if version.version == 0 {
             return Err(Error::InvalidArgument("key versions start at 1"));
         }
-        let state = VersionState {
-            cipher: provider.aead().prepare(&version.key)?,
-            usage: Usage::resume(version.reserved),
-        };
+        let state = VersionState::new(provider, &version)?;
         if versions.insert(version.version, state).is_some() {
             return Err(Error::InvalidArgument("a key version appears twice"));
         }
@@ -266,7 +275,7 @@ fn associated_data(
     let tag = domain.tag();
     let mut aad = Vec::with_capacity(tag.len() + 8 + header.len() + context_len + 80);
     aad.extend_from_slice(tag);
-    // Both are bounded (header ≤ 71 bytes, context ≤ 5 × 260), so the lengths fit.
+    // Both are bounded (header ≤ 79 bytes, context ≤ 5 × 260), so the lengths fit.
     aad.extend_from_slice(
         &u32::try_from(header.len())
             .unwrap_or(u32::MAX)
@@ -285,6 +294,23 @@ fn associated_data(
         aad.extend_from_slice(canonical.as_bytes());
     }
     aad
+}
+
+/// A ciphertext that names another key than the one installed under its version number
+/// was sealed under a reused version number: say so, rather than "tampered".
+fn check_key_id(
+    written: Option<&[u8; format::KEY_ID_LEN]>,
+    installed: &[u8; format::KEY_ID_LEN],
+    category: &str,
+    version: u32,
+) -> Result<(), Error> {
+    match written {
+        Some(id) if id != installed => Err(Error::KeyMismatch {
+            category: category.to_owned(),
+            version,
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn seal_with(
@@ -367,6 +393,7 @@ impl FieldCrypt {
             category: category.clone(),
             key_version: version,
             subject_keyed: false,
+            key_id: Some(state.key_id),
         };
         seal_with(domain, &*state.cipher, &header, plaintext, context, None)
     }
@@ -412,6 +439,12 @@ impl FieldCrypt {
                 category: parsed.category.to_owned(),
                 version,
             })?;
+        check_key_id(
+            parsed.key_id.as_ref(),
+            &state.key_id,
+            parsed.category,
+            version,
+        )?;
         let aad = associated_data(domain, parsed.header_bytes, context, None);
         let plaintext = state.cipher.open(&parsed.nonce, &aad, parsed.sealed)?;
         Ok(SecretBytes::new(plaintext))
@@ -508,7 +541,7 @@ impl FieldCrypt {
     /// Installs a new key version for a category and makes it primary. Persist it first
     /// (see [`LocalKeyset::rotate`](crate::LocalKeyset::rotate), which does both).
     pub fn install_primary(&self, category: &Category, version: KeyVersion) -> Result<(), Error> {
-        let cipher = self.provider.aead().prepare(&version.key)?;
+        let state = VersionState::new(self.provider, &version)?;
         let mut rings = self.rings.write().unwrap_or_else(PoisonError::into_inner);
         let ring = rings
             .get_mut(category)
@@ -518,13 +551,7 @@ impl FieldCrypt {
                 "a new primary version must be greater than every existing one",
             ));
         }
-        ring.versions.insert(
-            version.version,
-            VersionState {
-                cipher,
-                usage: Usage::resume(version.reserved),
-            },
-        );
+        ring.versions.insert(version.version, state);
         ring.primary = version.version;
         Ok(())
     }
@@ -538,7 +565,7 @@ impl FieldCrypt {
         version: KeyVersion,
         primary: bool,
     ) -> Result<(), Error> {
-        let cipher = self.provider.aead().prepare(&version.key)?;
+        let state = VersionState::new(self.provider, &version)?;
         let mut rings = self.rings.write().unwrap_or_else(PoisonError::into_inner);
         let ring = rings
             .get_mut(category)
@@ -553,13 +580,7 @@ impl FieldCrypt {
                 "a new primary version must be greater than the current one",
             ));
         }
-        ring.versions.insert(
-            version.version,
-            VersionState {
-                cipher,
-                usage: Usage::resume(version.reserved),
-            },
-        );
+        ring.versions.insert(version.version, state);
         if primary {
             ring.primary = version.version;
         }
@@ -691,6 +712,7 @@ impl FieldCrypt {
             category,
             key_version: generation,
             subject_keyed: true,
+            key_id: Some(format::key_id(&key)?),
         };
         seal_with(
             Domain::Field,
@@ -756,6 +778,12 @@ impl FieldCrypt {
                 });
             }
         };
+        check_key_id(
+            parsed.key_id.as_ref(),
+            &format::key_id(&key)?,
+            parsed.category,
+            wanted,
+        )?;
         let cipher = self.provider.aead().prepare(&key)?;
         let aad = associated_data(Domain::Field, parsed.header_bytes, context, Some(subject));
         let plaintext = cipher.open(&parsed.nonce, &aad, parsed.sealed)?;

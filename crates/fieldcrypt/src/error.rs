@@ -37,6 +37,19 @@ pub enum Error {
         /// The refused version.
         version: u32,
     },
+    /// The ciphertext names a key version whose key is not the one that sealed it (its
+    /// header's key id differs): the version number was handed out twice (a keyset
+    /// restored from an older copy, then rotated), so the key the data needs is elsewhere,
+    /// or the header was edited. Nothing was decrypted.
+    #[error(
+        "data category {category:?} key version {version} is not the key this ciphertext was sealed with"
+    )]
+    KeyMismatch {
+        /// The data category.
+        category: String,
+        /// The version named by the ciphertext.
+        version: u32,
+    },
     /// The ciphertext's category is not the category of the context it is opened with.
     #[error("the ciphertext belongs to another data category")]
     WrongCategory,
@@ -64,6 +77,17 @@ pub enum Error {
     /// The keyset file is not valid.
     #[error("invalid keyset: {0}")]
     Keyset(&'static str),
+    /// The keyset file is older than one already seen (its generation went backwards): an
+    /// older copy was restored. Nothing is read from it or written to it.
+    #[error(
+        "the keyset file is at generation {found}, older than generation {seen} already seen (rollback)"
+    )]
+    Rollback {
+        /// The newest generation seen by this handle or recorded in the watermark.
+        seen: u64,
+        /// The generation of the file on disk.
+        found: u64,
+    },
     /// A store (subject keys, usage ledger, rewrap checkpoints, rows) failed; nothing was
     /// changed by this call.
     #[error("store unavailable: {0}")]

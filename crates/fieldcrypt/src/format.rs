@@ -4,17 +4,26 @@
 //! ```text
 //! offset  size  field
 //! 0       1     format version (1)
-//! 1       1     flags (bit 0: sealed with a subject key; other bits must be 0)
+//! 1       1     flags (bit 0: sealed with a subject key; bit 1: key id present;
+//!               other bits must be 0)
 //! 2       1     category length n (1..=64)
 //! 3       n     category name ([a-z0-9_])
 //! 3+n     4     key version, big-endian (≥ 1)
-//! 7+n     12    nonce (random)
-//! 19+n    …     ciphertext, then the 16-byte GCM tag
+//! 7+n     8     key id (when bit 1 is set): see below
+//! 15+n    12    nonce (random)
+//! 27+n    …     ciphertext, then the 16-byte GCM tag
 //! ```
 //!
 //! Everything before the nonce is the header. It is part of the associated data, so a
 //! ciphertext whose category, version or flags were edited does not decrypt. The text form
 //! is `mcpsec:fc1:` followed by the unpadded base64url encoding of the binary form.
+//!
+//! The key id is the first 8 bytes of HMAC-SHA256(key, `mcpsec-fieldcrypt-key-id-v1`): it
+//! names the key itself, not its version number, so a version number that was handed out
+//! twice with different keys (a keyset restored from an older copy and then rotated) is
+//! reported as [`Error::KeyMismatch`] instead of looking like tampering. It reveals nothing
+//! about the key (a PRF output). Every ciphertext written by this build carries it;
+//! ciphertexts written before it (bit 1 clear) still decrypt.
 
 use crate::Error;
 use base64::Engine;
@@ -36,11 +45,29 @@ pub const MAX_PLAINTEXT: usize = 1024 * 1024;
 pub const MAX_CATEGORY_LEN: usize = 64;
 /// The largest binary ciphertext accepted (the largest plaintext plus the largest header,
 /// nonce and tag).
-pub const MAX_CIPHERTEXT: usize = MAX_PLAINTEXT + 3 + MAX_CATEGORY_LEN + 4 + NONCE_LEN + TAG_LEN;
+pub const MAX_CIPHERTEXT: usize =
+    MAX_PLAINTEXT + 3 + MAX_CATEGORY_LEN + 4 + KEY_ID_LEN + NONCE_LEN + TAG_LEN;
+/// Bytes of key id in the header.
+pub const KEY_ID_LEN: usize = 8;
+const KEY_ID_DOMAIN: &[u8] = b"mcpsec-fieldcrypt-key-id-v1";
 /// The largest text form accepted.
 pub const MAX_TEXT: usize = TEXT_PREFIX.len() + MAX_CIPHERTEXT.div_ceil(3) * 4;
 
 const FLAG_SUBJECT: u8 = 0b0000_0001;
+const FLAG_KEY_ID: u8 = 0b0000_0010;
+
+/// The id a ciphertext records for the key that sealed it (see the module docs).
+pub(crate) fn key_id(key: &mcpsec_core::SecretBytes) -> Result<[u8; KEY_ID_LEN], Error> {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.expose_secret())
+        .map_err(|_| Error::InvalidArgument("a data key is 32 bytes"))?;
+    mac.update(KEY_ID_DOMAIN);
+    let digest = mac.finalize().into_bytes();
+    let (id, _) = digest
+        .split_first_chunk::<KEY_ID_LEN>()
+        .ok_or(Error::InvalidArgument("digest"))?;
+    Ok(*id)
+}
 
 /// A data category (`oauth_tokens`, `totp_secrets`, `pii`): each has its own keyring.
 ///
@@ -108,22 +135,31 @@ pub struct Header {
     pub key_version: u32,
     /// Whether it was sealed with a per-subject data key (crypto-shredding).
     pub subject_keyed: bool,
+    /// The id of the key that sealed it (absent in ciphertexts written before key ids).
+    pub key_id: Option<[u8; KEY_ID_LEN]>,
 }
 
 impl Header {
     /// The encoded header, as it is written and authenticated.
     pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
         out.push(self.version);
-        out.push(if self.subject_keyed { FLAG_SUBJECT } else { 0 });
+        let mut flags = if self.subject_keyed { FLAG_SUBJECT } else { 0 };
+        if self.key_id.is_some() {
+            flags |= FLAG_KEY_ID;
+        }
+        out.push(flags);
         // Category names are at most 64 bytes, so the length fits in a byte.
         out.push(u8::try_from(self.category.as_str().len()).unwrap_or(u8::MAX));
         out.extend_from_slice(self.category.as_str().as_bytes());
         out.extend_from_slice(&self.key_version.to_be_bytes());
+        if let Some(id) = &self.key_id {
+            out.extend_from_slice(id);
+        }
     }
 
     /// The encoded length.
     pub(crate) fn encoded_len(&self) -> usize {
-        3 + self.category.as_str().len() + 4
+        3 + self.category.as_str().len() + 4 + self.key_id.map_or(0, |_| KEY_ID_LEN)
     }
 }
 
@@ -135,6 +171,7 @@ pub(crate) struct Parsed<'a> {
     pub category: &'a str,
     pub key_version: u32,
     pub subject_keyed: bool,
+    pub key_id: Option<[u8; KEY_ID_LEN]>,
     /// The header bytes exactly as written (authenticated).
     pub header_bytes: &'a [u8],
     pub nonce: [u8; NONCE_LEN],
@@ -150,6 +187,7 @@ impl Parsed<'_> {
             category: Category::new(self.category)?,
             key_version: self.key_version,
             subject_keyed: self.subject_keyed,
+            key_id: self.key_id,
         })
     }
 }
@@ -166,7 +204,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed<'_>, Error> {
     let (&flags, rest) = rest
         .split_first()
         .ok_or(Error::Malformed("truncated header"))?;
-    if flags & !FLAG_SUBJECT != 0 {
+    if flags & !(FLAG_SUBJECT | FLAG_KEY_ID) != 0 {
         return Err(Error::Malformed("unknown flags"));
     }
     let (&name_len, rest) = rest
@@ -185,13 +223,21 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed<'_>, Error> {
     if key_version == 0 {
         return Err(Error::Malformed("key version 0"));
     }
+    let (key_id, rest) = if flags & FLAG_KEY_ID != 0 {
+        let (id, rest) = rest
+            .split_first_chunk::<KEY_ID_LEN>()
+            .ok_or(Error::Malformed("truncated header"))?;
+        (Some(*id), rest)
+    } else {
+        (None, rest)
+    };
     let (nonce, sealed) = rest
         .split_first_chunk::<NONCE_LEN>()
         .ok_or(Error::Malformed("truncated nonce"))?;
     if sealed.len() < TAG_LEN {
         return Err(Error::Malformed("truncated tag"));
     }
-    let header_len = 3 + name_len + 4;
+    let header_len = 3 + name_len + 4 + key_id.map_or(0, |_| KEY_ID_LEN);
     let header_bytes = bytes
         .get(..header_len)
         .ok_or(Error::Malformed("truncated header"))?;
@@ -199,6 +245,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed<'_>, Error> {
         category,
         key_version,
         subject_keyed: flags & FLAG_SUBJECT != 0,
+        key_id,
         header_bytes,
         nonce: *nonce,
         sealed,
@@ -263,6 +310,7 @@ mod tests {
             category: Category::new("pii").unwrap(),
             key_version: 7,
             subject_keyed: true,
+            key_id: Some([5; KEY_ID_LEN]),
         };
         let mut bytes = Vec::new();
         header.encode_into(&mut bytes);

@@ -12,8 +12,32 @@
 //! key, which is never written next to it), and its metadata (primary and minimum
 //! versions, encryption counts) is authenticated by an HMAC whose key is wrapped like the
 //! others: an edit made without the master key is refused on open and on every update.
-//! Restoring an older, intact copy is not detected (see the rotation runbook). It is written atomically (temporary file,
-//! fsync, rename) with mode 0600.
+//! It is written atomically (temporary file, fsync, rename) with mode 0600.
+//!
+//! Every write is one read-modify-write under an exclusive lock on `<keyset>.lock` (see
+//! `update`), so no writer overwrites another's change with a stale copy; the one write
+//! that prepares its content outside the lock ([`LocalKeyset::rekey`], which waits on the
+//! provider) writes only if the file did not change since it read it, and starts again
+//! otherwise.
+//!
+//! ## Rollback
+//!
+//! The file carries a `generation`, under the MAC, raised by every write. A
+//! [`LocalKeyset`] remembers the newest generation it has seen and refuses an older file
+//! ([`Error::Rollback`]): restoring an intact older copy (from a backup) while a process
+//! runs would bring retired versions back and make the next rotation hand out a version
+//! number a second time. For processes that start after the restore, every write also
+//! records the generation in a watermark file beside the keyset (`<keyset>.generation`),
+//! which [`LocalKeyset::open`] checks. What that does and does not detect:
+//!
+//! - restoring the keyset file alone: detected, by a running handle and on open;
+//! - restoring the keyset file *and* its watermark (a whole-directory backup, or an
+//!   attacker with write access to the directory who also edits or deletes the
+//!   watermark): not detected on open. A missing watermark is accepted, so that keysets
+//!   written before watermarks existed still open. Keep the directory's backups out of
+//!   reach, or back up only the keyset file;
+//! - in every case, a version number handed out twice is caught when data is read:
+//!   ciphertexts carry the id of their key, and a mismatch is [`Error::KeyMismatch`].
 //!
 //! [`LocalMasterKey`]: crate::LocalMasterKey
 
@@ -24,11 +48,12 @@ use crate::provider::{KeyProvider, KeyPurpose, WrapContext};
 use crate::{Category, Error};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use mcpsec_core::{Clock, EventKind, Outcome, ReasonCode, SecretBytes, SecurityEvent};
+use mcpsec_core::{Clock, EventKind, EventSink, Outcome, ReasonCode, SecretBytes, SecurityEvent};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::UNIX_EPOCH;
 
@@ -36,7 +61,7 @@ const FORMAT: &str = "mcpsec-keyset-v1";
 /// The largest keyset file read.
 pub const MAX_KEYSET_FILE: u64 = 4 * 1024 * 1024;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KeysetFile {
     format: String,
@@ -44,12 +69,36 @@ struct KeysetFile {
     /// The key of `mac`, wrapped by the provider.
     integrity_key: String,
     categories: BTreeMap<String, CategoryFile>,
+    /// Raised by every write; a file older than one already seen is refused. Absent (0)
+    /// in files written before generations existed, so their MAC still verifies.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    generation: u64,
     /// HMAC-SHA256 over the rest of the file: edits made without the master key (rolling
     /// back a primary or minimum version, resetting counts) are refused.
     mac: String,
 }
 
 const MAC_DOMAIN: &[u8] = b"mcpsec-keyset-mac-v1";
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+impl KeysetFile {
+    /// The file with what changes on every reservation (counts, generation, tag) cleared:
+    /// two files equal under this hold the same keys, versions and provider.
+    fn keys_only(&self) -> Self {
+        let mut copy = self.clone();
+        copy.generation = 0;
+        copy.mac = String::new();
+        for category in copy.categories.values_mut() {
+            for version in &mut category.versions {
+                version.reserved = 0;
+            }
+        }
+        copy
+    }
+}
 
 fn integrity_context() -> Result<WrapContext, Error> {
     Ok(WrapContext {
@@ -89,7 +138,7 @@ fn check_mac(file: &KeysetFile, key: &SecretBytes) -> Result<(), Error> {
     })
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CategoryFile {
     primary: u32,
@@ -98,13 +147,18 @@ struct CategoryFile {
     versions: Vec<VersionFile>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VersionFile {
     version: u32,
     created: u64,
+    /// Empty once the version is destroyed.
     wrapped: String,
     reserved: u64,
+    /// When the key was destroyed ([`LocalKeyset::destroy_version`]): the record stays so
+    /// the version number is never handed out again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    destroyed: Option<u64>,
 }
 
 /// One category as `mcpsec crypt` reports it.
@@ -131,6 +185,8 @@ pub struct LocalKeyset {
     rotation: tokio::sync::Mutex<()>,
     clock: Arc<dyn Clock>,
     integrity: SecretBytes,
+    /// The newest generation this handle has read or written.
+    seen: AtomicU64,
 }
 
 fn unix_seconds(clock: &dyn Clock) -> u64 {
@@ -166,6 +222,7 @@ impl LocalKeyset {
             key_provider: provider.key_id(),
             integrity_key: STANDARD.encode(wrapped_integrity),
             categories: BTreeMap::new(),
+            generation: 1,
             mac: String::new(),
         };
         for category in categories {
@@ -180,8 +237,11 @@ impl LocalKeyset {
         }
         sign(&mut file, &integrity)?;
         write_private(&path, &file, true)?;
+        // A watermark left by a keyset deleted from this path belongs to that keyset.
+        write_watermark(&path, file.generation)?;
         Ok(Self {
             path,
+            seen: AtomicU64::new(file.generation),
             file: Mutex::new(file),
             provider,
             rotation: tokio::sync::Mutex::new(()),
@@ -191,7 +251,8 @@ impl LocalKeyset {
     }
 
     /// Reads a keyset file and checks its integrity. Fails if it was written for another
-    /// wrapping key, or changed without it.
+    /// wrapping key, or changed without it, or is older than the generation recorded in
+    /// its watermark ([`Error::Rollback`]; see the module docs for what this catches).
     pub async fn open(
         path: impl Into<PathBuf>,
         provider: Arc<dyn KeyProvider>,
@@ -209,7 +270,9 @@ impl LocalKeyset {
             .map_err(|_| Error::Keyset("wrapped key is not base64"))?;
         let integrity = provider.unwrap(&wrapped, &integrity_context()?).await?;
         check_mac(&file, &integrity)?;
+        check_generation(file.generation, read_watermark(&path)?)?;
         Ok(Self {
+            seen: AtomicU64::new(file.generation),
             path,
             file: Mutex::new(file),
             provider,
@@ -379,6 +442,7 @@ impl LocalKeyset {
                     created,
                     wrapped,
                     reserved: 0,
+                    destroyed: None,
                 });
                 entry.primary = next;
                 Ok((true, true))
@@ -470,14 +534,70 @@ impl LocalKeyset {
     /// re-encryption; the old master key can be destroyed once every instance has been
     /// restarted with the new one. Returns the keyset opened with the new provider; this
     /// handle, and every process still on the old master key, can no longer write the file.
+    ///
+    /// The re-wrapping waits on the provider, so it works on a snapshot taken under the
+    /// file lock; the write (under the lock again) happens only if no key, version or
+    /// category changed meanwhile (nonce reservations made meanwhile are kept), and
+    /// otherwise the rekey starts again from the new file, a few times, before failing
+    /// with [`Error::Store`]. A rotation by another process is never lost.
     pub async fn rekey(&self, new_provider: Arc<dyn KeyProvider>) -> Result<Self, Error> {
+        const ATTEMPTS: usize = 5;
         let _rotating = self.rotation.lock().await;
-        let mut file = self.update(|file| Ok((false, file.clone())))?;
+        for _ in 0..ATTEMPTS {
+            let snapshot = self.update(|file| Ok((false, file.clone())))?;
+            let rewrapped = self.rewrapped(&snapshot, &*new_provider).await?;
+            let written = self.update(|current| {
+                if current.keys_only() != snapshot.keys_only() {
+                    return Ok((false, None));
+                }
+                let mut next = rewrapped.clone();
+                // Same keys and versions: only the reservations made meanwhile differ.
+                for (name, entry) in next.categories.iter_mut() {
+                    if let Some(now) = current.categories.get(name) {
+                        for (version, latest) in entry.versions.iter_mut().zip(&now.versions) {
+                            version.reserved = latest.reserved;
+                        }
+                    }
+                }
+                next.generation = current.generation;
+                *current = next;
+                Ok((true, Some(current.generation)))
+            })?;
+            if written.is_some() {
+                let file = self
+                    .file
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                return Ok(Self {
+                    path: self.path.clone(),
+                    seen: AtomicU64::new(file.generation),
+                    file: Mutex::new(file),
+                    provider: new_provider,
+                    rotation: tokio::sync::Mutex::new(()),
+                    clock: self.clock.clone(),
+                    integrity: self.integrity.duplicate(),
+                });
+            }
+        }
+        Err(Error::Store(
+            "the keyset file keeps changing under the rekey; nothing was written",
+        ))
+    }
+
+    /// `file` with every key re-wrapped under `new_provider` (destroyed versions stay
+    /// destroyed).
+    async fn rewrapped(
+        &self,
+        file: &KeysetFile,
+        new_provider: &dyn KeyProvider,
+    ) -> Result<KeysetFile, Error> {
+        let mut file = file.clone();
         for (name, entry) in file.categories.iter_mut() {
             let category = Category::new(name).map_err(|_| Error::Keyset("category name"))?;
             entry.index_key = self
                 .rewrap_one(
-                    &*new_provider,
+                    new_provider,
                     &category,
                     0,
                     KeyPurpose::BlindIndex,
@@ -485,9 +605,12 @@ impl LocalKeyset {
                 )
                 .await?;
             for version in entry.versions.iter_mut() {
+                if version.destroyed.is_some() {
+                    continue;
+                }
                 version.wrapped = self
                     .rewrap_one(
-                        &*new_provider,
+                        new_provider,
                         &category,
                         version.version,
                         KeyPurpose::Data,
@@ -502,29 +625,73 @@ impl LocalKeyset {
                 .wrap(&self.integrity, &integrity_context()?)
                 .await?,
         );
-        self.update(|current| {
-            // Keep reservations made meanwhile; everything else is the re-wrapped copy.
-            for (name, entry) in file.categories.iter_mut() {
-                if let Some(now) = current.categories.get(name) {
-                    for version in entry.versions.iter_mut() {
-                        if let Some(v) = now.versions.iter().find(|v| v.version == version.version)
-                        {
-                            version.reserved = version.reserved.max(v.reserved);
-                        }
-                    }
-                }
+        Ok(file)
+    }
+
+    /// Destroys the key material of a retired `version` of `category` (one below the
+    /// minimum decryption version): its wrapped key is removed from the file, which keeps
+    /// only the version number, so it is never handed out again. Data still under that
+    /// version can never be decrypted again, by anyone holding this file and the master
+    /// key. Records a `sensitive_delete` event in `events` after the file is written;
+    /// if the sink refuses it, returns [`Error::Store`] (the key is destroyed either way),
+    /// and a retry, which finds the version already destroyed and returns `false`,
+    /// records it again.
+    ///
+    /// This is the step that erases; [`LocalKeyset::set_min_decrypt`] only stops using a
+    /// version. Copies of the keyset file made before this call (backups, snapshots)
+    /// still hold the key, wrapped by the master key: erasure is complete only once those
+    /// copies have expired, or once the master key that wraps them has been replaced
+    /// ([`LocalKeyset::rekey`]) and destroyed. See the field-key rotation runbook.
+    pub async fn destroy_version(
+        &self,
+        category: &Category,
+        version: u32,
+        events: &dyn EventSink,
+    ) -> Result<bool, Error> {
+        let _rotating = self.rotation.lock().await;
+        let now = unix_seconds(&*self.clock);
+        let destroyed = self.update(|file| {
+            let entry = file
+                .categories
+                .get_mut(category.as_str())
+                .ok_or_else(|| Error::UnknownCategory(category.to_string()))?;
+            if version >= entry.min_decrypt {
+                return Err(Error::InvalidArgument(
+                    "only a retired version (below the minimum decryption version) can be destroyed",
+                ));
             }
-            *current = file.clone();
-            Ok((true, ()))
+            let record = entry
+                .versions
+                .iter_mut()
+                .find(|v| v.version == version)
+                .ok_or_else(|| Error::UnknownKeyVersion {
+                    category: category.to_string(),
+                    version,
+                })?;
+            if record.destroyed.is_some() {
+                return Ok((false, false));
+            }
+            record.wrapped = String::new();
+            record.destroyed = Some(now);
+            Ok((true, true))
         })?;
-        Ok(Self {
-            path: self.path.clone(),
-            file: Mutex::new(file),
-            provider: new_provider,
-            rotation: tokio::sync::Mutex::new(()),
-            clock: self.clock.clone(),
-            integrity: self.integrity.duplicate(),
-        })
+        let event = SecurityEvent::new(
+            EventKind::SensitiveDelete,
+            Outcome::Success,
+            self.clock.now(),
+        )
+        .with_resource(
+            mcpsec_core::Label::new("data_key")?,
+            Some(mcpsec_core::ResourceId::new(format!(
+                "{category}.v{version}"
+            ))?),
+        )
+        .with_reason(ReasonCode::Rotation);
+        events
+            .record(event)
+            .await
+            .map_err(|_| Error::Store("the event sink refused the key destruction event"))?;
+        Ok(destroyed)
     }
 
     async fn rewrap_one(
@@ -606,8 +773,10 @@ impl LocalKeyset {
 impl LocalKeyset {
     /// Read-modify-write of the file, safe against other processes using it: under an
     /// exclusive lock on `<keyset>.lock`, the file is read from disk (so a rotation or a
-    /// reservation by another process is never overwritten by a stale copy), `change` is
-    /// applied, and the result written atomically when `change` says it changed something.
+    /// reservation by another process is never overwritten by a stale copy), checked (MAC,
+    /// provider, generation not older than seen), `change` is applied, and the result
+    /// written atomically with the next generation when `change` says it changed
+    /// something. The only way this module writes an existing keyset file.
     fn update<T>(
         &self,
         change: impl FnOnce(&mut KeysetFile) -> Result<(bool, T), Error>,
@@ -631,11 +800,24 @@ impl LocalKeyset {
             ));
         }
         check_mac(&current, &self.integrity)?;
+        let seen = self
+            .seen
+            .load(Ordering::Acquire)
+            .max(read_watermark(&self.path)?);
+        check_generation(current.generation, seen)?;
         let (changed, result) = change(&mut current)?;
         if changed {
+            current.generation = current
+                .generation
+                .checked_add(1)
+                .ok_or(Error::Keyset("generation overflow"))?;
             sign(&mut current, &self.integrity)?;
             write_private(&self.path, &current, false)?;
+            // After the file: a crash in between leaves the watermark behind (harmless),
+            // never ahead of the file (which would refuse every open).
+            write_watermark(&self.path, current.generation)?;
         }
+        self.seen.fetch_max(current.generation, Ordering::AcqRel);
         *cached = current;
         drop(lock); // closing the file releases the lock
         Ok(result)
@@ -699,6 +881,7 @@ async fn new_category(
             created: now,
             wrapped: STANDARD.encode(wrapped_data),
             reserved: 0,
+            destroyed: None,
         }],
     })
 }
@@ -723,6 +906,10 @@ fn read_keyset(path: &Path) -> Result<KeysetFile, Error> {
     for (name, category) in &file.categories {
         Category::new(name).map_err(|_| Error::Keyset("category name"))?;
         if category.min_decrypt == 0
+            || category
+                .versions
+                .iter()
+                .any(|v| v.destroyed.is_some() && v.version >= category.min_decrypt)
             || category.min_decrypt > category.primary
             || !category
                 .versions
@@ -740,6 +927,51 @@ fn read_keyset(path: &Path) -> Result<KeysetFile, Error> {
 fn write_private(path: &Path, file: &KeysetFile, create_only: bool) -> Result<(), Error> {
     let mut bytes = serde_json::to_vec_pretty(file).map_err(|_| Error::Keyset("encoding"))?;
     bytes.push(b'\n');
+    write_bytes_private(path, &bytes, create_only)
+}
+
+fn watermark_path(keyset: &Path) -> PathBuf {
+    let mut name = keyset.as_os_str().to_owned();
+    name.push(".generation");
+    PathBuf::from(name)
+}
+
+/// The newest generation written to the keyset, as recorded beside it; 0 when there is
+/// no watermark (a keyset from before watermarks, or one whose watermark was deleted).
+fn read_watermark(keyset: &Path) -> Result<u64, Error> {
+    use std::io::Read;
+    let mut text = String::new();
+    match std::fs::File::open(watermark_path(keyset)) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(error) => return Err(error.into()),
+        Ok(file) => {
+            file.take(32)
+                .read_to_string(&mut text)
+                .map_err(|_| Error::Keyset("the generation watermark is not a number"))?;
+        }
+    }
+    // Unreadable is not "absent": refuse rather than skip the rollback check.
+    text.trim()
+        .parse()
+        .map_err(|_| Error::Keyset("the generation watermark is not a number"))
+}
+
+fn write_watermark(keyset: &Path, generation: u64) -> Result<(), Error> {
+    write_bytes_private(
+        &watermark_path(keyset),
+        format!("{generation}\n").as_bytes(),
+        false,
+    )
+}
+
+fn check_generation(found: u64, seen: u64) -> Result<(), Error> {
+    if found < seen {
+        return Err(Error::Rollback { seen, found });
+    }
+    Ok(())
+}
+
+fn write_bytes_private(path: &Path, bytes: &[u8], create_only: bool) -> Result<(), Error> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -763,7 +995,7 @@ fn write_private(path: &Path, file: &KeysetFile, create_only: bool) -> Result<()
     }
     let result = (|| -> Result<(), Error> {
         let mut out = options.open(&temp)?;
-        out.write_all(&bytes)?;
+        out.write_all(bytes)?;
         out.sync_all()?;
         drop(out);
         if create_only {

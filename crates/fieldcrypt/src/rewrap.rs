@@ -124,6 +124,7 @@ pub(crate) fn is_row_failure(error: &Error) -> bool {
             | Error::Shredded
             | Error::UnknownKeyVersion { .. }
             | Error::KeyVersionRetired { .. }
+            | Error::KeyMismatch { .. }
     )
 }
 

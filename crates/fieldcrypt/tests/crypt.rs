@@ -206,10 +206,21 @@ fn header_edits_are_detected() {
     let at = 3 + "pii".len() + 3; // last byte of the key version
     relabelled[at] = 1;
     assert_eq!(format::inspect(&relabelled).unwrap().key_version, 1);
+    // The key id still names version 2's key: caught before any decryption.
     assert!(matches!(
         crypt.decrypt(&relabelled, &here),
-        Err(Error::Decrypt)
+        Err(Error::KeyMismatch { version: 1, .. })
     ));
+    // An edited key id (or any other header byte) fails authentication.
+    let mut edited = sealed.clone();
+    edited[3 + "pii".len() + 4] ^= 1;
+    assert!(matches!(
+        crypt.decrypt(&edited, &here),
+        Err(Error::KeyMismatch { .. })
+    ));
+    let mut flagless = sealed.clone();
+    flagless[1] = 0;
+    assert!(crypt.decrypt(&flagless, &here).is_err());
 }
 
 #[test]
@@ -601,7 +612,7 @@ proptest! {
         let crypt = crypt_with(CryptoProvider::default());
         let here = ctx(&row);
         let sealed = crypt.encrypt(&plaintext, &here).unwrap();
-        prop_assert_eq!(sealed.len(), plaintext.len() + 3 + 3 + 4 + 12 + 16);
+        prop_assert_eq!(sealed.len(), plaintext.len() + 3 + 3 + 4 + 8 + 12 + 16);
         let opened = crypt.decrypt(&sealed, &here).unwrap();
         prop_assert_eq!(opened.expose_secret(), &plaintext[..]);
     }

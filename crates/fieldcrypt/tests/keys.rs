@@ -229,7 +229,17 @@ async fn rekeying_moves_the_keyset_to_a_new_master_key_without_touching_data() {
             .await
             .unwrap(),
     );
-    let crypt = keyset.field_crypt(FieldCrypt::builder()).await.unwrap();
+    // One reservation per encryption, so every encryption below writes the keyset.
+    let budget = mcpsec_fieldcrypt::NonceBudget {
+        warn_at: 100,
+        refuse_at: 200,
+        reserve_block: 1,
+        ..mcpsec_fieldcrypt::NonceBudget::default()
+    };
+    let crypt = keyset
+        .field_crypt(FieldCrypt::builder().nonce_budget(budget))
+        .await
+        .unwrap();
     let here = SealContext::new("pii", "t", "c", "r").unwrap();
     let sealed = crypt.encrypt(b"kept", &here).unwrap();
     let index = crypt
@@ -246,11 +256,10 @@ async fn rekeying_moves_the_keyset_to_a_new_master_key_without_touching_data() {
         .compute("v")
         .unwrap();
     let rekeyed = Arc::new(keyset.rekey(master(2)).await.unwrap());
-    // The old handle (and any process still on the old master key) can no longer write.
-    assert!(matches!(
-        crypt.encrypt(b"x", &here),
-        Ok(_) | Err(Error::KeyProvider(_))
-    ));
+    // The old handle (and any process still on the old master key) can no longer write:
+    // not even the nonce reservation an encryption needs.
+    let refused = crypt.encrypt(b"x", &here);
+    assert!(matches!(refused, Err(Error::KeyProvider(_))), "{refused:?}");
     assert!(
         keyset
             .rotate(&Category::new("pii").unwrap(), None)
