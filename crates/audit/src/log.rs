@@ -488,10 +488,17 @@ fn check_head(
             detail,
         }));
     }
-    // A chain pruned down to nothing continues from its last pruned record.
-    let (last_seq, head_hash) = head
-        .or_else(|| runs.last_key_value().map(|(_, run)| (run.to, run.hash)))
-        .unwrap_or((0, Digest::GENESIS));
+    // A chain whose last records were pruned (or all of them) continues after its last
+    // pruned record, never from a number a pruned record had.
+    let pruned_end = runs.last_key_value().map(|(_, run)| (run.to, run.hash));
+    let (last_seq, head_hash) = match (head, pruned_end) {
+        (Some(kept), Some(pruned)) if pruned.0 > kept.0 => pruned,
+        (Some(kept), _) => kept,
+        (None, pruned) => pruned.unwrap_or((0, Digest::GENESIS)),
+    };
+    // The prune record's signature covers the last pruned record's hash, which links
+    // back through every kept record before it.
+    let vouched_by_prune = head.is_none() || last_seq != head.map_or(0, |(seq, _)| seq);
     if let Some((seq, _)) = mirrored
         && seq > last_seq
         && !pruned(seq)
@@ -506,7 +513,7 @@ fn check_head(
         last_seq,
         head: head_hash,
         unsigned_tail: oldest_unsigned
-            .filter(|_| head.is_some())
+            .filter(|_| !vouched_by_prune)
             .map(|from| (from, last_seq)),
     })
 }

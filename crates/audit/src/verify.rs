@@ -7,8 +7,8 @@
 //!   and the next record no longer links to it (reported at the edited record), or it
 //!   differs from a mirrored checkpoint.
 //! - `deleted`: a sequence number is skipped (and no signed prune record covers the gap).
-//! - `inserted`: a sequence number appears twice, or a prune record appears after the
-//!   chain started.
+//! - `inserted`: a sequence number appears twice or lies inside a pruned run, or a prune
+//!   record appears after the chain started.
 //! - `reordered`: a record arrives early and the one it skipped follows right after.
 //! - `torn tail`: the last line is incomplete, or the lines from some point to the end
 //!   are not records (garbage ending in a newline: a torn page), after a crash during a
@@ -411,6 +411,14 @@ fn step(
     let Some(expected) = state.last_seq.checked_add(1) else {
         return Err(bad(line, Reason::Malformed, "sequence number overflow"));
     };
+    if covered(&state.runs, record.seq) {
+        // A pruned record's number is never given out again: this one was added later.
+        return Err(bad(
+            line,
+            Reason::Inserted,
+            "the sequence number lies inside a pruned run",
+        ));
+    }
     if record.seq == expected {
         if record.prev != state.head {
             return Err(if state.head_line == 0 {

@@ -234,3 +234,76 @@ async fn reopening_a_pruned_chain_accepts_covered_gaps_and_refuses_others() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Item 26: a prune that removes a chain's last records (here seqs 3 and 4, which a crash
+/// left after the last checkpoint) must not let the next writer number its records 3, 4,
+/// … again; and verification refuses a record whose sequence number lies inside a pruned
+/// run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_the_end_of_a_chain_never_reuses_its_sequence_numbers() {
+    use mcpsec_audit::{Chain, Digest};
+    let dir = std::env::temp_dir().join(format!("mcpsec-audit-{}-prune-end", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("audit.jsonl");
+    let key = Arc::new(CheckpointKey::generate().unwrap());
+    let clock = ManualClock::at_unix(1_767_225_600);
+    let event = |user: &str, kind| {
+        SecurityEvent::new(kind, Outcome::Failure, clock.now())
+            .with_user(UserId::new(user).unwrap())
+    };
+    use EventKind::{AuthnLoginFail as Login, AuthzAdmin as Admin};
+    let signed = config(&key, &clock).chain;
+    let mut chain = Chain::resume(signed.clone(), 0, Digest::GENESIS);
+    let mut crashed = vec![chain.append(event("a", Admin), clock.now()).unwrap()];
+    crashed.push(chain.checkpoint(clock.now()).unwrap().unwrap());
+    for user in ["b", "c"] {
+        crashed.push(chain.append(event(user, Login), clock.now()).unwrap());
+    }
+    let text: String = crashed
+        .iter()
+        .map(|r| r.to_json().unwrap() + "\n")
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    clock.advance(DAY * 40);
+    let policy = RetentionPolicy::new().keep(EventClass::Authentication, DAY * 30);
+    assert_eq!(prune_file(&path, &policy, &key, &clock).unwrap().removed, 2);
+    let sink = FileSink::open(&path, config(&key, &clock)).unwrap();
+    sink.record(event("d", Admin)).await.unwrap();
+    sink.close().unwrap();
+    drop(sink);
+    let records: Vec<Record> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| Record::parse(l.as_bytes()).unwrap())
+        .collect();
+    let new = records.iter().rev().find_map(Record::event).unwrap();
+    let new_seq = records.iter().find(|r| r.event() == Some(new)).unwrap().seq;
+    assert_eq!(
+        new_seq, 5,
+        "the record after a pruned end reused a pruned sequence number"
+    );
+    verify_file(&path, &options(&key)).unwrap();
+
+    // A forger's record numbered inside the pruned run, linked to the kept checkpoint.
+    let mut forger = Chain::resume(signed, 2, records[2].hash);
+    let forged = forger.append(event("x", Admin), clock.now()).unwrap();
+    assert_eq!(forged.seq, 3);
+    let text: String = records[..3]
+        .iter()
+        .chain(std::iter::once(&forged))
+        .map(|r| r.to_json().unwrap() + "\n")
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    match verify_file(&path, &options(&key)) {
+        Err(Error::Tampered(finding)) => {
+            assert_eq!(
+                (finding.line, finding.reason),
+                (4, Reason::Inserted),
+                "{finding}"
+            );
+        }
+        other => panic!("a record inside a pruned run verified: {other:?}"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -82,7 +82,9 @@ async fn log_never_holds_keys_secrets_plaintexts_or_raw_addresses() {
         assert!(keys.verify(&wrong, &source).await.is_err());
     }
     assert!(keys.verify("mcp_sk_live_garbage", &source).await.is_err());
-    keys.revoke(&record.id).await.unwrap();
+    keys.revoke(&record.id, Actor::User { user: ada.clone() })
+        .await
+        .unwrap();
     assert!(keys.verify(key.expose_secret(), &source).await.is_err());
 
     // The audited sealer: seal, open, open with the wrong context.
