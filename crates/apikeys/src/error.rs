@@ -46,7 +46,19 @@ pub enum Error {
         /// How long to wait.
         retry_after: Duration,
     },
-    /// A stored hash string could not be understood.
+    /// The slow-hash pool is full (see [`SlowHashPool`](crate::SlowHashPool)): refused at
+    /// once rather than queued without bound. Not counted against the source, since the
+    /// caller did nothing wrong; retry after the given time.
+    #[error("slow-hash capacity exhausted; retry later")]
+    Busy {
+        /// How long to wait.
+        retry_after: Duration,
+    },
+    /// A slow-hash worker stopped without an answer (it panicked); the key is refused.
+    #[error("slow-hash worker failed")]
+    HashWorker,
+    /// A stored hash string could not be understood, or names a pepper version this
+    /// service does not hold.
     #[error("unrecognised stored hash")]
     BadStoredHash,
     /// Configuration refused (a short pepper, bad Argon2 parameters, an empty quota).
@@ -68,8 +80,10 @@ impl Error {
     /// response never says whether the id exists or which check failed.
     pub fn client_message(&self) -> &'static str {
         match self {
-            Error::Throttled { .. } | Error::RateLimited { .. } => "too many requests",
-            Error::Store(_) => "service unavailable",
+            Error::Throttled { .. } | Error::RateLimited { .. } | Error::Busy { .. } => {
+                "too many requests"
+            }
+            Error::Store(_) | Error::HashWorker => "service unavailable",
             _ => "invalid key",
         }
     }
@@ -85,7 +99,7 @@ impl Error {
             Error::Disabled => ReasonCode::Disabled,
             Error::Expired => ReasonCode::Expired,
             Error::Throttled { .. } => ReasonCode::LockedOut,
-            Error::RateLimited { .. } => ReasonCode::RateLimited,
+            Error::RateLimited { .. } | Error::Busy { .. } => ReasonCode::RateLimited,
             _ => ReasonCode::Malformed,
         }
     }

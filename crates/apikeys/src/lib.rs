@@ -10,7 +10,7 @@
 //! - [`ApiKeys`]: create (the plaintext is shown once), list (hints only), rotate with an
 //!   overlap, disable, revoke, and [`verify`](ApiKeys::verify): constant-time, with a dummy
 //!   comparison for unknown ids, throttling of failing *sources* (never of the key), and a
-//!   per-key quota.
+//!   per-key quota. Slow hashes run on a bounded [`SlowHashPool`], off the async executor.
 //! - [`ApiKeyStore`] and [`AttemptCounter`]: where state lives, with in-memory backends
 //!   and conformance suites (feature `testkit`).
 //!
@@ -61,6 +61,7 @@ pub mod format;
 mod hash;
 mod lifecycle;
 mod limits;
+mod pool;
 mod service;
 mod store;
 #[cfg(feature = "testkit")]
@@ -73,6 +74,10 @@ pub use hash::{Argon2Params, HashCheck, HashMode, KeyHasher, Pepper};
 pub use lifecycle::{KeySummary, NewKey};
 pub use limits::{LockoutPolicy, RateLimitInfo};
 pub use mcpsec_core::{AttemptCounter, AttemptState, MemoryAttemptCounter};
-pub use service::{ApiKeys, ApiKeysBuilder, DEFAULT_LAST_USED_INTERVAL, DEFAULT_QUOTA_PER_MINUTE};
+pub use pool::SlowHashPool;
+pub use service::{
+    ApiKeys, ApiKeysBuilder, DEFAULT_IPV6_SOURCE_PREFIX, DEFAULT_LAST_USED_INTERVAL,
+    DEFAULT_QUOTA_PER_MINUTE, DEFAULT_THROTTLED_SLOW_HASH_ALLOWANCE,
+};
 pub use store::{ApiKeyRecord, ApiKeyStore, KeyStatus, MemoryApiKeyStore, StoreError};
 pub use verify::{Source, VerifiedKey};

@@ -3,7 +3,7 @@
 use crate::cache::VerifiedKeyCache;
 use crate::format::Env;
 use crate::limits::{KeyQuota, LockoutPolicy};
-use crate::{ApiKeyStore, Error, KeyHasher};
+use crate::{ApiKeyStore, Error, KeyHasher, SlowHashPool};
 use mcpsec_core::{
     AttemptCounter, EventSink, MemoryAttemptCounter, NullSink, SharedClock, SystemClock,
 };
@@ -15,12 +15,18 @@ use std::time::Duration;
 pub const DEFAULT_QUOTA_PER_MINUTE: u32 = 600;
 /// Default interval between `last_used_at` writes for one key.
 pub const DEFAULT_LAST_USED_INTERVAL: Duration = Duration::from_secs(5 * 60);
+/// Default prefix length that groups IPv6 sources: a /64 is what one host or home is
+/// usually given, so counting per address would hand an attacker 2^64 fresh sources.
+pub const DEFAULT_IPV6_SOURCE_PREFIX: u8 = 64;
+/// Default number of slow hashes a throttled source may spend per key id per lockout
+/// window, so the holder of the right key still verifies from a throttled (shared) address.
+pub const DEFAULT_THROTTLED_SLOW_HASH_ALLOWANCE: u64 = 3;
 
 /// API keys for a service: creation, listing, rotation, revocation and verification.
 #[derive(Debug)]
 pub struct ApiKeys {
     pub(crate) store: Arc<dyn ApiKeyStore>,
-    pub(crate) hasher: KeyHasher,
+    pub(crate) hasher: Arc<KeyHasher>,
     pub(crate) counter: Arc<dyn AttemptCounter>,
     pub(crate) events: Arc<dyn EventSink>,
     pub(crate) clock: SharedClock,
@@ -29,11 +35,16 @@ pub struct ApiKeys {
     pub(crate) cache: VerifiedKeyCache,
     pub(crate) envs: Vec<Env>,
     pub(crate) last_used_interval: Duration,
+    pub(crate) pool: Arc<SlowHashPool>,
+    pub(crate) ipv6_prefix: u8,
+    pub(crate) throttled_allowance: u64,
 }
 
 /// Builds [`ApiKeys`]. Defaults: memory attempt counter, no event sink, system clock,
 /// [`LockoutPolicy::default`], 600 uses per key per minute, both environments accepted,
-/// slow-hash cache of 60 s and 10,000 keys.
+/// slow-hash cache of 60 s and 10,000 keys, a [`SlowHashPool::default`] of its own, IPv6
+/// sources grouped by /64, and a throttled source allowed 3 slow hashes per key id per
+/// window.
 #[derive(Debug)]
 pub struct ApiKeysBuilder {
     store: Arc<dyn ApiKeyStore>,
@@ -47,6 +58,9 @@ pub struct ApiKeysBuilder {
     cache_capacity: usize,
     envs: Vec<Env>,
     last_used_interval: Duration,
+    pool: Option<Arc<SlowHashPool>>,
+    ipv6_prefix: u8,
+    throttled_allowance: u64,
 }
 
 impl ApiKeys {
@@ -64,6 +78,9 @@ impl ApiKeys {
             cache_capacity: 10_000,
             envs: vec![Env::Live, Env::Test],
             last_used_interval: DEFAULT_LAST_USED_INTERVAL,
+            pool: None,
+            ipv6_prefix: DEFAULT_IPV6_SOURCE_PREFIX,
+            throttled_allowance: DEFAULT_THROTTLED_SLOW_HASH_ALLOWANCE,
         }
     }
 }
@@ -118,7 +135,30 @@ impl ApiKeysBuilder {
         self
     }
 
-    /// Builds; fails on an empty quota, no accepted environment, or a cache TTL over 10 minutes.
+    /// Where slow hashes (Argon2id, bcrypt) run. Share one pool across the process's
+    /// [`ApiKeys`] instances so its bound is the process's.
+    pub fn slow_hash_pool(mut self, pool: Arc<SlowHashPool>) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// How many leading bits of an IPv6 address name one source (32 to 128; default 64).
+    /// IPv4-mapped addresses always count as their IPv4 address.
+    pub fn ipv6_source_prefix(mut self, bits: u8) -> Self {
+        self.ipv6_prefix = bits;
+        self
+    }
+
+    /// Slow hashes a throttled source may spend on one key id per lockout window (default
+    /// 3; a success gives its slot back). 0 restores "a throttled source gets no slow hash",
+    /// which locks the owner of an Argon2 key out while its address is throttled.
+    pub fn throttled_slow_hash_allowance(mut self, per_key_id: u64) -> Self {
+        self.throttled_allowance = per_key_id;
+        self
+    }
+
+    /// Builds; fails on an empty quota, no accepted environment, a cache TTL over 10
+    /// minutes, or an IPv6 source prefix outside 32 to 128.
     pub fn build(self) -> Result<ApiKeys, Error> {
         let per_minute = NonZeroU32::new(self.quota_per_minute)
             .ok_or(Error::Config("the quota must be positive"))?;
@@ -130,11 +170,19 @@ impl ApiKeysBuilder {
                 "the slow-hash cache TTL is at most 10 minutes",
             ));
         }
+        if !(32..=128).contains(&self.ipv6_prefix) {
+            return Err(Error::Config("the IPv6 source prefix is 32 to 128 bits"));
+        }
         Ok(ApiKeys {
             quota: KeyQuota::new(per_minute, Arc::clone(&self.clock)),
             cache: VerifiedKeyCache::new(self.cache_ttl, self.cache_capacity)?,
             store: self.store,
-            hasher: self.hasher,
+            hasher: Arc::new(self.hasher),
+            pool: self
+                .pool
+                .unwrap_or_else(|| Arc::new(SlowHashPool::default())),
+            ipv6_prefix: self.ipv6_prefix,
+            throttled_allowance: self.throttled_allowance,
             counter: self.counter,
             events: self.events,
             clock: self.clock,

@@ -19,8 +19,9 @@ pub enum KeyStatus {
     Revoked,
 }
 
-/// The stored record of a key: everything but the key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The stored record of a key: everything but the key. `Debug` leaves out the stored hash
+/// (under a leaked pepper it is what an offline guess is checked against).
+#[derive(Clone, PartialEq, Eq)]
 pub struct ApiKeyRecord {
     /// The public id (in the key itself).
     pub id: KeyId,
@@ -50,6 +51,26 @@ pub struct ApiKeyRecord {
     pub created_by: UserId,
 }
 
+impl std::fmt::Debug for ApiKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyRecord")
+            .field("id", &self.id)
+            .field("hash", &"[REDACTED]")
+            .field("owner", &self.owner)
+            .field("org", &self.org)
+            .field("scopes", &self.scopes)
+            .field("env", &self.env)
+            .field("name", &self.name)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .field("last_used_at", &self.last_used_at)
+            .field("status", &self.status)
+            .field("hint", &self.hint)
+            .field("created_by", &self.created_by)
+            .finish()
+    }
+}
+
 /// A store failure. Carries no key material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("API key store: {0}")]
@@ -77,8 +98,15 @@ pub trait ApiKeyStore: Send + Sync + std::fmt::Debug {
     async fn replace_hash(&self, id: &KeyId, expected: &str, new: &str)
     -> Result<bool, StoreError>;
 
-    /// Sets the status; returns whether the id exists. A revoked key stays revoked.
-    async fn set_status(&self, id: &KeyId, status: KeyStatus) -> Result<bool, StoreError>;
+    /// Sets the status and returns the status it replaced (`None`: no such id), in one
+    /// atomic step, so the caller learns what its change was applied to. A revoked key
+    /// stays revoked: setting any other status on it changes nothing and returns
+    /// `Some(Revoked)`.
+    async fn set_status(
+        &self,
+        id: &KeyId,
+        status: KeyStatus,
+    ) -> Result<Option<KeyStatus>, StoreError>;
 
     /// Sets the expiry; returns whether the id exists.
     async fn set_expiry(
@@ -155,16 +183,18 @@ impl ApiKeyStore for MemoryApiKeyStore {
         }
     }
 
-    async fn set_status(&self, id: &KeyId, status: KeyStatus) -> Result<bool, StoreError> {
-        match self.lock().get_mut(id) {
-            Some(r) => {
-                if r.status != KeyStatus::Revoked {
-                    r.status = status;
-                }
-                Ok(true)
+    async fn set_status(
+        &self,
+        id: &KeyId,
+        status: KeyStatus,
+    ) -> Result<Option<KeyStatus>, StoreError> {
+        Ok(self.lock().get_mut(id).map(|r| {
+            let before = r.status;
+            if before != KeyStatus::Revoked {
+                r.status = status;
             }
-            None => Ok(false),
-        }
+            before
+        }))
     }
 
     async fn set_expiry(

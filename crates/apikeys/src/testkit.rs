@@ -74,19 +74,29 @@ where
         "hmac-sha256$v2$BBBB"
     );
 
-    // A revoked key stays revoked.
-    assert!(store.set_status(&r.id, KeyStatus::Disabled).await.unwrap());
-    assert!(store.set_status(&r.id, KeyStatus::Revoked).await.unwrap());
-    assert!(store.set_status(&r.id, KeyStatus::Active).await.unwrap());
+    // set_status answers with the status it replaced; a revoked key stays revoked.
+    assert_eq!(
+        store.set_status(&r.id, KeyStatus::Disabled).await.unwrap(),
+        Some(KeyStatus::Active)
+    );
+    assert_eq!(
+        store.set_status(&r.id, KeyStatus::Revoked).await.unwrap(),
+        Some(KeyStatus::Disabled)
+    );
+    assert_eq!(
+        store.set_status(&r.id, KeyStatus::Active).await.unwrap(),
+        Some(KeyStatus::Revoked)
+    );
     assert_eq!(
         store.get(&r.id).await.unwrap().unwrap().status,
         KeyStatus::Revoked
     );
-    assert!(
-        !store
+    assert_eq!(
+        store
             .set_status(&KeyId::new("nope").unwrap(), KeyStatus::Active)
             .await
-            .unwrap()
+            .unwrap(),
+        None
     );
 
     assert!(store.set_expiry(&r.id, Some(at(100))).await.unwrap());

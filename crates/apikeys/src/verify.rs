@@ -2,12 +2,13 @@
 //! quota. Clients learn only "invalid key"; events carry the real reason.
 
 use crate::format::{self, ParsedKey};
-use crate::hash::HashMode;
 use crate::limits::RateLimitInfo;
+use crate::pool::is_slow;
 use crate::{ApiKeyRecord, ApiKeys, Error, KeyStatus};
 use mcpsec_access::{AuthMethods, Authentication, CredentialKind, Principal, Role};
 use mcpsec_core::{Actor, EventKind, KeyId, Outcome, SecurityEvent, Severity};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Who presented a key, for counting failures: the client address, or a client identity
@@ -21,9 +22,22 @@ pub enum Source {
 }
 
 impl Source {
-    fn subject(&self) -> String {
+    /// The counter subject: an IPv4 address, the `prefix`-bit network of an IPv6 address
+    /// (an IPv4-mapped one counts as its IPv4 address, or all of IPv4 would be one /64),
+    /// or the client identity.
+    fn subject(&self, ipv6_prefix: u8) -> String {
         match self {
-            Source::Ip(ip) => format!("src:ip:{ip}"),
+            Source::Ip(IpAddr::V4(v4)) => format!("src:ip:{v4}"),
+            Source::Ip(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => format!("src:ip:{v4}"),
+                None => {
+                    let mask = u128::MAX
+                        .checked_shl(128u32.saturating_sub(u32::from(ipv6_prefix)))
+                        .unwrap_or(0);
+                    let network = Ipv6Addr::from(u128::from(*v6) & mask);
+                    format!("src:ip:{network}/{ipv6_prefix}")
+                }
+            },
             Source::Client(client) => format!("src:client:{client}"),
         }
     }
@@ -79,44 +93,65 @@ impl ApiKeys {
     ///
     /// A source over the failure threshold is throttled, but a correct key still verifies
     /// from it: lockout applies to the failing path, never to the holder of the secret.
+    /// Under a slow hash a throttled source gets a small allowance of hashes per key id
+    /// (see [`ApiKeysBuilder::throttled_slow_hash_allowance`](crate::ApiKeysBuilder::throttled_slow_hash_allowance)),
+    /// so the owner behind an address shared with an attacker keeps working while the
+    /// attacker cannot spend our CPU without bound.
+    ///
+    /// Once the key is well formed, an unknown id and a wrong secret do the same store and
+    /// counter work, so neither the response nor its timing tells which ids exist.
     pub async fn verify(&self, presented: &str, source: &Source) -> Result<VerifiedKey, Error> {
         let now = self.clock.now();
+        let src = source.subject(self.ipv6_prefix);
         let parsed = match format::parse(presented) {
-            Ok(parsed) => parsed,
-            Err(error) => return Err(self.failed(error, None, source, now).await),
+            Ok(parsed) => Arc::new(parsed),
+            Err(error) => return Err(self.failed(error, None, source, &src, now).await),
         };
+        let id = Some(parsed.id());
         if !self.envs.contains(&parsed.env()) {
-            return Err(self
-                .failed(Error::WrongEnv, Some(parsed.id()), source, now)
-                .await);
+            return Err(self.failed(Error::WrongEnv, id, source, &src, now).await);
         }
-        let throttled = self.throttled_for(source, now).await?;
-        let Some(record) = self
+        let throttled = self.throttled_for(&src, now).await?;
+        let record = self
             .store
             .get(parsed.id())
             .await
-            .map_err(|e| Error::Store(e.0))?
-        else {
-            // Same work as a real comparison, so timing does not tell which ids exist.
-            if throttled.is_none() || self.hasher.mode() == HashMode::HmacSha256 {
-                self.hasher.dummy_check(&parsed);
+            .map_err(|e| Error::Store(e.0))?;
+        let compared = self
+            .compare(&parsed, record.as_ref(), throttled.is_some(), &src, now)
+            .await;
+        let record = match (compared, record) {
+            (Ok(true), Some(record)) => record,
+            (Ok(_), None) => {
+                let error = throttled_or(throttled, Error::Unknown);
+                return Err(self.failed(error, id, source, &src, now).await);
             }
-            return Err(self
-                .failed(
-                    throttled_or(throttled, Error::Unknown),
-                    Some(parsed.id()),
+            (Ok(false), Some(_)) => {
+                let error = throttled_or(throttled, Error::SecretMismatch);
+                return Err(self.failed(error, id, source, &src, now).await);
+            }
+            // A stored hash this service cannot check (corrupt, an unknown pepper version,
+            // bcrypt without the feature) is refused like a wrong secret: counted and
+            // reported, never a bare error that skips the failure path.
+            (Err(error @ (Error::BadStoredHash | Error::Config(_))), _) => {
+                let error = throttled_or(throttled, error);
+                return Err(self.failed(error, id, source, &src, now).await);
+            }
+            (Err(error @ Error::Busy { .. }), _) => {
+                // Our capacity, not the caller's failure: reported, not counted.
+                self.emit(
+                    EventKind::ExcessRateLimitExceeded,
+                    &error,
+                    id,
                     source,
                     now,
+                    Severity::Warning,
                 )
-                .await);
+                .await;
+                return Err(error);
+            }
+            (Err(error), _) => return Err(error),
         };
-        if !self
-            .secret_matches(&parsed, &record, throttled.is_some(), now)
-            .await?
-        {
-            let error = throttled_or(throttled, Error::SecretMismatch);
-            return Err(self.failed(error, Some(parsed.id()), source, now).await);
-        }
         if let Some(error) = status_error(&record, now) {
             return Err(self.refused(error, &record, source, now).await);
         }
@@ -137,41 +172,87 @@ impl ApiKeys {
         Ok(VerifiedKey { record, rate_limit })
     }
 
-    /// Constant-time check (through the slow-hash cache when it applies), upgrading the
-    /// stored hash when it matched under an old mode or pepper.
-    async fn secret_matches(
+    /// Whether `parsed` matches `record` (a dummy comparison when there is none), through
+    /// the slow-hash cache and, for a throttled source, its slow-hash allowance.
+    async fn compare(
         &self,
-        parsed: &ParsedKey,
-        record: &ApiKeyRecord,
+        parsed: &Arc<ParsedKey>,
+        record: Option<&ApiKeyRecord>,
         throttled: bool,
+        src: &str,
         now: SystemTime,
     ) -> Result<bool, Error> {
-        let slow = !record.hash.starts_with("hmac-sha256$");
+        let slow = record.map_or(self.slow_mode(), |r| is_slow(&r.hash));
         let fingerprint = slow.then(|| self.cache.fingerprint(parsed.expose_secret()));
-        if let Some(f) = &fingerprint
-            && self.cache.hit(f, &record.id, &record.hash, now)
+        if let (Some(f), Some(r)) = (&fingerprint, record)
+            && self.cache.hit(f, &r.id, &r.hash, now)
         {
             return Ok(true);
         }
-        if slow && throttled {
-            // A throttled source does not get to spend our CPU on slow hashes; a correct
-            // key verified recently still passes through the cache above.
-            return Ok(false);
+        let allowance = if slow && throttled {
+            // Counted first, then hashed: a concurrent burst cannot all read "allowed".
+            let subject = format!("slow:{src}:key:{}", parsed.id());
+            let state = self
+                .counter
+                .record_failure(&subject, self.lockout.window, now)
+                .await
+                .map_err(|_| Error::Store("attempt counter"))?;
+            if state.count > self.throttled_allowance {
+                return Ok(false);
+            }
+            Some(subject)
+        } else {
+            None
+        };
+        let matched = match record {
+            Some(record) => {
+                self.check_and_upgrade(parsed, record, fingerprint, now)
+                    .await
+            }
+            None => self.dummy_hash(parsed).await.map(|()| false),
+        };
+        if let Some(subject) = allowance
+            && matches!(matched, Ok(true) | Err(Error::Busy { .. }))
+        {
+            // The owner's own successes, and attempts the pool refused before any hash
+            // ran, give their slot back.
+            let _ = self
+                .counter
+                .release(&subject, self.lockout.window, now)
+                .await;
         }
-        let check = self.hasher.check(parsed, &record.hash)?;
+        matched
+    }
+
+    /// Constant-time check, upgrading the stored hash when it matched under an old mode or
+    /// pepper, and remembering a slow-hash success in the cache.
+    async fn check_and_upgrade(
+        &self,
+        parsed: &Arc<ParsedKey>,
+        record: &ApiKeyRecord,
+        fingerprint: Option<[u8; 32]>,
+        now: SystemTime,
+    ) -> Result<bool, Error> {
+        let check = self.check_hash(parsed, &record.hash).await?;
         if !check.matched {
             return Ok(false);
         }
         let mut stored = record.hash.clone();
         if check.needs_rehash {
-            let new = self.hasher.hash(parsed)?;
-            if self
-                .store
-                .replace_hash(&record.id, &record.hash, &new)
-                .await
-                .map_err(|e| Error::Store(e.0))?
-            {
-                stored = new;
+            match self.new_hash(parsed).await {
+                Ok(new) => {
+                    if self
+                        .store
+                        .replace_hash(&record.id, &record.hash, &new)
+                        .await
+                        .map_err(|e| Error::Store(e.0))?
+                    {
+                        stored = new;
+                    }
+                }
+                // A full pool postpones the upgrade to a later use; the key was right.
+                Err(Error::Busy { .. }) => {}
+                Err(error) => return Err(error),
             }
         }
         if let Some(f) = fingerprint {
@@ -181,14 +262,10 @@ impl ApiKeys {
     }
 
     /// The remaining throttle time of `source`, if it is throttled.
-    async fn throttled_for(
-        &self,
-        source: &Source,
-        now: SystemTime,
-    ) -> Result<Option<Duration>, Error> {
+    async fn throttled_for(&self, src: &str, now: SystemTime) -> Result<Option<Duration>, Error> {
         let state = self
             .counter
-            .state(&source.subject(), self.lockout.window, now)
+            .state(src, self.lockout.window, now)
             .await
             .map_err(|_| Error::Store("attempt counter"))?;
         Ok(state.and_then(|s| {
@@ -197,25 +274,23 @@ impl ApiKeys {
         }))
     }
 
-    /// Counts a failure against the source (and the key id, for a wrong secret), records
-    /// the events, and returns the error to give back.
+    /// Counts a failure against the source (and against the key id once the key reached
+    /// the lookup, whether or not the id exists), records the events, and returns the error
+    /// to give back.
     async fn failed(
         &self,
         error: Error,
         id: Option<&KeyId>,
         source: &Source,
+        src: &str,
         now: SystemTime,
     ) -> Error {
         let window = self.lockout.window;
-        if let Ok(state) = self
-            .counter
-            .record_failure(&source.subject(), window, now)
-            .await
+        if let Ok(state) = self.counter.record_failure(src, window, now).await
             && state.count == self.lockout.source_threshold
         {
             self.emit(
                 EventKind::AuthnLoginLock,
-                Outcome::Failure,
                 &error,
                 id,
                 source,
@@ -224,7 +299,7 @@ impl ApiKeys {
             )
             .await;
         }
-        if matches!(error, Error::SecretMismatch | Error::Throttled { .. })
+        if !matches!(error, Error::WrongEnv)
             && let Some(id) = id
             && let Ok(state) = self
                 .counter
@@ -235,7 +310,6 @@ impl ApiKeys {
             // Someone holds this id and is guessing its secret: alert, but never lock it.
             self.emit(
                 EventKind::AuthnLoginFailMax,
-                Outcome::Failure,
                 &error,
                 Some(id),
                 source,
@@ -246,7 +320,6 @@ impl ApiKeys {
         }
         self.emit(
             EventKind::AuthnLoginFail,
-            Outcome::Failure,
             &error,
             id,
             source,
@@ -271,7 +344,6 @@ impl ApiKeys {
         };
         self.emit(
             kind,
-            Outcome::Failure,
             &error,
             Some(&record.id),
             source,
@@ -282,14 +354,10 @@ impl ApiKeys {
         error
     }
 
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one private helper that assembles an event"
-    )]
+    /// Records a failure event (never with key material: the id is public).
     async fn emit(
         &self,
         kind: EventKind,
-        outcome: Outcome,
         error: &Error,
         id: Option<&KeyId>,
         source: &Source,
@@ -300,14 +368,14 @@ impl ApiKeys {
             key: key.clone(),
             owner: None,
         });
-        let mut event = SecurityEvent::new(kind, outcome, now)
+        let mut event = SecurityEvent::new(kind, Outcome::Failure, now)
             .with_actor(actor)
             .with_reason(error.reason_code())
             .with_severity(severity);
         if let Some(ip) = source.ip() {
             event = event.with_source(ip);
         }
-        let _ = self.events.record(event).await;
+        mcpsec_core::emit(&*self.events, event).await;
     }
 }
 

@@ -63,6 +63,12 @@ fn new_key(env: Env) -> NewKey {
     }
 }
 
+fn victim() -> mcpsec_core::Actor {
+    mcpsec_core::Actor::User {
+        user: UserId::new("victim").unwrap(),
+    }
+}
+
 fn ip(n: u8) -> Source {
     Source::Ip(std::net::IpAddr::from([203, 0, 113, n]))
 }
@@ -163,7 +169,7 @@ async fn keys_of_the_other_environment_are_refused_where_configured() {
 async fn revoked_disabled_and_expired_keys_are_refused() {
     let f = fixture();
     let (key, record) = f.keys.create(new_key(Env::Live)).await.unwrap();
-    f.keys.disable(&record.id).await.unwrap();
+    f.keys.disable(&record.id, victim()).await.unwrap();
     assert_eq!(
         f.keys
             .verify(key.expose_secret(), &ip(1))
@@ -171,9 +177,9 @@ async fn revoked_disabled_and_expired_keys_are_refused() {
             .unwrap_err(),
         Error::Disabled
     );
-    f.keys.enable(&record.id).await.unwrap();
+    f.keys.enable(&record.id, victim()).await.unwrap();
     assert!(f.keys.verify(key.expose_secret(), &ip(1)).await.is_ok());
-    f.keys.revoke(&record.id).await.unwrap();
+    f.keys.revoke(&record.id, victim()).await.unwrap();
     assert_eq!(
         f.keys
             .verify(key.expose_secret(), &ip(1))
@@ -181,7 +187,10 @@ async fn revoked_disabled_and_expired_keys_are_refused() {
             .unwrap_err(),
         Error::Revoked
     );
-    f.keys.enable(&record.id).await.unwrap();
+    assert_eq!(
+        f.keys.enable(&record.id, victim()).await,
+        Err(Error::Revoked)
+    );
     assert_eq!(
         f.keys
             .verify(key.expose_secret(), &ip(1))
@@ -384,7 +393,7 @@ async fn argon2_keys_verify_and_the_cache_serves_throttled_holders() {
     // ...but the cached correct key still passes.
     assert!(f.keys.verify(key.expose_secret(), &ip(1)).await.is_ok());
     // Revocation flushes the cache entry.
-    f.keys.revoke(&record.id).await.unwrap();
+    f.keys.revoke(&record.id, victim()).await.unwrap();
     assert_eq!(
         f.keys
             .verify(key.expose_secret(), &ip(2))
@@ -547,7 +556,7 @@ async fn nothing_secret_in_debug_display_or_events() {
     let secret = &key.expose_secret()[29..72];
     let _ = f.keys.verify(key.expose_secret(), &ip(1)).await;
     let _ = f.keys.verify(&wrong_secret_for(&key), &ip(1)).await;
-    f.keys.revoke(&record.id).await.unwrap();
+    f.keys.revoke(&record.id, victim()).await.unwrap();
     let err = f
         .keys
         .verify(key.expose_secret(), &ip(1))

@@ -8,7 +8,7 @@ use mcpsec_access::{Action, Resource, Role, authorize};
 use mcpsec_apikeys::{
     ApiKeys, Env, HashMode, KeyHasher, MemoryApiKeyStore, NewKey, Pepper, Source,
 };
-use mcpsec_core::{ManualClock, MemorySink, OrgId, UserId};
+use mcpsec_core::{Actor, ManualClock, MemorySink, OrgId, UserId};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,7 +92,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|e| e.to_string())
         .unwrap_or_default();
     println!("after the overlap the old key gets: {old}");
-    keys.revoke(&next_record.id).await?;
+    keys.revoke(&next_record.id, Actor::User { user: ada.clone() })
+        .await?;
     let revoked = keys
         .verify(next.expose_secret(), &Source::Ip(office))
         .await
