@@ -26,6 +26,7 @@ fn crypt(provider: CryptoProvider) -> Result<FieldCrypt, Error> {
             warn_at: 1 << 32,
             refuse_at: 1 << 32,
             reserve_block: 1 << 30,
+            first_block: 1 << 30,
         })
         .keyring(KeyringSpec {
             category: Category::new(CONTEXT.0)?,

@@ -843,6 +843,18 @@ impl UsageLedger for LocalKeyset {
             Ok((granted > 0, (granted, entry.reserved)))
         })
     }
+
+    fn release(&self, category: &Category, version: u32, unused: u64) -> Result<(), Error> {
+        self.update(|file| {
+            let entry = file
+                .categories
+                .get_mut(category.as_str())
+                .and_then(|c| c.versions.iter_mut().find(|v| v.version == version))
+                .ok_or(Error::Keyset("releasing for a key version not in the file"))?;
+            entry.reserved = entry.reserved.saturating_sub(unused);
+            Ok((unused > 0, ()))
+        })
+    }
 }
 
 async fn new_category(

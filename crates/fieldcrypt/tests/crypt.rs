@@ -367,6 +367,7 @@ fn nonce_budget_warns_then_refuses_and_reserves_ahead() {
             warn_at: 5,
             refuse_at: 8,
             reserve_block: 3,
+            ..NonceBudget::default()
         })
         .ledger(ledger.clone())
         .build()
@@ -417,6 +418,7 @@ fn the_budget_holds_for_several_processes_sharing_a_ledger() {
         warn_at: 10,
         refuse_at: 10,
         reserve_block: 2,
+        ..NonceBudget::default()
     };
     let fleet: Vec<FieldCrypt> = (0..3)
         .map(|_| {
@@ -453,6 +455,7 @@ fn a_restart_resumes_the_count_from_the_reservation() {
             warn_at: 5,
             refuse_at: 8,
             reserve_block: 3,
+            ..NonceBudget::default()
         })
         .build()
         .unwrap();
@@ -468,16 +471,23 @@ fn nonce_budget_must_be_sane() {
             warn_at: 1,
             refuse_at: 2,
             reserve_block: 0,
+            ..NonceBudget::default()
         },
         NonceBudget {
             warn_at: 3,
             refuse_at: 2,
             reserve_block: 1,
+            ..NonceBudget::default()
         },
         NonceBudget {
             warn_at: 1,
             refuse_at: (1 << 32) + 1,
             reserve_block: 1,
+            ..NonceBudget::default()
+        },
+        NonceBudget {
+            first_block: 0,
+            ..NonceBudget::default()
         },
     ] {
         assert!(FieldCrypt::builder().nonce_budget(budget).build().is_err());

@@ -134,6 +134,7 @@ async fn nonce_reservations_are_written_to_the_keyset() {
         warn_at: 10,
         refuse_at: 20,
         reserve_block: 4,
+        ..mcpsec_fieldcrypt::NonceBudget::default()
     };
     let crypt = keyset
         .field_crypt(FieldCrypt::builder().nonce_budget(budget))
@@ -168,6 +169,7 @@ async fn two_processes_sharing_a_keyset_never_overwrite_each_other() {
         warn_at: 100,
         refuse_at: 200,
         reserve_block: 1,
+        ..mcpsec_fieldcrypt::NonceBudget::default()
     };
     let crypt_b = b
         .field_crypt(FieldCrypt::builder().nonce_budget(budget))
