@@ -4,11 +4,12 @@
 //! Email is a weaker factor (NIST SP 800-63B): it does not satisfy step-up for
 //! administrative actions unless the policy says so explicitly.
 
-use crate::{Error, StoreError};
+use crate::budget::Attempt;
+use crate::{Error, Factor, StoreError, Verified};
 use aws_lc_rs::hmac;
 use mcpsec_core::{
-    Actor, EventKind, EventSink, Label, Outcome, ReasonCode, SecretBytes, SecretString,
-    SecurityEvent, SharedClock, TokenId, UserId,
+    Actor, AttemptCounter, EventKind, EventSink, Label, MemoryAttemptCounter, Outcome, ReasonCode,
+    SecretBytes, SecretString, SecurityEvent, Severity, SharedClock, TokenId, UserId,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -150,21 +151,39 @@ pub enum AttemptOutcome {
     TooManyAttempts,
 }
 
+/// The result of [`EmailCodeStore::try_start_cooldown`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cooldown {
+    /// No cooldown was running; one now runs until the given time, and the caller may send.
+    Started,
+    /// A cooldown started by an earlier send runs until `until`; do not send.
+    Running {
+        /// When it ends.
+        until: SystemTime,
+    },
+}
+
 /// Storage for email challenges.
 ///
 /// [`attempt`](EmailCodeStore::attempt) must be atomic across the fleet: of concurrent
 /// attempts with the right code exactly one is `Consumed`, and wrong attempts are counted
-/// exactly. The conformance suite in `mcpsec_mfa::testkit` checks it.
+/// exactly. [`try_start_cooldown`](EmailCodeStore::try_start_cooldown) must be one atomic
+/// conditional write (Redis `SET NX PX`, an `INSERT … ON CONFLICT … WHERE until <= now`):
+/// of concurrent calls inside one cooldown exactly one is `Started`, so concurrent sends
+/// deliver one email. The conformance suite in `mcpsec_mfa::testkit` checks both.
 #[async_trait::async_trait]
 pub trait EmailCodeStore: Send + Sync + std::fmt::Debug {
     /// Stores `record` as the only valid challenge for `key` (replacing any earlier one).
     async fn put(&self, key: &ChallengeKey, record: ChallengeRecord) -> Result<(), StoreError>;
-    /// When a code for (`user`, `purpose`), in any flow, was last sent.
-    async fn last_sent(
+    /// Starts the resend cooldown of (`user`, `purpose`), across flows, to run until
+    /// `until`, unless one is running at `now` (its end is after `now`): atomically.
+    async fn try_start_cooldown(
         &self,
         user: &UserId,
         purpose: &Label,
-    ) -> Result<Option<SystemTime>, StoreError>;
+        now: SystemTime,
+        until: SystemTime,
+    ) -> Result<Cooldown, StoreError>;
     /// Atomically checks `candidate` against the challenge for `key` at `now` with at most
     /// `max_attempts` wrong attempts (constant-time comparison).
     async fn attempt(
@@ -176,10 +195,14 @@ pub trait EmailCodeStore: Send + Sync + std::fmt::Debug {
     ) -> Result<AttemptOutcome, StoreError>;
 }
 
+/// Cooldowns the memory store keeps before it drops the ended ones.
+const COOLDOWN_SWEEP: usize = 10_000;
+
 /// In-memory [`EmailCodeStore`].
 #[derive(Debug, Default)]
 pub struct MemoryEmailCodeStore {
     challenges: Mutex<HashMap<ChallengeKey, ChallengeRecord>>,
+    cooldowns: Mutex<HashMap<(UserId, Label), SystemTime>>,
 }
 
 impl MemoryEmailCodeStore {
@@ -202,17 +225,28 @@ impl EmailCodeStore for MemoryEmailCodeStore {
         Ok(())
     }
 
-    async fn last_sent(
+    async fn try_start_cooldown(
         &self,
         user: &UserId,
         purpose: &Label,
-    ) -> Result<Option<SystemTime>, StoreError> {
-        Ok(self
+        now: SystemTime,
+        until: SystemTime,
+    ) -> Result<Cooldown, StoreError> {
+        let mut cooldowns = self
+            .cooldowns
             .lock()
-            .iter()
-            .filter(|(k, _)| &k.user == user && &k.purpose == purpose)
-            .map(|(_, r)| r.sent_at)
-            .max())
+            .unwrap_or_else(PoisonError::into_inner);
+        let key = (user.clone(), purpose.clone());
+        if let Some(&running) = cooldowns.get(&key)
+            && running > now
+        {
+            return Ok(Cooldown::Running { until: running });
+        }
+        if cooldowns.len() >= COOLDOWN_SWEEP {
+            cooldowns.retain(|_, end| *end > now);
+        }
+        cooldowns.insert(key, until);
+        Ok(Cooldown::Started)
     }
 
     async fn attempt(
@@ -257,6 +291,15 @@ pub struct EmailCodePolicy {
     pub max_attempts: u32,
     /// Least time between two sends for one user and purpose (default 60 s).
     pub resend_cooldown: Duration,
+    /// Wrong codes allowed per user across all challenges, purposes and flows within
+    /// `user_failure_window` (default 20 in 24 hours). Without it every resend brought
+    /// `max_attempts` fresh guesses. NIST SP 800-63B caps failed attempts at 100 per
+    /// account; 20 a day gives an attacker who can trigger sends at most 1 in 50,000 per
+    /// day against 6 digits, and leaves a user with typos room. Over it,
+    /// [`EmailCodes::verify`] answers [`Error::TooManyAttempts`] without checking.
+    pub user_failure_budget: u64,
+    /// The window of `user_failure_budget` (default 24 hours).
+    pub user_failure_window: Duration,
 }
 
 impl Default for EmailCodePolicy {
@@ -266,6 +309,8 @@ impl Default for EmailCodePolicy {
             ttl: Duration::from_secs(600),
             max_attempts: 5,
             resend_cooldown: Duration::from_secs(60),
+            user_failure_budget: 20,
+            user_failure_window: Duration::from_secs(24 * 60 * 60),
         }
     }
 }
@@ -273,6 +318,7 @@ impl Default for EmailCodePolicy {
 /// Sends and checks email codes.
 #[derive(Debug, Clone)]
 pub struct EmailCodes {
+    counter: Arc<dyn AttemptCounter>,
     store: Arc<dyn EmailCodeStore>,
     sender: Arc<dyn EmailSender>,
     key: Arc<SecretBytes>,
@@ -298,12 +344,16 @@ impl EmailCodes {
             || policy.ttl.is_zero()
             || policy.ttl > Duration::from_secs(600)
             || policy.max_attempts == 0
+            || policy.user_failure_budget == 0
+            || policy.user_failure_window.is_zero()
         {
             return Err(Error::Config(
-                "email codes: 6 to 10 digits, lifetime up to 10 minutes, at least one attempt",
+                "email codes: 6 to 10 digits, lifetime up to 10 minutes, at least one attempt \
+                 per challenge and per user",
             ));
         }
         Ok(Self {
+            counter: Arc::new(MemoryAttemptCounter::default()),
             store,
             sender,
             key: Arc::new(key),
@@ -313,21 +363,30 @@ impl EmailCodes {
         })
     }
 
+    /// Counts the per-user failure budget in `counter` (share one across the fleet, as
+    /// for TOTP); in memory by default.
+    #[must_use]
+    pub fn with_attempt_counter(mut self, counter: Arc<dyn AttemptCounter>) -> Self {
+        self.counter = counter;
+        self
+    }
+
     /// Sends a fresh code for `key` to `to`, replacing any earlier code of that flow.
-    /// Refused within the resend cooldown of the last code for the same user and purpose.
+    /// Refused within the resend cooldown of the last code for the same user and purpose;
+    /// the cooldown is claimed in one atomic store write before anything is sent, so of
+    /// concurrent sends one email goes out. A send that fails after the claim still
+    /// waits out the cooldown.
     pub async fn send(&self, key: &ChallengeKey, to: &EmailAddress) -> Result<(), Error> {
         let now = self.clock.now();
-        if let Some(last) = self
+        let until = now.checked_add(self.policy.resend_cooldown).unwrap_or(now);
+        if let Cooldown::Running { until } = self
             .store
-            .last_sent(&key.user, &key.purpose)
+            .try_start_cooldown(&key.user, &key.purpose, now, until)
             .await
             .map_err(|e| Error::Store(e.0))?
-            && let Some(wait) = last
-                .checked_add(self.policy.resend_cooldown)
-                .and_then(|until| until.duration_since(now).ok())
-            && !wait.is_zero()
         {
-            return Err(Error::Cooldown { retry_after: wait });
+            let retry_after = until.duration_since(now).unwrap_or(Duration::ZERO);
+            return Err(Error::Cooldown { retry_after });
         }
         let code =
             SecretString::random_from_alphabet(usize::from(self.policy.digits), "0123456789")
@@ -348,12 +407,15 @@ impl EmailCodes {
             .map_err(|e| Error::Store(e.0))
     }
 
-    /// Checks `code` for `key`: single use, within its lifetime, at most `max_attempts`
-    /// wrong tries; only the latest code of the flow works.
-    pub async fn verify(&self, key: &ChallengeKey, code: &str) -> Result<(), Error> {
+    /// Checks `code` for `key` and returns the `amr` it establishes (`email`, see
+    /// [`crate::Factor`]): single use, within its lifetime, at most `max_attempts` wrong
+    /// tries per challenge and `user_failure_budget` per user across challenges (counted
+    /// before the code is checked, so a concurrent burst cannot overrun it); only the
+    /// latest code of the flow works.
+    pub async fn verify(&self, key: &ChallengeKey, code: &str) -> Result<Verified, Error> {
         let result = self.check(key, code).await;
         let (kind, outcome, reason) = match &result {
-            Ok(()) => (EventKind::AuthnMfaSuccess, Outcome::Success, None),
+            Ok(_) => (EventKind::AuthnMfaSuccess, Outcome::Success, None),
             Err(Error::CodeExpired) => (
                 EventKind::AuthnMfaFail,
                 Outcome::Failure,
@@ -383,26 +445,72 @@ impl EmailCodes {
         if let Some(reason) = reason {
             event = event.with_reason(reason);
         }
-        let _ = self.events.record(event).await;
+        mcpsec_core::emit(&*self.events, event).await;
         result
     }
 
-    async fn check(&self, key: &ChallengeKey, code: &str) -> Result<(), Error> {
+    async fn check(&self, key: &ChallengeKey, code: &str) -> Result<Verified, Error> {
+        // Malformed input is refused before the budget: nothing is checked.
         let code = crate::normalize(code, self.policy.digits)?;
+        let now = self.clock.now();
+        let subject = format!("mfa:email:{}", key.user);
+        let attempt = Attempt::count(
+            &*self.counter,
+            &subject,
+            self.policy.user_failure_window,
+            now,
+        )
+        .await?;
+        let count = attempt.state.count;
+        if count > self.policy.user_failure_budget {
+            let retry_after = attempt.window_left();
+            attempt.give_back().await;
+            return Err(Error::TooManyAttempts { retry_after });
+        }
         let candidate = self.hash(key, &code);
         let outcome = self
             .store
-            .attempt(key, &candidate, self.clock.now(), self.policy.max_attempts)
+            .attempt(key, &candidate, now, self.policy.max_attempts)
             .await
             .map_err(|e| Error::Store(e.0))?;
         match outcome {
-            AttemptOutcome::Consumed => Ok(()),
-            AttemptOutcome::Wrong | AttemptOutcome::NotFound => Err(Error::WrongCode),
-            AttemptOutcome::Expired => Err(Error::CodeExpired),
-            AttemptOutcome::TooManyAttempts => Err(Error::TooManyAttempts {
-                retry_after: Duration::ZERO,
-            }),
+            AttemptOutcome::Consumed => {
+                attempt.give_back().await;
+                Ok(Verified::new(Factor::EmailCode))
+            }
+            AttemptOutcome::Wrong | AttemptOutcome::NotFound => {
+                if count == self.policy.user_failure_budget {
+                    self.report_budget_spent(key).await;
+                }
+                Err(Error::WrongCode)
+            }
+            AttemptOutcome::Expired => {
+                attempt.give_back().await;
+                Err(Error::CodeExpired)
+            }
+            AttemptOutcome::TooManyAttempts => {
+                attempt.give_back().await;
+                Err(Error::TooManyAttempts {
+                    retry_after: Duration::ZERO,
+                })
+            }
         }
+    }
+
+    /// The user's failure budget across challenges is spent: critical, for alerting.
+    async fn report_budget_spent(&self, key: &ChallengeKey) {
+        let event = SecurityEvent::new(
+            EventKind::AuthnLoginFailMax,
+            Outcome::Failure,
+            self.clock.now(),
+        )
+        .with_actor(Actor::User {
+            user: key.user.clone(),
+        })
+        .with_action(key.purpose.clone())
+        .with_reason(ReasonCode::LockedOut)
+        .with_severity(Severity::Critical);
+        mcpsec_core::emit(&*self.events, event).await;
     }
 
     /// HMAC over a version tag, the user, purpose and flow (length-prefixed), and the code.

@@ -4,15 +4,22 @@
 //!
 //! - [`TotpSecret`], [`PendingEnrollment`] and [`TotpVerifier`]: RFC 6238 codes on
 //!   totp-rs (SHA-1, 6 digits, 30 s by default), enrollment confirmed by a first code,
-//!   input normalisation, ±1 step of skew, and a [`TotpReplayGuard`] so each code works
-//!   once. Secrets are stored sealed through core's `Sealer`.
+//!   input normalisation, ±1 step of skew, a [`TotpReplayGuard`] so each code works once
+//!   per enrollment, and an [`AttemptBudget`] counted before each code is checked.
+//!   Secrets are stored sealed through core's `Sealer`.
 //! - [`EmailCodes`]: numeric codes by email, ≤10 minutes, single use, latest only, five
-//!   attempts, a resend cooldown, stored as keyed hashes bound to user, purpose and flow,
+//!   attempts per challenge and a failure budget per user across challenges, a resend
+//!   cooldown claimed atomically, stored as keyed hashes bound to user, purpose and flow,
 //!   sent through a host's [`EmailSender`].
-//! - [`RecoveryCodes`]: ten 100-bit codes, shown once, stored as keyed hashes, each usable
-//!   once ([`RecoveryCodeStore::consume_once`]).
-//! - [`StepUpPolicy`]: administrative actions need MFA within 15 minutes; otherwise a
-//!   [`StepUpRequired`] with the `acr_values` and `max_age` to ask for.
+//! - [`RecoveryCodes`]: ten 100-bit codes, shown once, stored as keyed hashes bound to the
+//!   user and a key version, each usable once ([`RecoveryCodeStore::consume_once`]).
+//! - [`StepUpPolicy`]: administrative actions need named methods (`otp`, or `hwk` +
+//!   `user`) within 15 minutes; otherwise a [`StepUpRequired`] with the `acr_values` and
+//!   `max_age` to ask for.
+//!
+//! Every verification returns the `amr` values it establishes ([`Verified`], [`Factor`]
+//! has the table), so the host copies them into the session instead of writing `amr` by
+//! hand: TOTP and recovery codes `otp`, email codes `email`, passkeys `hwk` (+ `user`).
 //!
 //! Cargo features:
 //!
@@ -23,10 +30,11 @@
 //! - `passkeys`: `Passkeys`, WebAuthn registration and authentication on webauthn-rs with
 //!   single-use, expiring, capped ceremony state in a `PasskeyStore` (which also enforces
 //!   the per-user passkey maximum atomically) and user handles keyed by a server secret;
-//!   a passkey counts as phishing-resistant MFA (`amr` `swk` + `mfa`) for step-up.
+//!   a user-verified passkey (`amr` `hwk` + `user`) satisfies step-up.
 //! - `testkit`: conformance suites for every store trait.
 //!
 //! ```
+//! use mcpsec_access::{AuthMethod, AuthMethods};
 //! use mcpsec_core::{ManualClock, NullSink, UserId};
 //! use mcpsec_mfa::{MemoryReplayGuard, TotpConfig, TotpSecret, TotpVerifier, Error};
 //! use std::sync::Arc;
@@ -38,7 +46,9 @@
 //! let secret = TotpSecret::generate()?;
 //! let code = secret.code_at(TotpConfig::default(), 1_767_225_600)?;
 //! let ada = UserId::new("ada")?;
-//! verifier.verify(&ada, &secret, code.expose_secret()).await?;
+//! let verified = verifier.verify(&ada, &secret, code.expose_secret()).await?;
+//! let amr = verified.added_to(AuthMethods::of(&[AuthMethod::Pwd])); // into the session
+//! assert!(amr.contains(AuthMethod::Otp));
 //! assert_eq!(verifier.verify(&ada, &secret, code.expose_secret()).await, Err(Error::Replayed));
 //! # Ok(()) }
 //! ```
@@ -54,8 +64,10 @@
     )
 )]
 
+mod budget;
 mod email;
 mod error;
+mod factor;
 #[cfg(feature = "passkeys")]
 mod passkey;
 #[cfg(feature = "passkeys")]
@@ -71,11 +83,13 @@ mod stepup;
 pub mod testkit;
 mod totp;
 
+pub use budget::AttemptBudget;
 pub use email::{
-    AttemptOutcome, ChallengeKey, ChallengeRecord, EmailAddress, EmailCodePolicy, EmailCodeStore,
-    EmailCodes, EmailSender, MemoryEmailCodeStore, MemoryOutbox,
+    AttemptOutcome, ChallengeKey, ChallengeRecord, Cooldown, EmailAddress, EmailCodePolicy,
+    EmailCodeStore, EmailCodes, EmailSender, MemoryEmailCodeStore, MemoryOutbox,
 };
 pub use error::{Error, StoreError};
+pub use factor::{Factor, Verified};
 #[cfg(feature = "passkeys")]
 pub use passkey::{
     MAX_CLIENT_RESPONSE, MAX_PASSKEYS_PER_USER, MAX_USER_NAME, PasskeyAuthenticated, PasskeyConfig,
@@ -89,17 +103,14 @@ pub use passkey_store::{
 #[cfg(feature = "qr")]
 pub use qr::{EnrollmentQr, MAX_PNG_SCALE, QUIET_ZONE};
 pub use recovery::{
-    CODES_PER_SET, CodeHash, MemoryRecoveryStore, RecoveryCodeStore, RecoveryCodes,
+    CODES_PER_SET, CodeHash, MemoryRecoveryStore, RecoveryCodeStore, RecoveryCodes, Redeemed,
 };
-pub use replay::{MemoryReplayGuard, TotpReplayGuard};
+pub use replay::{EnrollmentId, MemoryReplayGuard, TotpReplayGuard};
 #[cfg(feature = "smtp")]
 pub use smtp::{
     CODE_PLACEHOLDER, EmailTemplate, PURPOSE_PLACEHOLDER, SmtpConfig, SmtpEmailSender, SmtpTls,
 };
 pub use stepup::{DEFAULT_ACR, Requirement, StepUpPolicy, StepUpRequired};
-pub use totp::{
-    AttemptBudget, PendingEnrollment, TotpAlgorithm, TotpConfig, TotpSecret, TotpVerifier,
-    normalize,
-};
+pub use totp::{PendingEnrollment, TotpAlgorithm, TotpConfig, TotpSecret, TotpVerifier, normalize};
 #[cfg(feature = "passkeys")]
 pub use webauthn_rs;

@@ -8,13 +8,13 @@
 //! [`StepUpPolicy`](crate::StepUpPolicy) accepts for administrative actions. (`swk`, not
 //! `hwk`: without attestation a synced passkey and a security key look alike.)
 
-use crate::Error;
 use crate::passkey_store::{
     CeremonyId, CeremonyKind, CeremonyLimits, CeremonyRecord, CeremonyStored, CredentialAdded,
     PasskeyStore, StoredPasskey,
 };
+use crate::{Error, Factor};
 use aws_lc_rs::hmac;
-use mcpsec_access::{AuthMethod, AuthMethods};
+use mcpsec_access::AuthMethods;
 use mcpsec_core::{
     Actor, EventKind, EventSink, Label, Outcome, ReasonCode, SecretBytes, SecurityEvent, Severity,
     SharedClock, UserId,
@@ -89,7 +89,8 @@ impl PasskeyConfig {
 }
 
 /// A passkey authentication that succeeded: whose, which credential, and the `amr`
-/// values to put in the session or token (`swk`, `mfa`).
+/// values to put in the session or token (`hwk`, plus `user` when the authenticator
+/// verified the user; see [`crate::Factor`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PasskeyAuthenticated {
     /// The user.
@@ -426,7 +427,7 @@ impl Passkeys {
                     // WebAuthn's clone signal: two copies of the private key may exist.
                     event = event.with_severity(Severity::Critical);
                 }
-                let _ = self.events.record(event).await;
+                mcpsec_core::emit(&*self.events, event).await;
             }
         }
         result
@@ -474,7 +475,7 @@ impl Passkeys {
         Ok(PasskeyAuthenticated {
             user: user.clone(),
             credential_id: stored.credential_id,
-            methods: AuthMethods::of(&[AuthMethod::Swk, AuthMethod::Mfa]),
+            methods: Factor::Passkey.amr(result.user_verified()),
             at: self.clock.now(),
         })
     }
@@ -509,7 +510,7 @@ impl Passkeys {
         action: &str,
     ) {
         let event = self.event(kind, outcome, user, reason, action);
-        let _ = self.events.record(event).await;
+        mcpsec_core::emit(&*self.events, event).await;
     }
 
     fn event(

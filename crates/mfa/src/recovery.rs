@@ -1,7 +1,7 @@
-//! Recovery codes: ten codes of 100 bits each, shown once, stored as keyed hashes, each
-//! usable once; regenerating replaces the whole set.
+//! Recovery codes: ten codes of 100 bits each, shown once, stored as keyed hashes bound
+//! to the user and a key version, each usable once; regenerating replaces the whole set.
 
-use crate::{Error, StoreError};
+use crate::{Error, Factor, StoreError, Verified};
 use aws_lc_rs::hmac;
 use mcpsec_core::{
     Actor, EventKind, EventSink, Outcome, ReasonCode, SecretBytes, SecretString, SecurityEvent,
@@ -17,8 +17,19 @@ pub const CODES_PER_SET: usize = 10;
 const CODE_CHARS: usize = 20;
 const CROCKFORD: &str = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
-/// A keyed hash of a normalised recovery code: what is stored.
+/// A keyed hash of a normalised recovery code, bound to its user and key version: what
+/// is stored.
 pub type CodeHash = [u8; 32];
+
+/// A recovery code that was just used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "the amr values go into the session or token"]
+pub struct Redeemed {
+    /// The `amr` it establishes (`otp`, see [`crate::Factor`]).
+    pub verified: Verified,
+    /// How many unused codes remain (offer a new set when few are left).
+    pub remaining: usize,
+}
 
 /// Storage for recovery-code hashes.
 ///
@@ -74,10 +85,16 @@ impl RecoveryCodeStore for MemoryRecoveryStore {
 }
 
 /// Issues and redeems recovery codes.
+///
+/// A stored hash is an HMAC under the server key over a version tag, the key version,
+/// the user id and the code. Someone who can write the store but does not hold the key
+/// cannot make a hash that works: not by copying one account's hashes into another's
+/// (the user id differs), nor one key version's into another's.
 #[derive(Debug, Clone)]
 pub struct RecoveryCodes {
     store: Arc<dyn RecoveryCodeStore>,
     key: Arc<SecretBytes>,
+    key_version: u32,
     events: Arc<dyn EventSink>,
     clock: SharedClock,
 }
@@ -96,9 +113,18 @@ impl RecoveryCodes {
         Ok(Self {
             store,
             key: Arc::new(key),
+            key_version: 1,
             events,
             clock,
         })
+    }
+
+    /// The version of the hashing key (default 1), bound into every hash. Give a new key
+    /// a new version: codes issued under the old one stop working, so hand out new sets.
+    #[must_use]
+    pub fn with_key_version(mut self, version: u32) -> Self {
+        self.key_version = version;
+        self
     }
 
     /// A fresh set for `user`, replacing the old one. Show the codes once; they are not
@@ -109,7 +135,7 @@ impl RecoveryCodes {
         for _ in 0..CODES_PER_SET {
             let raw = SecretString::random_from_alphabet(CODE_CHARS, CROCKFORD)
                 .map_err(|_| Error::Random)?;
-            hashes.push(self.hash(raw.expose_secret()));
+            hashes.push(self.hash(user, raw.expose_secret()));
             codes.push(group(raw.expose_secret()));
         }
         self.store
@@ -121,14 +147,14 @@ impl RecoveryCodes {
         Ok(codes)
     }
 
-    /// Uses one code of `user`'s set; returns how many remain. Each code works once,
-    /// even under concurrent use.
-    pub async fn redeem(&self, user: &UserId, code: &str) -> Result<usize, Error> {
+    /// Uses one code of `user`'s set; returns the `amr` it establishes and how many
+    /// remain. Each code works once, even under concurrent use.
+    pub async fn redeem(&self, user: &UserId, code: &str) -> Result<Redeemed, Error> {
         let normalized = normalize(code).ok_or(Error::InvalidRecoveryCode);
         let consumed = match &normalized {
             Ok(n) => self
                 .store
-                .consume_once(user, &self.hash(n))
+                .consume_once(user, &self.hash(user, n))
                 .await
                 .map_err(|e| Error::Store(e.0))?,
             Err(_) => false,
@@ -150,7 +176,10 @@ impl RecoveryCodes {
             None,
         )
         .await;
-        self.remaining(user).await
+        Ok(Redeemed {
+            verified: Verified::new(Factor::RecoveryCode),
+            remaining: self.remaining(user).await?,
+        })
     }
 
     /// How many unused codes `user` has.
@@ -161,11 +190,19 @@ impl RecoveryCodes {
             .map_err(|e| Error::Store(e.0))
     }
 
-    fn hash(&self, normalized: &str) -> CodeHash {
+    /// HMAC over a version tag, the key version, then the user and the code
+    /// (length-prefixed).
+    fn hash(&self, user: &UserId, normalized: &str) -> CodeHash {
         let key = hmac::Key::new(hmac::HMAC_SHA256, self.key.expose_secret());
-        let tag = hmac::sign(&key, normalized.as_bytes());
+        let mut ctx = hmac::Context::with_key(&key);
+        ctx.update(b"mcpsec-recovery-code-v2");
+        ctx.update(&self.key_version.to_be_bytes());
+        for part in [user.as_str(), normalized] {
+            ctx.update(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
+            ctx.update(part.as_bytes());
+        }
         let mut out = [0u8; 32];
-        out.copy_from_slice(tag.as_ref());
+        out.copy_from_slice(ctx.sign().as_ref());
         out
     }
 
@@ -181,7 +218,7 @@ impl RecoveryCodes {
         if let Some(reason) = reason {
             event = event.with_reason(reason);
         }
-        let _ = self.events.record(event).await;
+        mcpsec_core::emit(&*self.events, event).await;
     }
 }
 

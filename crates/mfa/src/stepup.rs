@@ -1,16 +1,25 @@
 //! Step-up: administrative actions require recent multi-factor authentication.
 //!
 //! Default: every action that needs an `*:admin` scope or the org admin role
-//! ([`Action::is_admin`]) requires MFA within the last 15 minutes: the `amr` holds `mfa`
-//! (a passkey, feature `passkeys`, reports `swk` + `mfa`: phishing-resistant and
-//! user-verified) or `otp` (a TOTP code, a second factor on top of the session's first).
-//! `swk` or `hwk` alone does not count: RFC 8176 defines them as proof of possession of a
-//! key, one factor, which says nothing about user verification.
+//! ([`Action::is_admin`]) requires, within the last 15 minutes, one of the methods the
+//! [`Requirement`] names: `otp` (a TOTP or recovery code, on top of the session's first
+//! factor) or `hwk` + `user` (a user-verified passkey, feature `passkeys`). These are the
+//! values this crate's verifiers return ([`crate::Verified`]), so the host copies them
+//! rather than writing `amr` by hand.
 //!
-//! Email codes are a weaker factor (NIST SP 800-63B) and do not count unless the host
-//! turns on [`StepUpPolicy::danger_accept_email_codes_for_admin_actions`].
+//! The policy does not trust `mfa`: it says "more than one factor" without saying which,
+//! and "password + email code" marked `mfa` by a host once passed as strong as TOTP.
+//! `swk` or `hwk` alone does not count either: RFC 8176 defines them as proof of
+//! possession of a key, one factor, which says nothing about user verification.
+//!
+//! Email codes are a weaker factor (NIST SP 800-63B) and never satisfy an administrative
+//! action, even when a host lists them in a requirement, unless the host turns on
+//! [`StepUpPolicy::danger_accept_email_codes_for_admin_actions`].
+//!
+//! Issue 13 moves this policy into `mcpsec-access`; the accepted-method sets here are the
+//! smallest change that makes the policy name its methods until then.
 
-use mcpsec_access::{Action, AuthMethod, Principal};
+use mcpsec_access::{Action, AuthMethod, AuthMethods, Principal};
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
@@ -24,6 +33,26 @@ pub struct Requirement {
     pub acr: String,
     /// How long ago the authentication may have happened.
     pub max_age: Duration,
+    /// The method sets that satisfy it: the authentication's `amr` must hold every method
+    /// of at least one set. An empty set satisfies nothing (fail closed), and a set with
+    /// `email` never satisfies an administrative action without
+    /// [`StepUpPolicy::danger_accept_email_codes_for_admin_actions`].
+    pub accepted: Vec<AuthMethods>,
+}
+
+impl Requirement {
+    /// The default for administrative actions: `otp` or `hwk` + `user` within 15
+    /// minutes, asking for [`DEFAULT_ACR`].
+    pub fn admin() -> Self {
+        Self {
+            acr: DEFAULT_ACR.to_owned(),
+            max_age: Duration::from_secs(15 * 60),
+            accepted: vec![
+                AuthMethods::of(&[AuthMethod::Otp]),
+                AuthMethods::of(&[AuthMethod::Hwk, AuthMethod::User]),
+            ],
+        }
+    }
 }
 
 /// The client must authenticate again; what the HTTP layer turns into an RFC 9470
@@ -48,10 +77,7 @@ pub struct StepUpPolicy {
 impl Default for StepUpPolicy {
     fn default() -> Self {
         Self {
-            admin: Requirement {
-                acr: DEFAULT_ACR.to_owned(),
-                max_age: Duration::from_secs(15 * 60),
-            },
+            admin: Requirement::admin(),
             overrides: HashMap::new(),
             accept_email: false,
         }
@@ -71,8 +97,9 @@ impl StepUpPolicy {
         self
     }
 
-    /// Lets email codes satisfy step-up for administrative actions. Email is a weaker
-    /// factor than TOTP or a passkey (NIST SP 800-63B): turn this on only knowingly.
+    /// Lets an email code (`amr` `email`) satisfy step-up for every action, administrative
+    /// ones included. Email is a weaker factor than TOTP or a passkey (NIST SP 800-63B):
+    /// turn this on only knowingly.
     #[must_use]
     pub fn danger_accept_email_codes_for_admin_actions(mut self) -> Self {
         self.accept_email = true;
@@ -99,11 +126,15 @@ impl StepUpPolicy {
             return Ok(());
         };
         let auth = principal.authentication();
-        // `swk`/`hwk` alone prove possession of a key only (RFC 8176): not multi-factor.
-        let strong = [AuthMethod::Otp, AuthMethod::Mfa]
-            .into_iter()
-            .any(|m| auth.methods.contains(m))
-            || (self.accept_email && auth.methods.contains(AuthMethod::Email));
+        let email_only = AuthMethods::of(&[AuthMethod::Email]);
+        let email_allowed = self.accept_email || !action.is_admin();
+        let strong = requirement
+            .accepted
+            .iter()
+            .chain(self.accept_email.then_some(&email_only))
+            .filter(|set| **set != AuthMethods::EMPTY)
+            .filter(|set| email_allowed || !set.contains(AuthMethod::Email))
+            .any(|set| set.iter().all(|m| auth.methods.contains(m)));
         // An unknown authentication time fails recency: unknown is not "just now".
         let recent = auth
             .at

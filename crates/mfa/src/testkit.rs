@@ -7,7 +7,7 @@
     reason = "a test suite: failing loudly is its job"
 )]
 
-use crate::{RecoveryCodeStore, TotpReplayGuard};
+use crate::{EnrollmentId, RecoveryCodeStore, TotpReplayGuard};
 use mcpsec_core::UserId;
 use std::sync::Arc;
 
@@ -19,19 +19,28 @@ where
     let guard = make();
     let alice = UserId::new("alice").unwrap();
     let bob = UserId::new("bob").unwrap();
-    assert!(guard.record_step_if_newer(&alice, 100).await.unwrap());
+    let (one, two) = (EnrollmentId([1; 16]), EnrollmentId([2; 16]));
+    assert!(guard.record_step_if_newer(&alice, &one, 100).await.unwrap());
     assert!(
-        !guard.record_step_if_newer(&alice, 100).await.unwrap(),
+        !guard.record_step_if_newer(&alice, &one, 100).await.unwrap(),
         "the same step twice"
     );
     assert!(
-        !guard.record_step_if_newer(&alice, 99).await.unwrap(),
+        !guard.record_step_if_newer(&alice, &one, 99).await.unwrap(),
         "an older step"
     );
-    assert!(guard.record_step_if_newer(&alice, 101).await.unwrap());
+    assert!(guard.record_step_if_newer(&alice, &one, 101).await.unwrap());
     assert!(
-        guard.record_step_if_newer(&bob, 100).await.unwrap(),
+        guard.record_step_if_newer(&bob, &one, 100).await.unwrap(),
         "users are separate"
+    );
+    assert!(
+        guard.record_step_if_newer(&alice, &two, 101).await.unwrap(),
+        "a new enrollment's first code is not a replay of the old one's"
+    );
+    assert!(
+        !guard.record_step_if_newer(&alice, &two, 101).await.unwrap(),
+        "each enrollment refuses its own replays"
     );
 
     let shared = make();
@@ -39,7 +48,7 @@ where
     for _ in 0..32 {
         let g = Arc::clone(&shared);
         tasks.spawn(async move {
-            g.record_step_if_newer(&UserId::new("carol").unwrap(), 7)
+            g.record_step_if_newer(&UserId::new("carol").unwrap(), &EnrollmentId([3; 16]), 7)
                 .await
                 .unwrap()
         });
@@ -110,12 +119,14 @@ where
 }
 
 /// Checks an [`EmailCodeStore`](crate::EmailCodeStore): latest-only, expiry, attempt cap,
-/// and 32 concurrent attempts with the right code of which exactly one is consumed.
+/// 32 concurrent attempts with the right code of which exactly one is consumed, the
+/// resend cooldown (per user and purpose, across flows, ends on time), and 32
+/// concurrent cooldown claims of which exactly one starts it.
 pub async fn email_code_store_conformance<F>(make: F)
 where
     F: Fn() -> Arc<dyn crate::EmailCodeStore>,
 {
-    use crate::{AttemptOutcome, ChallengeKey, ChallengeRecord};
+    use crate::{AttemptOutcome, ChallengeKey, ChallengeRecord, Cooldown};
     use mcpsec_core::{Label, TokenId};
     use std::time::{Duration, UNIX_EPOCH};
     let t = |s: u64| UNIX_EPOCH + Duration::from_secs(1_767_225_600 + s);
@@ -138,16 +149,6 @@ where
     );
     store.put(&key("f1"), record(1, 0)).await.unwrap();
     store.put(&key("f1"), record(2, 10)).await.unwrap();
-    assert_eq!(
-        store
-            .last_sent(
-                &UserId::new("alice").unwrap(),
-                &Label::new("login").unwrap()
-            )
-            .await
-            .unwrap(),
-        Some(t(10))
-    );
     assert_eq!(
         store.attempt(&key("f1"), &[1; 32], t(20), 5).await.unwrap(),
         AttemptOutcome::Wrong,
@@ -198,6 +199,71 @@ where
     assert_eq!(
         consumed, 1,
         "exactly one of 32 concurrent right attempts consumes the code"
+    );
+
+    let (alice, bob) = (UserId::new("alice").unwrap(), UserId::new("bob").unwrap());
+    let (login, change) = (
+        Label::new("login").unwrap(),
+        Label::new("change_email").unwrap(),
+    );
+    assert_eq!(
+        store
+            .try_start_cooldown(&alice, &login, t(0), t(60))
+            .await
+            .unwrap(),
+        Cooldown::Started
+    );
+    assert_eq!(
+        store
+            .try_start_cooldown(&alice, &login, t(59), t(119))
+            .await
+            .unwrap(),
+        Cooldown::Running { until: t(60) },
+        "inside the cooldown"
+    );
+    assert_eq!(
+        store
+            .try_start_cooldown(&alice, &change, t(1), t(61))
+            .await
+            .unwrap(),
+        Cooldown::Started,
+        "purposes are separate"
+    );
+    assert_eq!(
+        store
+            .try_start_cooldown(&bob, &login, t(1), t(61))
+            .await
+            .unwrap(),
+        Cooldown::Started,
+        "users are separate"
+    );
+    assert_eq!(
+        store
+            .try_start_cooldown(&alice, &login, t(60), t(120))
+            .await
+            .unwrap(),
+        Cooldown::Started,
+        "a cooldown ends at its end"
+    );
+
+    let shared = make();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let s = Arc::clone(&shared);
+        let (user, purpose) = (alice.clone(), login.clone());
+        tasks.spawn(async move {
+            s.try_start_cooldown(&user, &purpose, t(0), t(60))
+                .await
+                .unwrap()
+        });
+    }
+    let mut started = 0;
+    while let Some(outcome) = tasks.join_next().await {
+        started += usize::from(outcome.expect("task") == Cooldown::Started);
+    }
+    assert_eq!(
+        started, 1,
+        "exactly one of 32 concurrent sends inside one cooldown starts it"
     );
 }
 

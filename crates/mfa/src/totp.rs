@@ -1,10 +1,12 @@
 //! TOTP (RFC 6238) on totp-rs, with enrollment that must be confirmed, input
 //! normalisation, ±1 step of skew, and a replay guard so each code works once.
 
-use crate::{Error, TotpReplayGuard};
+use crate::budget::Attempt;
+use crate::{AttemptBudget, EnrollmentId, Error, Factor, TotpReplayGuard, Verified};
 use mcpsec_core::{
-    Actor, AttemptCounter, EventKind, EventSink, MemoryAttemptCounter, Outcome, ReasonCode,
-    SealContext, Sealer, SecretBytes, SecretString, SecurityEvent, Severity, SharedClock, UserId,
+    Actor, AttemptCounter, AttemptState, EventKind, EventSink, MemoryAttemptCounter, Outcome,
+    ReasonCode, SealContext, Sealer, SecretBytes, SecretString, SecurityEvent, Severity,
+    SharedClock, UserId,
 };
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -178,6 +180,23 @@ impl TotpSecret {
         Ok((secret, config))
     }
 
+    /// The fingerprint of this enrollment for `user`, under which the replay guard keeps
+    /// its last accepted step: SHA-256 over a domain tag, the user and the secret,
+    /// truncated to 128 bits. A new secret is a new enrollment.
+    pub fn enrollment_id(&self, user: &UserId) -> EnrollmentId {
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        ctx.update(b"mcpsec-totp-enrollment-v1");
+        for part in [user.as_str().as_bytes(), self.0.expose_secret()] {
+            ctx.update(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
+            ctx.update(part);
+        }
+        let mut id = [0u8; 16];
+        for (out, byte) in id.iter_mut().zip(ctx.finish().as_ref()) {
+            *out = *byte;
+        }
+        EnrollmentId(id)
+    }
+
     /// The code for the step containing `unix_seconds` (for tools and tests).
     pub fn code_at(&self, config: TotpConfig, unix_seconds: u64) -> Result<SecretString, Error> {
         Ok(SecretString::new(
@@ -234,46 +253,9 @@ pub fn normalize(input: &str, digits: u8) -> Result<Zeroizing<String>, Error> {
     Ok(code)
 }
 
-/// How many wrong codes a user may send before verification pauses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AttemptBudget {
-    /// Failures allowed in the window before pausing (default 5).
-    pub max_failures: u64,
-    /// The counting window (default 15 minutes).
-    pub window: Duration,
-    /// The first pause; doubles with each further failure (default 30 s).
-    pub base_backoff: Duration,
-    /// The longest pause (default 15 minutes).
-    pub max_backoff: Duration,
-}
-
-impl Default for AttemptBudget {
-    fn default() -> Self {
-        Self {
-            max_failures: 5,
-            window: Duration::from_secs(15 * 60),
-            base_backoff: Duration::from_secs(30),
-            max_backoff: Duration::from_secs(15 * 60),
-        }
-    }
-}
-
-impl AttemptBudget {
-    fn pause(&self, failures: u64) -> Duration {
-        if failures < self.max_failures {
-            return Duration::ZERO;
-        }
-        let doublings = u32::try_from(failures - self.max_failures)
-            .unwrap_or(u32::MAX)
-            .min(30);
-        self.base_backoff
-            .saturating_mul(1u32 << doublings)
-            .min(self.max_backoff)
-    }
-}
-
 /// Verifies TOTP codes once each: a code is accepted only if its step is newer than the
-/// last accepted step for that user, recorded atomically by the [`TotpReplayGuard`]; and
+/// last accepted step for that user's enrollment, recorded atomically by the
+/// [`TotpReplayGuard`]; and
 /// a user who sends too many wrong codes is paused (an [`AttemptBudget`] counted in an
 /// [`AttemptCounter`], in memory by default: share one across a fleet).
 #[derive(Debug, Clone)]
@@ -317,77 +299,112 @@ impl TotpVerifier {
         self
     }
 
-    /// Verifies `code` for `user`. Each failure and each success is a security event; a
-    /// user over the attempt budget is refused without the code being checked.
+    /// Verifies `code` for `user` and returns the `amr` it establishes (`otp`, see
+    /// [`crate::Factor`]). Each failure and each success is a security event.
+    ///
+    /// Guarantees: a well-formed code is counted against the [`AttemptBudget`] *before*
+    /// it is checked, so however many requests race, at most `max_failures` wrong codes
+    /// are checked before the pause (plus one per expired pause); a right code gives its
+    /// attempt back. A paused user is refused without the code being checked. Malformed
+    /// input is counted apart (`max_malformed`) and never pauses well-formed codes.
     pub async fn verify(
         &self,
         user: &UserId,
         secret: &TotpSecret,
         code: &str,
-    ) -> Result<(), Error> {
+    ) -> Result<Verified, Error> {
         let now = self.clock.now();
-        let subject = format!("mfa:totp:{user}");
-        let result = match self.paused(&subject, now).await? {
-            Some(retry_after) => Err(Error::TooManyAttempts { retry_after }),
-            None => self.check(user, secret, code).await,
+        let result = match normalize(code, self.config.digits) {
+            Ok(code) => self.budgeted(user, secret, &code, now).await,
+            Err(_) => self.malformed(user, now).await,
         };
-        let (kind, outcome, reason) = match &result {
-            Ok(()) => (EventKind::AuthnMfaSuccess, Outcome::Success, None),
-            Err(Error::Replayed) => (
-                EventKind::AuthnMfaFail,
-                Outcome::Failure,
-                Some(ReasonCode::Replayed),
-            ),
-            Err(Error::Malformed) => (
-                EventKind::AuthnMfaFail,
-                Outcome::Failure,
-                Some(ReasonCode::Malformed),
-            ),
-            Err(Error::TooManyAttempts { .. }) => (
-                EventKind::AuthnMfaFail,
-                Outcome::Failure,
-                Some(ReasonCode::RateLimited),
-            ),
-            Err(_) => (
-                EventKind::AuthnMfaFail,
-                Outcome::Failure,
-                Some(ReasonCode::WrongCode),
-            ),
+        let reason = match &result {
+            Ok(_) => None,
+            Err(Error::Replayed) => Some(ReasonCode::Replayed),
+            Err(Error::Malformed) => Some(ReasonCode::Malformed),
+            Err(Error::TooManyAttempts { .. }) => Some(ReasonCode::RateLimited),
+            Err(_) => Some(ReasonCode::WrongCode),
         };
-        if matches!(
-            result,
-            Err(Error::WrongCode | Error::Malformed | Error::Replayed)
-        ) {
-            let state = self
-                .counter
-                .record_failure(&subject, self.budget.window, now)
-                .await;
-            if state.is_ok_and(|s| s.count == self.budget.max_failures) {
-                self.report(
-                    EventKind::AuthnLoginFailMax,
-                    Outcome::Failure,
-                    user,
-                    Some(ReasonCode::LockedOut),
-                    Severity::Critical,
-                )
-                .await;
-            }
-        }
+        let (kind, outcome) = match reason {
+            None => (EventKind::AuthnMfaSuccess, Outcome::Success),
+            Some(_) => (EventKind::AuthnMfaFail, Outcome::Failure),
+        };
         self.report(kind, outcome, user, reason, kind.default_severity())
             .await;
         result
     }
 
-    async fn paused(&self, subject: &str, now: SystemTime) -> Result<Option<Duration>, Error> {
-        let state = self
+    /// Counts the attempt, refuses it over budget, then checks the code.
+    async fn budgeted(
+        &self,
+        user: &UserId,
+        secret: &TotpSecret,
+        code: &str,
+        now: SystemTime,
+    ) -> Result<Verified, Error> {
+        let subject = format!("mfa:totp:{user}");
+        // A paused user is refused without counting: waiting out a pause stays possible.
+        let before = self
             .counter
-            .state(subject, self.budget.window, now)
+            .state(&subject, self.budget.window, now)
             .await
             .map_err(|_| Error::Store("attempt counter"))?;
-        Ok(state.and_then(|s| {
-            let until = s.last_failure.checked_add(self.budget.pause(s.count))?;
-            until.duration_since(now).ok().filter(|d| !d.is_zero())
-        }))
+        let failures_before = before.map_or(0, |s| s.count);
+        if let Some(retry_after) = before.and_then(|s| self.pause_left(&s, now)) {
+            return Err(Error::TooManyAttempts { retry_after });
+        }
+        let attempt = Attempt::count(&*self.counter, &subject, self.budget.window, now).await?;
+        let count = attempt.state.count;
+        // Within the budget, or the one attempt an expired pause allows: the attempt that
+        // took the count from what this request read to one more. Every other racer lost.
+        if count > self.budget.max_failures && count != failures_before.saturating_add(1) {
+            attempt.give_back().await;
+            let failures = failures_before
+                .saturating_add(1)
+                .max(self.budget.max_failures);
+            return Err(Error::TooManyAttempts {
+                retry_after: self.budget.pause(failures),
+            });
+        }
+        let unix = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let result = self.check(user, secret, code, unix).await;
+        match &result {
+            Err(Error::WrongCode | Error::Replayed) => {
+                if count == self.budget.max_failures {
+                    self.report(
+                        EventKind::AuthnLoginFailMax,
+                        Outcome::Failure,
+                        user,
+                        Some(ReasonCode::LockedOut),
+                        Severity::Critical,
+                    )
+                    .await;
+                }
+            }
+            _ => attempt.give_back().await,
+        }
+        result
+    }
+
+    /// Malformed input: counted under its own budget, never against wrong codes.
+    async fn malformed(&self, user: &UserId, now: SystemTime) -> Result<Verified, Error> {
+        let subject = format!("mfa:totp-malformed:{user}");
+        let attempt = Attempt::count(&*self.counter, &subject, self.budget.window, now).await?;
+        if attempt.state.count > self.budget.max_malformed {
+            return Err(Error::TooManyAttempts {
+                retry_after: attempt.window_left(),
+            });
+        }
+        Err(Error::Malformed)
+    }
+
+    fn pause_left(&self, state: &AttemptState, now: SystemTime) -> Option<Duration> {
+        let until = state
+            .last_failure
+            .checked_add(self.budget.pause(state.count))?;
+        until.duration_since(now).ok().filter(|d| !d.is_zero())
     }
 
     async fn report(
@@ -404,18 +421,24 @@ impl TotpVerifier {
         if let Some(reason) = reason {
             event = event.with_reason(reason);
         }
-        let _ = self.events.record(event).await;
+        mcpsec_core::emit(&*self.events, event).await;
     }
 
-    async fn check(&self, user: &UserId, secret: &TotpSecret, code: &str) -> Result<(), Error> {
-        let step = secret.check_at(self.config, code, self.clock.unix_seconds())?;
+    async fn check(
+        &self,
+        user: &UserId,
+        secret: &TotpSecret,
+        code: &str,
+        unix_seconds: u64,
+    ) -> Result<Verified, Error> {
+        let step = secret.check_at(self.config, code, unix_seconds)?;
         if self
             .guard
-            .record_step_if_newer(user, step)
+            .record_step_if_newer(user, &secret.enrollment_id(user), step)
             .await
             .map_err(|e| Error::Store(e.0))?
         {
-            Ok(())
+            Ok(Verified::new(Factor::Totp))
         } else {
             Err(Error::Replayed)
         }
@@ -456,7 +479,7 @@ impl PendingEnrollment {
         code: &str,
     ) -> Result<TotpSecret, (Self, Error)> {
         match verifier.verify(user, &self.secret, code).await {
-            Ok(()) => Ok(self.secret),
+            Ok(_) => Ok(self.secret),
             Err(e) => Err((self, e)),
         }
     }

@@ -1,14 +1,21 @@
 //! Email codes: delivery, expiry, attempt cap, latest only, cooldown, purpose and flow
 //! binding, and the store conformance suite.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
 
 use mcpsec_core::{EventKind, Label, ManualClock, MemorySink, SecretBytes, TokenId, UserId};
 use mcpsec_mfa::{
-    ChallengeKey, EmailAddress, EmailCodePolicy, EmailCodes, Error, MemoryEmailCodeStore,
-    MemoryOutbox,
+    AttemptOutcome, ChallengeKey, ChallengeRecord, Cooldown, EmailAddress, EmailCodePolicy,
+    EmailCodeStore, EmailCodes, Error, MemoryEmailCodeStore, MemoryOutbox, StoreError,
 };
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+mod support;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_store_passes_the_conformance_suite() {
@@ -61,7 +68,8 @@ async fn a_sent_code_verifies_once() {
     let code = f.outbox.last_code_to(&f.to).unwrap();
     assert_eq!(code.expose_secret().len(), 6);
     assert!(code.expose_secret().bytes().all(|b| b.is_ascii_digit()));
-    f.codes
+    let _email = f
+        .codes
         .verify(&key("login", "f1"), code.expose_secret())
         .await
         .unwrap();
@@ -150,7 +158,8 @@ async fn only_the_latest_code_works_and_resend_has_a_cooldown() {
             Err(Error::WrongCode)
         );
     }
-    f.codes
+    let _email = f
+        .codes
         .verify(&key("login", "f1"), second.expose_secret())
         .await
         .unwrap();
@@ -173,7 +182,8 @@ async fn a_code_is_bound_to_its_purpose_and_flow() {
             .await,
         Err(Error::WrongCode)
     );
-    f.codes
+    let _email = f
+        .codes
         .verify(&key("login", "f1"), code.expose_secret())
         .await
         .unwrap();
@@ -208,4 +218,115 @@ fn policy_and_addresses_are_validated() {
     for bad in ["", "no-at", "a@@b", "a b@c", "@x", "x@"] {
         assert!(EmailAddress::new(bad).is_err(), "{bad}");
     }
+}
+
+/// Issue 12 item 16: each resend used to bring five fresh guesses, so an attacker who
+/// can trigger sends guessed without end. Wrong codes are now counted per user across
+/// every challenge.
+#[tokio::test]
+async fn email_failures_are_budgeted_per_user_across_challenges() {
+    let f = fixture();
+    let mut wrong_checked = 0;
+    let mut refused = 0;
+    for round in 0..12 {
+        let key = key("login", &format!("f{round}"));
+        f.codes.send(&key, &f.to).await.unwrap();
+        let code = f.outbox.last_code_to(&f.to).unwrap();
+        let wrong = if code.expose_secret() == "000000" {
+            "111111"
+        } else {
+            "000000"
+        };
+        for _ in 0..5 {
+            match f.codes.verify(&key, wrong).await.map(|_| ()) {
+                Err(Error::WrongCode) => wrong_checked += 1,
+                Err(Error::TooManyAttempts { .. }) => refused += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        f.clock.advance(Duration::from_secs(61));
+    }
+    assert!(
+        wrong_checked <= 20,
+        "{wrong_checked} wrong email codes checked for one user within 12 minutes"
+    );
+    assert_eq!(wrong_checked + refused, 60);
+}
+
+/// An email-code store whose first three calls all wait until three requests are inside
+/// it: three sends racing through the cooldown check.
+#[derive(Debug)]
+struct SuspendingEmailStore {
+    inner: MemoryEmailCodeStore,
+    gate: Arc<support::Gate>,
+}
+
+#[async_trait::async_trait]
+impl EmailCodeStore for SuspendingEmailStore {
+    async fn put(&self, key: &ChallengeKey, record: ChallengeRecord) -> Result<(), StoreError> {
+        let result = self.inner.put(key, record).await;
+        self.gate.pass().await;
+        result
+    }
+
+    async fn try_start_cooldown(
+        &self,
+        user: &UserId,
+        purpose: &Label,
+        now: SystemTime,
+        until: SystemTime,
+    ) -> Result<Cooldown, StoreError> {
+        let result = self
+            .inner
+            .try_start_cooldown(user, purpose, now, until)
+            .await;
+        self.gate.pass().await;
+        result
+    }
+
+    async fn attempt(
+        &self,
+        key: &ChallengeKey,
+        candidate: &[u8; 32],
+        now: SystemTime,
+        max_attempts: u32,
+    ) -> Result<AttemptOutcome, StoreError> {
+        let result = self.inner.attempt(key, candidate, now, max_attempts).await;
+        self.gate.pass().await;
+        result
+    }
+}
+
+/// Issue 12 item 16: three concurrent sends inside the cooldown send one email.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_sends_inside_the_cooldown_send_one_email() {
+    let clock = ManualClock::at_unix(1_767_225_600);
+    let outbox = Arc::new(MemoryOutbox::new());
+    let store = Arc::new(SuspendingEmailStore {
+        inner: MemoryEmailCodeStore::new(),
+        gate: support::Gate::new(3),
+    });
+    let codes = EmailCodes::new(
+        store,
+        outbox.clone(),
+        SecretBytes::from_slice(&[4; 32]),
+        Arc::new(MemorySink::new()),
+        Arc::new(clock.clone()),
+        EmailCodePolicy::default(),
+    )
+    .unwrap();
+    let to = EmailAddress::new("ada@example.com").unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for flow in ["f1", "f2", "f3"] {
+        let (codes, to) = (codes.clone(), to.clone());
+        tasks.spawn(async move { codes.send(&key("login", flow), &to).await });
+    }
+    let mut cooldowns = 0;
+    while let Some(result) = tasks.join_next().await {
+        if let Err(Error::Cooldown { .. }) = result.unwrap() {
+            cooldowns += 1;
+        }
+    }
+    assert_eq!(outbox.len(), 1, "emails sent by three concurrent sends");
+    assert_eq!(cooldowns, 2);
 }

@@ -239,7 +239,7 @@ async fn register_then_authenticate_and_step_up() {
         .unwrap();
     assert_eq!(done.user, f.user);
     assert_eq!(done.credential_id, authenticator.credential_id);
-    assert!(done.methods.contains(AuthMethod::Swk) && done.methods.contains(AuthMethod::Mfa));
+    assert!(done.methods.contains(AuthMethod::Hwk) && done.methods.contains(AuthMethod::User));
     let stored = f.store.credentials(&f.user).await.unwrap();
     assert_eq!(stored[0].counter, 1, "the counter is recorded");
 

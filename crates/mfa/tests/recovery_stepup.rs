@@ -9,12 +9,17 @@
 use mcpsec_access::{
     Action, AuthMethod, AuthMethods, Authentication, CredentialKind, Principal, Role, ScopeSet,
 };
-use mcpsec_core::{EventKind, ManualClock, MemorySink, OrgId, SecretBytes, UserId};
+use mcpsec_core::{EventKind, Label, ManualClock, MemorySink, OrgId, SecretBytes, TokenId, UserId};
 use mcpsec_mfa::{
-    CODES_PER_SET, Error, MemoryRecoveryStore, MemoryReplayGuard, RecoveryCodes, StepUpPolicy,
+    CODES_PER_SET, ChallengeKey, CodeHash, EmailAddress, EmailCodePolicy, EmailCodes, Error,
+    Factor, MemoryEmailCodeStore, MemoryOutbox, MemoryRecoveryStore, MemoryReplayGuard,
+    RecoveryCodeStore, RecoveryCodes, StepUpPolicy, StoreError, TotpConfig, TotpSecret,
+    TotpVerifier,
 };
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+mod support;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_stores_pass_the_conformance_suites() {
@@ -45,14 +50,21 @@ async fn recovery_codes_are_single_use_and_regeneration_replaces_the_set() {
         assert_eq!(text.len(), 23, "xxxxx-xxxxx-xxxxx-xxxxx");
         assert_eq!(text.matches('-').count(), 3);
     }
-    assert_eq!(codes.redeem(&ada, set[0].expose_secret()).await.unwrap(), 9);
+    assert_eq!(
+        codes
+            .redeem(&ada, set[0].expose_secret())
+            .await
+            .unwrap()
+            .remaining,
+        9
+    );
     assert_eq!(
         codes.redeem(&ada, set[0].expose_secret()).await,
         Err(Error::InvalidRecoveryCode)
     );
     // Normalisation: lower case, no dashes, spaces.
     let relaxed = set[1].expose_secret().to_lowercase().replace('-', " ");
-    assert_eq!(codes.redeem(&ada, &relaxed).await.unwrap(), 8);
+    assert_eq!(codes.redeem(&ada, &relaxed).await.unwrap().remaining, 8);
     assert_eq!(
         codes
             .redeem(&UserId::new("bob").unwrap(), set[2].expose_secret())
@@ -67,7 +79,11 @@ async fn recovery_codes_are_single_use_and_regeneration_replaces_the_set() {
     );
     assert_eq!(codes.remaining(&ada).await.unwrap(), 10);
     assert_eq!(
-        codes.redeem(&ada, fresh[0].expose_secret()).await.unwrap(),
+        codes
+            .redeem(&ada, fresh[0].expose_secret())
+            .await
+            .unwrap()
+            .remaining,
         9
     );
     let used = events
@@ -84,14 +100,94 @@ async fn recovery_codes_are_single_use_and_regeneration_replaces_the_set() {
     );
 }
 
-#[tokio::test]
+/// A recovery store that records what it is given and whose `consume_once` holds its
+/// first `n` callers until all `n` are inside it.
+#[derive(Debug)]
+struct SuspendingRecoveryStore {
+    inner: MemoryRecoveryStore,
+    gate: Arc<support::Gate>,
+    written: Mutex<Vec<(UserId, Vec<CodeHash>)>>,
+}
+
+impl SuspendingRecoveryStore {
+    fn new(n: usize) -> Arc<Self> {
+        Arc::new(Self {
+            inner: MemoryRecoveryStore::new(),
+            gate: support::Gate::new(n),
+            written: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl RecoveryCodeStore for SuspendingRecoveryStore {
+    async fn replace_set(&self, user: &UserId, hashes: Vec<CodeHash>) -> Result<(), StoreError> {
+        self.written
+            .lock()
+            .unwrap()
+            .push((user.clone(), hashes.clone()));
+        self.inner.replace_set(user, hashes).await
+    }
+
+    async fn consume_once(&self, user: &UserId, hash: &CodeHash) -> Result<bool, StoreError> {
+        let result = self.inner.consume_once(user, hash).await;
+        self.gate.pass().await;
+        result
+    }
+
+    async fn remaining(&self, user: &UserId) -> Result<usize, StoreError> {
+        self.inner.remaining(user).await
+    }
+}
+
+fn codes_in(store: Arc<dyn RecoveryCodeStore>) -> RecoveryCodes {
+    RecoveryCodes::new(
+        store,
+        SecretBytes::from_slice(&[3; 32]),
+        Arc::new(MemorySink::new()),
+        Arc::new(ManualClock::at_unix(0)),
+    )
+    .unwrap()
+}
+
+/// Both redemptions are inside the store's `consume_once` at once, on a multi-thread
+/// runtime: the store's atomicity is what is tested, not the scheduler's order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn recovery_code_used_twice_concurrently_succeeds_once() {
-    let (codes, _) = codes();
+    let codes = codes_in(SuspendingRecoveryStore::new(2));
     let ada = UserId::new("ada").unwrap();
     let set = codes.regenerate(&ada).await.unwrap();
-    let code = set[0].expose_secret().to_owned();
-    let (a, b) = tokio::join!(codes.redeem(&ada, &code), codes.redeem(&ada, &code));
-    assert_eq!(usize::from(a.is_ok()) + usize::from(b.is_ok()), 1);
+    let code = Arc::new(set[0].expose_secret().to_owned());
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..2 {
+        let (codes, code) = (codes.clone(), Arc::clone(&code));
+        tasks.spawn(async move { codes.redeem(&UserId::new("ada").unwrap(), &code).await });
+    }
+    let mut wins = 0;
+    while let Some(result) = tasks.join_next().await {
+        wins += usize::from(result.unwrap().is_ok());
+    }
+    assert_eq!(wins, 1);
+}
+
+/// Issue 12 item 18: someone who can write the store copies ada's hashes into mallory's
+/// set; ada's codes must not then work for mallory.
+#[tokio::test]
+async fn recovery_hashes_cannot_be_copied_between_users() {
+    let store = SuspendingRecoveryStore::new(0);
+    let codes = codes_in(store.clone());
+    let ada = UserId::new("ada").unwrap();
+    let mallory = UserId::new("mallory").unwrap();
+    let set = codes.regenerate(&ada).await.unwrap();
+    let ada_hashes = store.written.lock().unwrap()[0].1.clone();
+    store.inner.replace_set(&mallory, ada_hashes).await.unwrap();
+    assert!(
+        codes
+            .redeem(&mallory, set[0].expose_secret())
+            .await
+            .is_err(),
+        "ada's recovery code worked for mallory after her hashes were copied"
+    );
 }
 
 fn principal(methods: &[AuthMethod], at: SystemTime) -> Principal {
@@ -122,7 +218,7 @@ fn step_up_for_every_action() {
     );
     let password_only = principal(&[AuthMethod::Pwd], now);
     let email = principal(&[AuthMethod::Pwd, AuthMethod::Email], now);
-    let passkey = principal(&[AuthMethod::Swk, AuthMethod::Mfa], now);
+    let passkey = principal(&[AuthMethod::Hwk, AuthMethod::User], now);
     let key_only: Vec<Principal> = [AuthMethod::Swk, AuthMethod::Hwk]
         .into_iter()
         .map(|m| principal(&[m], now))
@@ -178,6 +274,10 @@ fn key_possession_alone_does_not_satisfy_step_up() {
         &[AuthMethod::Swk][..],
         &[AuthMethod::Hwk],
         &[AuthMethod::Pwd, AuthMethod::Hwk],
+        &[AuthMethod::User],
+        // `mfa` says "more than one factor" without saying which: not accepted alone.
+        &[AuthMethod::Mfa],
+        &[AuthMethod::Hwk, AuthMethod::Mfa],
     ] {
         assert!(
             policy.check(&principal(methods, now), admin, now).is_err(),
@@ -185,9 +285,9 @@ fn key_possession_alone_does_not_satisfy_step_up() {
         );
     }
     for methods in [
-        &[AuthMethod::Hwk, AuthMethod::Mfa][..],
+        &[AuthMethod::Hwk, AuthMethod::User][..],
         &[AuthMethod::Pwd, AuthMethod::Otp],
-        &[AuthMethod::Mfa],
+        &[AuthMethod::Otp],
     ] {
         assert!(
             policy.check(&principal(methods, now), admin, now).is_ok(),
@@ -216,4 +316,129 @@ fn missing_auth_time_fails_step_up() {
     for action in Action::ALL.into_iter().filter(|a| a.is_admin()) {
         assert!(policy.check(&unknown, action, now).is_err(), "{action}");
     }
+}
+
+/// Issue 12 item 17: a host that marks "pwd + email code" as `mfa` (two factors) must not
+/// thereby satisfy an administrative step-up: the policy names the methods it accepts,
+/// and an email code is accepted for admin actions only with the `danger_` option.
+#[test]
+fn email_never_satisfies_admin_step_up() {
+    let now = UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+    let policy = StepUpPolicy::new();
+    for methods in [
+        &[AuthMethod::Email][..],
+        &[AuthMethod::Pwd, AuthMethod::Email],
+        &[AuthMethod::Pwd, AuthMethod::Email, AuthMethod::Mfa],
+        &[AuthMethod::Email, AuthMethod::Mfa],
+    ] {
+        for action in Action::ALL.into_iter().filter(|a| a.is_admin()) {
+            assert!(
+                policy.check(&principal(methods, now), action, now).is_err(),
+                "{methods:?} satisfied step-up for {action}"
+            );
+        }
+    }
+    let lenient = StepUpPolicy::new().danger_accept_email_codes_for_admin_actions();
+    assert!(
+        lenient
+            .check(
+                &principal(&[AuthMethod::Pwd, AuthMethod::Email], now),
+                Action::OrgManageMembers,
+                now
+            )
+            .is_ok()
+    );
+}
+
+/// Issue 12 item 17: each verification returns the `amr` it establishes, and a session
+/// built from those values (never written by hand) meets the step-up policy exactly when
+/// the factor is strong enough: TOTP and recovery codes yes, email codes no.
+#[tokio::test]
+async fn each_factor_reports_its_amr_and_step_up_follows_it() {
+    let now = UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+    let clock = ManualClock::at_unix(1_767_225_600);
+    let ada = UserId::new("ada").unwrap();
+    let pwd = AuthMethods::of(&[AuthMethod::Pwd]);
+    let admin = Action::OrgManageMembers;
+    let policy = StepUpPolicy::new();
+    let session = |methods: AuthMethods| {
+        Principal::new(
+            ada.clone(),
+            OrgId::new("acme").unwrap(),
+            Role::OrgAdmin,
+            ScopeSet::ALL,
+            CredentialKind::Session,
+            Authentication {
+                at: Some(now),
+                methods,
+            },
+        )
+    };
+
+    let verifier = TotpVerifier::new(
+        Arc::new(MemoryReplayGuard::new()),
+        Arc::new(MemorySink::new()),
+        Arc::new(clock.clone()),
+        TotpConfig::default(),
+    );
+    let secret = TotpSecret::generate().unwrap();
+    let code = secret
+        .code_at(TotpConfig::default(), 1_767_225_600)
+        .unwrap();
+    let totp = verifier
+        .verify(&ada, &secret, code.expose_secret())
+        .await
+        .unwrap();
+    assert_eq!(totp.factor(), Factor::Totp);
+    assert_eq!(totp.amr(), AuthMethods::of(&[AuthMethod::Otp]));
+    assert!(
+        policy
+            .check(&session(totp.added_to(pwd)), admin, now)
+            .is_ok()
+    );
+
+    let (recovery, _) = codes();
+    let set = recovery.regenerate(&ada).await.unwrap();
+    let redeemed = recovery.redeem(&ada, set[0].expose_secret()).await.unwrap();
+    assert_eq!(redeemed.verified.factor(), Factor::RecoveryCode);
+    assert_eq!(redeemed.verified.amr(), AuthMethods::of(&[AuthMethod::Otp]));
+    assert!(
+        policy
+            .check(&session(redeemed.verified.added_to(pwd)), admin, now)
+            .is_ok()
+    );
+
+    let outbox = Arc::new(MemoryOutbox::new());
+    let email = EmailCodes::new(
+        Arc::new(MemoryEmailCodeStore::new()),
+        outbox.clone(),
+        SecretBytes::from_slice(&[4; 32]),
+        Arc::new(MemorySink::new()),
+        Arc::new(clock.clone()),
+        EmailCodePolicy::default(),
+    )
+    .unwrap();
+    let key = ChallengeKey {
+        user: ada.clone(),
+        purpose: Label::new("login").unwrap(),
+        flow: TokenId::new("f1").unwrap(),
+    };
+    let to = EmailAddress::new("ada@example.com").unwrap();
+    email.send(&key, &to).await.unwrap();
+    let sent = outbox.last_code_to(&to).unwrap();
+    let by_email = email.verify(&key, sent.expose_secret()).await.unwrap();
+    assert_eq!(by_email.factor(), Factor::EmailCode);
+    assert_eq!(by_email.amr(), AuthMethods::of(&[AuthMethod::Email]));
+    assert!(
+        policy
+            .check(&session(by_email.added_to(pwd)), admin, now)
+            .is_err(),
+        "password + email code is not enough for an admin action"
+    );
+    assert!(
+        policy
+            .check(&session(by_email.added_to(pwd)), Action::McpUse, now)
+            .is_ok(),
+        "no step-up needed for an ordinary action"
+    );
 }

@@ -3,6 +3,7 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
+    clippy::panic,
     reason = "tests"
 )]
 
@@ -10,11 +11,13 @@ use mcpsec_core::{
     EventKind, ManualClock, MemorySink, ReasonCode, SealContext, SecretBytes, UserId,
 };
 use mcpsec_mfa::{
-    Error, MemoryReplayGuard, PendingEnrollment, TotpAlgorithm, TotpConfig, TotpSecret,
-    TotpVerifier,
+    AttemptBudget, Error, MemoryReplayGuard, PendingEnrollment, TotpAlgorithm, TotpConfig,
+    TotpSecret, TotpVerifier,
 };
 use std::sync::Arc;
 use std::time::Duration;
+
+mod support;
 
 fn rfc_config(algorithm: TotpAlgorithm) -> TotpConfig {
     TotpConfig {
@@ -100,7 +103,7 @@ async fn a_code_is_accepted_once() {
             mcpsec_core::Clock::unix_seconds(&clock),
         )
         .unwrap();
-    verifier
+    let _otp = verifier
         .verify(&ada, &secret, code.expose_secret())
         .await
         .unwrap();
@@ -128,7 +131,7 @@ async fn a_code_is_accepted_once() {
             mcpsec_core::Clock::unix_seconds(&clock),
         )
         .unwrap();
-    verifier
+    let _otp = verifier
         .verify(&ada, &secret, next.expose_secret())
         .await
         .unwrap();
@@ -355,4 +358,180 @@ async fn the_attempt_budget_pauses_a_user_after_wrong_codes() {
             .is_ok(),
         "after the pause"
     );
+}
+
+/// Issue 12 item 15: 200 concurrent wrong guesses against one user, through a shared
+/// counter that holds every request inside it until all 200 have arrived. Reading the
+/// budget before counting let all of them be checked; counting first lets at most the
+/// budget's five through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_burst_cannot_bypass_the_totp_attempt_budget() {
+    const GUESSES: usize = 200;
+    let (verifier, clock, events, secret) = fixture();
+    let counter = support::SuspendingCounter::new(GUESSES);
+    let verifier = verifier.with_attempt_budget(counter, AttemptBudget::default());
+    let right = secret
+        .code_at(
+            TotpConfig::default(),
+            mcpsec_core::Clock::unix_seconds(&clock),
+        )
+        .unwrap();
+    let wrong = Arc::new(if right.expose_secret() == "000000" {
+        "111111"
+    } else {
+        "000000"
+    });
+    let secret = Arc::new(secret);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..GUESSES {
+        let (v, s, w) = (verifier.clone(), Arc::clone(&secret), Arc::clone(&wrong));
+        tasks.spawn(async move { v.verify(&UserId::new("ada").unwrap(), &s, &w).await });
+    }
+    let mut refused = 0;
+    while let Some(result) = tasks.join_next().await {
+        match result.unwrap() {
+            Err(Error::WrongCode) => {}
+            Err(Error::TooManyAttempts { .. }) => refused += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let checked = events
+        .events()
+        .iter()
+        .filter(|e| e.reason == Some(ReasonCode::WrongCode))
+        .count();
+    assert!(
+        checked <= AttemptBudget::default().max_failures as usize,
+        "{checked} of {GUESSES} concurrent guesses were checked"
+    );
+    assert_eq!(checked + refused, GUESSES);
+}
+
+/// Issue 12 item 18: the replay guard remembers steps per enrollment. A user who
+/// re-enrols in the same 30 s step must be able to confirm the new authenticator.
+#[tokio::test]
+async fn a_new_authenticators_first_code_is_not_replayed() {
+    let (verifier, clock, _, old) = fixture();
+    let ada = UserId::new("ada").unwrap();
+    let now = mcpsec_core::Clock::unix_seconds(&clock);
+    let code = old.code_at(TotpConfig::default(), now).unwrap();
+    let _otp = verifier
+        .verify(&ada, &old, code.expose_secret())
+        .await
+        .unwrap();
+    let pending = PendingEnrollment::begin(TotpConfig::default(), "mcpsec", "ada").unwrap();
+    let new = TotpSecret::from_base32(pending.secret_base32().expose_secret()).unwrap();
+    let first = new.code_at(TotpConfig::default(), now).unwrap();
+    assert!(
+        pending
+            .confirm(&verifier, &ada, first.expose_secret())
+            .await
+            .is_ok(),
+        "the new authenticator's first code is not a replay of the old one's"
+    );
+    // The old enrollment still refuses its own replay.
+    assert_eq!(
+        verifier
+            .verify(&ada, &old, code.expose_secret())
+            .await
+            .map(|_| ()),
+        Err(Error::Replayed)
+    );
+}
+
+/// Issue 12 item 18: garbage is not a guess. Five malformed inputs must not pause a
+/// user's TOTP; malformed input has its own, larger budget so it is not free either.
+#[tokio::test]
+async fn malformed_input_does_not_pause_totp() {
+    let (verifier, clock, _, secret) = fixture();
+    let ada = UserId::new("ada").unwrap();
+    for junk in ["", "12a456", "1234567", "abcdef", "12345"] {
+        assert_eq!(
+            verifier.verify(&ada, &secret, junk).await.map(|_| ()),
+            Err(Error::Malformed),
+            "{junk:?}"
+        );
+    }
+    let right = secret
+        .code_at(
+            TotpConfig::default(),
+            mcpsec_core::Clock::unix_seconds(&clock),
+        )
+        .unwrap();
+    assert!(
+        verifier
+            .verify(&ada, &secret, right.expose_secret())
+            .await
+            .is_ok(),
+        "five malformed inputs paused the user"
+    );
+}
+
+/// Issue 12 item 18: malformed input has its own budget (20 in the window by default):
+/// over it, garbage is refused as too many attempts, yet a well-formed right code still
+/// works, because garbage never spends the wrong-code budget.
+#[tokio::test]
+async fn malformed_input_has_its_own_larger_budget() {
+    let (verifier, clock, _, secret) = fixture();
+    let ada = UserId::new("ada").unwrap();
+    let budget = AttemptBudget::default();
+    for _ in 0..budget.max_malformed {
+        assert_eq!(
+            verifier.verify(&ada, &secret, "junk").await.map(|_| ()),
+            Err(Error::Malformed)
+        );
+    }
+    assert!(matches!(
+        verifier.verify(&ada, &secret, "junk").await,
+        Err(Error::TooManyAttempts { .. })
+    ));
+    let right = secret
+        .code_at(
+            TotpConfig::default(),
+            mcpsec_core::Clock::unix_seconds(&clock),
+        )
+        .unwrap();
+    assert!(
+        verifier
+            .verify(&ada, &secret, right.expose_secret())
+            .await
+            .is_ok()
+    );
+}
+
+/// Issue 12 item 15: with increment-first, a right code gives its attempt back, so four
+/// wrong codes and a right one leave room for four more wrong codes before the pause,
+/// and the pause still comes after exactly `max_failures` wrong codes.
+#[tokio::test]
+async fn a_right_code_gives_its_attempt_back() {
+    let (verifier, clock, _, secret) = fixture();
+    let ada = UserId::new("ada").unwrap();
+    let now = mcpsec_core::Clock::unix_seconds(&clock);
+    let right = secret.code_at(TotpConfig::default(), now).unwrap();
+    let wrong = if right.expose_secret() == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for _ in 0..4 {
+        assert_eq!(
+            verifier.verify(&ada, &secret, wrong).await.map(|_| ()),
+            Err(Error::WrongCode)
+        );
+    }
+    assert!(
+        verifier
+            .verify(&ada, &secret, right.expose_secret())
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        verifier.verify(&ada, &secret, wrong).await.map(|_| ()),
+        Err(Error::WrongCode),
+        "the fifth wrong code is still checked"
+    );
+    assert!(matches!(
+        verifier.verify(&ada, &secret, wrong).await,
+        Err(Error::TooManyAttempts { .. })
+    ));
 }
