@@ -2,21 +2,29 @@
 
 use crate::{Algorithm, Error};
 use mcpsec_access::{AuthMethods, Authentication, CredentialKind, Principal, Role, ScopeSet};
-use mcpsec_core::{OrgId, TokenId, UserId};
+use mcpsec_core::{OrgId, UserId};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+/// The longest `sub`, `org` or `jti` a verified token may carry, in bytes.
+///
+/// These claims are the issuer's data, not mcpsec identifiers: an outside issuer's
+/// `sub: "ada@example.com"`, `org: "Acme Inc"` or base64 `jti` are accepted as any
+/// non-empty string up to this cap without control characters. Identifiers this workspace
+/// mints keep the strict [`UserId`] rules.
+pub const MAX_CLAIM_ID_LEN: usize = 256;
+
 /// The claims of a token that passed every check. Only [`TokenVerifier`](crate::TokenVerifier) makes one.
 #[derive(Debug, Clone)]
 pub struct VerifiedClaims {
-    pub(crate) subject: UserId,
+    pub(crate) subject: String,
     pub(crate) issuer: String,
     pub(crate) expires_at: SystemTime,
     pub(crate) issued_at: SystemTime,
-    pub(crate) jti: Option<TokenId>,
+    pub(crate) jti: Option<String>,
     pub(crate) scopes: ScopeSet,
-    pub(crate) org: Option<OrgId>,
+    pub(crate) org: Option<String>,
     pub(crate) role: Option<Role>,
     pub(crate) auth_time: Option<SystemTime>,
     pub(crate) amr: AuthMethods,
@@ -28,8 +36,8 @@ pub struct VerifiedClaims {
 }
 
 impl VerifiedClaims {
-    /// `sub`.
-    pub fn subject(&self) -> &UserId {
+    /// `sub`, as the issuer wrote it (see [`MAX_CLAIM_ID_LEN`]).
+    pub fn subject(&self) -> &str {
         &self.subject
     }
     /// `iss`.
@@ -44,23 +52,23 @@ impl VerifiedClaims {
     pub fn issued_at(&self) -> SystemTime {
         self.issued_at
     }
-    /// `jti`, when present and a valid identifier.
-    pub fn jti(&self) -> Option<&TokenId> {
-        self.jti.as_ref()
+    /// `jti`, when present, as the issuer wrote it.
+    pub fn jti(&self) -> Option<&str> {
+        self.jti.as_deref()
     }
     /// The known scopes of `scope` (unknown ones dropped).
     pub fn scopes(&self) -> ScopeSet {
         self.scopes
     }
-    /// `org`.
-    pub fn org(&self) -> Option<&OrgId> {
-        self.org.as_ref()
+    /// `org`, as the issuer wrote it.
+    pub fn org(&self) -> Option<&str> {
+        self.org.as_deref()
     }
     /// `role`.
     pub fn role(&self) -> Option<Role> {
         self.role
     }
-    /// `auth_time`.
+    /// `auth_time`; `None` when the token does not say (never `iat` in its place).
     pub fn auth_time(&self) -> Option<SystemTime> {
         self.auth_time
     }
@@ -94,18 +102,41 @@ impl VerifiedClaims {
     }
 
     /// The [`Principal`] for this token with a role the host looked up.
+    ///
+    /// A `Principal` names mcpsec identifiers ([`UserId`], [`OrgId`]); `sub` and `org` are
+    /// used as they are when they follow those rules (tokens of an mcpsec issuer always
+    /// do). An outside issuer's `sub` such as `ada@example.com` fails with
+    /// [`Error::NotAnIdentifier`]: the host maps it to its own user with
+    /// [`principal_mapped`](VerifiedClaims::principal_mapped). Nothing is rewritten or
+    /// hashed silently, so two issuers' subjects can never collide on one user.
     pub fn principal_with_role(&self, role: Role) -> Result<Principal, Error> {
-        let org = self.org.clone().ok_or(Error::MissingClaim("org"))?;
-        Ok(Principal::new(
-            self.subject.clone(),
+        let subject = UserId::new(&self.subject).map_err(|_| Error::NotAnIdentifier("sub"))?;
+        let org = self.org.as_deref().ok_or(Error::MissingClaim("org"))?;
+        let org = OrgId::new(org).map_err(|_| Error::NotAnIdentifier("org"))?;
+        Ok(self.principal_mapped(subject, org, role))
+    }
+
+    /// The [`Principal`] for this token as the host's own user, org and role: for an
+    /// outside issuer whose `sub`/`org` are not mcpsec identifiers, the host looks them up
+    /// ([`subject`](VerifiedClaims::subject), [`org`](VerifiedClaims::org),
+    /// [`issuer`](VerifiedClaims::issuer)) in its user store and passes what it found.
+    /// Scopes, `auth_time` and `amr` still come from the token.
+    ///
+    /// Issue 13 reworks `Principal` (composition contracts); until then this is the one
+    /// place an outside identity becomes a principal, and only from verified claims.
+    pub fn principal_mapped(&self, subject: UserId, org: OrgId, role: Role) -> Principal {
+        Principal::new(
+            subject,
             org,
             role,
             self.scopes,
             CredentialKind::AccessToken,
             Authentication {
-                at: Some(self.auth_time.unwrap_or(self.issued_at)),
+                // Unknown stays unknown: `iat` says when the token was minted (perhaps
+                // by a refresh days after the login), not when the user authenticated.
+                at: self.auth_time,
                 methods: self.amr,
             },
-        ))
+        )
     }
 }

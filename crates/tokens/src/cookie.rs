@@ -50,7 +50,12 @@ fn cookie(
 
 /// The `Set-Cookie` value that stores `token` for `max_age` (use the session's remaining
 /// absolute lifetime). Marked sensitive, so `http`'s `Debug` does not print it.
+///
+/// `token` must be a refresh token as [`RefreshTokens`](crate::RefreshTokens) makes them
+/// (`mcp_rt_` and 43 base62 characters), else [`Error::RefreshInvalid`]: any other value
+/// could carry `;` and add cookie attributes (`Domain=`, a longer `Max-Age`).
 pub fn refresh_cookie(token: &SecretString, max_age: Duration) -> Result<HeaderValue, Error> {
+    crate::refresh::parse(token.expose_secret())?;
     cookie(REFRESH_COOKIE, token.expose_secret(), max_age, true)
 }
 

@@ -57,6 +57,11 @@ pub enum Error {
     /// A claim has the wrong JSON type or an invalid value (never treated as absent).
     #[error("invalid claim {0}")]
     InvalidClaim(&'static str),
+    /// A verified claim (`sub`, `org`) is valid data but not an mcpsec identifier, so it
+    /// cannot name a [`Principal`](mcpsec_access::Principal) by itself: map it with
+    /// [`VerifiedClaims::principal_mapped`](crate::VerifiedClaims::principal_mapped).
+    #[error("claim {0} is not an mcpsec identifier")]
+    NotAnIdentifier(&'static str),
     /// The token's `jti` is on the revocation list.
     #[error("token revoked")]
     Revoked,

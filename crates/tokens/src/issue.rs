@@ -11,6 +11,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The platform's access-token lifetime: 24 hours; refresh tokens carry the session.
 pub const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(24 * 3600);
+/// The longest access-token lifetime an issuer accepts unless
+/// [`max_ttl`](TokenIssuerBuilder::max_ttl) says otherwise: 24 hours.
+pub const DEFAULT_MAX_ACCESS_TTL: Duration = Duration::from_secs(24 * 3600);
+/// The shortest access-token lifetime: `exp` and `iat` are whole seconds, and a verifier
+/// refuses `exp == iat`.
+pub const MIN_ACCESS_TTL: Duration = Duration::from_secs(1);
 
 /// What an access token grants: who, in which org, with which role and scopes, and how
 /// the user authenticated.
@@ -28,7 +34,8 @@ pub struct AccessGrant {
     pub auth_time: Option<SystemTime>,
     /// How (`amr`).
     pub amr: AuthMethods,
-    /// Authentication context class (`acr`), for step-up.
+    /// Authentication context class (`acr`), for step-up. Never empty: a verifier
+    /// refuses `acr: ""`, so the issuer does not sign it.
     pub acr: Option<String>,
 }
 
@@ -93,6 +100,7 @@ pub struct TokenIssuerBuilder {
     issuer: Option<String>,
     audience: Option<String>,
     ttl: Duration,
+    max_ttl: Duration,
     clock: SharedClock,
 }
 
@@ -104,6 +112,7 @@ impl TokenIssuer {
             issuer: None,
             audience: None,
             ttl: DEFAULT_ACCESS_TTL,
+            max_ttl: DEFAULT_MAX_ACCESS_TTL,
             clock: Arc::new(SystemClock),
         }
     }
@@ -114,7 +123,13 @@ impl TokenIssuer {
     }
 
     /// Signs an access token for `grant`; returns the compact serialization.
+    ///
+    /// Refuses ([`Error::InvalidClaim`]) a grant its own verifier would refuse: an empty
+    /// `acr`.
     pub fn issue(&self, grant: &AccessGrant) -> Result<String, Error> {
+        if grant.acr.as_deref().is_some_and(str::is_empty) {
+            return Err(Error::InvalidClaim("acr"));
+        }
         let key = self
             .keyring
             .read()
@@ -181,9 +196,18 @@ impl TokenIssuerBuilder {
         self
     }
 
-    /// Access-token lifetime (default 24 hours).
+    /// Access-token lifetime (default 24 hours; at least [`MIN_ACCESS_TTL`], at most
+    /// [`max_ttl`](TokenIssuerBuilder::max_ttl)).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
+        self
+    }
+
+    /// The longest lifetime [`build`](TokenIssuerBuilder::build) accepts (default
+    /// [`DEFAULT_MAX_ACCESS_TTL`]): a guard against a configuration typo minting tokens
+    /// that outlive every rotation and revocation plan.
+    pub fn max_ttl(mut self, max_ttl: Duration) -> Self {
+        self.max_ttl = max_ttl;
         self
     }
 
@@ -193,7 +217,8 @@ impl TokenIssuerBuilder {
         self
     }
 
-    /// Builds the issuer; fails without an issuer, an audience, or with a zero lifetime.
+    /// Builds the issuer; fails without an issuer or an audience, or with a lifetime under
+    /// [`MIN_ACCESS_TTL`] or over the maximum.
     pub fn build(self) -> Result<TokenIssuer, Error> {
         let issuer = self
             .issuer
@@ -203,8 +228,11 @@ impl TokenIssuerBuilder {
             .audience
             .filter(|s| !s.is_empty())
             .ok_or(Error::Config("an audience is required"))?;
-        if self.ttl.is_zero() {
-            return Err(Error::Config("token lifetime must be positive"));
+        if self.ttl < MIN_ACCESS_TTL {
+            return Err(Error::Config("token lifetime under one second"));
+        }
+        if self.ttl > self.max_ttl {
+            return Err(Error::Config("token lifetime over the configured maximum"));
         }
         Ok(TokenIssuer {
             keyring: self.keyring,

@@ -45,13 +45,28 @@ pub struct Jwk {
     pub y: Option<String>,
 }
 
-/// Members that only private or symmetric keys have. Their presence refuses the set.
+/// Members that only private or symmetric keys have (RFC 7518 §6.2.2, §6.3.2, §6.4.1),
+/// the RSA CRT members and `oth` included. Their presence refuses the set.
 #[derive(Deserialize)]
 struct PrivateMembers {
     d: Option<serde::de::IgnoredAny>,
     p: Option<serde::de::IgnoredAny>,
     q: Option<serde::de::IgnoredAny>,
+    dp: Option<serde::de::IgnoredAny>,
+    dq: Option<serde::de::IgnoredAny>,
+    qi: Option<serde::de::IgnoredAny>,
+    oth: Option<serde::de::IgnoredAny>,
     k: Option<serde::de::IgnoredAny>,
+}
+
+impl PrivateMembers {
+    fn any(&self) -> bool {
+        [
+            &self.d, &self.p, &self.q, &self.dp, &self.dq, &self.qi, &self.oth, &self.k,
+        ]
+        .iter()
+        .any(|m| m.is_some())
+    }
 }
 
 impl Jwk {
@@ -126,7 +141,7 @@ impl Jwk {
             .ok_or(Error::InvalidKeySet("key without kid"))?;
         // Other issuers' kids are opaque strings (thumbprints with `+/=`, e-mail-like names):
         // accept any printable ASCII up to 256 bytes; it is public, and never logged raw.
-        if kid.is_empty() || kid.len() > MAX_KID_LEN || !kid.bytes().all(|b| b.is_ascii_graphic()) {
+        if !printable_kid(kid) {
             return Err(Error::InvalidKeySet(
                 "kid must be 1 to 256 printable ASCII characters",
             ));
@@ -173,6 +188,28 @@ impl Jwk {
         };
         Ok(VerifyingKey { kid, alg, key })
     }
+}
+
+fn printable_kid(kid: &str) -> bool {
+    !kid.is_empty() && kid.len() <= MAX_KID_LEN && kid.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// What [`JwkSet::usable_keys`] found.
+#[derive(Debug, Clone, Default)]
+pub struct UsableKeys {
+    /// The keys a verifier can use.
+    pub keys: Vec<VerifyingKey>,
+    /// The signing keys it cannot use, and why.
+    pub skipped: Vec<SkippedKey>,
+}
+
+/// A signing key of a set that a verifier cannot use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedKey {
+    /// Its `kid`, when it has a printable one (safe to log: public and checked).
+    pub kid: Option<String>,
+    /// Why it cannot be used.
+    pub reason: Error,
 }
 
 fn b64(value: Option<&str>) -> Result<Vec<u8>, Error> {
@@ -259,11 +296,7 @@ impl JwkSet {
         for value in raw.keys {
             let private: PrivateMembers = serde_json::from_value(value.clone())
                 .map_err(|_| Error::InvalidKeySet("key is not an object"))?;
-            if private.d.is_some()
-                || private.p.is_some()
-                || private.q.is_some()
-                || private.k.is_some()
-            {
+            if private.any() {
                 return Err(Error::InvalidKeySet(
                     "contains private or symmetric key material",
                 ));
@@ -281,15 +314,43 @@ impl JwkSet {
         Ok(set)
     }
 
-    /// The signing keys of the set that mcpsec can verify with. A key that is for
-    /// signing but invalid refuses the set; keys for other uses are skipped.
+    /// The signing keys of the set that mcpsec can verify with, all or nothing: a signing
+    /// key that cannot be used refuses the set. For sets this process publishes (its own
+    /// keyring), where an unusable key is a bug to surface; a verifier of an outside
+    /// issuer's set uses [`usable_keys`](JwkSet::usable_keys) instead.
     pub fn verifying_keys(&self) -> Result<Vec<VerifyingKey>, Error> {
-        self.keys
+        let usable = self.usable_keys();
+        match usable.skipped.into_iter().next() {
+            Some(skipped) => Err(skipped.reason),
+            None => Ok(usable.keys),
+        }
+    }
+
+    /// The signing keys this verifier can use, and the signing keys it cannot (another
+    /// algorithm such as PS256 or ES384, another curve, a weak or malformed key), each
+    /// with the reason. An issuer may publish keys for other verifiers: skipping them keeps
+    /// the rest usable, and a token naming a skipped key is refused as an unknown key.
+    /// Keys for another use (`use` other than `sig`) are not signing keys and are ignored.
+    pub fn usable_keys(&self) -> UsableKeys {
+        let mut usable = UsableKeys::default();
+        for jwk in self
+            .keys
             .iter()
             .filter(|k| k.use_.as_deref().is_none_or(|u| u == "sig"))
-            .filter(|k| matches!(k.kty.as_str(), "RSA" | "EC" | "OKP"))
-            .map(Jwk::to_verifying_key)
-            .collect()
+        {
+            match jwk.to_verifying_key() {
+                Ok(key) => usable.keys.push(key),
+                Err(reason) => usable.skipped.push(SkippedKey {
+                    kid: jwk
+                        .kid
+                        .as_deref()
+                        .filter(|k| printable_kid(k))
+                        .map(str::to_owned),
+                    reason,
+                }),
+            }
+        }
+        usable
     }
 
     /// The document as JSON.

@@ -3,9 +3,12 @@
 //!
 //! States, in order: **next** (published in the JWKS, not signing yet, so verifiers'
 //! caches learn it before the first token), **current** (signing), **retired** (still
-//! published until every token it signed has expired), then removed.
+//! published until every token it signed has expired), then removed: by
+//! [`prune`](SigningKeyring::prune) on schedule, or at once by
+//! [`remove`](SigningKeyring::remove) when a key leaked.
 
 use crate::jwk::{JwkSet, VerifyingKey};
+use crate::verify::MAX_LEEWAY;
 use crate::{Error, SigningKey};
 use mcpsec_core::{EventKind, Label, Outcome, ReasonCode, ResourceId, SecurityEvent};
 use std::sync::Arc;
@@ -18,7 +21,8 @@ pub enum KeyState {
     Next,
     /// Signing.
     Current,
-    /// Published for verification until `until`, then removed by [`SigningKeyring::prune`].
+    /// Published for verification until `until` plus [`MAX_LEEWAY`], then removed by
+    /// [`SigningKeyring::prune`].
     Retired {
         /// When the last token it signed has expired.
         until: SystemTime,
@@ -95,17 +99,48 @@ impl SigningKeyring {
         Ok(())
     }
 
-    /// Removes retired keys whose tokens have all expired at `now`; returns their kids.
+    /// Removes retired keys whose tokens every verifier refuses at `now` — past their
+    /// `exp` plus [`MAX_LEEWAY`], the largest clock-skew allowance a verifier accepts —
+    /// and returns their kids. Pruning at `exp` alone would make a verifier with leeway
+    /// refuse, as an unknown key, a token it still counts as valid.
     pub fn prune(&mut self, now: SystemTime) -> Vec<mcpsec_core::KeyId> {
         let mut removed = Vec::new();
         self.entries.retain(|e| match e.state {
-            KeyState::Retired { until } if until <= now => {
+            KeyState::Retired { until }
+                if until.checked_add(MAX_LEEWAY).is_some_and(|end| end <= now) =>
+            {
                 removed.push(e.key.kid().clone());
                 false
             }
             _ => true,
         });
         removed
+    }
+
+    /// Emergency removal of a key that leaked: it leaves the published JWKS at once,
+    /// whatever its state says, and tokens it signed stop verifying as soon as each
+    /// verifier takes the new set ([`TokenVerifier::set_keys`](crate::TokenVerifier::set_keys),
+    /// or the next JWKS refresh for a remote verifier); a verifier's cache never answers for
+    /// a key it no longer has. The current key cannot be removed: publish a next key and
+    /// [`rotate`](SigningKeyring::rotate) first, then remove the retired one
+    /// (docs/runbooks/signing-key-rotation.md).
+    pub fn remove(&mut self, kid: &mcpsec_core::KeyId) -> Result<(), Error> {
+        let index = self
+            .entries
+            .iter()
+            .position(|e| e.key.kid() == kid)
+            .ok_or(Error::Keyring("no key with this kid"))?;
+        if self
+            .entries
+            .get(index)
+            .is_some_and(|e| e.state == KeyState::Current)
+        {
+            return Err(Error::Keyring(
+                "the current key signs: rotate before removing it",
+            ));
+        }
+        self.entries.remove(index);
+        Ok(())
     }
 
     /// The key that signs now.

@@ -74,14 +74,19 @@ mod verify;
 
 pub use alg::Algorithm;
 pub use cache::DEFAULT_CACHE_CAPACITY;
-pub use claims::VerifiedClaims;
+pub use claims::{MAX_CLAIM_ID_LEN, VerifiedClaims};
 pub use cookie::{
     CSRF_COOKIE, CSRF_HEADER, CsrfKey, REFRESH_COOKIE, check_origin, clear_refresh_cookie,
     csrf_cookie, read_cookie, refresh_cookie,
 };
 pub use error::Error;
-pub use issue::{AccessGrant, DEFAULT_ACCESS_TTL, TokenIssuer, TokenIssuerBuilder};
-pub use jwk::{Jwk, JwkSet, MAX_JWKS_KEYS, MAX_JWKS_LEN, MAX_KID_LEN, VerifyingKey};
+pub use issue::{
+    AccessGrant, DEFAULT_ACCESS_TTL, DEFAULT_MAX_ACCESS_TTL, MIN_ACCESS_TTL, TokenIssuer,
+    TokenIssuerBuilder,
+};
+pub use jwk::{
+    Jwk, JwkSet, MAX_JWKS_KEYS, MAX_JWKS_LEN, MAX_KID_LEN, SkippedKey, UsableKeys, VerifyingKey,
+};
 pub use keyring::{KeyState, SigningKeyring};
 pub use keys::{RsaBits, SigningKey, generate_pem};
 pub use refresh::{IssuedRefresh, REFRESH_PREFIX, RefreshPolicy, RefreshTokens};
@@ -94,6 +99,6 @@ pub use remote::{
     verify_with_remote,
 };
 pub use verify::{
-    DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, JtiRevocation, KeySource, TokenVerifier,
+    DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, JtiRevocation, KeySource, MAX_LEEWAY, TokenVerifier,
     TokenVerifierBuilder,
 };

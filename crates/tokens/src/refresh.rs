@@ -13,7 +13,7 @@ use crate::refresh_store::{
 use aws_lc_rs::digest;
 use mcpsec_core::{
     Actor, EventKind, EventSink, Label, Outcome, ReasonCode, ResourceId, SecretString,
-    SecurityEvent, SharedClock, TokenId,
+    SecurityEvent, Severity, SharedClock, TokenId, emit,
 };
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -32,7 +32,8 @@ pub struct RefreshPolicy {
     /// A family ends when unused this long (default 7 days).
     pub idle_lifetime: Duration,
     /// A second use of one token within this window of the first is treated as a client
-    /// retry (refused, family kept) rather than theft (default 0: no grace).
+    /// retry (refused, family kept, a warning-level `authn_token_reuse` event recorded)
+    /// rather than theft (default 0: no grace).
     pub reuse_grace: Duration,
 }
 
@@ -84,14 +85,23 @@ impl RefreshTokens {
 
     /// Starts a family at login and returns its first token.
     pub async fn start(&self, grant: SessionGrant) -> Result<IssuedRefresh, Error> {
+        if grant.acr.as_deref().is_some_and(str::is_empty) {
+            return Err(Error::InvalidClaim("acr"));
+        }
         let now = self.clock.now();
         let family = TokenId::generate().map_err(|_| Error::Store("randomness unavailable"))?;
         let (token, hash) = new_token()?;
+        // An absolute lifetime too large to add is a session that is over at once, which
+        // `expired` agrees with.
+        let expires_at = now
+            .checked_add(self.policy.absolute_lifetime)
+            .unwrap_or(now);
         let record = FamilyRecord {
             id: family.clone(),
             grant: grant.clone(),
             created_at: now,
             last_used_at: now,
+            expires_at,
             revoked: false,
         };
         let first = RefreshRecord {
@@ -99,6 +109,7 @@ impl RefreshTokens {
             family: family.clone(),
             issued_at: now,
             consumed_at: None,
+            expires_at,
         };
         self.store
             .create_family(&record, &first)
@@ -155,6 +166,18 @@ impl RefreshTokens {
             } => {
                 let since = now.duration_since(consumed_at).unwrap_or(Duration::ZERO);
                 if since <= self.policy.reuse_grace {
+                    // Most likely a client retry, but a thief racing the client looks the
+                    // same here: record it (as a warning, not the critical theft event).
+                    let event = self
+                        .event(
+                            EventKind::AuthnTokenReuse,
+                            Outcome::Failure,
+                            &family,
+                            ReasonCode::Reused,
+                            source,
+                        )
+                        .with_severity(Severity::Warning);
+                    emit(self.events.as_ref(), event).await;
                     return Err(Error::RefreshRaced);
                 }
                 self.store
@@ -186,6 +209,15 @@ impl RefreshTokens {
         }
     }
 
+    /// Deletes the families past their absolute lifetime, and their tokens, from the store
+    /// ([`RefreshTokenStore::prune`]); returns how many went. Call it on a schedule.
+    pub async fn prune(&self) -> Result<usize, Error> {
+        self.store
+            .prune(self.clock.now())
+            .await
+            .map_err(|e| Error::Store(e.0))
+    }
+
     /// Revokes a family (logout, or an administrator ending a session).
     pub async fn revoke(&self, family: &TokenId) -> Result<(), Error> {
         self.store
@@ -211,6 +243,20 @@ impl RefreshTokens {
         reason: ReasonCode,
         source: Option<IpAddr>,
     ) {
+        // The caller is refused either way; a sink failure cannot make this fail open, and
+        // `emit` logs it rather than dropping it silently.
+        let event = self.event(kind, outcome, family, reason, source);
+        emit(self.events.as_ref(), event).await;
+    }
+
+    fn event(
+        &self,
+        kind: EventKind,
+        outcome: Outcome,
+        family: &FamilyRecord,
+        reason: ReasonCode,
+        source: Option<IpAddr>,
+    ) -> SecurityEvent {
         let mut event = SecurityEvent::new(kind, outcome, self.clock.now())
             .with_actor(Actor::User {
                 user: family.grant.subject.clone(),
@@ -228,8 +274,7 @@ impl RefreshTokens {
         ) {
             event = event.with_resource(kind, Some(id));
         }
-        // The caller is refused either way; a sink failure cannot make this fail open.
-        let _ = self.events.record(event).await;
+        event
     }
 }
 
@@ -242,7 +287,7 @@ fn new_token() -> Result<(SecretString, TokenHash), Error> {
 }
 
 /// Checks the format (prefix, length, alphabet) and returns the hash to look up.
-fn parse(presented: &str) -> Result<TokenHash, Error> {
+pub(crate) fn parse(presented: &str) -> Result<TokenHash, Error> {
     let secret = presented
         .strip_prefix(REFRESH_PREFIX)
         .ok_or(Error::RefreshInvalid)?;

@@ -1,5 +1,6 @@
 //! Where refresh tokens live: the [`RefreshTokenStore`] trait and its in-memory backend.
 
+use crate::AccessGrant;
 use mcpsec_access::{AuthMethods, Role, ScopeSet};
 use mcpsec_core::{OrgId, TokenId, UserId};
 use std::collections::HashMap;
@@ -32,6 +33,25 @@ pub struct SessionGrant {
     pub auth_time: SystemTime,
     /// How.
     pub amr: AuthMethods,
+    /// The authentication context class of the login (`acr`), for step-up; never empty.
+    pub acr: Option<String>,
+}
+
+impl From<&SessionGrant> for AccessGrant {
+    /// The access token a refresh buys: the session's subject, org, role and scopes, and
+    /// the login's `auth_time`, `amr` and `acr` unchanged, so a step-up check sees when and
+    /// how the user really authenticated, not when the token was refreshed.
+    fn from(session: &SessionGrant) -> Self {
+        AccessGrant {
+            subject: session.subject.clone(),
+            org: session.org.clone(),
+            role: session.role,
+            scopes: session.scopes,
+            auth_time: Some(session.auth_time),
+            amr: session.amr,
+            acr: session.acr.clone(),
+        }
+    }
 }
 
 /// One login session: the chain of refresh tokens that rotate from one login.
@@ -45,6 +65,9 @@ pub struct FamilyRecord {
     pub created_at: SystemTime,
     /// When a token of the family was last used (idle lifetime counts from here).
     pub last_used_at: SystemTime,
+    /// When the session ends whatever happens (its absolute lifetime): from then on
+    /// [`RefreshTokenStore::prune`] deletes the family and its tokens.
+    pub expires_at: SystemTime,
     /// Revoked (logout, reuse detected): no token of the family works any more.
     pub revoked: bool,
 }
@@ -60,6 +83,9 @@ pub struct RefreshRecord {
     pub issued_at: SystemTime,
     /// When it was consumed, if it was.
     pub consumed_at: Option<SystemTime>,
+    /// When it can be deleted: its family's `expires_at` (a token never outlives its
+    /// session, and a consumed one is kept until then to detect its reuse).
+    pub expires_at: SystemTime,
 }
 
 /// The result of [`RefreshTokenStore::consume_once`].
@@ -119,6 +145,12 @@ pub trait RefreshTokenStore: Send + Sync + std::fmt::Debug {
 
     /// Reads a family.
     async fn family(&self, family: &TokenId) -> Result<Option<FamilyRecord>, StoreError>;
+
+    /// Deletes every family whose `expires_at` is at or before `now` with all its tokens,
+    /// and every token whose own `expires_at` has passed; returns how many families went.
+    /// Live families and their tokens (consumed ones included) stay. Hosts call it on a
+    /// schedule; without it the store grows with every login and every rotation.
+    async fn prune(&self, now: SystemTime) -> Result<usize, StoreError>;
 }
 
 #[derive(Debug, Default)]
@@ -196,6 +228,7 @@ impl RefreshTokenStore for MemoryRefreshStore {
             family: record.family.clone(),
             issued_at: now,
             consumed_at: None,
+            expires_at: family.expires_at,
         };
         t.tokens.insert(*successor, next);
         if let Some(f) = t.families.get_mut(&record.family) {
@@ -213,5 +246,15 @@ impl RefreshTokenStore for MemoryRefreshStore {
 
     async fn family(&self, family: &TokenId) -> Result<Option<FamilyRecord>, StoreError> {
         Ok(self.lock().families.get(family).cloned())
+    }
+
+    async fn prune(&self, now: SystemTime) -> Result<usize, StoreError> {
+        let mut t = self.lock();
+        let before = t.families.len();
+        t.families.retain(|_, f| f.expires_at > now);
+        let pruned = before.saturating_sub(t.families.len());
+        let Tables { families, tokens } = &mut *t;
+        tokens.retain(|_, r| r.expires_at > now && families.contains_key(&r.family));
+        Ok(pruned)
     }
 }

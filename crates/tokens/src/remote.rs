@@ -6,6 +6,10 @@
 //! concurrent callers share one request (single-flight). A failed fetch keeps the last good
 //! set and is not retried before the cooldown. Time comes only from the [`SharedClock`].
 //!
+//! A slow issuer never stalls known keys: once the set is older than the ttl,
+//! [`verify_with_remote`] keeps answering from the last good set while one refresh runs in
+//! the background. Only a token whose `kid` is unknown waits for a fetch.
+//!
 //! The fetch itself refuses plain HTTP (except to loopback, for tests), redirects, non-2xx
 //! answers and bodies over [`MAX_JWKS_LEN`] (counted as they arrive, not trusted from
 //! `Content-Length`), and parses the body with [`JwkSet::parse`].
@@ -20,6 +24,7 @@ use mcpsec_core::{SharedClock, SystemClock};
 use reqwest::Url;
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -34,24 +39,33 @@ pub const DEFAULT_JWKS_TIMEOUT: Duration = Duration::from_secs(5);
 /// A JWK set kept in step with the issuer's JWKS endpoint. Build with
 /// [`RemoteJwks::builder`]; verify tokens with [`verify_with_remote`].
 ///
-/// Pair one `RemoteJwks` with one [`TokenVerifier`] (and its clones, which share keys): it
-/// remembers which set it last gave that verifier, so that the verifier's cache is only
-/// reset when the issuer's set actually changed.
+/// Any number of [`TokenVerifier`]s (one per audience, say) may share one `RemoteJwks`:
+/// each verifier remembers which generation of the set it last took, so every one of them
+/// learns of a removed key, and a verifier's cache is reset only when the issuer's set
+/// actually changed. Build verifiers with [`KeySource::Remote`](crate::KeySource::Remote)
+/// so that [`TokenVerifier::reload`] refetches.
 ///
 /// Needs a Tokio runtime with I/O and time enabled (as `#[tokio::main]` gives).
 pub struct RemoteJwks {
-    url: Url,
-    client: reqwest::Client,
+    /// Tells this remote's sets apart from another remote's in a verifier.
+    id: u64,
     ttl: Duration,
     cooldown: Duration,
     timeout: Duration,
+    fetcher: Arc<Fetcher>,
+}
+
+/// What a background refresh needs, shared with it.
+struct Fetcher {
+    url: Url,
+    client: reqwest::Client,
     clock: SharedClock,
     state: Mutex<State>,
     /// Held across a fetch: concurrent callers wait for it, then see its result.
-    fetch: tokio::sync::Mutex<()>,
-    /// The generation last handed to the verifier by [`verify_with_remote`].
-    applied: Mutex<Option<u64>>,
+    fetch: Arc<tokio::sync::Mutex<()>>,
 }
+
+static NEXT_REMOTE_ID: AtomicU64 = AtomicU64::new(1);
 
 /// What is known of the remote set. Never held across an `.await`.
 #[derive(Default)]
@@ -68,20 +82,22 @@ struct State {
 }
 
 /// A set that parsed and has at least one usable signing key.
-struct Good {
-    set: JwkSet,
+pub(crate) struct Good {
+    pub(crate) set: JwkSet,
     /// The `kid`s of its verifying keys.
     kids: HashSet<String>,
-    generation: u64,
+    /// Signing keys of the set a verifier cannot use.
+    skipped: usize,
+    pub(crate) generation: u64,
 }
 
 impl std::fmt::Debug for RemoteJwks {
     /// Where the set comes from and how it is cached; never the keys, nor the URL's query.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut url = self.url.clone();
+        let mut url = self.fetcher.url.clone();
         url.set_query(None);
         url.set_fragment(None);
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = self.fetcher.lock();
         f.debug_struct("RemoteJwks")
             .field("url", &url.as_str())
             .field("ttl", &self.ttl)
@@ -89,6 +105,10 @@ impl std::fmt::Debug for RemoteJwks {
             .field("timeout", &self.timeout)
             .field("generation", &state.generation)
             .field("keys", &state.good.as_ref().map_or(0, |g| g.kids.len()))
+            .field(
+                "skipped_keys",
+                &state.good.as_ref().map_or(0, |g| g.skipped),
+            )
             .field("last_fetch_failed", &state.last_error.is_some())
             .finish_non_exhaustive()
     }
@@ -171,15 +191,17 @@ impl RemoteJwksBuilder {
             .build()
             .map_err(|_| Error::Config("cannot build the HTTP client"))?;
         Ok(RemoteJwks {
-            url,
-            client,
+            id: NEXT_REMOTE_ID.fetch_add(1, Ordering::Relaxed),
             ttl: self.ttl,
             cooldown: self.cooldown,
             timeout: self.timeout,
-            clock: self.clock,
-            state: Mutex::new(State::default()),
-            fetch: tokio::sync::Mutex::new(()),
-            applied: Mutex::new(None),
+            fetcher: Arc::new(Fetcher {
+                url,
+                client,
+                clock: self.clock,
+                state: Mutex::new(State::default()),
+                fetch: Arc::new(tokio::sync::Mutex::new(())),
+            }),
         })
     }
 }
@@ -218,7 +240,15 @@ impl RemoteJwks {
 
     /// The JWKS URL.
     pub fn url(&self) -> &str {
-        self.url.as_str()
+        self.fetcher.url.as_str()
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn now(&self) -> SystemTime {
+        self.fetcher.clock.now()
     }
 
     /// The current set: the cached one while younger than the ttl, else a fresh fetch.
@@ -240,26 +270,33 @@ impl RemoteJwks {
     /// it recent, so a burst of unknown `kid`s makes one request. A failed fetch keeps the
     /// last good set and returns its error.
     pub async fn refresh_for_unknown_kid(&self) -> Result<bool, Error> {
-        if !self.may_refetch(self.clock.now()) {
+        if !self.may_refetch(self.now()) {
             return Ok(false);
         }
-        let _flight = self.fetch.lock().await;
-        if !self.may_refetch(self.clock.now()) {
+        let _flight = self.fetcher.fetch.lock().await;
+        if !self.may_refetch(self.now()) {
             return Ok(false);
         }
-        self.fetch_and_store().await.map(|()| true)
+        self.fetcher.fetch_and_store().await.map(|()| true)
+    }
+
+    /// Fetches the set now, whatever its age (waiting for a fetch in flight first), for
+    /// [`TokenVerifier::reload`]. A failed fetch keeps the last good set.
+    pub(crate) async fn refetch(&self) -> Result<(), Error> {
+        let _flight = self.fetcher.fetch.lock().await;
+        self.fetcher.fetch_and_store().await
     }
 
     /// The good set to use now, fetching when the cache is stale (single-flight).
     async fn current(&self) -> Result<Arc<Good>, Error> {
-        if let Some(answer) = self.cached(self.clock.now()) {
+        if let Some(answer) = self.cached(self.now()) {
             return answer;
         }
-        let _flight = self.fetch.lock().await;
-        if let Some(answer) = self.cached(self.clock.now()) {
+        let _flight = self.fetcher.fetch.lock().await;
+        if let Some(answer) = self.cached(self.now()) {
             return answer;
         }
-        let fetched = self.fetch_and_store().await;
+        let fetched = self.fetcher.fetch_and_store().await;
         match (fetched, self.last_good()) {
             (_, Some(good)) => Ok(good),
             (Err(error), None) => Err(error),
@@ -267,10 +304,33 @@ impl RemoteJwks {
         }
     }
 
+    /// The set to verify with now, without waiting on the issuer when there is a good set:
+    /// a stale one is served while one refresh runs in the background (none is started
+    /// while a fetch is in flight). Waits only when no set was ever fetched.
+    async fn serve(&self) -> Result<Arc<Good>, Error> {
+        if let Some(answer) = self.cached(self.now()) {
+            return answer;
+        }
+        if let (Some(good), Ok(runtime)) = (self.last_good(), tokio::runtime::Handle::try_current())
+        {
+            if let Ok(flight) = Arc::clone(&self.fetcher.fetch).try_lock_owned() {
+                let fetcher = Arc::clone(&self.fetcher);
+                runtime.spawn(async move {
+                    let _flight = flight;
+                    // Recorded in the state (and logged); the next stale call tries again
+                    // after the cooldown.
+                    let _ = fetcher.fetch_and_store().await;
+                });
+            }
+            return Ok(good);
+        }
+        self.current().await
+    }
+
     /// The answer without a request, when there is one: a fresh set, or — within the
     /// cooldown after a failed fetch — the last good set or that failure.
     fn cached(&self, now: SystemTime) -> Option<Result<Arc<Good>, Error>> {
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = self.fetcher.lock();
         if let (Some(good), Some(at)) = (&state.good, state.fetched_at)
             && age(now, at) < self.ttl
         {
@@ -287,32 +347,36 @@ impl RemoteJwks {
     }
 
     fn may_refetch(&self, now: SystemTime) -> bool {
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state
+        self.fetcher
+            .lock()
             .attempted_at
             .is_none_or(|at| age(now, at) >= self.cooldown)
     }
 
-    fn last_good(&self) -> Option<Arc<Good>> {
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.good.clone()
+    pub(crate) fn last_good(&self) -> Option<Arc<Good>> {
+        self.fetcher.lock().good.clone()
+    }
+}
+
+impl Fetcher {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// One request; records its outcome. Called only with `self.fetch` held.
     async fn fetch_and_store(&self) -> Result<(), Error> {
         let result = self.fetch_once().await;
         let now = self.clock.now();
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.lock();
         state.attempted_at = Some(now);
         match result {
-            Ok((set, kids)) => {
-                let unchanged = state.good.as_ref().is_some_and(|g| g.set == set);
+            Ok(good) => {
+                let unchanged = state.good.as_ref().is_some_and(|g| g.set == good.set);
                 if !unchanged {
-                    state.generation = state.generation.wrapping_add(1);
+                    state.generation = state.generation.saturating_add(1);
                     state.good = Some(Arc::new(Good {
-                        set,
-                        kids,
                         generation: state.generation,
+                        ..good
                     }));
                 }
                 state.fetched_at = Some(now);
@@ -320,13 +384,18 @@ impl RemoteJwks {
                 Ok(())
             }
             Err(error) => {
+                tracing::warn!(
+                    target: "mcpsec::tokens",
+                    %error,
+                    "JWKS fetch failed; the last good set stays in use"
+                );
                 state.last_error = Some(error.clone());
                 Err(error)
             }
         }
     }
 
-    async fn fetch_once(&self) -> Result<(JwkSet, HashSet<String>), Error> {
+    async fn fetch_once(&self) -> Result<Good, Error> {
         let mut response = self
             .client
             .get(self.url.clone())
@@ -360,44 +429,32 @@ impl RemoteJwks {
             body.extend_from_slice(&chunk);
         }
         let set = JwkSet::parse(&body)?;
-        let kids: HashSet<String> = set
-            .verifying_keys()?
-            .iter()
-            .map(|k| k.kid().to_string())
-            .collect();
+        // Keys this verifier cannot use (another algorithm or curve) are skipped, not a
+        // reason to refuse the issuer's whole set; each verifier logs them as it loads.
+        let usable = set.usable_keys();
+        let kids: HashSet<String> = usable.keys.iter().map(|k| k.kid().to_string()).collect();
         if kids.is_empty() {
             return Err(Error::InvalidKeySet("no usable signing key"));
         }
-        Ok((set, kids))
-    }
-
-    /// Gives `verifier` the current set if it changed since it was last given (or always,
-    /// with `force`). Serialized, so that an older set can never overwrite a newer one.
-    fn apply(&self, verifier: &TokenVerifier, force: bool) -> Result<(), Error> {
-        let mut applied = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(good) = self.last_good() else {
-            return Ok(());
-        };
-        if !force && *applied == Some(good.generation) {
-            return Ok(());
-        }
-        verifier.set_keys(&good.set)?;
-        *applied = Some(good.generation);
-        Ok(())
-    }
-
-    fn applied_generation(&self) -> Option<u64> {
-        *self.applied.lock().unwrap_or_else(PoisonError::into_inner)
+        Ok(Good {
+            set,
+            kids,
+            skipped: usable.skipped.len(),
+            generation: 0,
+        })
     }
 }
 
 /// Verifies `token` with `verifier`, keeping its keys in step with `remote`.
 ///
-/// The verifier is given the remote set whenever it changed since the last call (its
-/// verified-token cache is reset only then). A token whose `kid` the verifier does not
-/// know triggers [`RemoteJwks::refresh_for_unknown_kid`]; if the set then changed or has
-/// that `kid`, the verifier gets it and the token is verified once more. Otherwise the
-/// answer is [`Error::UnknownKey`], also when the refetch failed (the last good set stays).
+/// The verifier is given the remote set whenever it changed since this verifier last took
+/// it (its verified-token cache is reset only then), so every verifier sharing `remote`
+/// drops a removed key at its next call after the refresh. Once the set is older than the
+/// ttl, the last good set answers while one refresh runs in the background: a slow
+/// issuer does not hold up tokens of known keys. A token whose `kid` the verifier does not
+/// know triggers [`RemoteJwks::refresh_for_unknown_kid`] and waits for it; if the set then
+/// changed, the verifier gets it and the token is verified once more. Otherwise the answer
+/// is [`Error::UnknownKey`], also when the refetch failed (the last good set stays).
 ///
 /// Fails with the fetch's error only when no set could ever be fetched.
 pub async fn verify_with_remote(
@@ -405,8 +462,8 @@ pub async fn verify_with_remote(
     remote: &RemoteJwks,
     token: &str,
 ) -> Result<VerifiedClaims, Error> {
-    remote.current().await?;
-    remote.apply(verifier, false)?;
+    let good = remote.serve().await?;
+    verifier.apply_remote(remote.id(), &good)?;
     match verifier.verify(token) {
         Err(Error::UnknownKey) => {}
         other => return other,
@@ -420,14 +477,11 @@ pub async fn verify_with_remote(
     let Some(good) = remote.last_good() else {
         return Err(Error::UnknownKey);
     };
-    let changed = remote.applied_generation() != Some(good.generation);
-    // `has_kid` with an unchanged generation means this verifier was out of step (another
-    // verifier was given the set); giving it the set once fixes that.
-    let has_kid = good.kids.contains(&kid);
-    if !changed && !has_kid {
+    // Take the newest set either way (it may drop keys); verify again only if it has the kid.
+    verifier.apply_remote(remote.id(), &good)?;
+    if !good.kids.contains(&kid) {
         return Err(Error::UnknownKey);
     }
-    remote.apply(verifier, has_kid)?;
     verifier.verify(token)
 }
 

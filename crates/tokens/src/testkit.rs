@@ -36,6 +36,9 @@ fn hash(n: u8, salt: u8) -> TokenHash {
     TokenHash(h)
 }
 
+/// Families made here live until `at(LIFETIME)`.
+const LIFETIME: u64 = 3600;
+
 fn family(id: &TokenId) -> FamilyRecord {
     FamilyRecord {
         id: id.clone(),
@@ -46,9 +49,11 @@ fn family(id: &TokenId) -> FamilyRecord {
             scopes: ScopeSet::parse_strict("mcp:read").unwrap(),
             auth_time: at(0),
             amr: AuthMethods::EMPTY,
+            acr: None,
         },
         created_at: at(0),
         last_used_at: at(0),
+        expires_at: at(LIFETIME),
         revoked: false,
     }
 }
@@ -61,6 +66,7 @@ async fn start(store: &dyn RefreshTokenStore, salt: u8) -> (TokenId, TokenHash) 
         family: id.clone(),
         issued_at: at(0),
         consumed_at: None,
+        expires_at: at(LIFETIME),
     };
     store
         .create_family(&family(&id), &record)
@@ -80,6 +86,73 @@ where
     unknown_token_is_not_found(make().as_ref()).await;
     duplicate_family_is_refused(make().as_ref()).await;
     concurrent_consumers_exactly_one_wins(make()).await;
+    pruned_families_are_gone_live_ones_are_not(make().as_ref()).await;
+}
+
+/// `prune` deletes expired families with every token (consumed or not), and nothing of a
+/// live family.
+async fn pruned_families_are_gone_live_ones_are_not(store: &dyn RefreshTokenStore) {
+    let (old, old_first) = start(store, 70).await;
+    store
+        .consume_once(&old_first, &hash(2, 70), at(5))
+        .await
+        .unwrap();
+    let live_id = TokenId::generate().unwrap();
+    let mut live = family(&live_id);
+    live.expires_at = at(LIFETIME + 1);
+    let live_first = RefreshRecord {
+        hash: hash(1, 71),
+        family: live_id.clone(),
+        issued_at: at(0),
+        consumed_at: None,
+        expires_at: at(LIFETIME + 1),
+    };
+    store.create_family(&live, &live_first).await.unwrap();
+    store
+        .consume_once(&live_first.hash, &hash(2, 71), at(5))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.prune(at(LIFETIME - 1)).await.unwrap(),
+        0,
+        "nothing expired yet"
+    );
+    assert!(store.family(&old).await.unwrap().is_some());
+    assert_eq!(store.prune(at(LIFETIME)).await.unwrap(), 1);
+    assert!(
+        store.family(&old).await.unwrap().is_none(),
+        "pruned family gone"
+    );
+    for token in [old_first, hash(2, 70)] {
+        assert_eq!(
+            store
+                .consume_once(&token, &hash(9, 70), at(LIFETIME))
+                .await
+                .unwrap(),
+            ConsumeOutcome::NotFound,
+            "a pruned family's tokens are gone"
+        );
+    }
+    assert!(
+        store.family(&live_id).await.unwrap().is_some(),
+        "live family kept"
+    );
+    // Its consumed token is still known (reuse detection) and its successor still works.
+    assert!(matches!(
+        store
+            .consume_once(&live_first.hash, &hash(3, 71), at(LIFETIME))
+            .await
+            .unwrap(),
+        ConsumeOutcome::AlreadyConsumed { .. }
+    ));
+    assert!(matches!(
+        store
+            .consume_once(&hash(2, 71), &hash(4, 71), at(LIFETIME))
+            .await
+            .unwrap(),
+        ConsumeOutcome::Consumed(_)
+    ));
 }
 
 async fn consume_returns_family_and_stores_successor(store: &dyn RefreshTokenStore) {
@@ -177,6 +250,7 @@ async fn duplicate_family_is_refused(store: &dyn RefreshTokenStore) {
         family: id.clone(),
         issued_at: at(0),
         consumed_at: None,
+        expires_at: at(LIFETIME),
     };
     assert!(store.create_family(&family(&id), &again).await.is_err());
 }

@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use mcpsec_core::TokenId;
 use mcpsec_tokens::{Error, JtiRevocation, JwkSet, KeySource, TokenVerifier};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -44,8 +43,8 @@ fn removing_a_key_flushes_the_cache() {
 struct Denylist(Mutex<HashSet<String>>);
 
 impl JtiRevocation for Denylist {
-    fn is_revoked(&self, jti: &TokenId) -> bool {
-        self.0.lock().unwrap().contains(jti.as_str())
+    fn is_revoked(&self, jti: &str) -> bool {
+        self.0.lock().unwrap().contains(jti)
     }
 }
 
@@ -86,4 +85,48 @@ fn a_failed_verification_is_never_cached() {
     assert_eq!(verifier.verify(&early).unwrap_err(), Error::NotYetValid);
     clock.advance(Duration::from_secs(60));
     assert!(verifier.verify(&early).is_ok());
+}
+
+/// Item 1 of issue 12: `SigningKeyring::remove` takes a leaked key out of the published
+/// set at once, and a verifier given that set stops answering its tokens from the cache.
+#[test]
+fn emergency_removal_of_a_leaked_key() {
+    use mcpsec_core::{Clock, KeyId};
+    use mcpsec_tokens::{Algorithm, SigningKey, SigningKeyring};
+    let clock = clock();
+    let key = |kid: &str| SigningKey::generate(KeyId::new(kid).unwrap(), Algorithm::EdDSA).unwrap();
+    let mut ring = SigningKeyring::new(key("leaked"));
+    let leaked = KeyId::new("leaked").unwrap();
+    let verifier = TokenVerifier::builder(KeySource::Static(JwkSet {
+        keys: vec![ring.current().unwrap().public_jwk()],
+    }))
+    .issuer(ISS)
+    .audience(AUD)
+    .clock(std::sync::Arc::new(clock.clone()))
+    .build()
+    .unwrap();
+    let current = ring.current().unwrap();
+    let token = forge(&current, &header(&current), &claims());
+    assert!(verifier.verify(&token).is_ok());
+    assert!(verifier.verify(&token).is_ok(), "cached");
+
+    assert_eq!(
+        ring.remove(&leaked).unwrap_err(),
+        Error::Keyring("the current key signs: rotate before removing it")
+    );
+    ring.add_next(key("fresh")).unwrap();
+    ring.rotate(clock.now(), Duration::from_secs(3600), key("after"))
+        .unwrap();
+    ring.remove(&leaked).unwrap();
+    assert!(ring.states().iter().all(|(kid, _)| kid != &leaked));
+    assert!(
+        ring.jwks()
+            .keys
+            .iter()
+            .all(|k| k.kid.as_deref() != Some("leaked"))
+    );
+    assert!(ring.remove(&leaked).is_err(), "already gone");
+
+    verifier.set_keys(&ring.jwks()).unwrap();
+    assert_eq!(verifier.verify(&token).unwrap_err(), Error::UnknownKey);
 }

@@ -169,3 +169,21 @@ fn origin_check() {
         assert_eq!(check_origin(&bad, &allowed).unwrap_err(), Error::Csrf);
     }
 }
+
+/// Item 9 of issue 12: the refresh cookie helper only writes a refresh token, never a
+/// value that could add cookie attributes.
+#[test]
+fn refresh_cookie_refuses_a_malformed_value() {
+    for bad in [
+        "mcp_rt_short",
+        "x; Domain=evil.example",
+        &format!("mcp_rt_{}; Domain=evil.example", "a".repeat(43)),
+        &format!("mcp_rt_{}", "a".repeat(42) + ";"),
+        "",
+    ] {
+        assert!(
+            refresh_cookie(&SecretString::new(bad.to_owned()), Duration::from_secs(60)).is_err(),
+            "{bad}"
+        );
+    }
+}

@@ -54,6 +54,7 @@ fn grant() -> SessionGrant {
         scopes: ScopeSet::parse_strict("mcp:read").unwrap(),
         auth_time: UNIX_EPOCH + Duration::from_secs(1_767_225_600),
         amr: AuthMethods::of(&[AuthMethod::Pwd, AuthMethod::Otp]),
+        acr: Some("urn:mcpsec:mfa".to_owned()),
     }
 }
 
@@ -260,6 +261,9 @@ impl RefreshTokenStore for Untouchable {
     async fn family(&self, _: &TokenId) -> Result<Option<FamilyRecord>, StoreError> {
         panic!("store touched")
     }
+    async fn prune(&self, _: std::time::SystemTime) -> Result<usize, StoreError> {
+        panic!("store touched")
+    }
 }
 
 #[tokio::test]
@@ -297,5 +301,114 @@ async fn unknown_well_formed_token_is_invalid() {
     assert_eq!(
         f.tokens.rotate(&unknown, None).await.unwrap_err(),
         Error::RefreshInvalid
+    );
+}
+
+/// Item 9 of issue 12: a replay inside the grace window is refused without revoking, and
+/// it is recorded: a retry and a thief racing the client look alike at this point.
+#[tokio::test]
+async fn replay_inside_the_grace_window_emits_an_event() {
+    let f = fixture(RefreshPolicy {
+        reuse_grace: Duration::from_secs(5),
+        ..RefreshPolicy::default()
+    });
+    let first = f.tokens.start(grant()).await.unwrap();
+    f.tokens
+        .rotate(first.token.expose_secret(), None)
+        .await
+        .unwrap();
+    f.clock.advance(Duration::from_secs(2));
+    assert_eq!(
+        f.tokens
+            .rotate(first.token.expose_secret(), None)
+            .await
+            .unwrap_err(),
+        Error::RefreshRaced
+    );
+    let events = f.events.events();
+    let [event] = events.as_slice() else {
+        panic!("one event expected: {events:?}");
+    };
+    assert_eq!(event.kind, EventKind::AuthnTokenReuse);
+    assert_eq!(event.reason, Some(ReasonCode::Reused));
+    assert!(!event.is_critical(), "a retry is not yet theft");
+}
+
+/// Item 7 of issue 12: refresh records end with their session. `prune` deletes families
+/// past their absolute lifetime with every token (so an authenticated client rotating in a
+/// loop cannot grow the store past its sessions' lifetimes), and keeps live ones.
+#[tokio::test]
+async fn expired_refresh_families_are_pruned() {
+    let policy = RefreshPolicy {
+        absolute_lifetime: Duration::from_secs(3600),
+        ..RefreshPolicy::default()
+    };
+    let f = fixture(policy);
+    let old = f.tokens.start(grant()).await.unwrap();
+    let mut token = old.token;
+    for _ in 0..10 {
+        token = f
+            .tokens
+            .rotate(token.expose_secret(), None)
+            .await
+            .unwrap()
+            .token;
+    }
+    f.clock.advance(Duration::from_secs(1800));
+    let live = f.tokens.start(grant()).await.unwrap();
+    let record = f.store.family(&old.family).await.unwrap().unwrap();
+    assert_eq!(
+        record.expires_at,
+        record.created_at + Duration::from_secs(3600)
+    );
+    assert_eq!(f.tokens.prune().await.unwrap(), 0);
+    f.clock.advance(Duration::from_secs(1800));
+    assert_eq!(f.tokens.prune().await.unwrap(), 1);
+    assert!(f.store.family(&old.family).await.unwrap().is_none());
+    assert!(f.store.family(&live.family).await.unwrap().is_some());
+    assert_eq!(
+        f.tokens
+            .rotate(token.expose_secret(), None)
+            .await
+            .unwrap_err(),
+        Error::RefreshInvalid
+    );
+    assert!(
+        f.tokens
+            .rotate(live.token.expose_secret(), None)
+            .await
+            .is_ok()
+    );
+}
+
+/// Item 5 of issue 12: the access token a refresh buys keeps the login's `auth_time`,
+/// `amr` and `acr`, with no host glue.
+#[tokio::test]
+async fn refresh_keeps_auth_time_amr_and_acr() {
+    let f = fixture(RefreshPolicy::default());
+    let first = f.tokens.start(grant()).await.unwrap();
+    f.clock.advance(Duration::from_secs(3 * 24 * 3600));
+    let next = f
+        .tokens
+        .rotate(first.token.expose_secret(), None)
+        .await
+        .unwrap();
+    let access = mcpsec_tokens::AccessGrant::from(&next.grant);
+    assert_eq!(access.subject, grant().subject);
+    assert_eq!(access.org, grant().org);
+    assert_eq!(access.role, grant().role);
+    assert_eq!(access.scopes, grant().scopes);
+    assert_eq!(
+        access.auth_time,
+        Some(grant().auth_time),
+        "login time, not now"
+    );
+    assert_eq!(access.amr, grant().amr);
+    assert_eq!(access.acr.as_deref(), Some("urn:mcpsec:mfa"));
+    let mut empty_acr = grant();
+    empty_acr.acr = Some(String::new());
+    assert!(
+        f.tokens.start(empty_acr).await.is_err(),
+        "acr: \"\" is refused"
     );
 }

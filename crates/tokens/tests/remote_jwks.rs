@@ -658,3 +658,119 @@ async fn debug_output_has_no_key_material() {
         .unwrap();
     assert!(!format!("{with_query:?}").contains("hunter2"));
 }
+
+/// Item 2 of issue 12: the issuer drops a key; after one refresh, every verifier sharing
+/// the remote refuses it, not only the first one to see the new set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn removed_key_reaches_every_verifier_sharing_the_remote() {
+    let (k1, k2) = (key("k1"), key("k2"));
+    let f = Fixture::new(&[&k1, &k2]).await;
+    let other = verifier(&f.remote, &f.clock).await;
+    let leaked = token(&k2, "t-leaked");
+    f.verify(&leaked).await.unwrap();
+    verify_with_remote(&other, &f.remote, &leaked)
+        .await
+        .unwrap();
+
+    f.server.reply(Reply::ok(jwks(&[&k1])));
+    f.clock.advance(DEFAULT_JWKS_TTL);
+    assert_eq!(kids(&f.remote.keys().await.unwrap()), ["k1"], "one refresh");
+    for (name, verifier) in [("first", &f.verifier), ("second", &other)] {
+        assert_eq!(
+            verify_with_remote(verifier, &f.remote, &leaked)
+                .await
+                .map(|_| ()),
+            Err(Error::UnknownKey),
+            "the {name} verifier still accepts the removed key"
+        );
+    }
+    assert_eq!(f.server.hits(), 2);
+}
+
+/// Item 4 of issue 12: once the set is stale, a token with a known `kid` is answered from
+/// the last good set while one refresh runs in the background. The issuer holds its answer:
+/// the verification must complete in one poll, without waiting for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn known_kid_does_not_wait_on_a_slow_issuer() {
+    let k1 = key("k1");
+    let f = Fixture::new(&[&k1]).await;
+    f.clock.advance(DEFAULT_JWKS_TTL);
+    f.server.hold();
+    for i in 0..3 {
+        let jti = format!("t-{i}");
+        let tok = token(&k1, &jti);
+        let verify = std::pin::pin!(f.verify(&tok));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(
+            matches!(verify.poll(&mut cx), std::task::Poll::Ready(Ok(()))),
+            "call {i} waited for the slow issuer"
+        );
+    }
+    f.server.release();
+    // `keys()` waits for the one background refresh, which leaves the set fresh.
+    assert_eq!(kids(&f.remote.keys().await.unwrap()), ["k1"]);
+    assert_eq!(f.server.hits(), 2, "one background refresh for three calls");
+}
+
+/// Item 3 of issue 12: a key the verifier cannot use (P-384, PS256) is skipped; the rest
+/// of the issuer's set is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_unsupported_key_does_not_refuse_the_remote_set() {
+    let (k1, k2) = (key("k1"), key("k2"));
+    let f = Fixture::new(&[&k1]).await;
+    let mut set = serde_json::from_slice::<serde_json::Value>(&jwks(&[&k2])).unwrap();
+    set["keys"].as_array_mut().unwrap().push(json!({
+        "kty": "EC", "crv": "P-384", "kid": "p384", "alg": "ES384", "use": "sig",
+        "x": b64(&[7u8; 48]), "y": b64(&[9u8; 48]),
+    }));
+    f.server.reply(Reply::ok(set.to_string().into_bytes()));
+    f.clock.advance(DEFAULT_JWKS_TTL);
+    assert_eq!(kids(&f.remote.keys().await.unwrap()), ["k2", "p384"]);
+    f.verify(&token(&k2, "t-new")).await.unwrap();
+    assert_eq!(
+        f.verify(&token(&k1, "t-old")).await.unwrap_err(),
+        Error::UnknownKey
+    );
+}
+
+/// Item 2 of issue 12: `reload()` of a verifier built on a remote refetches the issuer's
+/// set; it never restores the keys of build time (a removed key among them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_of_a_remote_verifier_refetches() {
+    let (k1, k2) = (key("k1"), key("k2"));
+    let f = Fixture::new(&[&k1, &k2]).await;
+    let verifier = TokenVerifier::builder(KeySource::Remote(Arc::clone(&f.remote)))
+        .issuer(ISS)
+        .audience(AUD)
+        .clock(Arc::new(f.clock.clone()))
+        .build()
+        .unwrap();
+    let leaked = token(&k2, "t-leaked");
+    verifier.verify(&leaked).unwrap();
+
+    f.server.reply(Reply::ok(jwks(&[&k1])));
+    verifier.reload().await.unwrap();
+    assert_eq!(
+        f.server.hits(),
+        2,
+        "reload fetched, though the set was fresh"
+    );
+    assert_eq!(verifier.verify(&leaked).unwrap_err(), Error::UnknownKey);
+    verifier.verify(&token(&k1, "t-ok")).unwrap();
+    // A failed reload keeps the keys it had.
+    f.server.reply(Reply::status(500, ""));
+    assert!(verifier.reload().await.is_err());
+    verifier.verify(&token(&k1, "t-still")).unwrap();
+    assert_eq!(verifier.verify(&leaked).unwrap_err(), Error::UnknownKey);
+
+    // A remote that has fetched nothing yet cannot build a verifier.
+    let unfetched = Arc::new(remote(&f.server.url(), &f.clock));
+    assert!(matches!(
+        TokenVerifier::builder(KeySource::Remote(unfetched))
+            .issuer(ISS)
+            .audience(AUD)
+            .build()
+            .unwrap_err(),
+        Error::InvalidKeySet(_)
+    ));
+}
