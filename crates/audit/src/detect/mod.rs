@@ -11,14 +11,18 @@
 //! | credential stuffing | one source fails on ≥10 distinct accounts in 10 min | high |
 //! | spraying | one account fails from ≥10 distinct sources in 10 min | high |
 //! | API key hammering | ≥5 wrong secrets for one known key id in 5 min | high |
+//! | API key stuffing | one source fails with ≥10 distinct key ids in 10 min | high |
+//! | login lock | any `authn_login_lock` (a service locked a source or account) | high |
+//! | failure limit | any `authn_login_fail_max` (an account's or key id's failure budget spent) | high |
 //! | token reuse | any refresh-token reuse | critical, at once |
 //! | rate limit | ≥5 rate-limit breaches from one source in 1 min | medium |
 //! | privilege change | any permission or role change | medium |
 //! | detector saturated | a rule had to forget a live window (state cap reached) | high |
 //!
 //! Each alert names one subject — the account, source, key id or token family the rule's
-//! definition is about (for a privilege change: the changed resource, else the account)
-//! — and the same (rule, subject) alerts at most once per dedup window. Critical alerts
+//! definition is about (for a privilege change: the changed resource, else the account;
+//! for a lock: the account, else the source, else the key id; for a failure limit: the
+//! account, else the key id, else the source) — and the same (rule, subject) alerts at most once per dedup window. Critical alerts
 //! and alerts about [`Subject::Unknown`] are never deduplicated, so one alert cannot mute
 //! another about something else. Rules never attribute one subject's events to another:
 //! failures on account A count toward A only, so a noisy attacker cannot raise an alert
@@ -84,6 +88,14 @@ pub enum Rule {
     Spraying,
     /// A known API key id with wrong secrets.
     ApiKeyHammering,
+    /// One source, many API key ids: credential stuffing against API keys, whose
+    /// failures name a key id and no account.
+    ApiKeyStuffing,
+    /// A service locked a source or an account (`authn_login_lock`).
+    LoginLock,
+    /// A service found an account's or key id's failure budget spent
+    /// (`authn_login_fail_max`).
+    FailureLimit,
     /// A refresh token used again.
     TokenReuse,
     /// Repeated rate-limit breaches.
@@ -166,6 +178,8 @@ pub struct DetectorConfig {
     pub spraying: Threshold,
     /// Wrong secrets for one API key id.
     pub api_key_hammering: Threshold,
+    /// Distinct API key ids failing from one source.
+    pub api_key_stuffing: Threshold,
     /// Rate-limit breaches from one source.
     pub rate_limit: Threshold,
     /// The same (rule, subject) alerts at most once per this window.
@@ -182,6 +196,7 @@ impl Default for DetectorConfig {
             credential_stuffing: Threshold::new(10, Duration::from_secs(10 * MIN)),
             spraying: Threshold::new(10, Duration::from_secs(10 * MIN)),
             api_key_hammering: Threshold::new(5, Duration::from_secs(5 * MIN)),
+            api_key_stuffing: Threshold::new(10, Duration::from_secs(10 * MIN)),
             rate_limit: Threshold::new(5, Duration::from_secs(MIN)),
             dedup_window: Duration::from_secs(10 * MIN),
             max_keys: 10_000,
@@ -279,6 +294,7 @@ struct State {
     stuffing: BoundedMap<IpAddr, Vec<(UserId, SystemTime)>>,
     spraying: BoundedMap<UserId, Vec<(IpAddr, SystemTime)>>,
     hammering: BoundedMap<KeyId, VecDeque<SystemTime>>,
+    key_stuffing: BoundedMap<IpAddr, Vec<(KeyId, SystemTime)>>,
     rate: BoundedMap<IpAddr, VecDeque<SystemTime>>,
     dedup: BoundedMap<(Rule, Subject), Option<SystemTime>>,
 }
@@ -306,6 +322,7 @@ impl Detector {
                 stuffing: BoundedMap::new(cap),
                 spraying: BoundedMap::new(cap),
                 hammering: BoundedMap::new(cap),
+                key_stuffing: BoundedMap::new(cap),
                 rate: BoundedMap::new(cap),
                 dedup: BoundedMap::new(cap),
             }),
@@ -398,6 +415,19 @@ impl Detector {
                     ));
                 }
             }
+            if let (Actor::ApiKey { key, .. }, Some(ip)) = (&event.actor, event.source) {
+                // Any failure counts (unknown id, wrong secret, throttled): a stuffing
+                // list mixes ids that exist with ids that do not.
+                let (seen, dropped) =
+                    state
+                        .key_stuffing
+                        .entry(ip, Vec::new, seen_weight(now, c.api_key_stuffing));
+                saturated |= dropped;
+                let n = distinct_in_window(seen, key.clone(), now, c.api_key_stuffing);
+                if n >= c.api_key_stuffing.count {
+                    raised.push((Rule::ApiKeyStuffing, Tier::High, Subject::Source(ip), n));
+                }
+            }
             if let (Actor::ApiKey { key, .. }, Some(ReasonCode::SecretMismatch)) =
                 (&event.actor, event.reason)
             {
@@ -427,6 +457,24 @@ impl Detector {
                     _ => account.clone().map_or(Subject::Unknown, Subject::Account),
                 };
                 raised.push((Rule::TokenReuse, Tier::Critical, subject, 1));
+            }
+            EventKind::AuthnLoginLock => {
+                let subject = account
+                    .clone()
+                    .map(Subject::Account)
+                    .or_else(|| event.source.map(Subject::Source))
+                    .or_else(|| api_key_of(event).map(Subject::ApiKey))
+                    .unwrap_or(Subject::Unknown);
+                raised.push((Rule::LoginLock, Tier::High, subject, 1));
+            }
+            EventKind::AuthnLoginFailMax => {
+                let subject = account
+                    .clone()
+                    .map(Subject::Account)
+                    .or_else(|| api_key_of(event).map(Subject::ApiKey))
+                    .or_else(|| event.source.map(Subject::Source))
+                    .unwrap_or(Subject::Unknown);
+                raised.push((Rule::FailureLimit, Tier::High, subject, 1));
             }
             EventKind::ExcessRateLimitExceeded => {
                 if let Some(ip) = event.source {
@@ -529,6 +577,14 @@ fn account_of(event: &SecurityEvent) -> Option<UserId> {
     match &event.actor {
         Actor::User { user } => Some(user.clone()),
         Actor::ApiKey { owner, .. } => owner.clone(),
+        _ => None,
+    }
+}
+
+/// The API key an event names.
+fn api_key_of(event: &SecurityEvent) -> Option<KeyId> {
+    match &event.actor {
+        Actor::ApiKey { key, .. } => Some(key.clone()),
         _ => None,
     }
 }
