@@ -56,6 +56,9 @@ pub struct KeySummary {
 
 impl ApiKeys {
     /// Creates a key. The plaintext is returned once, here, and never stored.
+    ///
+    /// In Argon2 mode the hash runs on the [`SlowHashPool`](crate::SlowHashPool); a full
+    /// pool refuses with [`Error::Busy`] and nothing is stored.
     pub async fn create(&self, new: NewKey) -> Result<(SecretString, ApiKeyRecord), Error> {
         self.create_as(new, KeyStatus::Active).await
     }

@@ -9,6 +9,7 @@
 use crate::format::ParsedKey;
 use crate::{Error, HashCheck, HashMode};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
@@ -25,6 +26,7 @@ pub struct SlowHashPool {
     running: Arc<Semaphore>,
     workers: usize,
     queue: usize,
+    completed: Arc<AtomicU64>,
 }
 
 impl Default for SlowHashPool {
@@ -56,6 +58,7 @@ impl SlowHashPool {
             running: Arc::new(Semaphore::new(workers)),
             workers,
             queue,
+            completed: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -74,6 +77,12 @@ impl SlowHashPool {
         self.workers
             .saturating_add(self.queue)
             .saturating_sub(self.admitted.available_permits())
+    }
+
+    /// How many jobs have run to completion since the pool was made (a metric: the slow
+    /// hashes actually spent).
+    pub fn completed(&self) -> u64 {
+        self.completed.load(Ordering::Relaxed)
     }
 
     /// Runs `work` on a blocking thread once a worker is free.
@@ -98,8 +107,10 @@ impl SlowHashPool {
             .map_err(|_| Error::Busy {
                 retry_after: BUSY_RETRY_AFTER,
             })?;
+        let completed = Arc::clone(&self.completed);
         tokio::task::spawn_blocking(move || {
             let out = work();
+            completed.fetch_add(1, Ordering::Relaxed);
             drop(running);
             drop(admitted);
             out

@@ -12,12 +12,12 @@ mod common;
 
 use common::*;
 use mcpsec_apikeys::{
-    ApiKeys, Env, Error, HashMode, KeyHasher, LockoutPolicy, MemoryApiKeyStore,
-    MemoryAttemptCounter, Source,
+    ApiKeys, AttemptCounter, AttemptState, Env, Error, HashMode, KeyHasher, LockoutPolicy,
+    MemoryApiKeyStore, MemoryAttemptCounter, SlowHashPool, Source,
 };
 use mcpsec_core::{ManualClock, MemorySink};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 fn policy(threshold: u64) -> LockoutPolicy {
     LockoutPolicy {
@@ -185,5 +185,83 @@ async fn ipv6_sources_are_grouped_by_64_by_default() {
             .await
             .unwrap_err(),
         Error::SecretMismatch
+    );
+}
+
+/// An [`AttemptCounter`] that holds every allowance increment until `n` of them have
+/// arrived, so a burst really is concurrent when the allowance is decided.
+#[derive(Debug)]
+struct BurstCounter {
+    inner: MemoryAttemptCounter,
+    barrier: tokio::sync::Barrier,
+}
+
+#[async_trait::async_trait]
+impl AttemptCounter for BurstCounter {
+    async fn record_failure(
+        &self,
+        subject: &str,
+        window: Duration,
+        now: SystemTime,
+    ) -> Result<AttemptState, mcpsec_core::Error> {
+        if subject.starts_with("slow:") {
+            self.barrier.wait().await;
+        }
+        self.inner.record_failure(subject, window, now).await
+    }
+
+    async fn release(
+        &self,
+        subject: &str,
+        window: Duration,
+        now: SystemTime,
+    ) -> Result<Option<AttemptState>, mcpsec_core::Error> {
+        self.inner.release(subject, window, now).await
+    }
+
+    async fn state(
+        &self,
+        subject: &str,
+        window: Duration,
+        now: SystemTime,
+    ) -> Result<Option<AttemptState>, mcpsec_core::Error> {
+        self.inner.state(subject, window, now).await
+    }
+}
+
+/// Item 10: the allowance is counted before hashing, so 32 concurrent wrong guesses from
+/// a throttled source spend at most the allowance in slow hashes, not 32.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_concurrent_burst_from_a_throttled_source_spends_at_most_the_allowance() {
+    const BURST: usize = 32;
+    let pool = Arc::new(SlowHashPool::new(2, BURST).unwrap());
+    let f = fixture_with(fast_argon2(), |b| {
+        b.lockout(policy(1))
+            .slow_hash_cache(Duration::ZERO, 0)
+            .slow_hash_pool(Arc::clone(&pool))
+            .throttled_slow_hash_allowance(3)
+            .attempt_counter(Arc::new(BurstCounter {
+                inner: MemoryAttemptCounter::default(),
+                barrier: tokio::sync::Barrier::new(BURST),
+            }))
+    });
+    let (key, _) = f.keys.create(new_key(Env::Live)).await.unwrap();
+    let nat = ip(66);
+    let _ = f.keys.verify("junk", &nat).await;
+    let before = pool.completed();
+    let keys = Arc::new(f.keys);
+    let wrong = wrong_secret_for(&key);
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..BURST {
+        let (keys, wrong, nat) = (Arc::clone(&keys), wrong.clone(), nat.clone());
+        burst.spawn(async move { keys.verify(&wrong, &nat).await.map(|_| ()) });
+    }
+    while let Some(done) = burst.join_next().await {
+        assert!(matches!(done.unwrap(), Err(Error::Throttled { .. })));
+    }
+    assert_eq!(
+        pool.completed() - before,
+        3,
+        "slow hashes spent by a throttled burst of {BURST} against one id"
     );
 }

@@ -2,8 +2,8 @@
 
 use crate::bench::Row;
 use mcpsec_apikeys::{
-    ApiKeys, Argon2Params, Env, Error, HashMode, KeyHasher, MemoryApiKeyStore, NewKey, Pepper,
-    Source, format,
+    ApiKeys, Argon2Params, AttemptCounter, Env, Error, HashMode, KeyHasher, MemoryApiKeyStore,
+    MemoryAttemptCounter, NewKey, Pepper, Source, format,
 };
 use mcpsec_core::{ManualClock, OrgId, SecretBytes, UserId};
 use std::hint::black_box;
@@ -50,7 +50,7 @@ fn new_key() -> Result<NewKey, Error> {
 }
 
 /// `apikeys.verify_hmac`, `apikeys.reject_bad_checksum`, `apikeys.verify_argon2_cached`,
-/// `apikeys.verify_argon2_cold`.
+/// `apikeys.verify_argon2_cold`, `apikeys.attempt_counter_new_source_100k`.
 pub(crate) fn rows() -> Result<Vec<Row>, Error> {
     let source = Source::Ip(std::net::IpAddr::from([192, 0, 2, 1]));
     let hmac_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &PEPPER);
@@ -155,5 +155,46 @@ pub(crate) fn rows() -> Result<Vec<Row>, Error> {
         checksum_row,
         argon_cached_row,
         argon_cold_row,
+        attempt_counter_row()?,
     ])
+}
+
+/// `apikeys.attempt_counter_new_source_100k`: one failure of a source never seen before,
+/// counted by a memory attempt counter already full at its default 100,000 subjects (so
+/// every call evicts), against one insert and one remove in a plain `HashMap`.
+fn attempt_counter_row() -> Result<Row, Error> {
+    const FULL: u64 = 100_000;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|_| Error::Config("runtime"))?;
+    let counter = MemoryAttemptCounter::default();
+    let window = std::time::Duration::from_secs(15 * 60);
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_767_225_600);
+    for n in 0..FULL {
+        runtime
+            .block_on(counter.record_failure(&format!("src:ip:{n}"), window, now))
+            .map_err(|_| Error::Store("attempt counter"))?;
+    }
+    let mut next = FULL;
+    let mut map: std::collections::HashMap<String, u64> =
+        (0..FULL).map(|n| (format!("src:ip:{n}"), n)).collect();
+    let mut base_next = FULL;
+    Ok(Row {
+        name: "apikeys.attempt_counter_new_source_100k",
+        baseline: "hashmap_insert_remove",
+        op: Box::new(move || {
+            next += 1;
+            let subject = format!("src:ip:{next}");
+            black_box(
+                runtime
+                    .block_on(counter.record_failure(black_box(&subject), window, now))
+                    .is_ok(),
+            );
+        }),
+        base: Box::new(move || {
+            base_next += 1;
+            map.insert(format!("src:ip:{base_next}"), base_next);
+            black_box(map.remove(&format!("src:ip:{}", base_next - FULL)));
+        }),
+    })
 }
