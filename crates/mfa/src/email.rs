@@ -478,10 +478,16 @@ impl EmailCodes {
                 attempt.give_back().await;
                 Ok(Verified::new(Factor::EmailCode))
             }
-            AttemptOutcome::Wrong | AttemptOutcome::NotFound => {
+            AttemptOutcome::Wrong => {
                 if count == self.policy.user_failure_budget {
                     self.report_budget_spent(key).await;
                 }
+                Err(Error::WrongCode)
+            }
+            // Nothing was compared: no challenge (so nothing to guess), or a dead one.
+            // Counting these would only let anyone spend a user's budget without a send.
+            AttemptOutcome::NotFound => {
+                attempt.give_back().await;
                 Err(Error::WrongCode)
             }
             AttemptOutcome::Expired => {

@@ -188,6 +188,14 @@ async fn recovery_hashes_cannot_be_copied_between_users() {
             .is_err(),
         "ada's recovery code worked for mallory after her hashes were copied"
     );
+    // The key version is bound too: a set made under version 1 does not redeem under
+    // version 2, even with the same key bytes.
+    let v2 = codes_in(store.clone()).with_key_version(2);
+    assert_eq!(
+        v2.redeem(&ada, set[1].expose_secret()).await.map(|_| ()),
+        Err(Error::InvalidRecoveryCode)
+    );
+    assert!(codes.redeem(&ada, set[1].expose_secret()).await.is_ok());
 }
 
 fn principal(methods: &[AuthMethod], at: SystemTime) -> Principal {
