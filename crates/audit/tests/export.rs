@@ -62,7 +62,8 @@ async fn login_failure_is_ocsf_authentication_and_ecs_authentication() {
     assert_eq!(ocsf["status_id"], 2);
     assert_eq!(ocsf["severity_id"], 3);
     assert_eq!(ocsf["status_code"], "secret_mismatch");
-    assert_eq!(ocsf["user"], json!({"uid": "ada"}));
+    assert_eq!(ocsf["user"], json!({"uid": "ada", "credential_uid": "k1"}));
+    assert_eq!(ocsf["service"], json!({"name": "api-1"}));
     assert_eq!(ocsf["src_endpoint"], json!({"ip": "192.0.2.7"}));
     assert_eq!(ocsf["metadata"]["sequence"], 1);
     assert_eq!(ocsf["metadata"]["uid"], all[0].hash.to_string());
@@ -115,4 +116,119 @@ async fn config_change_is_ocsf_api_activity_update() {
     assert_eq!(ecs["event"]["category"], json!(["configuration"]));
     assert_eq!(ecs["event"]["type"], json!(["change"]));
     assert_eq!(ecs["mcpsec"]["resource_id"], "cfg-1");
+}
+
+/// The required-attribute lists of OCSF 1.3.0 for the two classes the exporter emits
+/// (tests/vectors/ocsf-1.3.0-required.json says where they come from).
+fn ocsf_rules() -> serde_json::Value {
+    serde_json::from_str(include_str!("vectors/ocsf-1.3.0-required.json")).unwrap()
+}
+
+fn present(object: &serde_json::Value, attribute: &str) -> bool {
+    !object.get(attribute).is_none_or(serde_json::Value::is_null)
+}
+
+/// Checks `value` (of OCSF type `kind`, or event class `kind`) against `rules`: every
+/// required attribute present, every at_least_one group satisfied, and the same for each
+/// object-typed attribute present. Returns what is missing.
+fn ocsf_violations(
+    rules: &serde_json::Value,
+    spec: &serde_json::Value,
+    value: &serde_json::Value,
+    path: &str,
+    out: &mut Vec<String>,
+) {
+    for attribute in spec["required"].as_array().unwrap() {
+        let attribute = attribute.as_str().unwrap();
+        if !present(value, attribute) {
+            out.push(format!("{path}.{attribute} is required"));
+        }
+    }
+    for group in spec["at_least_one"].as_array().unwrap() {
+        let group: Vec<&str> = group
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        if !group.iter().any(|a| present(value, a)) {
+            out.push(format!("{path}: at least one of {group:?}"));
+        }
+    }
+    let Some(fields) = value.as_object() else {
+        return;
+    };
+    for (attribute, inner) in fields {
+        if let Some(kind) = rules["attribute_types"][attribute].as_str() {
+            let spec = &rules["objects"][kind];
+            ocsf_violations(rules, spec, inner, &format!("{path}.{attribute}"), out);
+        }
+    }
+}
+
+/// Item 28: every event kind, with every kind of actor, with and without a source
+/// address, exports with the required attributes of its OCSF class (3002: `user`, and
+/// `service` or `dst_endpoint`; 6003: `actor`, `api`, `src_endpoint`).
+#[tokio::test]
+async fn ocsf_export_carries_each_class_required_fields() {
+    let rules = ocsf_rules();
+    assert_eq!(rules["ocsf_version"], mcpsec_audit::export::OCSF_VERSION);
+    let actors = [
+        Actor::User {
+            user: UserId::new("ada").unwrap(),
+        },
+        Actor::ApiKey {
+            key: KeyId::new("k1").unwrap(),
+            owner: Some(UserId::new("ada").unwrap()),
+        },
+        Actor::ApiKey {
+            key: KeyId::new("k2").unwrap(),
+            owner: None,
+        },
+        Actor::Service {
+            service: ServiceId::new("cron").unwrap(),
+        },
+        Actor::Anonymous,
+    ];
+    let mut events = Vec::new();
+    for kind in EventKind::ALL {
+        for actor in &actors {
+            for source in [None, Some("192.0.2.7".parse().unwrap())] {
+                let mut e =
+                    SecurityEvent::new(*kind, Outcome::Failure, at()).with_actor(actor.clone());
+                if let Some(ip) = source {
+                    e = e.with_source(ip);
+                }
+                events.push(e);
+            }
+        }
+    }
+    let mut violations = Vec::new();
+    for record in records(events).await.iter().filter(|r| r.event().is_some()) {
+        let ocsf = to_ocsf(record).unwrap();
+        let class = ocsf["class_uid"].to_string();
+        let spec = &rules["classes"][&class];
+        assert!(spec.is_object(), "class {class} has no rules");
+        let mut found = Vec::new();
+        ocsf_violations(&rules, spec, &ocsf, &class, &mut found);
+        if !found.is_empty() {
+            violations.push(format!(
+                "{} by {:?}: {}",
+                record.event().unwrap().kind,
+                record.event().unwrap().actor,
+                found.join("; ")
+            ));
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "{} exports miss required OCSF fields, e.g.:\n{}",
+        violations.len(),
+        violations
+            .iter()
+            .take(6)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
