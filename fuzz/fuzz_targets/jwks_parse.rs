@@ -1,6 +1,8 @@
 //! JWK set parsing on arbitrary bytes: never panics, refuses documents over 64 KiB, and a
 //! set that parses yields its verifying keys (or an error) without panicking and
-//! round-trips through `to_json` to an equal set.
+//! round-trips through `to_json` to an equal set. Its usable keys and skipped keys account
+//! for no more keys than the set has, and the all-or-nothing form succeeds exactly when
+//! nothing was skipped.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -13,7 +15,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     if let Ok(set) = parsed {
-        let _ = set.verifying_keys();
+        let usable = set.usable_keys();
+        assert!(usable.keys.len() + usable.skipped.len() <= set.keys.len());
+        assert_eq!(set.verifying_keys().is_ok(), usable.skipped.is_empty());
         let json = set.to_json();
         let back = JwkSet::parse(json.as_bytes()).expect("a parsed set's own JSON parses");
         assert_eq!(back, set, "to_json round-trips to an equal set");

@@ -3,6 +3,12 @@
 //! token signed at setup (the fuzzer cannot forge an Ed25519 signature). Short inputs are
 //! also spliced, base64url-encoded, into that token's payload: the result must be refused
 //! unless it is byte-for-byte the original token.
+//!
+//! Signing oracle: the input is also signed, as the payload, with the verifier's own key
+//! under a valid header, so claim parsing is fuzzed past the signature. Whatever verifies
+//! must keep the verifier's promises: the configured issuer and audience, not expired,
+//! `iat` not in the future, `sub`/`org`/`jti` non-empty, capped and free of control
+//! characters, and a payload that is a JSON object without duplicate members.
 #![no_main]
 
 use base64::Engine;
@@ -11,9 +17,11 @@ use libfuzzer_sys::fuzz_target;
 use mcpsec_access::{Role, ScopeSet};
 use mcpsec_core::{KeyId, ManualClock, OrgId, SharedClock, UserId};
 use mcpsec_tokens::{
-    AccessGrant, Algorithm, KeySource, SigningKey, SigningKeyring, TokenIssuer, TokenVerifier,
+    AccessGrant, Algorithm, DEFAULT_LEEWAY, KeySource, MAX_CLAIM_ID_LEN, SigningKey,
+    SigningKeyring, TokenIssuer, TokenVerifier, VerifiedClaims,
 };
 use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, UNIX_EPOCH};
 
 const ISSUER: &str = "https://auth.fuzz.example";
 const AUDIENCE: &str = "mcp";
@@ -24,6 +32,8 @@ const MAX_SPLICE: usize = 256;
 
 struct Setup {
     verifier: TokenVerifier,
+    /// The verifier's own key, for the signing oracle.
+    key: Arc<SigningKey>,
     token: String,
     header_b64: String,
     signature_b64: String,
@@ -37,6 +47,7 @@ fn setup() -> &'static Setup {
             .expect("Ed25519 key generation");
         let keyring = Arc::new(RwLock::new(SigningKeyring::new(key)));
         let jwks = keyring.read().unwrap().jwks();
+        let key = keyring.read().unwrap().current().expect("current key");
         let issuer = TokenIssuer::builder(keyring)
             .issuer(ISSUER)
             .audience(AUDIENCE)
@@ -66,6 +77,7 @@ fn setup() -> &'static Setup {
             panic!("issued token is not three parts: {token}");
         };
         Setup {
+            key,
             header_b64: header_b64.to_owned(),
             signature_b64: signature_b64.to_owned(),
             verifier,
@@ -74,8 +86,51 @@ fn setup() -> &'static Setup {
     })
 }
 
+/// What every token that verified must satisfy, whatever its payload said.
+fn check_verified(claims: &VerifiedClaims) {
+    let now = UNIX_EPOCH + Duration::from_secs(NOW);
+    // One second of slack: fractional NumericDates are rounded to nanoseconds.
+    let slack = DEFAULT_LEEWAY + Duration::from_secs(1);
+    assert_eq!(claims.issuer(), ISSUER);
+    assert!(claims.expires_at() + slack > now, "expired token verified");
+    assert!(claims.issued_at() <= now + slack, "future iat verified");
+    for id in [Some(claims.subject()), claims.org(), claims.jti()]
+        .into_iter()
+        .flatten()
+    {
+        assert!(!id.is_empty() && id.len() <= MAX_CLAIM_ID_LEN, "{id:?}");
+        assert!(!id.chars().any(char::is_control), "{id:?}");
+    }
+    if let Some(acr) = claims.acr() {
+        assert!(!acr.is_empty());
+    }
+    let audience_ok = match claims.payload().get("aud") {
+        Some(serde_json::Value::String(aud)) => aud == AUDIENCE,
+        Some(serde_json::Value::Array(auds)) => auds.iter().any(|a| a == AUDIENCE),
+        _ => false,
+    };
+    assert!(audience_ok, "token without our audience verified");
+    // Principal construction never panics; it may refuse outside identifiers.
+    let _ = claims.principal();
+}
+
 fuzz_target!(|data: &[u8]| {
     let setup = setup();
+
+    // Signing oracle: the input as a payload, signed with the verifier's own key.
+    let mut signed = format!("{}.", setup.header_b64);
+    URL_SAFE_NO_PAD.encode_string(data, &mut signed);
+    if let Ok(signature) = setup.key.sign(signed.as_bytes()) {
+        signed.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, &mut signed);
+        if let Ok(claims) = setup.verifier.verify(&signed) {
+            assert!(
+                serde_json::from_slice::<serde_json::Value>(data).is_ok_and(|v| v.is_object()),
+                "a payload that is not a JSON object verified"
+            );
+            check_verified(&claims);
+        }
+    }
 
     if let Ok(input) = std::str::from_utf8(data)
         && setup.verifier.verify(input).is_ok()

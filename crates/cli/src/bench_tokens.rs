@@ -142,6 +142,7 @@ pub(crate) fn refresh_row() -> Result<Row, Error> {
         scopes: ScopeSet::ALL,
         auth_time: std::time::UNIX_EPOCH,
         amr: mcpsec_access::AuthMethods::EMPTY,
+        acr: None,
     };
     let mut current = runtime.block_on(tokens.start(grant))?.token;
     Ok(Row {

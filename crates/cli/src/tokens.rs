@@ -269,14 +269,16 @@ fn verify_remote(url: &str, iss: &str, aud: &str, token: &str) -> Result<Verifie
         .build()
         .map_err(|e| usage(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async {
-        let remote = mcpsec_tokens::RemoteJwks::builder(url)
-            .build()
-            .map_err(|e| usage(format!("--jwks: {e}")))?;
-        let keys = remote
+        let remote = Arc::new(
+            mcpsec_tokens::RemoteJwks::builder(url)
+                .build()
+                .map_err(|e| usage(format!("--jwks: {e}")))?,
+        );
+        remote
             .keys()
             .await
             .map_err(|e| usage(format!("--jwks: {e}")))?;
-        let verifier = TokenVerifier::builder(KeySource::Static(keys))
+        let verifier = TokenVerifier::builder(KeySource::Remote(Arc::clone(&remote)))
             .issuer(iss)
             .audience(aud)
             .build()

@@ -50,6 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         scopes: ScopeSet::parse_strict("mcp:write user:token")?,
         auth_time: clock.now(),
         amr: AuthMethods::of(&[AuthMethod::Pwd, AuthMethod::Otp]),
+        acr: None,
     };
     let refresh = RefreshTokens::new(
         Arc::new(MemoryRefreshStore::new()),
@@ -58,7 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         RefreshPolicy::default(),
     );
     let login = refresh.start(session.clone()).await?;
-    let access = issuer.issue(&grant_for(&session))?;
+    let access = issuer.issue(&AccessGrant::from(&session))?;
 
     // A request: verify, then decide.
     let principal = verifier.verify(&access)?.principal()?;
@@ -97,7 +98,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         SigningKey::generate(KeyId::new("2026-03")?, Algorithm::RS256)?,
     )?;
     verifier.set_keys(&ring.read().map_err(|_| "keyring lock poisoned")?.jwks())?;
-    let new_access = issuer.issue(&grant_for(&session))?;
+    let new_access = issuer.issue(&AccessGrant::from(&session))?;
     println!(
         "new tokens are signed by {}",
         verifier.verify(&new_access)?.kid()
@@ -107,13 +108,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         verifier.verify(&access).is_ok()
     );
     Ok(())
-}
-
-fn grant_for(session: &SessionGrant) -> AccessGrant {
-    let mut grant = AccessGrant::new(session.subject.clone(), session.scopes);
-    grant.org = session.org.clone();
-    grant.role = session.role;
-    grant.auth_time = Some(session.auth_time);
-    grant.amr = session.amr;
-    grant
 }
