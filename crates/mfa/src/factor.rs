@@ -34,8 +34,9 @@ pub enum Factor {
 }
 
 impl Factor {
-    /// The `amr` values this factor establishes (see the module table).
-    pub fn amr(self, user_verified: bool) -> AuthMethods {
+    /// The `amr` values this factor establishes (see the module table); `user_verified`
+    /// matters for passkeys only.
+    pub(crate) fn amr(self, user_verified: bool) -> AuthMethods {
         match self {
             Factor::Totp | Factor::RecoveryCode => AuthMethods::of(&[AuthMethod::Otp]),
             Factor::EmailCode => AuthMethods::of(&[AuthMethod::Email]),
@@ -57,6 +58,8 @@ pub struct Verified {
 }
 
 impl Verified {
+    /// For the code factors; a passkey's `amr` depends on user verification and is
+    /// reported in `PasskeyAuthenticated::methods`.
     pub(crate) fn new(factor: Factor) -> Self {
         Self {
             factor,
