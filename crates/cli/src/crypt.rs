@@ -200,8 +200,8 @@ pub fn decrypt(
     let ciphertext = binary_form(input).map_err(invalid)?;
     let header = format::inspect(&ciphertext).map_err(|e| CliError::Invalid(e.to_string()))?;
     let context = parse_context(header.category.as_str(), context).map_err(invalid)?;
-    crypt
-        .decrypt(&ciphertext, &context)
+    runtime
+        .block_on(crypt.decrypt(&ciphertext, &context))
         .map_err(|e| CliError::Invalid(e.to_string()))
 }
 

@@ -404,8 +404,22 @@ impl FieldCrypt {
     }
 
     /// Decrypts a binary ciphertext written for the same context.
-    pub fn decrypt(&self, ciphertext: &[u8], context: &SealContext) -> Result<SecretBytes, Error> {
-        self.decrypt_in(Domain::Field, ciphertext, context)
+    ///
+    /// Every failure is also recorded as a `sys_crypto_fail` event (resource: the
+    /// context's category; reason `malformed` or `decrypt_failed`) in the builder's
+    /// [event sink](FieldCryptBuilder::events), as [`Sealer::open`](mcpsec_core::Sealer::open)
+    /// does: a burst of them is tampering or a key problem. A sink that refuses the event
+    /// does not change the result; the refusal is logged (see [`mcpsec_core::emit`]).
+    pub async fn decrypt(
+        &self,
+        ciphertext: &[u8],
+        context: &SealContext,
+    ) -> Result<SecretBytes, Error> {
+        let result = self.decrypt_in(Domain::Field, ciphertext, context);
+        if let Err(error) = &result {
+            self.record_failure(context.category(), error).await;
+        }
+        result
     }
 
     fn decrypt_in(
@@ -450,10 +464,19 @@ impl FieldCrypt {
         Ok(SecretBytes::new(plaintext))
     }
 
-    /// Decrypts the text form.
-    pub fn decrypt_text(&self, text: &str, context: &SealContext) -> Result<SecretBytes, Error> {
-        let bytes = format::from_text(text)?;
-        self.decrypt(&bytes, context)
+    /// Decrypts the text form (failures recorded as for [`FieldCrypt::decrypt`]).
+    pub async fn decrypt_text(
+        &self,
+        text: &str,
+        context: &SealContext,
+    ) -> Result<SecretBytes, Error> {
+        match format::from_text(text) {
+            Ok(bytes) => self.decrypt(&bytes, context).await,
+            Err(error) => {
+                self.record_failure(context.category(), &error).await;
+                Err(error)
+            }
+        }
     }
 
     /// Whether a ciphertext is already under its category's primary key (so a rewrap job
@@ -785,17 +808,33 @@ impl FieldCrypt {
 
     /// Decrypts a field sealed by [`FieldCrypt::encrypt_for_subject`] (or an ordinary one,
     /// which is passed to [`FieldCrypt::decrypt`]). A shredded subject's data fails with
-    /// [`Error::Shredded`].
+    /// [`Error::Shredded`]. Other failures are recorded as for [`FieldCrypt::decrypt`]
+    /// (reading shredded data is the expected outcome of an erasure, not a crypto failure).
     pub async fn decrypt_for_subject(
         &self,
         subject: &Subject,
         ciphertext: &[u8],
         context: &SealContext,
     ) -> Result<SecretBytes, Error> {
-        let parsed = format::parse(ciphertext)?;
-        if !parsed.subject_keyed {
-            return self.decrypt(ciphertext, context);
+        match format::parse(ciphertext) {
+            Ok(parsed) if !parsed.subject_keyed => return self.decrypt(ciphertext, context).await,
+            _ => {}
         }
+        let result = self.open_for_subject(subject, ciphertext, context).await;
+        match &result {
+            Err(Error::Shredded) | Ok(_) => {}
+            Err(error) => self.record_failure(context.category(), error).await,
+        }
+        result
+    }
+
+    async fn open_for_subject(
+        &self,
+        subject: &Subject,
+        ciphertext: &[u8],
+        context: &SealContext,
+    ) -> Result<SecretBytes, Error> {
+        let parsed = format::parse(ciphertext)?;
         if parsed.category != context.category() {
             return Err(Error::WrongCategory);
         }
@@ -917,16 +956,23 @@ impl FieldCrypt {
         Ok(progress)
     }
 
-    pub(crate) async fn record_failure(&self, category: &str) {
+    async fn record_failure(&self, category: &str, error: &Error) {
         let Ok(label) = mcpsec_core::Label::new(category) else {
             return;
+        };
+        let reason = match error {
+            Error::Malformed(_) | Error::TooLarge(_) | Error::UnsupportedVersion(_) => {
+                ReasonCode::Malformed
+            }
+            _ => ReasonCode::DecryptFailed,
         };
         let event =
             SecurityEvent::new(EventKind::SysCryptoFail, Outcome::Failure, self.clock.now())
                 .with_resource(label, None)
-                .with_reason(ReasonCode::DecryptFailed);
-        // A failed open is already an error to the caller; a sink outage must not mask it.
-        let _ = self.events.record(event).await;
+                .with_reason(reason);
+        // A failed open is already an error to the caller; a sink outage must not mask
+        // it, and is logged rather than discarded.
+        mcpsec_core::emit(&*self.events, event).await;
     }
 }
 
@@ -964,12 +1010,9 @@ impl mcpsec_core::Sealer for FieldCrypt {
         sealed: &[u8],
         context: &SealContext,
     ) -> Result<SecretBytes, mcpsec_core::Error> {
-        match self.decrypt(sealed, context) {
-            Ok(plaintext) => Ok(plaintext),
-            Err(_) => {
-                self.record_failure(context.category()).await;
-                Err(mcpsec_core::Error::Open)
-            }
-        }
+        // `decrypt` records the failure.
+        self.decrypt(sealed, context)
+            .await
+            .map_err(|_| mcpsec_core::Error::Open)
     }
 }

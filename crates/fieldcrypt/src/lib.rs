@@ -5,7 +5,8 @@
 //! the field's location bound as associated data, key rotation with a resumable re-encryption
 //! job, blind indexes for equality search, and crypto-shredding.
 //!
-//! - [`FieldCrypt`]: `encrypt(plaintext, &SealContext)` / `decrypt(ciphertext, &SealContext)`.
+//! - [`FieldCrypt`]: `encrypt(plaintext, &SealContext)` / `decrypt(ciphertext, &SealContext)`
+//!   (async: a failure is recorded as a `sys_crypto_fail` event).
 //!   The context (category, table, column, row, optional tenant) is required; a ciphertext
 //!   copied to another row, column or tenant fails to decrypt. Implements core's
 //!   [`Sealer`](mcpsec_core::Sealer), which the MFA and token crates use.
@@ -27,6 +28,8 @@
 //! use mcpsec_core::{SealContext, SecretBytes};
 //! use mcpsec_fieldcrypt::{Category, Error, FieldCrypt, KeyVersion, KeyringSpec};
 //!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let pii = Category::new("pii")?;
 //! let crypt = FieldCrypt::builder()
 //!     .keyring(KeyringSpec {
@@ -41,12 +44,14 @@
 //! let here = SealContext::new("pii", "users", "phone", "user-42")?;
 //! let stored = crypt.encrypt_text(b"+44 20 7946 0000", &here)?;
 //! assert!(stored.starts_with("mcpsec:fc1:"));
-//! assert_eq!(crypt.decrypt_text(&stored, &here)?.expose_secret(), b"+44 20 7946 0000");
+//! assert_eq!(crypt.decrypt_text(&stored, &here).await?.expose_secret(), b"+44 20 7946 0000");
 //!
 //! // The same ciphertext pasted into another row does not decrypt.
 //! let elsewhere = SealContext::new("pii", "users", "phone", "user-43")?;
-//! assert!(matches!(crypt.decrypt_text(&stored, &elsewhere), Err(Error::Decrypt)));
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! // Failures are also recorded as `sys_crypto_fail` events (`FieldCryptBuilder::events`).
+//! assert!(matches!(crypt.decrypt_text(&stored, &elsewhere).await, Err(Error::Decrypt)));
+//! # Ok(())
+//! # }
 //! ```
 #![forbid(unsafe_code)]
 #![cfg_attr(

@@ -251,12 +251,12 @@ impl<P: KeyProvider> AuditedKeyProvider<P> {
         }
     }
 
-    async fn record(
+    fn event(
         &self,
         kind: EventKind,
         outcome: Outcome,
         context: &WrapContext,
-    ) -> Result<(), Error> {
+    ) -> Result<SecurityEvent, Error> {
         let kind_label = Label::new(match context.purpose {
             KeyPurpose::Data => "data_key",
             KeyPurpose::BlindIndex => "blind_index_key",
@@ -269,6 +269,16 @@ impl<P: KeyProvider> AuditedKeyProvider<P> {
         if outcome == Outcome::Failure {
             event = event.with_reason(ReasonCode::DecryptFailed);
         }
+        Ok(event)
+    }
+
+    async fn record(
+        &self,
+        kind: EventKind,
+        outcome: Outcome,
+        context: &WrapContext,
+    ) -> Result<(), Error> {
+        let event = self.event(kind, outcome, context)?;
         // Access to key material that cannot be recorded does not happen.
         self.events
             .record(event)
@@ -297,9 +307,10 @@ impl<P: KeyProvider> KeyProvider for AuditedKeyProvider<P> {
                 Ok(key)
             }
             Err(error) => {
-                let _ = self
-                    .record(EventKind::SysCryptoFail, Outcome::Failure, context)
-                    .await;
+                // The unwrap failed either way; a refused event is logged, not discarded.
+                if let Ok(event) = self.event(EventKind::SysCryptoFail, Outcome::Failure, context) {
+                    mcpsec_core::emit(&*self.events, event).await;
+                }
                 Err(error)
             }
         }

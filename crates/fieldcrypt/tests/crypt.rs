@@ -17,6 +17,32 @@ use mcpsec_fieldcrypt::{
 use proptest::prelude::*;
 use std::sync::Arc;
 
+/// Decryption from synchronous tests and property tests: the sinks used here answer at
+/// once, so the future is ready on its first poll.
+trait DecryptNow {
+    fn decrypt_now(&self, ciphertext: &[u8], context: &SealContext) -> Result<SecretBytes, Error>;
+    fn decrypt_text_now(&self, text: &str, context: &SealContext) -> Result<SecretBytes, Error>;
+}
+
+fn ready<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("the event sink waited"),
+    }
+}
+
+impl DecryptNow for FieldCrypt {
+    fn decrypt_now(&self, ciphertext: &[u8], context: &SealContext) -> Result<SecretBytes, Error> {
+        ready(self.decrypt(ciphertext, context))
+    }
+
+    fn decrypt_text_now(&self, text: &str, context: &SealContext) -> Result<SecretBytes, Error> {
+        ready(self.decrypt_text(text, context))
+    }
+}
+
 fn key(byte: u8) -> SecretBytes {
     SecretBytes::new(vec![byte; 32])
 }
@@ -58,14 +84,14 @@ fn round_trip_in_both_forms() {
     for plaintext in [&b""[..], b"x", &[7u8; 4096]] {
         let sealed = crypt.encrypt(plaintext, &here).unwrap();
         assert_eq!(
-            crypt.decrypt(&sealed, &here).unwrap().expose_secret(),
+            crypt.decrypt_now(&sealed, &here).unwrap().expose_secret(),
             plaintext
         );
         let text = crypt.encrypt_text(plaintext, &here).unwrap();
         assert!(format::is_text_ciphertext(&text));
         assert_eq!(
             crypt
-                .decrypt_text(&format!("{text}\n"), &here)
+                .decrypt_text_now(&format!("{text}\n"), &here)
                 .unwrap()
                 .expose_secret(),
             plaintext
@@ -91,7 +117,7 @@ fn every_single_bit_flip_is_rejected() {
             let mut flipped = sealed.clone();
             flipped[bit / 8] ^= 1 << (bit % 8);
             assert!(
-                crypt.decrypt(&flipped, &here).is_err(),
+                crypt.decrypt_now(&flipped, &here).is_err(),
                 "{}: flip of bit {bit} was accepted",
                 crypt.backend()
             );
@@ -99,13 +125,13 @@ fn every_single_bit_flip_is_rejected() {
         // Truncation and extension too.
         for len in 0..sealed.len() {
             assert!(
-                crypt.decrypt(&sealed[..len], &here).is_err(),
+                crypt.decrypt_now(&sealed[..len], &here).is_err(),
                 "truncated to {len}"
             );
         }
         let mut longer = sealed.clone();
         longer.push(0);
-        assert!(crypt.decrypt(&longer, &here).is_err());
+        assert!(crypt.decrypt_now(&longer, &here).is_err());
 
         // The text form: every character replaced by another of the alphabet.
         let text = format::to_text(&sealed);
@@ -116,7 +142,7 @@ fn every_single_bit_flip_is_rejected() {
             bytes[at] = *alphabet.iter().find(|&&c| c != original).unwrap();
             let edited = String::from_utf8(bytes).unwrap();
             assert!(
-                crypt.decrypt_text(&edited, &here).is_err(),
+                crypt.decrypt_text_now(&edited, &here).is_err(),
                 "text edit at {at} was accepted"
             );
         }
@@ -178,7 +204,7 @@ fn context_swaps_are_rejected() {
     ];
     for other in &others {
         assert!(
-            matches!(crypt.decrypt(&sealed, other), Err(Error::Decrypt)),
+            matches!(crypt.decrypt_now(&sealed, other), Err(Error::Decrypt)),
             "{other:?}"
         );
     }
@@ -187,7 +213,7 @@ fn context_swaps_are_rejected() {
         .with_tenant("acme")
         .unwrap();
     assert!(matches!(
-        crypt.decrypt(&sealed, &other_category),
+        crypt.decrypt_now(&sealed, &other_category),
         Err(Error::WrongCategory)
     ));
 }
@@ -208,19 +234,19 @@ fn header_edits_are_detected() {
     assert_eq!(format::inspect(&relabelled).unwrap().key_version, 1);
     // The key id still names version 2's key: caught before any decryption.
     assert!(matches!(
-        crypt.decrypt(&relabelled, &here),
+        crypt.decrypt_now(&relabelled, &here),
         Err(Error::KeyMismatch { version: 1, .. })
     ));
     // An edited key id (or any other header byte) fails authentication.
     let mut edited = sealed.clone();
     edited[3 + "pii".len() + 4] ^= 1;
     assert!(matches!(
-        crypt.decrypt(&edited, &here),
+        crypt.decrypt_now(&edited, &here),
         Err(Error::KeyMismatch { .. })
     ));
     let mut flagless = sealed.clone();
     flagless[1] = 0;
-    assert!(crypt.decrypt(&flagless, &here).is_err());
+    assert!(crypt.decrypt_now(&flagless, &here).is_err());
 }
 
 #[test]
@@ -236,19 +262,19 @@ fn unknown_and_oversized_inputs_are_typed_errors() {
         Err(Error::UnknownCategory(_))
     ));
     assert!(matches!(
-        crypt.decrypt(&[], &here),
+        crypt.decrypt_now(&[], &here),
         Err(Error::Malformed(_))
     ));
     assert!(matches!(
-        crypt.decrypt(&[9, 0, 0], &here),
+        crypt.decrypt_now(&[9, 0, 0], &here),
         Err(Error::UnsupportedVersion(9))
     ));
     assert!(matches!(
-        crypt.decrypt_text("mcpsec:fc1:!!!", &here),
+        crypt.decrypt_text_now("mcpsec:fc1:!!!", &here),
         Err(Error::Malformed(_))
     ));
     assert!(matches!(
-        crypt.decrypt_text("plain", &here),
+        crypt.decrypt_text_now("plain", &here),
         Err(Error::Malformed(_))
     ));
 }
@@ -275,7 +301,7 @@ fn rotation_keeps_old_versions_readable_until_the_minimum_is_raised() {
     let new = crypt.encrypt(b"v2 data", &here).unwrap();
     assert_eq!(format::inspect(&new).unwrap().key_version, 2);
     assert_eq!(
-        crypt.decrypt(&old, &here).unwrap().expose_secret(),
+        crypt.decrypt_now(&old, &here).unwrap().expose_secret(),
         b"v1 data"
     );
     assert!(!crypt.is_current(&old).unwrap());
@@ -287,11 +313,11 @@ fn rotation_keeps_old_versions_readable_until_the_minimum_is_raised() {
 
     crypt.set_min_decrypt(&pii, 2).unwrap();
     assert!(matches!(
-        crypt.decrypt(&old, &here),
+        crypt.decrypt_now(&old, &here),
         Err(Error::KeyVersionRetired { version: 1, .. })
     ));
     assert_eq!(
-        crypt.decrypt(&moved, &here).unwrap().expose_secret(),
+        crypt.decrypt_now(&moved, &here).unwrap().expose_secret(),
         b"v1 data"
     );
     // Versions never go backwards.
@@ -321,7 +347,7 @@ fn a_version_the_keyring_never_had_is_unknown() {
         .unwrap();
     let sealed = writer.encrypt(b"x", &ctx("1")).unwrap();
     assert!(matches!(
-        reader.decrypt(&sealed, &ctx("1")),
+        reader.decrypt_now(&sealed, &ctx("1")),
         Err(Error::UnknownKeyVersion { version: 5, .. })
     ));
 }
@@ -518,11 +544,11 @@ fn backends_produce_identical_bytes_and_read_each_other() {
     let a = rust.encrypt(b"from rustcrypto", &here).unwrap();
     let b = aws.encrypt(b"from aws-lc", &here).unwrap();
     assert_eq!(
-        aws.decrypt(&a, &here).unwrap().expose_secret(),
+        aws.decrypt_now(&a, &here).unwrap().expose_secret(),
         b"from rustcrypto"
     );
     assert_eq!(
-        rust.decrypt(&b, &here).unwrap().expose_secret(),
+        rust.decrypt_now(&b, &here).unwrap().expose_secret(),
         b"from aws-lc"
     );
 }
@@ -623,16 +649,16 @@ proptest! {
         let here = ctx(&row);
         let sealed = crypt.encrypt(&plaintext, &here).unwrap();
         prop_assert_eq!(sealed.len(), plaintext.len() + 3 + 3 + 4 + 8 + 12 + 16);
-        let opened = crypt.decrypt(&sealed, &here).unwrap();
+        let opened = crypt.decrypt_now(&sealed, &here).unwrap();
         prop_assert_eq!(opened.expose_secret(), &plaintext[..]);
     }
 
     #[test]
     fn arbitrary_input_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         let crypt = crypt_with(CryptoProvider::default());
-        let _ = crypt.decrypt(&bytes, &ctx("1"));
+        let _ = crypt.decrypt_now(&bytes, &ctx("1"));
         let _ = format::inspect(&bytes);
-        let _ = crypt.decrypt_text(&String::from_utf8_lossy(&bytes), &ctx("1"));
+        let _ = crypt.decrypt_text_now(&String::from_utf8_lossy(&bytes), &ctx("1"));
     }
 }
 
@@ -656,10 +682,10 @@ proptest! {
         let here = ctx("big");
         // Written by one backend, read by the other, both ways.
         let sealed = rust.encrypt(&plaintext, &here).unwrap();
-        let opened = aws.decrypt(&sealed, &here).unwrap();
+        let opened = aws.decrypt_now(&sealed, &here).unwrap();
         prop_assert_eq!(opened.expose_secret(), &plaintext[..]);
         let text = aws.encrypt_text(&plaintext, &here).unwrap();
-        let opened = rust.decrypt_text(&text, &here).unwrap();
+        let opened = rust.decrypt_text_now(&text, &here).unwrap();
         prop_assert_eq!(opened.expose_secret(), &plaintext[..]);
     }
 }
@@ -672,9 +698,28 @@ fn the_largest_plaintext_round_trips_in_both_forms() {
     assert!(text.len() <= format::MAX_TEXT);
     assert_eq!(
         crypt
-            .decrypt_text(&text, &ctx("max"))
+            .decrypt_text_now(&text, &ctx("max"))
             .unwrap()
             .expose_secret(),
         &plaintext[..]
     );
+}
+
+#[tokio::test]
+async fn decrypt_failures_emit_sys_crypto_fail() {
+    let sink = Arc::new(mcpsec_core::MemorySink::new());
+    let crypt = FieldCrypt::builder()
+        .keyring(spec("pii", &[1], 1, 1))
+        .events(sink.clone())
+        .build()
+        .unwrap();
+    let here = ctx("1");
+    let mut sealed = crypt.encrypt(b"secret", &here).unwrap();
+    let last = sealed.len() - 1;
+    sealed[last] ^= 1;
+    let result = crypt.decrypt(&sealed, &here).await;
+    assert!(matches!(result, Err(Error::Decrypt)));
+    let events = sink.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].kind, mcpsec_core::EventKind::SysCryptoFail);
 }

@@ -124,14 +124,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         done.progress.rewrapped, done.progress.current, done.done
     );
     keyset.set_min_decrypt(&pii, version, Some(&crypt))?;
-    for row in users
+    let stored = users
         .0
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .iter()
-    {
+        .clone();
+    for row in &stored {
         let header = format::inspect(&row.ciphertext)?;
-        let email = crypt.decrypt(&row.ciphertext, &row.context)?;
+        let email = crypt.decrypt(&row.ciphertext, &row.context).await?;
         println!(
             "  {} -> key version {}, {} bytes of plaintext",
             row.cursor,
@@ -147,7 +147,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
     if let (Some(first), Some(second)) = (rows.first(), rows.get(1)) {
-        let moved = crypt.decrypt(&first.ciphertext, &second.context);
+        let moved = crypt.decrypt(&first.ciphertext, &second.context).await;
         println!(
             "u1's email pasted into u2's row: {}",
             moved.err().map(|e| e.to_string()).unwrap_or_default()
