@@ -86,10 +86,10 @@ pub trait JtiRevocation: Send + Sync + std::fmt::Debug {
 }
 
 /// The verifier's keys and what the cache is valid for. Every change of the keys goes
-/// through [`TokenVerifier::replace_keys`], which bumps `generation` and resets the cache
-/// while holding the write lock.
+/// through `install`, which bumps `generation`, followed by a cache reset to that
+/// generation, both under the write lock (`replace_keys`, `apply_remote`).
 #[derive(Debug, Default)]
-pub(crate) struct KeyTable {
+struct KeyTable {
     keys: HashMap<String, VerifyingKey>,
     generation: u64,
     /// Signing keys of the current set this verifier cannot use.
