@@ -1,7 +1,7 @@
 //! The AEAD backend, chosen once like rustls's `CryptoProvider`.
 //!
 //! [`CryptoProvider::rust_crypto`] (the default) uses the `aes-gcm` crate;
-//! [`CryptoProvider::aws_lc`] (feature `aws-lc`) uses aws-lc-rs. Both compute AES-256-GCM,
+//! `CryptoProvider::aws_lc` (feature `aws-lc`) uses aws-lc-rs. Both compute AES-256-GCM,
 //! so for the same key, nonce, associated data and plaintext they produce the same bytes:
 //! data written by one is read by the other (the tests check it).
 

@@ -19,8 +19,12 @@
 //!   [`LocalMasterKey`] and [`LocalKeyset`] are the local implementation (a keyset file,
 //!   mode 0600, whose keys are wrapped by a master key from `MCPSEC_MASTER_KEY` or a key
 //!   file). [`LocalKeyset::rotate`] adds a primary version; [`rewrap::Rewrap`] moves old data
-//!   onto it; [`LocalKeyset::set_min_decrypt`] then retires the old versions.
-//! - [`budget`]: at most 2^32 random nonces per key version, counted and persisted coarsely.
+//!   onto it; [`LocalKeyset::set_min_decrypt`] then retires the old versions and
+//!   [`LocalKeyset::destroy_version`] erases them. An older copy of the keyset put back in
+//!   place is refused ([`Error::Rollback`]), and a key version number reused with another
+//!   key is reported as [`Error::KeyMismatch`].
+//! - [`budget`]: at most 2^32 random nonces per key version, counted and persisted in
+//!   growing blocks; [`FieldCrypt::release_reservations`] on a clean shutdown.
 //! - [`blind`]: keyed, truncated HMAC indexes, with their leakage trade-off.
 //! - [`subject`]: per-user or per-tenant data keys; [`FieldCrypt::shred_subject`] erases.
 //!

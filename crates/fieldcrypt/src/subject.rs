@@ -4,8 +4,19 @@
 //! is encrypted with a data key of its own subject (a user or a tenant), and that key is
 //! stored wrapped by the category's keyring in a [`SubjectKeyStore`]. Deleting it
 //! ([`FieldCrypt::shred_subject`](crate::FieldCrypt::shred_subject)) makes every such field
-//! unreadable, including copies in backups, without finding them: the answer to an erasure
-//! request for data that is spread over tables and backups.
+//! unreadable, including copies of the fields in table backups, without finding them: the
+//! answer to an erasure request for data that is spread over tables and backups.
+//!
+//! What it does not reach: a backup of the subject-key *store* made before the shred still
+//! holds the subject's key, wrapped by a category key version. Whoever restores that
+//! backup and holds a keyset with that version (and its master key) reads the data again.
+//! The erasure is complete once those store backups have expired, or once the category
+//! versions that wrapped the key in them are destroyed
+//! ([`LocalKeyset::destroy_version`](crate::LocalKeyset::destroy_version), after a
+//! rotation and [`FieldCrypt::rewrap_subject_keys`](crate::FieldCrypt::rewrap_subject_keys))
+//! and no keyset backup that still holds them can be opened (expired, or its master key
+//! replaced and destroyed). The field-key rotation runbook ("Erasure and backups") has the
+//! procedure.
 //!
 //! The store keeps a tombstone (the shredded generation), so a shredded subject's old data
 //! fails with [`Error::Shredded`] rather than an unknown key, and

@@ -130,6 +130,66 @@ async fn rekey_does_not_lose_a_concurrent_rotation() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// Where the second process finds the keyset (set only for that process).
+const SECOND_PROCESS_KEYSET: &str = "MCPSEC_FIELDCRYPT_SECOND_PROCESS_KEYSET";
+
+#[tokio::test]
+#[ignore = "the second process of rekey_does_not_lose_a_rotation_by_another_process"]
+async fn second_process_rotates() {
+    let Ok(path) = std::env::var(SECOND_PROCESS_KEYSET) else {
+        return;
+    };
+    let keyset = LocalKeyset::open(path, master(1), clock()).await.unwrap();
+    keyset.rotate(&pii(), None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rekey_does_not_lose_a_rotation_by_another_process() {
+    let dir = temp_dir("rekey-race-process");
+    let path = dir.join("keyset.json");
+    let a = Arc::new(
+        LocalKeyset::create(&path, master(1), &[pii()], clock())
+            .await
+            .unwrap(),
+    );
+    let gate = Arc::new(GatedProvider {
+        inner: master(2),
+        gated: AtomicBool::new(true),
+        entered: Notify::new(),
+        release: Notify::new(),
+    });
+    let rekey = tokio::spawn({
+        let a = a.clone();
+        let gate = gate.clone();
+        async move { a.rekey(gate).await }
+    });
+    gate.entered.notified().await;
+    // This test binary, run again as a second process, rotates while the rekey waits.
+    let status = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || {
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "second_process_rotates", "--ignored"])
+                .env(SECOND_PROCESS_KEYSET, path)
+                .stdout(std::process::Stdio::null())
+                .status()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(status.success());
+    gate.release.notify_one();
+    rekey.await.unwrap().unwrap();
+    let reopened = LocalKeyset::open(&path, master(2), clock()).await.unwrap();
+    assert_eq!(
+        reopened.info()[0].versions,
+        vec![1, 2],
+        "the rotation survived"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[tokio::test]
 async fn keyset_rollback_is_refused_by_a_handle_that_saw_newer() {
     let dir = temp_dir("rollback-handle");
