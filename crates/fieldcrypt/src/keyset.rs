@@ -170,8 +170,10 @@ pub struct CategoryInfo {
     pub primary: u32,
     /// Versions below this are refused.
     pub min_decrypt: u32,
-    /// Every version in the file.
+    /// Every version in the file, destroyed ones included (their numbers stay taken).
     pub versions: Vec<u32>,
+    /// Versions whose key material was destroyed ([`LocalKeyset::destroy_version`]).
+    pub destroyed: Vec<u32>,
 }
 
 /// A keyset file on local disk, with the provider that unwraps it. Also the
@@ -297,6 +299,12 @@ impl LocalKeyset {
                 primary: category.primary,
                 min_decrypt: category.min_decrypt,
                 versions: category.versions.iter().map(|v| v.version).collect(),
+                destroyed: category
+                    .versions
+                    .iter()
+                    .filter(|v| v.destroyed.is_some())
+                    .map(|v| v.version)
+                    .collect(),
             })
             .collect()
     }
@@ -638,7 +646,9 @@ impl LocalKeyset {
     /// records it again.
     ///
     /// This is the step that erases; [`LocalKeyset::set_min_decrypt`] only stops using a
-    /// version. Copies of the keyset file made before this call (backups, snapshots)
+    /// version. A [`FieldCrypt`] drops a retired key from memory when it learns of the
+    /// raised minimum (at once for the one passed to `set_min_decrypt`, at the next
+    /// [`LocalKeyset::refresh`] or restart for the others). Copies of the keyset file made before this call (backups, snapshots)
     /// still hold the key, wrapped by the master key: erasure is complete only once those
     /// copies have expired, or once the master key that wraps them has been replaced
     /// ([`LocalKeyset::rekey`]) and destroyed. See the field-key rotation runbook.

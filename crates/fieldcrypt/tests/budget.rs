@@ -113,3 +113,33 @@ async fn subject_key_encryptions_count_against_the_budget() {
     );
     assert_eq!(sealed, 7);
 }
+
+#[tokio::test]
+async fn clean_shutdown_returns_the_unused_reservation_to_the_keyset_file() {
+    let dir =
+        std::env::temp_dir().join(format!("mcpsec-fieldcrypt-release-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("keyset.json");
+    let master = Arc::new(
+        mcpsec_fieldcrypt::LocalMasterKey::from_bytes(&SecretBytes::new(vec![1; 32])).unwrap(),
+    );
+    let clock = Arc::new(mcpsec_core::ManualClock::at_unix(1_764_000_000));
+    let keyset = Arc::new(
+        mcpsec_fieldcrypt::LocalKeyset::create(&path, master.clone(), &[pii()], clock.clone())
+            .await
+            .unwrap(),
+    );
+    let crypt = keyset.field_crypt(FieldCrypt::builder()).await.unwrap();
+    crypt.encrypt(b"x", &here()).unwrap();
+    assert_eq!(crypt.usage()[0].reserved, 1024);
+    assert_eq!(crypt.release_reservations().unwrap(), 1023);
+    let reopened = Arc::new(
+        mcpsec_fieldcrypt::LocalKeyset::open(&path, master, clock)
+            .await
+            .unwrap(),
+    );
+    let crypt = reopened.field_crypt(FieldCrypt::builder()).await.unwrap();
+    assert_eq!(crypt.usage()[0].reserved, 1);
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -234,6 +234,26 @@ async fn keyset_rollback_is_refused_by_a_new_process_via_the_watermark() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+#[tokio::test]
+async fn keyset_generation_is_under_the_mac() {
+    let dir = temp_dir("generation-mac");
+    let path = dir.join("keyset.json");
+    let keyset = LocalKeyset::create(&path, master(1), &[pii()], clock())
+        .await
+        .unwrap();
+    keyset.rotate(&pii(), None).await.unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let generation = json["generation"].as_u64().unwrap();
+    assert!(generation >= 2, "{generation}");
+    // Raising the generation of an old copy (to slip it past the watermark) breaks the MAC.
+    json["generation"] = serde_json::json!(generation + 100);
+    std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+    let opened = LocalKeyset::open(&path, master(1), clock()).await;
+    assert!(matches!(opened, Err(Error::Keyset(_))), "{opened:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 fn single(key: u8) -> FieldCrypt {
     FieldCrypt::builder()
         .keyring(KeyringSpec {
@@ -290,6 +310,7 @@ async fn retired_version_key_material_is_destroyed_and_audited() {
     assert!(!wrapped_v1(&std::fs::read_to_string(&path).unwrap()).is_empty());
     assert!(keyset.destroy_version(&pii(), 1, &events).await.unwrap());
     assert!(wrapped_v1(&std::fs::read_to_string(&path).unwrap()).is_empty());
+    assert_eq!(keyset.info()[0].destroyed, vec![1]);
     let recorded = events.events();
     assert_eq!(recorded.len(), 1);
     assert_eq!(recorded[0].kind, EventKind::SensitiveDelete);
