@@ -42,6 +42,16 @@ impl ChainConfig {
     }
 }
 
+/// Where a chain stood: taken before a batch, to undo its appends when the batch never
+/// reached the log (the next records then reuse its numbers, leaving no gap).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChainMark {
+    last_seq: u64,
+    head: Digest,
+    since_checkpoint: u64,
+    last_checkpoint: Option<SystemTime>,
+}
+
 /// The state of one chain: the next sequence number and the head hash.
 #[derive(Debug)]
 pub struct Chain {
@@ -62,6 +72,22 @@ impl Chain {
             since_checkpoint: 0,
             last_checkpoint: None,
         }
+    }
+
+    pub(crate) fn mark(&self) -> ChainMark {
+        ChainMark {
+            last_seq: self.last_seq,
+            head: self.head,
+            since_checkpoint: self.since_checkpoint,
+            last_checkpoint: self.last_checkpoint,
+        }
+    }
+
+    pub(crate) fn rewind(&mut self, mark: ChainMark) {
+        self.last_seq = mark.last_seq;
+        self.head = mark.head;
+        self.since_checkpoint = mark.since_checkpoint;
+        self.last_checkpoint = mark.last_checkpoint;
     }
 
     /// The configuration.

@@ -6,11 +6,17 @@
 //! a second thread calls `fdatasync` for everything written so far — so a thousand
 //! concurrent critical events cost one sync, not a thousand, and chaining the next batch
 //! overlaps the sync of the last one. When the queue is full, callers wait for room
-//! (back-pressure): nothing is ever dropped. If a write or sync fails (or either thread,
-//! or the host's [`CheckpointSink`], panics), the sink refuses everything from then on,
-//! every caller still waiting for durability gets an error, and ordinary events that were
-//! queued but not yet written — already acknowledged — are counted in
-//! [`FileSink::lost_events`] (and logged at error level with the `tracing` feature).
+//! (back-pressure): nothing is dropped while the disk takes writes.
+//!
+//! If a write fails (a full disk, an I/O error), the half-written batch is cut off, the
+//! chain is rewound to before it, its critical callers get an error, and its ordinary
+//! events — already acknowledged — are counted in [`FileSink::lost_events`] (and logged
+//! at error level with the `tracing` feature); the sink keeps going, and the first batch
+//! written after the failure starts with a `sys_monitor_disabled` record, so the gap is on
+//! record. A failed sync (after which the kernel may have dropped the written pages), a
+//! failed undo, or a panic of either thread or of the host's [`CheckpointSink`] stops the
+//! sink for good: it refuses everything from then on, every caller still waiting for
+//! durability gets an error, and queued ordinary events are counted as lost.
 //!
 //! Which events wait for the disk: those whose severity is critical **or** whose kind is
 //! critical by default ([`EventKind::default_severity`](mcpsec_core::EventKind::default_severity)),
@@ -22,7 +28,7 @@ use crate::checkpoint::{CheckpointPublicKey, CheckpointSink};
 use crate::log::LogFile;
 use crate::record::{Record, check_time};
 use crate::sink::AuditSink;
-use mcpsec_core::{EventSink, SecurityEvent, Severity, SharedClock};
+use mcpsec_core::{Actor, EventKind, EventSink, Outcome, SecurityEvent, Severity, SharedClock};
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -49,6 +55,37 @@ pub struct FileSinkConfig {
     /// been killed between `write` and `fdatasync` of the next batch.
     #[doc(hidden)]
     pub simulate_crash_after_syncs: Option<u64>,
+    /// Test hook: while switched on, the writer's writes fail as on a full disk.
+    #[doc(hidden)]
+    pub write_faults: Option<Arc<WriteFaults>>,
+}
+
+/// Test hook: a switch that makes the writer's writes fail as on a full disk (half the
+/// batch reaches the file, then `StorageFull`), so the recovery path can be tested
+/// without filling a real disk.
+#[doc(hidden)]
+#[derive(Debug, Default)]
+pub struct WriteFaults {
+    full: AtomicBool,
+}
+
+impl WriteFaults {
+    /// Switches the fault on or off.
+    pub fn set_full(&self, full: bool) {
+        self.full.store(full, Ordering::SeqCst);
+    }
+
+    fn write(&self, log: &mut LogFile, buf: &[u8]) -> Result<(), Error> {
+        if !self.full.load(Ordering::SeqCst) {
+            return log.write(buf);
+        }
+        let half = buf.get(..buf.len() / 2).unwrap_or_default();
+        log.write(half)?;
+        Err(Error::io("writing the audit log")(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            "injected: no space left on device",
+        )))
+    }
 }
 
 impl FileSinkConfig {
@@ -61,6 +98,7 @@ impl FileSinkConfig {
             max_batch: 8192,
             mirror: None,
             simulate_crash_after_syncs: None,
+            write_faults: None,
         }
     }
 
@@ -85,11 +123,17 @@ impl FileSinkConfig {
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Synced {
-    /// Every ticket up to this one is durable.
+    /// Every ticket up to this one is durable, except those in [`Shared::lost_tickets`].
     through: u64,
     /// The writer stopped; tickets after `through` will never be durable.
     failed: bool,
+    /// Bumped when a batch is lost, to wake its critical callers.
+    losses: u64,
 }
+
+/// Most lost-ticket ranges remembered (a waiter is woken as soon as its range is added,
+/// so only waiters this far behind could miss theirs).
+const LOST_RANGES: usize = 1024;
 
 #[derive(Debug, Default)]
 struct Queue {
@@ -108,6 +152,9 @@ struct Shared {
     durable_len: AtomicU64,
     mirror_failures: AtomicU64,
     lost_events: AtomicU64,
+    write_failures: AtomicU64,
+    /// Ticket ranges of batches whose write failed: never durable.
+    lost_tickets: Mutex<VecDeque<(u64, u64)>>,
     /// Ordinary (already acknowledged) events of the batch the writer holds.
     in_flight: AtomicU64,
     /// A thread panicked (the writer, the syncer, or the mirror on the syncer).
@@ -176,6 +223,32 @@ impl Shared {
     /// The writer lost the batch it held (a failed write, a panic).
     fn lose_in_flight(&self) {
         self.count_lost(self.in_flight.swap(0, Ordering::SeqCst));
+    }
+
+    /// Whether `ticket` was in a batch that was never written.
+    fn is_lost(&self, ticket: u64) -> bool {
+        self.lost_tickets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|&(from, to)| (from..=to).contains(&ticket))
+    }
+
+    /// A batch's write failed and was undone: its tickets will never be durable.
+    fn lose_batch(&self, tickets: Option<(u64, u64)>) {
+        self.lose_in_flight();
+        if let Some(range) = tickets {
+            let mut lost = self
+                .lost_tickets
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if lost.len() >= LOST_RANGES {
+                lost.pop_front();
+            }
+            lost.push_back(range);
+        }
+        self.synced
+            .send_modify(|s| s.losses = s.losses.wrapping_add(1));
     }
 }
 
@@ -257,6 +330,8 @@ impl FileSink {
             durable_len: AtomicU64::new(opened.log.len()),
             mirror_failures: AtomicU64::new(mirror_failures),
             lost_events: AtomicU64::new(0),
+            write_failures: AtomicU64::new(0),
+            lost_tickets: Mutex::new(VecDeque::new()),
             in_flight: AtomicU64::new(0),
             panicked: AtomicBool::new(false),
             to_sync: Mutex::new(ToSync::default()),
@@ -278,6 +353,7 @@ impl FileSink {
             chain,
             config,
             syncer: Some(sync_handle),
+            gap: false,
         };
         let handle = std::thread::Builder::new()
             .name("mcpsec-audit-writer".into())
@@ -321,6 +397,11 @@ impl FileSink {
         self.shared.lost_events.load(Ordering::SeqCst)
     }
 
+    /// Batches whose write failed (a full disk, an I/O error).
+    pub fn write_failures(&self) -> u64 {
+        self.shared.write_failures.load(Ordering::SeqCst)
+    }
+
     /// Queues `event`; returns once queued, or — for events with critical severity or of a
     /// kind critical by default — once durable.
     pub async fn append(&self, event: SecurityEvent) -> Result<(), Error> {
@@ -362,11 +443,18 @@ impl FileSink {
     }
 
     async fn wait_durable(&self, ticket: u64) -> Result<(), Error> {
-        let mut rx = self.shared.synced.subscribe();
+        let shared = &self.shared;
+        let mut rx = shared.synced.subscribe();
         let state = *rx
-            .wait_for(|s| s.through >= ticket || s.failed)
+            .wait_for(|s| s.through >= ticket || s.failed || shared.is_lost(ticket))
             .await
             .map_err(|_| Error::Unavailable("the writer stopped"))?;
+        // Checked first: a later batch may be durable while this one was lost.
+        if shared.is_lost(ticket) {
+            return Err(Error::Unavailable(
+                "the log could not be written: the event was lost",
+            ));
+        }
         if state.through >= ticket {
             Ok(())
         } else {
@@ -439,6 +527,9 @@ struct Writer {
     chain: Chain,
     config: FileSinkConfig,
     syncer: Option<JoinHandle<()>>,
+    /// A batch was lost since the last successful write: the next one starts with a
+    /// `sys_monitor_disabled` record.
+    gap: bool,
 }
 
 impl Writer {
@@ -521,10 +612,20 @@ impl Writer {
     ) -> bool {
         buf.clear();
         let count = batch.len();
+        let tickets = batch.first().zip(batch.last()).map(|(a, b)| (a.0, b.0));
         let mut through = None;
         let mut checkpoints = Vec::new();
         let start_len = self.log.len();
+        let mark = self.chain.mark();
         let now = self.config.clock.now();
+        if self.gap {
+            let Ok(record) = self.chain.append(self.gap_event(now), now) else {
+                return false;
+            };
+            if write_line(buf, &record).is_err() {
+                return false;
+            }
+        }
         for (ticket, event) in batch.drain(..) {
             let Ok(record) = self.chain.append(event, now) else {
                 return false;
@@ -549,11 +650,31 @@ impl Writer {
         if buf.is_empty() {
             return true;
         }
-        if self.log.write(buf).is_err() {
-            // Undo a partial write so the file ends on a line boundary.
-            let _ = self.log.truncate(start_len);
-            return false;
+        let written = match &self.config.write_faults {
+            Some(faults) => faults.write(&mut self.log, buf),
+            None => self.log.write(buf),
+        };
+        if written.is_err() {
+            self.shared.write_failures.fetch_add(1, Ordering::SeqCst);
+            // Undo a partial write so the file ends on a line boundary; if even that
+            // fails, the file's end is unknown and nothing more may be chained onto it.
+            if self.log.truncate(start_len).is_err() {
+                return false;
+            }
+            self.chain.rewind(mark);
+            self.shared.lose_batch(tickets);
+            self.shared.room.add_permits(count);
+            self.gap = true;
+            #[cfg(feature = "tracing")]
+            tracing::error!(
+                target: "mcpsec_audit",
+                events = count,
+                "audit log write failed: the batch was lost; the sink goes on"
+            );
+            // On close there is no next batch to recover with: report the failure.
+            return !final_;
         }
+        self.gap = false;
         self.shared.room.add_permits(count);
         let mut to_sync = self.shared.lock_sync();
         if through.is_some() {
@@ -565,6 +686,17 @@ impl Writer {
         drop(to_sync);
         self.shared.sync_wake.notify_one();
         true
+    }
+}
+
+impl Writer {
+    /// The record that opens the first batch written after a lost one.
+    fn gap_event(&self, now: std::time::SystemTime) -> SecurityEvent {
+        SecurityEvent::new(EventKind::SysMonitorDisabled, Outcome::Failure, now)
+            .with_actor(Actor::Service {
+                service: self.config.chain.instance.clone(),
+            })
+            .with_severity(Severity::Critical)
     }
 }
 

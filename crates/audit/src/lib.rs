@@ -82,6 +82,8 @@ pub use detect::{
 };
 pub use error::Error;
 pub use export::{to_ecs, to_ocsf};
+#[doc(hidden)]
+pub use file_sink::WriteFaults;
 pub use file_sink::{FileSink, FileSinkConfig};
 pub use log::{LogFile, Opened, last_lines};
 pub use privacy::Pseudonymizer;

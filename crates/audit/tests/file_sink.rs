@@ -681,3 +681,79 @@ async fn an_idle_writer_still_checkpoints_when_the_time_is_due() {
     let report = verify_file(&path, &options).unwrap();
     assert_eq!(report.chains.values().next().unwrap().unsigned(), 0);
 }
+
+/// Item 29: a write error (a full disk, injected) no longer stops the sink for good.
+/// The failed batch is undone (the file ends on a line boundary), its acknowledged
+/// ordinary events are counted as lost, its critical callers get an error, and once
+/// writes succeed again the sink goes on: first a `sys_monitor_disabled` record marking
+/// the gap, then the new events, in one chain that verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_recovers_from_a_full_disk_and_counts_what_it_lost() {
+    use mcpsec_audit::WriteFaults;
+    let dir = Scratch::new("disk-full");
+    let path = dir.path("audit.jsonl");
+    let faults = Arc::new(WriteFaults::default());
+    let mut config = FileSinkConfig::new(chain(), Arc::new(SystemClock));
+    config.write_faults = Some(faults.clone());
+    let sink = FileSink::open(&path, config).unwrap();
+    for i in 0..3 {
+        sink.record(event(&format!("before-{i}"), EventKind::AuthnLoginFail))
+            .await
+            .unwrap();
+    }
+    sink.flush().await.unwrap();
+    let durable = std::fs::metadata(&path).unwrap().len();
+
+    faults.set_full(true);
+    for i in 0..2 {
+        // Ordinary events are acknowledged when queued, before the write fails.
+        sink.record(event(&format!("lost-{i}"), EventKind::AuthnLoginFail))
+            .await
+            .unwrap();
+    }
+    let refused = sink
+        .record(event("lost-critical", EventKind::AuthnTokenReuse))
+        .await;
+    assert!(
+        refused.is_err(),
+        "a critical event not on disk was acknowledged"
+    );
+    assert_eq!(sink.lost_events(), 2);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        durable,
+        "the half-written batch was cut back"
+    );
+
+    faults.set_full(false);
+    sink.record(event("after", EventKind::AuthnTokenReuse))
+        .await
+        .expect("the sink recovers once writes succeed again");
+    sink.close().unwrap();
+    assert_eq!(sink.lost_events(), 2);
+    assert!(sink.write_failures() >= 1);
+
+    let report = verify_file(&path, &VerifyOptions::default()).unwrap();
+    assert_eq!(report.records, 5);
+    let records = lines(&path);
+    let kinds: Vec<EventKind> = records
+        .iter()
+        .filter_map(|r| r.event())
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::AuthnLoginFail,
+            EventKind::AuthnLoginFail,
+            EventKind::AuthnLoginFail,
+            EventKind::SysMonitorDisabled,
+            EventKind::AuthnTokenReuse
+        ]
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        !text.contains("lost-"),
+        "a lost event was written after all"
+    );
+}
