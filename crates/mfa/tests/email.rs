@@ -330,3 +330,48 @@ async fn concurrent_sends_inside_the_cooldown_send_one_email() {
     assert_eq!(outbox.len(), 1, "emails sent by three concurrent sends");
     assert_eq!(cooldowns, 2);
 }
+
+/// Issue 12 item 16: the per-user budget is counted before each code is checked, so 30
+/// concurrent wrong codes spread over six live challenges (five each, within every
+/// challenge's own cap) check at most the user's 20, even when all 30 are inside a
+/// shared counter at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn email_failure_budget_holds_under_a_concurrent_burst() {
+    const GUESSES: usize = 30;
+    let f = fixture();
+    let counter = support::SuspendingCounter::new(GUESSES);
+    let codes = f.codes.clone().with_attempt_counter(counter);
+    let mut wrongs = Vec::new();
+    for round in 0..6 {
+        let key = key("login", &format!("f{round}"));
+        codes.send(&key, &f.to).await.unwrap();
+        let code = f.outbox.last_code_to(&f.to).unwrap();
+        let wrong = if code.expose_secret() == "000000" {
+            "111111"
+        } else {
+            "000000"
+        };
+        wrongs.push((key, wrong));
+        f.clock.advance(Duration::from_secs(61));
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (key, wrong) in &wrongs {
+        for _ in 0..5 {
+            let (codes, key, wrong) = (codes.clone(), key.clone(), *wrong);
+            tasks.spawn(async move { codes.verify(&key, wrong).await.map(|_| ()) });
+        }
+    }
+    let (mut checked, mut refused) = (0, 0);
+    while let Some(result) = tasks.join_next().await {
+        match result.unwrap() {
+            Err(Error::WrongCode) => checked += 1,
+            Err(Error::TooManyAttempts { .. }) => refused += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        checked <= 20,
+        "{checked} of {GUESSES} wrong email codes checked"
+    );
+    assert_eq!(checked + refused, GUESSES);
+}
