@@ -1,6 +1,7 @@
 //! Shows mcpsec-fieldcrypt end to end: a keyset file under a master key, fields bound to
 //! where they are stored, a blind index for lookup by email, a key rotation followed by a
-//! resumable re-encryption of the "table", and crypto-shredding of one user's data.
+//! resumable re-encryption of the "table", destroying the retired key, crypto-shredding of
+//! one user's data, and giving unused nonce reservations back on shutdown.
 //!
 //! Run: `cargo run -p example-fieldcrypt`
 
@@ -124,6 +125,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         done.progress.rewrapped, done.progress.current, done.done
     );
     keyset.set_min_decrypt(&pii, version, Some(&crypt))?;
+    // Retiring stops using version 1; destroying removes its key from the keyset file.
+    let destroyed = keyset.destroy_version(&pii, 1, &events).await?;
+    println!("pii version 1 retired and destroyed: {destroyed}");
     let stored = users
         .0
         .lock()
@@ -169,6 +173,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "events: {:?}",
         events.events().iter().map(|e| e.kind).collect::<Vec<_>>()
     );
+    // Clean shutdown: the unused part of each nonce reservation goes back to the keyset.
+    let released = crypt.release_reservations()?;
+    println!("released {released} reserved but unused encryptions");
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
