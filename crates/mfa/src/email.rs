@@ -1,5 +1,7 @@
 //! Email codes: numeric, short-lived, single use, only the latest per (user, purpose,
-//! flow), a few attempts, a resend cooldown, stored as a keyed hash bound to all three.
+//! flow), a few attempts per challenge and a failure budget per user across challenges
+//! (so resends do not bring fresh guesses), a resend cooldown claimed in one atomic store
+//! write, stored as a keyed hash bound to all three.
 //!
 //! Email is a weaker factor (NIST SP 800-63B): it does not satisfy step-up for
 //! administrative actions unless the policy says so explicitly.

@@ -128,6 +128,8 @@ impl StepUpPolicy {
         let auth = principal.authentication();
         let email_only = AuthMethods::of(&[AuthMethod::Email]);
         let email_allowed = self.accept_email || !action.is_admin();
+        // An empty set would accept anyone; a set naming email, even one a host wrote into
+        // an admin requirement, is ignored for admin actions unless the danger option is on.
         let strong = requirement
             .accepted
             .iter()

@@ -13,8 +13,8 @@ use mcpsec_core::{EventKind, Label, ManualClock, MemorySink, OrgId, SecretBytes,
 use mcpsec_mfa::{
     CODES_PER_SET, ChallengeKey, CodeHash, EmailAddress, EmailCodePolicy, EmailCodes, Error,
     Factor, MemoryEmailCodeStore, MemoryOutbox, MemoryRecoveryStore, MemoryReplayGuard,
-    RecoveryCodeStore, RecoveryCodes, StepUpPolicy, StoreError, TotpConfig, TotpSecret,
-    TotpVerifier,
+    RecoveryCodeStore, RecoveryCodes, Requirement, StepUpPolicy, StoreError, TotpConfig,
+    TotpSecret, TotpVerifier,
 };
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -345,6 +345,24 @@ fn email_never_satisfies_admin_step_up() {
                 "{methods:?} satisfied step-up for {action}"
             );
         }
+    }
+    // A requirement a host writes for an admin action cannot let email in by itself,
+    // and an empty method set accepts nobody.
+    let email_requirement = Requirement {
+        accepted: vec![AuthMethods::of(&[AuthMethod::Email]), AuthMethods::EMPTY],
+        ..Requirement::admin()
+    };
+    let written = StepUpPolicy::new().require(Action::OrgManageMembers, Some(email_requirement));
+    for methods in [
+        &[AuthMethod::Pwd, AuthMethod::Email][..],
+        &[AuthMethod::Pwd],
+    ] {
+        assert!(
+            written
+                .check(&principal(methods, now), Action::OrgManageMembers, now)
+                .is_err(),
+            "{methods:?}"
+        );
     }
     let lenient = StepUpPolicy::new().danger_accept_email_codes_for_admin_actions();
     assert!(
