@@ -279,19 +279,30 @@ pub fn info(input: &[u8]) -> Result<Header, CliError> {
 /// Writes `crypt info`'s answer, one `name: value` per line or one JSON object.
 pub fn write_info(header: &Header, json: bool, out: &mut impl Write) -> Result<(), CliError> {
     let io = |e: std::io::Error| usage(format!("writing the answer: {e}"));
+    // The key id tells two keys that were given the same version number apart.
+    let key_id = header.key_id.map(|id| {
+        id.iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect::<String>()
+    });
     if json {
         let value = serde_json::json!({
             "format_version": header.version,
             "category": header.category.as_str(),
             "key_version": header.key_version,
             "subject_keyed": header.subject_keyed,
+            "key_id": key_id,
         });
         writeln!(out, "{value}").map_err(io)
     } else {
         writeln!(
             out,
-            "format_version: {}\ncategory: {}\nkey_version: {}\nsubject_keyed: {}",
-            header.version, header.category, header.key_version, header.subject_keyed
+            "format_version: {}\ncategory: {}\nkey_version: {}\nsubject_keyed: {}\nkey_id: {}",
+            header.version,
+            header.category,
+            header.key_version,
+            header.subject_keyed,
+            key_id.as_deref().unwrap_or("none")
         )
         .map_err(io)
     }

@@ -106,10 +106,15 @@ fn keygen_encrypt_decrypt_rotate_info() {
 
     let info = run_with(Some(MASTER), &["crypt", "info"], ciphertext.as_bytes());
     assert_eq!(info.status.code(), Some(0));
+    let shown = text(&info.stdout);
+    let (fields, key_id) = shown.split_once("key_id: ").unwrap();
     assert_eq!(
-        text(&info.stdout),
+        fields,
         "format_version: 1\ncategory: pii\nkey_version: 1\nsubject_keyed: false\n"
     );
+    let key_id = key_id.trim_end();
+    assert_eq!(key_id.len(), 16, "{key_id}");
+    assert!(key_id.bytes().all(|b| b.is_ascii_hexdigit()));
     let json = run_with(
         Some(MASTER),
         &["crypt", "info", "--json"],
@@ -119,6 +124,7 @@ fn keygen_encrypt_decrypt_rotate_info() {
     assert_eq!(value["key_version"], 1);
     assert_eq!(value["category"], "pii");
     assert_eq!(value["format_version"], 1);
+    assert_eq!(value["key_id"], key_id);
 
     let rot = run_with(
         Some(MASTER),
