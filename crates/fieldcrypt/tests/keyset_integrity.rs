@@ -254,6 +254,41 @@ async fn keyset_generation_is_under_the_mac() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+#[tokio::test]
+async fn rotate_after_an_undetected_restore_is_a_key_mismatch_not_decrypt() {
+    // The case the watermark cannot catch: the keyset file and its watermark both rolled
+    // back (a whole-directory backup). The reused version number is still not silent.
+    let dir = temp_dir("restore-reuse");
+    let path = dir.join("keyset.json");
+    let watermark = dir.join("keyset.json.generation");
+    let keyset = Arc::new(
+        LocalKeyset::create(&path, master(1), &[pii()], clock())
+            .await
+            .unwrap(),
+    );
+    let (old_file, old_watermark) = (
+        std::fs::read(&path).unwrap(),
+        std::fs::read(&watermark).unwrap(),
+    );
+    let crypt = keyset.field_crypt(FieldCrypt::builder()).await.unwrap();
+    keyset.rotate(&pii(), Some(&crypt)).await.unwrap();
+    let here = SealContext::new("pii", "users", "email", "u1").unwrap();
+    let under_first_v2 = crypt.encrypt(b"lost with the restore", &here).unwrap();
+    drop((crypt, keyset));
+    std::fs::write(&path, old_file).unwrap();
+    std::fs::write(&watermark, old_watermark).unwrap();
+    let restored = Arc::new(LocalKeyset::open(&path, master(1), clock()).await.unwrap());
+    let crypt = restored.field_crypt(FieldCrypt::builder()).await.unwrap();
+    let (again, _) = restored.rotate(&pii(), Some(&crypt)).await.unwrap();
+    assert_eq!(again, 2, "the number is handed out again");
+    let result = crypt.decrypt(&under_first_v2, &here).await;
+    assert!(
+        matches!(result, Err(Error::KeyMismatch { version: 2, .. })),
+        "{result:?}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 fn single(key: u8) -> FieldCrypt {
     FieldCrypt::builder()
         .keyring(KeyringSpec {
