@@ -49,117 +49,20 @@ use crate::{Category, Error};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use mcpsec_core::{Clock, EventKind, EventSink, Outcome, ReasonCode, SecretBytes, SecurityEvent};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::UNIX_EPOCH;
 
-const FORMAT: &str = "mcpsec-keyset-v1";
-/// The largest keyset file read.
-pub const MAX_KEYSET_FILE: u64 = 4 * 1024 * 1024;
+mod file;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KeysetFile {
-    format: String,
-    key_provider: String,
-    /// The key of `mac`, wrapped by the provider.
-    integrity_key: String,
-    categories: BTreeMap<String, CategoryFile>,
-    /// Raised by every write; a file older than one already seen is refused. Absent (0)
-    /// in files written before generations existed, so their MAC still verifies.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    generation: u64,
-    /// HMAC-SHA256 over the rest of the file: edits made without the master key (rolling
-    /// back a primary or minimum version, resetting counts) are refused.
-    mac: String,
-}
-
-const MAC_DOMAIN: &[u8] = b"mcpsec-keyset-mac-v1";
-
-fn is_zero(value: &u64) -> bool {
-    *value == 0
-}
-
-impl KeysetFile {
-    /// The file with what changes on every reservation (counts, generation, tag) cleared:
-    /// two files equal under this hold the same keys, versions and provider.
-    fn keys_only(&self) -> Self {
-        let mut copy = self.clone();
-        copy.generation = 0;
-        copy.mac = String::new();
-        for category in copy.categories.values_mut() {
-            for version in &mut category.versions {
-                version.reserved = 0;
-            }
-        }
-        copy
-    }
-}
-
-fn integrity_context() -> Result<WrapContext, Error> {
-    Ok(WrapContext {
-        category: Category::new("keyset")?,
-        version: 0,
-        purpose: KeyPurpose::Integrity,
-    })
-}
-
-fn compute_mac(file: &KeysetFile, key: &SecretBytes) -> Result<hmac::Hmac<sha2::Sha256>, Error> {
-    use hmac::{KeyInit, Mac};
-    let mut unsigned = file.clone();
-    unsigned.mac = String::new();
-    let bytes = serde_json::to_vec(&unsigned).map_err(|_| Error::Keyset("encoding"))?;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.expose_secret())
-        .map_err(|_| Error::Keyset("integrity key"))?;
-    mac.update(MAC_DOMAIN);
-    mac.update(&bytes);
-    Ok(mac)
-}
-
-fn sign(file: &mut KeysetFile, key: &SecretBytes) -> Result<(), Error> {
-    use hmac::Mac;
-    let tag = compute_mac(file, key)?.finalize().into_bytes();
-    file.mac = STANDARD.encode(tag);
-    Ok(())
-}
-
-fn check_mac(file: &KeysetFile, key: &SecretBytes) -> Result<(), Error> {
-    use hmac::Mac;
-    let tag = STANDARD
-        .decode(&file.mac)
-        .map_err(|_| Error::Keyset("the integrity tag is not base64"))?;
-    // `verify_slice` compares in constant time.
-    compute_mac(file, key)?.verify_slice(&tag).map_err(|_| {
-        Error::Keyset("the file was changed without the master key (integrity check failed)")
-    })
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CategoryFile {
-    primary: u32,
-    min_decrypt: u32,
-    index_key: String,
-    versions: Vec<VersionFile>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VersionFile {
-    version: u32,
-    created: u64,
-    /// Empty once the version is destroyed.
-    wrapped: String,
-    reserved: u64,
-    /// When the key was destroyed ([`LocalKeyset::destroy_version`]): the record stays so
-    /// the version number is never handed out again.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    destroyed: Option<u64>,
-}
+pub use file::MAX_KEYSET_FILE;
+use file::{
+    CategoryFile, FORMAT, KeysetFile, VersionFile, check_generation, check_mac, integrity_context,
+    read_keyset, read_watermark, sign, write_private, write_watermark,
+};
 
 /// One category as `mcpsec crypt` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -906,136 +809,6 @@ async fn new_category(
             destroyed: None,
         }],
     })
-}
-
-fn read_keyset(path: &Path) -> Result<KeysetFile, Error> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_KEYSET_FILE + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_KEYSET_FILE {
-        return Err(Error::TooLarge("keyset file"));
-    }
-    let file: KeysetFile =
-        serde_json::from_slice(&bytes).map_err(|_| Error::Keyset("not a keyset file"))?;
-    if file.format != FORMAT {
-        return Err(Error::Keyset("unknown keyset format"));
-    }
-    if file.categories.is_empty() {
-        return Err(Error::Keyset("no categories"));
-    }
-    for (name, category) in &file.categories {
-        Category::new(name).map_err(|_| Error::Keyset("category name"))?;
-        if category.min_decrypt == 0
-            || category
-                .versions
-                .iter()
-                .any(|v| v.destroyed.is_some() && v.version >= category.min_decrypt)
-            || category.min_decrypt > category.primary
-            || !category
-                .versions
-                .iter()
-                .any(|v| v.version == category.primary)
-        {
-            return Err(Error::Keyset("inconsistent versions"));
-        }
-    }
-    Ok(file)
-}
-
-/// Writes `file` atomically with mode 0600: a new temporary file beside it, fsync, rename,
-/// fsync of the directory. With `create_only`, refuses if `path` exists.
-fn write_private(path: &Path, file: &KeysetFile, create_only: bool) -> Result<(), Error> {
-    let mut bytes = serde_json::to_vec_pretty(file).map_err(|_| Error::Keyset("encoding"))?;
-    bytes.push(b'\n');
-    write_bytes_private(path, &bytes, create_only)
-}
-
-fn watermark_path(keyset: &Path) -> PathBuf {
-    let mut name = keyset.as_os_str().to_owned();
-    name.push(".generation");
-    PathBuf::from(name)
-}
-
-/// The newest generation written to the keyset, as recorded beside it; 0 when there is
-/// no watermark (a keyset from before watermarks, or one whose watermark was deleted).
-fn read_watermark(keyset: &Path) -> Result<u64, Error> {
-    use std::io::Read;
-    let mut text = String::new();
-    match std::fs::File::open(watermark_path(keyset)) {
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(error) => return Err(error.into()),
-        Ok(file) => {
-            file.take(32)
-                .read_to_string(&mut text)
-                .map_err(|_| Error::Keyset("the generation watermark is not a number"))?;
-        }
-    }
-    // Unreadable is not "absent": refuse rather than skip the rollback check.
-    text.trim()
-        .parse()
-        .map_err(|_| Error::Keyset("the generation watermark is not a number"))
-}
-
-fn write_watermark(keyset: &Path, generation: u64) -> Result<(), Error> {
-    write_bytes_private(
-        &watermark_path(keyset),
-        format!("{generation}\n").as_bytes(),
-        false,
-    )
-}
-
-fn check_generation(found: u64, seen: u64) -> Result<(), Error> {
-    if found < seen {
-        return Err(Error::Rollback { seen, found });
-    }
-    Ok(())
-}
-
-fn write_bytes_private(path: &Path, bytes: &[u8], create_only: bool) -> Result<(), Error> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or(Error::InvalidArgument("the keyset path has no file name"))?;
-    let mut suffix = [0u8; 8];
-    mcpsec_core::fill_random(&mut suffix)?;
-    let suffix: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
-    let mut temp_name = std::ffi::OsString::from(".");
-    temp_name.push(name);
-    temp_name.push(format!(".{suffix}.tmp"));
-    let temp = dir.join(temp_name);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let result = (|| -> Result<(), Error> {
-        let mut out = options.open(&temp)?;
-        out.write_all(bytes)?;
-        out.sync_all()?;
-        drop(out);
-        if create_only {
-            // hard_link fails if the target exists: no race with a concurrent creator.
-            std::fs::hard_link(&temp, path)?;
-            std::fs::remove_file(&temp)?;
-        } else {
-            std::fs::rename(&temp, path)?;
-        }
-        if let Ok(dir) = std::fs::File::open(dir) {
-            dir.sync_all()?;
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
 }
 
 /// Refuses a master key file kept in the same directory as the keyset file: whoever
