@@ -27,6 +27,7 @@ use crate::chain::{Chain, ChainConfig};
 use crate::checkpoint::{CheckpointPublicKey, CheckpointSink};
 use crate::log::LogFile;
 use crate::record::{Record, check_time};
+use crate::retention::{PruneOutcome, RetentionPolicy};
 use crate::sink::AuditSink;
 use mcpsec_core::{Actor, EventKind, EventSink, Outcome, SecurityEvent, Severity, SharedClock};
 use std::collections::VecDeque;
@@ -141,6 +142,14 @@ struct Queue {
     last_ticket: u64,
     closing: bool,
     failed: bool,
+    /// A prune for the writer to run between two batches.
+    prune: Option<PruneJob>,
+}
+
+#[derive(Debug)]
+struct PruneJob {
+    policy: RetentionPolicy,
+    reply: tokio::sync::oneshot::Sender<Result<PruneOutcome, Error>>,
 }
 
 #[derive(Debug)]
@@ -176,6 +185,8 @@ struct ToSync {
     pending: bool,
     /// The writer has finished: sync what is pending and stop.
     done: bool,
+    /// A prune replaced the file: sync this handle from now on.
+    file: Option<std::fs::File>,
 }
 
 impl Shared {
@@ -470,6 +481,33 @@ impl FileSink {
         self.wait_durable(ticket).await
     }
 
+    /// Prunes the log while the sink runs: the writer finishes the batch it holds, syncs,
+    /// and rewrites the file with `policy` as [`prune_file`](crate::prune_file) does
+    /// (verified with the chain's checkpoint key, streamed, renamed over the log), then
+    /// goes on appending to the pruned file; events arriving meanwhile wait in the queue.
+    /// Needs the checkpoint key ([`Error::Config`] without one); [`Error::InUse`] while
+    /// another prune of this sink is running. A failed prune leaves the log as it was.
+    pub async fn prune(&self, policy: &RetentionPolicy) -> Result<PruneOutcome, Error> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        {
+            let mut queue = self.shared.lock();
+            if queue.closing || queue.failed {
+                return Err(Error::Unavailable("closed"));
+            }
+            if queue.prune.is_some() {
+                return Err(Error::InUse);
+            }
+            queue.prune = Some(PruneJob {
+                policy: policy.clone(),
+                reply,
+            });
+        }
+        self.shared.wake.notify_all();
+        answer
+            .await
+            .map_err(|_| Error::Unavailable("the writer stopped"))?
+    }
+
     /// Writes what is queued, a final checkpoint (when configured), syncs and stops the
     /// writer. Blocks the calling thread until done (milliseconds: one batch and one
     /// sync); later appends fail. Dropping the sink closes it the same way.
@@ -545,9 +583,13 @@ impl Writer {
                 .clamp(Duration::from_millis(10), Duration::from_secs(1))
         });
         loop {
-            let (closing, failed) = {
+            let state = {
                 let mut queue = self.shared.lock();
-                while queue.items.is_empty() && !queue.closing && !queue.failed {
+                while queue.items.is_empty()
+                    && queue.prune.is_none()
+                    && !queue.closing
+                    && !queue.failed
+                {
                     match tick {
                         None => {
                             queue = self
@@ -576,8 +618,13 @@ impl Writer {
                 self.shared
                     .in_flight
                     .store(ordinary as u64, Ordering::SeqCst);
-                (queue.closing && queue.items.is_empty(), queue.failed)
+                (
+                    queue.closing && queue.items.is_empty(),
+                    queue.failed,
+                    queue.prune.take(),
+                )
             };
+            let (closing, failed, prune) = state;
             if failed {
                 break;
             }
@@ -587,6 +634,11 @@ impl Writer {
                 break;
             }
             self.shared.in_flight.store(0, Ordering::SeqCst);
+            if let Some(job) = prune {
+                let outcome = self.prune(&job.policy);
+                // The caller may have stopped waiting: the prune stands either way.
+                let _ = job.reply.send(outcome);
+            }
             if closing {
                 break;
             }
@@ -690,6 +742,19 @@ impl Writer {
 }
 
 impl Writer {
+    /// Runs a prune of the log (see [`FileSink::prune`]).
+    fn prune(&mut self, policy: &RetentionPolicy) -> Result<PruneOutcome, Error> {
+        let Some((key, _)) = &self.config.chain.checkpoints else {
+            return Err(Error::Config("pruning needs the checkpoint key"));
+        };
+        let (handle, outcome) = self.log.prune(policy, key, self.config.clock.now())?;
+        self.shared
+            .durable_len
+            .store(self.log.len(), Ordering::SeqCst);
+        self.shared.lock_sync().file = Some(handle);
+        Ok(outcome)
+    }
+
     /// The record that opens the first batch written after a lost one.
     fn gap_event(&self, now: std::time::SystemTime) -> SecurityEvent {
         SecurityEvent::new(EventKind::SysMonitorDisabled, Outcome::Failure, now)
@@ -709,7 +774,7 @@ struct Syncer {
 }
 
 impl Syncer {
-    fn run(self) {
+    fn run(mut self) {
         let _guard = FailOnPanic(Arc::clone(&self.shared), false);
         let mut syncs = 0u64;
         loop {
@@ -726,6 +791,10 @@ impl Syncer {
                     return;
                 }
                 to_sync.pending = false;
+                if let Some(file) = to_sync.file.take() {
+                    // Everything written to the old file was synced before the prune.
+                    self.file = file;
+                }
                 (
                     to_sync.through,
                     to_sync.len,

@@ -14,7 +14,8 @@
 //! - [`CheckpointKey`]: Ed25519-signed checkpoints every N records or T seconds, mirrored
 //!   to a [`CheckpointSink`]; [`verify_file`] reports the first bad record and why.
 //! - [`Pseudonymizer`]: keyed pseudonyms for source addresses.
-//! - [`prune_file`]: retention by [`EventClass`], with signed prune records.
+//! - [`prune_file`] and [`FileSink::prune`] (on a live sink): retention by
+//!   [`EventClass`], with signed prune records, streaming the file.
 //! - [`AuditedSealer`]: records every seal and open of secrets.
 //! - [`Detector`]: streaming rules (brute force, credential stuffing, spraying, API key
 //!   hammering, token reuse, rate limits, privilege changes) raising tiered, deduplicated

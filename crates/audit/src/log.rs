@@ -156,6 +156,28 @@ impl LogFile {
             .map_err(Error::io("opening the audit log for syncing"))
     }
 
+    /// Prunes the log in place (see [`crate::retention`]): everything written is synced
+    /// first, then the pruned copy replaces the file and this handle moves to it, keeping
+    /// the writer's lock throughout. Returns the new file's sync handle and what was
+    /// pruned.
+    pub(crate) fn prune(
+        &mut self,
+        policy: &crate::RetentionPolicy,
+        key: &crate::CheckpointKey,
+        now: std::time::SystemTime,
+    ) -> Result<(File, crate::PruneOutcome), Error> {
+        self.sync()?;
+        let pruned =
+            crate::retention::prune_locked(&mut self.file, self.len, &self.path, policy, key, now)?;
+        // From here the path names the new file: switch to it whatever happens next.
+        let handle = pruned.file.try_clone();
+        self.file = pruned.file;
+        self.len = pruned.len;
+        sync_parent(&self.path)?;
+        let handle = handle.map_err(Error::io("opening the audit log for syncing"))?;
+        Ok((handle, pruned.outcome))
+    }
+
     /// Cuts the log back to `len` bytes and syncs (undoing a batch that failed half-way).
     pub fn truncate(&mut self, len: u64) -> Result<(), Error> {
         self.file

@@ -8,19 +8,22 @@
 //! checkpoint key so that a forger cannot use one to hide a deletion. A later prune
 //! merges the earlier statements with the new removals.
 //!
-//! Pruning rewrites the file (a new file, synced, then renamed over the old one) under the
-//! log's exclusive writer lock, so it refuses ([`Error::InUse`]) a log a
-//! [`FileSink`](crate::FileSink) has open: run it after closing the sink, or on a rotated
-//! file. Checkpoint records are kept.
+//! Pruning rewrites the file (a new file, locked from the start, synced, then renamed over
+//! the old one) under the log's exclusive writer lock. It streams: the log is read three
+//! times (verify, plan the runs, copy what is kept), and memory holds only the pruned
+//! runs, never the file. A live [`FileSink`](crate::FileSink) prunes its own log with
+//! [`FileSink::prune`](crate::FileSink::prune) between two batches; [`prune_file`]
+//! refuses ([`Error::InUse`]) a log another writer holds. Checkpoint records are kept.
 
 use crate::Error;
 use crate::checkpoint::CheckpointKey;
 use crate::log::{open_locked, sync_parent};
 use crate::record::{Entry, MAX_RUNS_PER_PRUNE, PrunedRun, Record};
-use crate::verify::{VerifyOptions, verify_bytes};
+use crate::verify::{VerifyOptions, record_lines, verify_reader};
 use mcpsec_core::{Clock, EventKind, ServiceId};
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -109,10 +112,10 @@ pub struct PruneOutcome {
 
 /// Prunes the log at `path`: takes the log's exclusive writer lock (a live
 /// [`FileSink`](crate::FileSink) or `audit append` holding it: [`Error::InUse`], nothing
-/// done), reads the file once, verifies exactly those bytes with `key`'s public half (so
-/// a prune never launders a tampered log), and rewrites it atomically: a temporary file
-/// with the original's permissions, synced, renamed over the original (removed again on
-/// any error).
+/// done; a live sink prunes with [`FileSink::prune`](crate::FileSink::prune)), verifies
+/// the file with `key`'s public half (so a prune never launders a tampered log), and
+/// rewrites it atomically: a temporary file with the original's permissions, synced,
+/// renamed over the original (removed again on any error). Streams the file.
 pub fn prune_file(
     path: &Path,
     policy: &RetentionPolicy,
@@ -120,47 +123,155 @@ pub fn prune_file(
     clock: &dyn Clock,
 ) -> Result<PruneOutcome, Error> {
     let (mut file, _) = open_locked(path, false)?;
-    let metadata = file
+    let len = file
         .metadata()
-        .map_err(Error::io("reading the audit log"))?;
-    let mut bytes = Vec::new();
-    file.seek(SeekFrom::Start(0))
-        .and_then(|_| file.read_to_end(&mut bytes))
-        .map_err(Error::io("reading the audit log"))?;
+        .map_err(Error::io("reading the audit log"))?
+        .len();
+    let pruned = prune_locked(&mut file, len, path, policy, key, clock.now())?;
+    // The lock on the old file is released here; writers opening the new file lock it
+    // (this one holds that lock until it is dropped below).
+    drop(file);
+    sync_parent(path)?;
+    Ok(pruned.outcome)
+}
+
+/// What [`prune_locked`] made.
+pub(crate) struct Pruned {
+    /// The new log, which `path` now names, holding the writer's lock, opened for reading
+    /// and appending.
+    pub(crate) file: File,
+    /// Its length.
+    pub(crate) len: u64,
+    /// What was removed.
+    pub(crate) outcome: PruneOutcome,
+}
+
+/// Prunes the first `len` bytes of `file`, the log at `path` whose writer's lock the
+/// caller holds, into a new file renamed over `path`. The caller syncs the directory
+/// (and, once this returns, must write only to the new file).
+pub(crate) fn prune_locked(
+    file: &mut File,
+    len: u64,
+    path: &Path,
+    policy: &RetentionPolicy,
+    key: &CheckpointKey,
+    now: SystemTime,
+) -> Result<Pruned, Error> {
+    let permissions = file
+        .metadata()
+        .map_err(Error::io("reading the audit log"))?
+        .permissions();
     let options = VerifyOptions {
         keys: vec![*key.public_key()],
         mirrored: Vec::new(),
     };
     // Verification bounds every line by the cap and rejects a torn tail, so each line
-    // below parses.
-    verify_bytes(&bytes, &options)?;
-    let mut records = Vec::new();
-    for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        records.push(Record::parse(line)?);
+    // read below parses.
+    verify_reader(read_from_start(file, len)?, &options)?;
+    let mut plan = Plan::default();
+    for (_, record) in record_lines(read_from_start(file, len)?) {
+        plan.add(&record?, policy, now);
     }
-    drop(bytes);
-    let (kept, outcome) = prune_records(records, policy, key, clock.now())?;
+    let outcome = plan.outcome;
+    let prune_records = plan.finish(key, now)?;
     let tmp = path.with_extension("prune-tmp");
-    let written = write_pruned(&tmp, &kept, &metadata.permissions())
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(Error::io("replacing the audit log")));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
+    let written = write_pruned(&tmp, &prune_records, file, len, policy, now, &permissions)
+        .and_then(|(new, new_len)| {
+            std::fs::rename(&tmp, path).map_err(Error::io("replacing the audit log"))?;
+            Ok((new, new_len))
+        });
+    match written {
+        Ok((file, len)) => Ok(Pruned { file, len, outcome }),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    sync_parent(path)?;
-    // The lock on the old file is released here; writers opening the new file lock it.
-    drop(file);
-    Ok(outcome)
 }
 
-/// Writes `records` to a fresh `tmp` with `permissions`, synced.
+fn read_from_start(file: &File, len: u64) -> Result<BufReader<std::io::Take<&File>>, Error> {
+    let mut handle = file;
+    handle
+        .seek(SeekFrom::Start(0))
+        .map_err(Error::io("reading the audit log"))?;
+    Ok(BufReader::with_capacity(256 * 1024, handle.take(len)))
+}
+
+/// The runs a streaming prune will state, per instance in order of first appearance.
+#[derive(Default)]
+struct Plan {
+    runs: HashMap<ServiceId, Vec<PrunedRun>>,
+    order: Vec<ServiceId>,
+    outcome: PruneOutcome,
+}
+
+impl Plan {
+    /// Takes in one record (in file order: a chain's records come in sequence order, after
+    /// its prune records).
+    fn add(&mut self, record: &Record, policy: &RetentionPolicy, now: SystemTime) {
+        if !self.runs.contains_key(&record.instance) {
+            self.order.push(record.instance.clone());
+        }
+        let runs = self.runs.entry(record.instance.clone()).or_default();
+        if let Entry::Prune(p) = &record.entry {
+            runs.extend(p.runs.iter().copied());
+        } else if policy.expired(record, now) {
+            self.outcome.removed += 1;
+            runs.push(PrunedRun {
+                from: record.seq,
+                to: record.seq,
+                hash: record.hash,
+            });
+        } else {
+            self.outcome.kept += 1;
+        }
+    }
+
+    /// Merges adjacent runs (adjacent numbers: no kept record can lie between them) and
+    /// signs them into prune records.
+    fn finish(mut self, key: &CheckpointKey, now: SystemTime) -> Result<Vec<Record>, Error> {
+        let mut out = Vec::new();
+        for instance in self.order {
+            let mut runs = self.runs.remove(&instance).unwrap_or_default();
+            runs.sort_by_key(|run| run.from);
+            let mut merged: Vec<PrunedRun> = Vec::with_capacity(runs.len());
+            for run in runs {
+                match merged.last_mut() {
+                    Some(last) if last.to.checked_add(1) == Some(run.from) => {
+                        last.to = run.to;
+                        last.hash = run.hash;
+                    }
+                    _ => merged.push(run),
+                }
+            }
+            for chunk in merged.chunks(MAX_RUNS_PER_PRUNE) {
+                out.push(key.prune(&instance, chunk.to_vec(), now)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Writes the new log to a fresh `tmp` with `permissions`, locked from the start (so no
+/// other writer can take the file between the rename and our first append): the prune
+/// records, then the records of `source[..len]` that are kept. Synced. Returns the file
+/// and its length.
 fn write_pruned(
     tmp: &Path,
-    records: &[Record],
+    prune_records: &[Record],
+    source: &File,
+    len: u64,
+    policy: &RetentionPolicy,
+    now: SystemTime,
     permissions: &std::fs::Permissions,
-) -> Result<(), Error> {
+) -> Result<(File, u64), Error> {
+    match std::fs::remove_file(tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("removing a stale pruned log")(e)),
+    }
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.read(true).append(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -169,19 +280,34 @@ fn write_pruned(
     let file = options
         .open(tmp)
         .map_err(Error::io("creating the pruned log"))?;
-    // A stale temporary file keeps its old mode: set it again.
+    // The umask may have narrowed the mode: set it exactly.
     file.set_permissions(permissions.clone())
         .map_err(Error::io("creating the pruned log"))?;
-    let mut out = std::io::BufWriter::new(file);
-    for record in records {
-        out.write_all(record.to_json()?.as_bytes())
+    file.try_lock().map_err(|_| Error::InUse)?;
+    let mut out = std::io::BufWriter::new(&file);
+    let mut written = 0u64;
+    let mut put = |out: &mut std::io::BufWriter<&File>, record: &Record| {
+        let line = record.to_json()?;
+        out.write_all(line.as_bytes())
             .and_then(|()| out.write_all(b"\n"))
             .map_err(Error::io("writing the pruned log"))?;
+        written += line.len() as u64 + 1;
+        Ok::<(), Error>(())
+    };
+    for record in prune_records {
+        put(&mut out, record)?;
     }
-    let file = out
-        .into_inner()
-        .map_err(|e| Error::io("writing the pruned log")(e.into_error()))?;
-    file.sync_all().map_err(Error::io("syncing the pruned log"))
+    for (_, record) in record_lines(read_from_start(source, len)?) {
+        let record = record?;
+        if !matches!(record.entry, Entry::Prune(_)) && !policy.expired(&record, now) {
+            put(&mut out, &record)?;
+        }
+    }
+    out.flush().map_err(Error::io("writing the pruned log"))?;
+    drop(out);
+    file.sync_all()
+        .map_err(Error::io("syncing the pruned log"))?;
+    Ok((file, written))
 }
 
 /// Prunes records held in memory (in file order): returns the new log — prune records

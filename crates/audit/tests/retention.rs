@@ -307,3 +307,76 @@ async fn pruning_the_end_of_a_chain_never_reuses_its_sequence_numbers() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Item 26: a live sink prunes its own log without being closed (before, `prune_file`
+/// refused a log a sink held: `InUse`), keeps appending to the pruned file in one chain,
+/// and the standalone prune still refuses the log while the sink holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_sink_prunes_its_own_log_without_closing() {
+    let dir = std::env::temp_dir().join(format!("mcpsec-audit-{}-prune-live", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("audit.jsonl");
+    let key = Arc::new(CheckpointKey::generate().unwrap());
+    let clock = ManualClock::at_unix(1_767_225_600);
+    use EventKind::{AuthnLoginFail as Login, AuthzAdmin as Admin};
+    let sink = FileSink::open(&path, config(&key, &clock)).unwrap();
+    let record = |user: &str, kind| {
+        SecurityEvent::new(kind, Outcome::Failure, clock.now())
+            .with_user(UserId::new(user).unwrap())
+    };
+    for (i, kind) in [Login, Admin, Login, Login, Admin, Login]
+        .into_iter()
+        .enumerate()
+    {
+        sink.record(record(&format!("old-{i}"), kind))
+            .await
+            .unwrap();
+    }
+    sink.flush().await.unwrap();
+    // Readers take no lock: where the chain stands before the prune.
+    let before = verify_file(&path, &options(&key)).unwrap();
+    let last_before = before.chains.values().next().unwrap().last_seq;
+    clock.advance(DAY * 40);
+    let policy = RetentionPolicy::new().keep(EventClass::Authentication, DAY * 30);
+    assert!(matches!(
+        prune_file(&path, &policy, &key, &clock),
+        Err(Error::InUse)
+    ));
+    let outcome = sink.prune(&policy).await.unwrap();
+    assert_eq!(outcome.removed, 4, "the four old logins");
+    for i in 0..3 {
+        sink.record(record(&format!("new-{i}"), Admin))
+            .await
+            .unwrap();
+    }
+    sink.close().unwrap();
+    drop(sink);
+    verify_file(&path, &options(&key)).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains("old-0") && !text.contains("old-5"));
+    assert!(text.contains("old-1") && text.contains("new-2"));
+    // The chain's numbers go on from where the sink was.
+    let first_new = text
+        .lines()
+        .map(|l| Record::parse(l.as_bytes()).unwrap())
+        .find(|r| {
+            r.event().is_some_and(|e| {
+                matches!(&e.actor, mcpsec_core::Actor::User { user } if user.as_str() == "new-0")
+            })
+        })
+        .unwrap();
+    assert_eq!(first_new.seq, last_before + 1);
+    // Without a checkpoint key a sink cannot sign prune records.
+    let plain = FileSink::open(
+        &dir.join("plain.jsonl"),
+        FileSinkConfig::new(
+            ChainConfig::new(ServiceId::new("api-1").unwrap()),
+            Arc::new(clock.clone()),
+        ),
+    )
+    .unwrap();
+    assert!(matches!(plain.prune(&policy).await, Err(Error::Config(_))));
+    plain.close().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
