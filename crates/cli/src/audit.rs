@@ -137,7 +137,9 @@ pub fn append_with(
     if let Some((from, to)) = opened.unsigned_tail
         && let Some(seal) = chain.seal_unverified(from, now).map_err(audit_error)?
     {
-        eprintln!("note: records {from}..={to} were not covered by a checkpoint; sealed off as unverified");
+        eprintln!(
+            "note: records {from}..={to} were not covered by a checkpoint; sealed off as unverified"
+        );
         seal.write_json(&mut buf).map_err(audit_error)?;
         buf.push(b'\n');
     }
@@ -235,7 +237,12 @@ pub fn verify(
         let runs: Vec<String> = report
             .unverified
             .iter()
-            .map(|run| format!("{} {}..={} (line {})", run.instance, run.from, run.to, run.line))
+            .map(|run| {
+                format!(
+                    "{} {}..={} (line {})",
+                    run.instance, run.from, run.to, run.line
+                )
+            })
             .collect();
         line.push_str(&format!("; unverified: {}", runs.join(", ")));
     }

@@ -446,3 +446,47 @@ fn verify_lists_each_chains_head_when_a_file_holds_several() {
         "{text}"
     );
 }
+
+/// Issue 12 item 24: records appended without the key after the last checkpoint are not
+/// vouched for; the next `append --checkpoint-key` seals them off (a signed record) rather
+/// than signing them with its checkpoint, and `verify` names them.
+#[test]
+fn append_with_the_key_seals_an_unsigned_tail_and_verify_names_it() {
+    let dir = Scratch::new("audit", "unverified-tail");
+    let (private, public, log) = signed_log(&dir);
+    let line = documented_event();
+    let out = run(
+        &["audit", "append", "--log", &log, "--instance", "mcpsec-cli"],
+        Some(&format!("{line}\n{line}\n{line}\n")),
+    );
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let out = run(
+        &[
+            "audit",
+            "append",
+            "--log",
+            &log,
+            "--checkpoint-key",
+            &private,
+        ],
+        Some(&format!("{line}\n")),
+    );
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("7..=9"), "{}", stderr(&out));
+    let out = run(
+        &["audit", "verify", &log, "--checkpoint-key", &public],
+        None,
+    );
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("unverified: mcpsec-cli 7..=9 (line 10)"),
+        "{text}"
+    );
+    let out = run(&["audit", "tail", &log, "-n", "3"], None);
+    assert!(
+        stdout(&out).contains("unverified seq 7..=9"),
+        "{}",
+        stdout(&out)
+    );
+}
