@@ -475,7 +475,9 @@ impl FileSink {
         }
     }
 
-    /// Waits until every event queued so far is durable.
+    /// Waits until every event queued so far is durable or was lost to a failed write
+    /// (counted in [`FileSink::lost_events`]); an error when the last of them was lost
+    /// or the writer stopped.
     pub async fn flush(&self) -> Result<(), Error> {
         let ticket = self.shared.lock().last_ticket;
         self.wait_durable(ticket).await

@@ -226,13 +226,22 @@ fn last_newline_end(file: &mut File, len: u64) -> Result<u64, Error> {
 /// its sync). A file in which no line is a record is left alone (the head check then
 /// refuses it): that is not a torn page.
 fn last_record_end(file: &mut File, end: u64) -> Result<u64, Error> {
-    let mut lines = Backward::new(file, end);
-    let mut cut = end;
-    while let Some((offset, line)) = lines.next_line()? {
-        if Record::parse(&line).is_ok() {
-            return Ok(cut);
+    // Line by line from the end; a torn page of zeros can be longer than the line cap,
+    // so lines are delimited here rather than with `Backward` (which refuses those).
+    let mut line_end = end;
+    while let Some(body_end) = line_end.checked_sub(1) {
+        let start = last_newline_end(file, body_end)?;
+        let len = body_end - start;
+        if len <= MAX_LINE as u64 {
+            let mut line = vec![0u8; usize::try_from(len).unwrap_or(0)];
+            file.seek(SeekFrom::Start(start))
+                .and_then(|_| file.read_exact(&mut line))
+                .map_err(Error::io("reading the audit log"))?;
+            if Record::parse(&line).is_ok() {
+                return Ok(line_end);
+            }
         }
-        cut = offset;
+        line_end = start;
     }
     Ok(end)
 }

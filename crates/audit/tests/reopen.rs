@@ -286,10 +286,11 @@ async fn torn_page_before_the_last_line_is_a_torn_tail() {
     drop(sink);
     let mut bytes = std::fs::read(&path).unwrap();
     let garbage = b"\0\0\0\0\0\0\0\0\0\0\0\0\"seq\":5,\"time\":\"2026-01-01T00:00:00.0Z\"}\n";
-    bytes.extend_from_slice(&[0u8; 4096]);
+    // A torn run of zeros longer than the line cap (256 KiB), then what was left of a line.
+    bytes.extend_from_slice(&[0u8; 300 * 1024]);
     bytes.extend_from_slice(garbage);
     bytes.extend_from_slice(b"\0\0\0\n");
-    let torn = (4096 + garbage.len() + 4) as u64;
+    let torn = (300 * 1024 + garbage.len() + 4) as u64;
     std::fs::write(&path, &bytes).unwrap();
     match verify_file(&path, &VerifyOptions::default()) {
         Err(Error::Tampered(finding)) => {
