@@ -5,7 +5,8 @@
 //! Two modes, chosen by the first byte:
 //! - raw (even): the input is the log.
 //! - structured (odd): a valid chain is built with the crate's own writer (events, signed
-//!   checkpoints, optionally a signed prune record), then the rest of the input mutates
+//!   checkpoints, optionally a signed prune record and a signed unverified-tail record),
+//!   then the rest of the input mutates
 //!   one field or one byte of it, so verification gets past parsing and hashing into the
 //!   chain rules (`step`) — sequence numbers up to `u64::MAX`, links, signatures.
 #![no_main]
@@ -62,8 +63,9 @@ impl Input<'_> {
 }
 
 /// A valid chain: `events` events with a checkpoint every 3 records, optionally behind a
-/// signed prune record.
-fn build(events: usize, pruned: bool) -> Vec<Record> {
+/// signed prune record, and optionally ending with its unsigned tail sealed off (as a
+/// sink reopened after a crash writes it).
+fn build(events: usize, pruned: bool, sealed: bool) -> Vec<Record> {
     let instance = ServiceId::new("api-1").expect("an id");
     let config = ChainConfig::new(instance.clone()).with_checkpoints(
         KEY.clone(),
@@ -92,14 +94,21 @@ fn build(events: usize, pruned: bool) -> Vec<Record> {
     } else {
         Chain::resume(config, 0, Digest::GENESIS)
     };
+    let mut anchored = chain.last_seq();
     for i in 0..events {
         let event = SecurityEvent::new(EventKind::AuthnLoginFail, Outcome::Failure, time)
             .with_user(UserId::new(format!("user-{i}")).expect("an id"));
         records.push(chain.append(event, time).expect("appended"));
         if chain.checkpoint_due(time) {
             if let Some(cp) = chain.checkpoint(time).expect("signed") {
+                anchored = cp.seq;
                 records.push(cp);
             }
+        }
+    }
+    if sealed && chain.last_seq() > anchored {
+        if let Some(seal) = chain.seal_unverified(anchored + 1, time).expect("signed") {
+            records.push(seal);
         }
     }
     // A final checkpoint, as closing a sink writes (none when one was just written).
@@ -122,7 +131,7 @@ fn structured(data: &[u8]) {
     let mut input = Input(data);
     let shape = input.byte();
     let events = usize::from(shape % 12) + 1;
-    let mut records = build(events, shape & 0x80 != 0);
+    let mut records = build(events, shape & 0x80 != 0, shape & 0x40 != 0);
     let with_key = VerifyOptions {
         keys: vec![*KEY.public_key()],
         mirrored: Vec::new(),
@@ -148,11 +157,18 @@ fn structured(data: &[u8]) {
             None
         }
         3 => {
-            if let Entry::Prune(p) = &mut records.get_mut(at).expect("in range").entry {
-                if let Some(run) = p.runs.first_mut() {
-                    run.from = value;
-                    run.to = input.u64();
+            match &mut records.get_mut(at).expect("in range").entry {
+                Entry::Prune(p) => {
+                    if let Some(run) = p.runs.first_mut() {
+                        run.from = value;
+                        run.to = input.u64();
+                    }
                 }
+                Entry::Unverified(u) => {
+                    u.from = value;
+                    u.to = input.u64();
+                }
+                _ => {}
             }
             None
         }

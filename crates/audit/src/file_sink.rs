@@ -837,7 +837,7 @@ fn seal_unsigned_tail(
     chain: &mut Chain,
     config: &FileSinkConfig,
 ) -> Result<Option<Record>, Error> {
-    let Some((from, to)) = opened.unsigned_tail else {
+    let Some((from, _to)) = opened.unsigned_tail else {
         return Ok(None);
     };
     let Some(seal) = chain.seal_unverified(from, config.clock.now())? else {
@@ -854,11 +854,9 @@ fn seal_unsigned_tail(
     tracing::warn!(
         target: "mcpsec_audit",
         from,
-        to,
+        to = _to,
         "audit log reopened with records after its last checkpoint: sealed off as unverified"
     );
-    #[cfg(not(feature = "tracing"))]
-    let _ = to;
     Ok(Some(seal))
 }
 
