@@ -328,3 +328,70 @@ async fn torn_page_before_the_last_line_is_a_torn_tail() {
     }
     assert!(FileSink::open(&path, config()).is_err());
 }
+
+/// A chain sealed by `Chain::seal_unverified` (also behind a signed prune record)
+/// verifies with the key and names the run; a seal that names other records does not
+/// verify.
+#[test]
+fn a_sealed_chain_verifies_and_a_seal_naming_other_records_does_not() {
+    use mcpsec_audit::record::PrunedRun;
+    use mcpsec_audit::verify_bytes;
+    let key = Arc::new(CheckpointKey::generate().unwrap());
+    let clock = ManualClock::at_unix(1_767_225_600);
+    for pruned in [false, true] {
+        let mut records = Vec::new();
+        let mut chain = if pruned {
+            let run = PrunedRun {
+                from: 1,
+                to: 4,
+                hash: Digest::GENESIS,
+            };
+            records.push(key.prune(&instance(), vec![run], clock.now()).unwrap());
+            Chain::resume(signed_chain(&key), 4, Digest::GENESIS)
+        } else {
+            Chain::resume(signed_chain(&key), 0, Digest::GENESIS)
+        };
+        let first = chain.last_seq() + 1;
+        for i in 0..3 {
+            records.push(
+                chain
+                    .append(event(&clock, &format!("u{i}")), clock.now())
+                    .unwrap(),
+            );
+        }
+        records.push(chain.seal_unverified(first, clock.now()).unwrap().unwrap());
+        assert!(
+            chain.checkpoint(clock.now()).unwrap().is_none(),
+            "the seal signs the head"
+        );
+        let bytes: String = records
+            .iter()
+            .map(|r| r.to_json().unwrap() + "\n")
+            .collect();
+        let options = VerifyOptions {
+            keys: vec![*key.public_key()],
+            mirrored: Vec::new(),
+        };
+        let report = verify_bytes(bytes.as_bytes(), &options).unwrap();
+        assert_eq!(report.unverified.len(), 1);
+        assert_eq!(
+            (report.unverified[0].from, report.unverified[0].to),
+            (first, first + 2)
+        );
+        assert_eq!(report.chains[&instance()].unsigned(), 0);
+        // Moving the run, even with the hash recomputed, breaks the signature.
+        let last = records.last_mut().unwrap();
+        if let Entry::Unverified(u) = &mut last.entry {
+            u.from += 1;
+        }
+        last.hash = last.compute_hash();
+        let bytes: String = records
+            .iter()
+            .map(|r| r.to_json().unwrap() + "\n")
+            .collect();
+        match verify_bytes(bytes.as_bytes(), &options) {
+            Err(Error::Tampered(finding)) => assert_eq!(finding.reason, Reason::BadSignature),
+            other => panic!("{other:?}"),
+        }
+    }
+}
