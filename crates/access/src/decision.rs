@@ -133,8 +133,9 @@ impl std::error::Error for Denial {}
 #[derive(Debug, Clone)]
 pub struct Authorized<P = Action> {
     action: Action,
-    subject: UserId,
-    org: OrgId,
+    /// Who was allowed, as verified: operations that take the proof read the scopes and
+    /// credential from here (a key may not be minted wider than its creator's scopes).
+    principal: Principal,
     _permission: PhantomData<fn() -> P>,
 }
 
@@ -146,12 +147,17 @@ impl<P> Authorized<P> {
 
     /// Who was allowed.
     pub fn subject(&self) -> &UserId {
-        &self.subject
+        self.principal.subject()
     }
 
     /// In which organization.
     pub fn org(&self) -> &OrgId {
-        &self.org
+        self.principal.org()
+    }
+
+    /// The principal that was allowed, as the verifier built it.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
     }
 
     /// An `authz_admin` event for administrative actions ([`Action::is_admin`]), which
@@ -161,8 +167,8 @@ impl<P> Authorized<P> {
             .is_admin()
             .then(|| {
                 SecurityEvent::new(EventKind::AuthzAdmin, Outcome::Success, time)
-                    .with_user(self.subject.clone())
-                    .with_org(self.org.clone())
+                    .with_user(self.subject().clone())
+                    .with_org(self.org().clone())
             })
             .map(|mut event| {
                 event.action = action_label(self.action);
@@ -197,8 +203,8 @@ pub fn permits(principal: &Principal, action: Action) -> Result<(), Denial> {
 /// 3. the resource is in the principal's organization;
 /// 4. for actions on one's own resources, the resource's owner is the principal.
 ///
-/// Everything else is denied. Pure and allocation-free apart from two reference-count
-/// increments for the proof.
+/// Everything else is denied. Pure and allocation-free apart from the reference-count
+/// increments of cloning the principal into the proof.
 pub fn authorize(
     principal: &Principal,
     action: Action,
@@ -229,8 +235,7 @@ fn decide<P>(
     }
     Ok(Authorized {
         action,
-        subject: principal.subject().clone(),
-        org: principal.org().clone(),
+        principal: principal.clone(),
         _permission: PhantomData,
     })
 }

@@ -12,6 +12,10 @@
 //!   It returns an [`Authorized`] proof that only it can make, or a [`Denial`] naming the
 //!   rule that failed.
 //! - [`ToolPolicy`]: MCP tool names mapped to actions, unmapped tools denied.
+//! - [`Memberships`]: the role a verifier gives a principal, read from the user's current
+//!   membership at every request ([`resolve_role`]); conformance suite in `testkit`.
+//! - [`ManagesCredentials`]: the proofs credential lifecycle calls take
+//!   (`user.manage_tokens` for one's own, `org.manage_members` for a member's).
 //!
 //! ```
 //! use mcpsec_access::{
@@ -58,14 +62,20 @@
 mod action;
 mod decision;
 mod error;
+mod manage;
+mod memberships;
 mod principal;
 mod role;
 mod scope;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 mod tools;
 
 pub use action::{Action, ActionSpec, Ownership, Permission, perm};
 pub use decision::{Authorized, Denial, Resource, authorize, authorize_as, permits};
 pub use error::Error;
+pub use manage::ManagesCredentials;
+pub use memberships::{Memberships, MemoryMemberships, StoreError, resolve_role};
 pub use principal::{AuthMethod, AuthMethods, Authentication, CredentialKind, Principal};
 pub use role::Role;
 pub use scope::{IMPLIES, MAX_SCOPE_LEN, Scope, ScopeSet};

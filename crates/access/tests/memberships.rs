@@ -1,0 +1,5 @@
+//! The memberships conformance suite, run against the memory backend.
+
+use mcpsec_access::testkit::memberships::MemoryHarness;
+
+mcpsec_access::memberships_suite!(memory, async { MemoryHarness::new() });
