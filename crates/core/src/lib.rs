@@ -13,6 +13,9 @@
 //! - The [`Sealer`] trait: seal small secrets at rest without depending on the field
 //!   encryption crate, which implements it.
 //! - The [`AttemptCounter`] trait: atomic failure counting that API keys and MFA share.
+//! - Shared helpers, one implementation each: [`pem`] (PKCS#8 PEM, zeroizing),
+//!   [`hmac`] (HMAC-SHA256 with explicit domain separation), [`secret_file`] (atomic 0600
+//!   writes) and, with feature `https-client`, `https` (the outbound HTTPS policy).
 //!
 //! ```
 //! use mcpsec_core::{
@@ -53,10 +56,16 @@ mod attempts;
 mod clock;
 mod error;
 mod event;
+pub mod hmac;
+#[cfg(feature = "https-client")]
+pub mod https;
 mod id;
+pub mod pem;
 mod random;
 mod seal;
+mod seal_text;
 mod secret;
+pub mod secret_file;
 mod sink;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -70,5 +79,6 @@ pub use id::{
 };
 pub use random::fill_random;
 pub use seal::{MAX_SEAL_PLAINTEXT, SealContext, Sealer};
+pub use seal_text::SealContextSyntaxError;
 pub use secret::{SecretBytes, SecretString};
 pub use sink::{EventSink, MemorySink, NullSink, emit};
