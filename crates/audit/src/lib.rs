@@ -17,10 +17,6 @@
 //! - [`prune_file`] and [`FileSink::prune`] (on a live sink): retention by
 //!   [`EventClass`], with signed prune records, streaming the file.
 //! - [`AuditedSealer`]: records every seal and open of secrets.
-//! - [`Detector`]: streaming rules (brute force, credential stuffing, spraying, API key
-//!   hammering, token reuse, rate limits, privilege changes) raising tiered, deduplicated
-//!   [`Alert`]s to [`AlertSink`]s (log, memory, and a webhook with feature `webhook`) and
-//!   critical ones to [`Responder`]s.
 //! - [`to_ocsf`] and [`to_ecs`]: exporters.
 //!
 //! ```
@@ -57,7 +53,6 @@
 
 mod chain;
 pub mod checkpoint;
-pub mod detect;
 mod error;
 pub mod export;
 mod file_sink;
@@ -74,12 +69,6 @@ pub use chain::{Chain, ChainConfig};
 pub use checkpoint::{
     CheckpointKey, CheckpointPolicy, CheckpointPublicKey, CheckpointSink, FileCheckpointSink,
     MemoryCheckpointSink,
-};
-#[cfg(feature = "webhook")]
-pub use detect::WebhookAlertSink;
-pub use detect::{
-    Alert, AlertSink, Detector, DetectorConfig, LogAlertSink, MemoryAlertSink, Responder, Rule,
-    Subject, Threshold, Tier,
 };
 pub use error::Error;
 pub use export::{to_ecs, to_ocsf};

@@ -81,4 +81,4 @@ pub use random::fill_random;
 pub use seal::{MAX_SEAL_PLAINTEXT, SealContext, Sealer};
 pub use seal_text::SealContextSyntaxError;
 pub use secret::{SecretBytes, SecretString};
-pub use sink::{EventSink, MemorySink, NullSink, emit};
+pub use sink::{EventSink, FanOut, MemorySink, NullSink, emit};

@@ -11,8 +11,8 @@
 use mcpsec_apikeys::{
     ApiKeys, Env, HashMode, KeyHasher, MemoryApiKeyStore, NewKey, Pepper, Source,
 };
-use mcpsec_audit::{Alert, Detector, DetectorConfig, MemoryAlertSink, Rule, Subject, Tier};
 use mcpsec_core::{KeyId, ManualClock, OrgId, SecretString, UserId};
+use mcpsec_detect::{Alert, Detector, DetectorConfig, MemoryAlertSink, Rule, Subject, Tier};
 use mcpsec_mfa::{MemoryReplayGuard, TotpConfig, TotpSecret, TotpVerifier};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -59,25 +59,58 @@ fn fixture() -> Fixture {
 fn api_keys(f: &Fixture) -> ApiKeys {
     let hasher =
         KeyHasher::new(Pepper::generate(1).unwrap(), vec![], HashMode::HmacSha256).unwrap();
-    ApiKeys::builder(Arc::new(MemoryApiKeyStore::new()), hasher)
-        .events(f.detector.clone())
-        .clock(f.clock.clone())
-        .build()
-        .unwrap()
+    let members = mcpsec_access::MemoryMemberships::new();
+    let owners = (0..12)
+        .map(|i| format!("owner-{i}"))
+        .chain(["bob".to_owned()]);
+    for owner in owners {
+        members.set(
+            UserId::new(&owner).unwrap(),
+            OrgId::new("acme").unwrap(),
+            mcpsec_access::Role::Developer,
+        );
+    }
+    ApiKeys::builder(
+        Arc::new(MemoryApiKeyStore::new()),
+        Arc::new(members),
+        hasher,
+    )
+    .events(f.detector.clone())
+    .clock(f.clock.clone())
+    .build()
+    .unwrap()
 }
 
 async fn create(keys: &ApiKeys, owner: &str) -> (SecretString, KeyId) {
+    use mcpsec_access::{
+        AuthMethods, Authentication, CredentialKind, Principal, Resource, Role, ScopeSet,
+        authorize_as, perm,
+    };
     let owner = UserId::new(owner).unwrap();
+    let caller = Principal::new(
+        owner.clone(),
+        OrgId::new("acme").unwrap(),
+        Role::Developer,
+        ScopeSet::parse_strict("user:token mcp:read").unwrap(),
+        CredentialKind::AccessToken,
+        Authentication {
+            at: None,
+            methods: AuthMethods::EMPTY,
+        },
+    );
+    let proof = authorize_as::<perm::UserManageTokens>(&caller, &Resource::own(&caller)).unwrap();
     let (key, record) = keys
-        .create(NewKey {
-            owner: owner.clone(),
-            org: OrgId::new("acme").unwrap(),
-            scopes: "mcp:read".into(),
-            env: Env::Live,
-            name: "ci".into(),
-            expires_at: None,
-            created_by: owner,
-        })
+        .create(
+            &proof,
+            NewKey {
+                owner: owner.clone(),
+                org: OrgId::new("acme").unwrap(),
+                scopes: "mcp:read".into(),
+                env: Env::Live,
+                name: "ci".into(),
+                expires_at: None,
+            },
+        )
         .await
         .unwrap();
     (key, record.id)

@@ -1,54 +1,9 @@
-//! Streaming detection: rules over events, tiered alerts, deduplication, responders.
-//!
-//! A [`Detector`] sees each event (it is an [`EventSink`], so a host can fan events out to
-//! it beside the log), updates per-key windows read from its [`Clock`](mcpsec_core::Clock), and raises
-//! [`Alert`]s to every [`AlertSink`]; critical alerts also go to every [`Responder`], which
-//! may act (block a source, revoke a token family). Defaults follow common SIEM rules:
-//!
-//! | rule | fires when | tier |
-//! |------|------------|------|
-//! | brute force | ≥10 failed logins or MFA checks on one account in 5 min | high |
-//! | credential stuffing | one source fails on ≥10 distinct accounts in 10 min | high |
-//! | spraying | one account fails from ≥10 distinct sources in 10 min | high |
-//! | API key hammering | ≥5 wrong secrets for one known key id in 5 min | high |
-//! | API key stuffing | one source fails with ≥10 distinct key ids in 10 min | high |
-//! | login lock | any `authn_login_lock` (a service locked a source or account) | high |
-//! | failure limit | any `authn_login_fail_max` (an account's or key id's failure budget spent) | high |
-//! | token reuse | any refresh-token reuse | critical, at once |
-//! | rate limit | ≥5 rate-limit breaches from one source in 1 min | medium |
-//! | privilege change | any permission or role change | medium |
-//! | detector saturated | a rule had to forget a live window (state cap reached) | high |
-//!
-//! Each alert names one subject — the account, source, key id or token family the rule's
-//! definition is about (for a privilege change: the changed resource, else the account;
-//! for a lock: the account, else the source, else the key id; for a failure limit: the
-//! account, else the key id, else the source) — and the same (rule, subject) alerts at most once per dedup window. Critical alerts
-//! and alerts about [`Subject::Unknown`] are never deduplicated, so one alert cannot mute
-//! another about something else. Rules never attribute one subject's events to another:
-//! failures on account A count toward A only, so a noisy attacker cannot raise an alert
-//! about an innocent account B.
-//!
-//! Per-rule state is capped (`max_keys`). When full, the least recently seen keys are
-//! weighed and the one with the least in its window goes — empty windows first, so a
-//! flood of invented names evicts itself rather than a victim's window; when a live
-//! window must go, a `detector_saturated` alert (deduplicated per window) says so.
-//!
-//! With a [`Pseudonymizer`] ([`Detector::with_pseudonymizer`]), alerts about a source
-//! carry its keyed pseudonym ([`Subject::SourcePseudonym`]), never the address — the same
-//! pseudonym the log records, so alerts and records still correlate. (Responders only see
-//! critical alerts, none of which is about a source.)
-
-mod bounded;
-#[cfg(feature = "webhook")]
-mod webhook;
-
-#[cfg(feature = "webhook")]
-pub use webhook::WebhookAlertSink;
+//! The rule engine, its alerts and the alert sinks it ships with.
 
 use crate::Error;
-use crate::privacy::Pseudonymizer;
-use crate::record::Pseudonym;
-use bounded::BoundedMap;
+use crate::bounded::BoundedMap;
+use mcpsec_audit::Pseudonymizer;
+use mcpsec_audit::record::Pseudonym;
 use mcpsec_core::{
     Actor, EventKind, EventSink, KeyId, Outcome, ReasonCode, ResourceId, SecurityEvent,
     SharedClock, UserId,

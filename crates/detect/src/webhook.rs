@@ -4,7 +4,7 @@
 //! redirects, a whole-request timeout, and optionally an HMAC-SHA256 of the body in
 //! `X-Mcpsec-Signature: sha256=<hex>` so the receiver can check where it came from.
 
-use super::{Alert, AlertSink};
+use crate::{Alert, AlertSink};
 use crate::Error;
 use mcpsec_core::SecretBytes;
 use reqwest::Url;
@@ -95,7 +95,7 @@ impl AlertSink for WebhookAlertSink {
             let tag = aws_lc_rs::hmac::sign(key, &body);
             request = request.header(
                 "X-Mcpsec-Signature",
-                format!("sha256={}", crate::record::hex(tag.as_ref())),
+                format!("sha256={}", hex(tag.as_ref())),
             );
         }
         let response = request
@@ -109,4 +109,13 @@ impl AlertSink for WebhookAlertSink {
             Err(Error::Unavailable("the webhook answered with an error"))
         }
     }
+}
+
+/// Lower-case hex, as receivers compare the signature header.
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
 }

@@ -7,8 +7,9 @@
     reason = "tests"
 )]
 
-use mcpsec_audit::{
-    Alert, Detector, DetectorConfig, Error, MemoryAlertSink, Pseudonymizer, Responder, Rule,
+use mcpsec_audit::Pseudonymizer;
+use mcpsec_detect::{
+    Alert, Detector, DetectorConfig, Error, MemoryAlertSink, Responder, Rule,
     Subject, Threshold, Tier,
 };
 use mcpsec_core::{

@@ -7,7 +7,7 @@
     reason = "tests"
 )]
 
-use mcpsec_audit::{Alert, AlertSink, Rule, Subject, Tier, WebhookAlertSink};
+use mcpsec_detect::{Alert, AlertSink, Rule, Subject, Tier, WebhookAlertSink};
 use mcpsec_core::{SecretBytes, UserId};
 use std::time::{Duration, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
