@@ -70,6 +70,16 @@ pub enum Error {
     /// The OS CSPRNG failed.
     #[error("randomness unavailable")]
     Random,
+    /// The proof given to a lifecycle call does not reach this key: another user's key
+    /// under a `user.manage_tokens` proof, or another organization's.
+    #[error("the proof does not allow managing this key")]
+    NotAllowed,
+    /// A new key would grant scopes its creator does not hold.
+    #[error("a key cannot grant scopes its creator does not hold")]
+    ScopesExceedCreator,
+    /// The key's owner is not a member of the key's organization (any more).
+    #[error("the key's owner is not a member of its organization")]
+    NotAMember,
     /// A store or counter failed.
     #[error("store unavailable: {0}")]
     Store(&'static str),
@@ -84,6 +94,7 @@ impl Error {
                 "too many requests"
             }
             Error::Store(_) | Error::HashWorker => "service unavailable",
+            Error::NotAllowed | Error::ScopesExceedCreator => "not allowed",
             _ => "invalid key",
         }
     }
@@ -100,6 +111,9 @@ impl Error {
             Error::Expired => ReasonCode::Expired,
             Error::Throttled { .. } => ReasonCode::LockedOut,
             Error::RateLimited { .. } | Error::Busy { .. } => ReasonCode::RateLimited,
+            Error::NotAllowed => ReasonCode::NotOwner,
+            Error::ScopesExceedCreator => ReasonCode::ScopeMissing,
+            Error::NotAMember => ReasonCode::RoleForbids,
             _ => ReasonCode::Malformed,
         }
     }

@@ -8,39 +8,50 @@
 //! - [`KeyHasher`]: only hashes are stored: HMAC-SHA256 with a versioned pepper (default),
 //!   Argon2id, or legacy bcrypt (feature `legacy-bcrypt`), upgraded on use.
 //! - [`ApiKeys`]: create (the plaintext is shown once), list (hints only), rotate with an
-//!   overlap, disable, revoke, and [`verify`](ApiKeys::verify): constant-time, with a dummy
+//!   overlap, disable, revoke, each under the caller's `Authorized` proof, and
+//!   [`verify`](ApiKeys::verify), which reads the owner's role from `Memberships`: constant-time, with a dummy
 //!   comparison for unknown ids, throttling of failing *sources* (never of the key), and a
 //!   per-key quota. Slow hashes run on a bounded [`SlowHashPool`], off the async executor.
 //! - [`ApiKeyStore`] and [`AttemptCounter`]: where state lives, with in-memory backends
 //!   and conformance suites (feature `testkit`).
 //!
 //! ```
-//! use mcpsec_access::Role;
+//! use mcpsec_access::{
+//!     AuthMethods, Authentication, CredentialKind, MemoryMemberships, Principal, Resource, Role,
+//!     ScopeSet, authorize_as, perm,
+//! };
 //! use mcpsec_apikeys::{ApiKeys, Env, HashMode, KeyHasher, MemoryApiKeyStore, NewKey, Pepper, Source};
 //! use mcpsec_core::{OrgId, UserId};
 //! use std::sync::Arc;
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (ada, acme) = (UserId::new("ada")?, OrgId::new("acme")?);
+//! let members = Arc::new(MemoryMemberships::new());
+//! members.set(ada.clone(), acme.clone(), Role::Developer);
 //! let hasher = KeyHasher::new(Pepper::generate(1)?, vec![], HashMode::HmacSha256)?;
-//! let keys = ApiKeys::builder(Arc::new(MemoryApiKeyStore::new()), hasher).build()?;
+//! let keys = ApiKeys::builder(Arc::new(MemoryApiKeyStore::new()), members, hasher).build()?;
 //!
-//! let ada = UserId::new("ada")?;
-//! let (key, record) = keys
-//!     .create(NewKey {
-//!         owner: ada.clone(),
-//!         org: OrgId::new("acme")?,
-//!         scopes: "mcp:read".into(),
-//!         env: Env::Live,
-//!         name: "ci-runner".into(),
-//!         expires_at: None,
-//!         created_by: ada,
-//!     })
-//!     .await?;
+//! // Ada, signed in with a token that may manage her keys, creates one.
+//! # let caller = Principal::new(ada.clone(), acme.clone(), Role::Developer,
+//! #     ScopeSet::parse_strict("user:token mcp:read")?, CredentialKind::AccessToken,
+//! #     Authentication { at: None, methods: AuthMethods::EMPTY });
+//! let proof = authorize_as::<perm::UserManageTokens>(&caller, &Resource::own(&caller))?;
+//! let new = NewKey {
+//!     owner: ada.clone(),
+//!     org: acme,
+//!     scopes: "mcp:read".into(),
+//!     env: Env::Live,
+//!     name: "ci-runner".into(),
+//!     expires_at: None,
+//! };
+//! let (key, record) = keys.create(&proof, new).await?;
 //! assert!(key.expose_secret().starts_with("mcp_sk_live_"));
 //!
+//! // The key verifies with its owner's current role.
 //! let verified = keys.verify(key.expose_secret(), &Source::Ip("192.0.2.1".parse()?)).await?;
-//! let principal = verified.principal(Role::Developer);
+//! let principal = verified.principal();
 //! assert_eq!(principal.subject(), &record.owner);
+//! assert_eq!(principal.role(), Role::Developer);
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]

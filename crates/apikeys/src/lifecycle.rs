@@ -1,11 +1,14 @@
 //! Creating, listing, rotating, disabling and revoking keys.
 //!
-//! Who may do these things is the host's decision, made with
-//! `mcpsec_access::authorize(principal, Action::UserManageTokens, &Resource::owned_by(record.owner, record.org))`.
+//! Each call takes the proof of the action that allows it: an
+//! `Authorized<perm::UserManageTokens>` for one's own keys, or an org admin's
+//! `Authorized<perm::OrgManageMembers>` for a member's (revoking a departed member's keys).
+//! The proof names who acted, for the audit trail. The one call without a proof is
+//! [`ApiKeys::revoke_leaked`], where holding the key is the proof.
 
 use crate::format::{self, Env};
 use crate::{ApiKeyRecord, ApiKeys, Error, KeyStatus};
-use mcpsec_access::ScopeSet;
+use mcpsec_access::{Authorized, ManagesCredentials, ScopeSet};
 use mcpsec_core::{
     Actor, EventKind, KeyId, Label, OrgId, Outcome, ResourceId, SecretString, SecurityEvent, UserId,
 };
@@ -27,8 +30,6 @@ pub struct NewKey {
     pub name: String,
     /// When it stops working, if ever.
     pub expires_at: Option<SystemTime>,
-    /// Who is creating it.
-    pub created_by: UserId,
 }
 
 /// A key as listed: never the key, only its hint.
@@ -55,20 +56,37 @@ pub struct KeySummary {
 }
 
 impl ApiKeys {
-    /// Creates a key. The plaintext is returned once, here, and never stored.
+    /// Creates a key for `new.owner` under `proof`. The plaintext is returned once, here,
+    /// and never stored.
+    ///
+    /// Refused with [`Error::NotAllowed`] when the proof does not reach the owner, and with
+    /// [`Error::ScopesExceedCreator`] when the key would grant a scope the proof's
+    /// principal does not hold (through the hierarchy): a credential can only mint
+    /// narrower ones. The proof's subject is recorded as `created_by`.
     ///
     /// In Argon2 mode the hash runs on the [`SlowHashPool`](crate::SlowHashPool); a full
     /// pool refuses with [`Error::Busy`] and nothing is stored.
-    pub async fn create(&self, new: NewKey) -> Result<(SecretString, ApiKeyRecord), Error> {
-        self.create_as(new, KeyStatus::Active).await
+    pub async fn create<P: ManagesCredentials>(
+        &self,
+        proof: &Authorized<P>,
+        new: NewKey,
+    ) -> Result<(SecretString, ApiKeyRecord), Error> {
+        allowed(proof, &new.owner, &new.org)?;
+        let scopes = ScopeSet::parse_strict(&new.scopes).map_err(|_| Error::Invalid("scopes"))?;
+        if !proof.grants(scopes) {
+            return Err(Error::ScopesExceedCreator);
+        }
+        self.create_as(new, scopes, KeyStatus::Active, proof.subject().clone())
+            .await
     }
 
     async fn create_as(
         &self,
         new: NewKey,
+        scopes: ScopeSet,
         status: KeyStatus,
+        created_by: UserId,
     ) -> Result<(SecretString, ApiKeyRecord), Error> {
-        let scopes = ScopeSet::parse_strict(&new.scopes).map_err(|_| Error::Invalid("scopes"))?;
         let name = Label::new(&new.name).map_err(|_| Error::Invalid("name"))?;
         let now = self.clock.now();
         let key = Arc::new(format::generate(new.env)?);
@@ -85,7 +103,7 @@ impl ApiKeys {
             last_used_at: None,
             status,
             hint: key.hint(),
-            created_by: new.created_by,
+            created_by,
         };
         self.store
             .insert(&record)
@@ -99,8 +117,14 @@ impl ApiKeys {
         Ok((SecretString::new(key.expose_secret().to_owned()), record))
     }
 
-    /// The keys of `owner`, as summaries.
-    pub async fn list(&self, owner: &UserId) -> Result<Vec<KeySummary>, Error> {
+    /// The keys of `owner` in the proof's organization, as summaries; refused with
+    /// [`Error::NotAllowed`] when the proof does not reach `owner`.
+    pub async fn list<P: ManagesCredentials>(
+        &self,
+        proof: &Authorized<P>,
+        owner: &UserId,
+    ) -> Result<Vec<KeySummary>, Error> {
+        allowed(proof, owner, proof.org())?;
         let records = self
             .store
             .list_by_owner(owner)
@@ -108,6 +132,7 @@ impl ApiKeys {
             .map_err(|e| Error::Store(e.0))?;
         Ok(records
             .into_iter()
+            .filter(|r| &r.org == proof.org())
             .map(|r| KeySummary {
                 id: r.id,
                 name: r.name,
@@ -124,23 +149,24 @@ impl ApiKeys {
 
     /// Rotates `id`: a successor with the same owner, org, scopes, env, name and status,
     /// while the old key keeps working for `overlap` (then expires), so clients can switch
-    /// without an outage.
+    /// without an outage. The proof must reach the key's owner ([`Error::NotAllowed`]); the
+    /// successor keeps the old key's scopes, so rotation never widens a key.
     ///
     /// The successor of a disabled key is disabled (rotation is not a way around a
     /// disable); a revoked key cannot be rotated. A disable or revoke of the old key that
     /// lands while the successor is being made reaches the successor too.
-    pub async fn rotate(
+    pub async fn rotate<P: ManagesCredentials>(
         &self,
+        proof: &Authorized<P>,
         id: &KeyId,
         overlap: Duration,
-        by: UserId,
     ) -> Result<(SecretString, ApiKeyRecord), Error> {
-        let old = self.get_record(id).await?;
+        let old = self.managed_record(proof, id).await?;
         if old.status == KeyStatus::Revoked {
             return Err(Error::Revoked);
         }
         let now = self.clock.now();
-        let actor = Actor::User { user: by.clone() };
+        let actor = proof.actor();
         let (key, mut successor) = self
             .create_as(
                 NewKey {
@@ -150,9 +176,10 @@ impl ApiKeys {
                     env: old.env,
                     name: old.name.to_string(),
                     expires_at: old.expires_at,
-                    created_by: by,
                 },
+                old.scopes,
                 old.status,
+                proof.subject().clone(),
             )
             .await?;
         match self.get_record(id).await.map(|r| r.status) {
@@ -180,21 +207,78 @@ impl ApiKeys {
         Ok((key, successor))
     }
 
-    /// Disables `id` (reversible); `by` is who acted, for the audit trail. A revoked key
-    /// stays revoked: [`Error::Revoked`].
-    pub async fn disable(&self, id: &KeyId, by: Actor) -> Result<(), Error> {
-        self.set_status(id, KeyStatus::Disabled, by).await
+    /// Disables `id` (reversible) under `proof`, which also names who acted for the audit
+    /// trail. A revoked key stays revoked: [`Error::Revoked`]. A key the proof does not
+    /// reach is [`Error::NotAllowed`] and is left as it was.
+    pub async fn disable<P: ManagesCredentials>(
+        &self,
+        proof: &Authorized<P>,
+        id: &KeyId,
+    ) -> Result<(), Error> {
+        self.managed_record(proof, id).await?;
+        self.set_status(id, KeyStatus::Disabled, proof.actor())
+            .await
     }
 
-    /// Enables a disabled key; `by` is who acted. A revoked key stays revoked:
+    /// Enables a disabled key under `proof`. A revoked key stays revoked:
     /// [`Error::Revoked`].
-    pub async fn enable(&self, id: &KeyId, by: Actor) -> Result<(), Error> {
-        self.set_status(id, KeyStatus::Active, by).await
+    pub async fn enable<P: ManagesCredentials>(
+        &self,
+        proof: &Authorized<P>,
+        id: &KeyId,
+    ) -> Result<(), Error> {
+        self.managed_record(proof, id).await?;
+        self.set_status(id, KeyStatus::Active, proof.actor()).await
     }
 
-    /// Revokes `id` for good; `by` is who acted. Revoking a revoked key succeeds.
-    pub async fn revoke(&self, id: &KeyId, by: Actor) -> Result<(), Error> {
-        self.set_status(id, KeyStatus::Revoked, by).await
+    /// Revokes `id` for good under `proof`. Revoking a revoked key succeeds.
+    pub async fn revoke<P: ManagesCredentials>(
+        &self,
+        proof: &Authorized<P>,
+        id: &KeyId,
+    ) -> Result<(), Error> {
+        self.managed_record(proof, id).await?;
+        self.set_status(id, KeyStatus::Revoked, proof.actor()).await
+    }
+
+    /// Revokes the key `presented` for good, on the word of whoever found it (a secret
+    /// scanner, a support engineer handed a pasted key): holding the key is the proof, so
+    /// no principal is needed. `by` is who reported it, for the audit trail.
+    ///
+    /// The secret is checked in constant time, with a dummy comparison for unknown ids, so
+    /// the call does not say which ids exist; a wrong secret is [`Error::SecretMismatch`]
+    /// and changes nothing.
+    pub async fn revoke_leaked(&self, presented: &str, by: Actor) -> Result<(), Error> {
+        let parsed = Arc::new(format::parse(presented)?);
+        let record = self
+            .store
+            .get(parsed.id())
+            .await
+            .map_err(|e| Error::Store(e.0))?;
+        let Some(record) = record else {
+            self.dummy_hash(&parsed).await?;
+            return Err(Error::Unknown);
+        };
+        if !self.check_hash(&parsed, &record.hash).await?.matched {
+            return Err(Error::SecretMismatch);
+        }
+        self.set_status(&record.id, KeyStatus::Revoked, by).await
+    }
+
+    /// The record of `id` if `proof` reaches its owner. An unknown id and another
+    /// organization's key both answer [`Error::Unknown`], so a proof cannot probe which
+    /// ids exist elsewhere.
+    async fn managed_record<P: ManagesCredentials>(
+        &self,
+        proof: &Authorized<P>,
+        id: &KeyId,
+    ) -> Result<ApiKeyRecord, Error> {
+        let record = self.get_record(id).await?;
+        if &record.org != proof.org() {
+            return Err(Error::Unknown);
+        }
+        allowed(proof, &record.owner, &record.org)?;
+        Ok(record)
     }
 
     async fn get_record(&self, id: &KeyId) -> Result<ApiKeyRecord, Error> {
@@ -248,5 +332,17 @@ impl ApiKeys {
             event = event.with_action(action);
         }
         mcpsec_core::emit(&*self.events, event).await;
+    }
+}
+
+fn allowed<P: ManagesCredentials>(
+    proof: &Authorized<P>,
+    owner: &UserId,
+    org: &OrgId,
+) -> Result<(), Error> {
+    if proof.may_manage(owner, org) {
+        Ok(())
+    } else {
+        Err(Error::NotAllowed)
     }
 }

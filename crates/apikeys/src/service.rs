@@ -4,6 +4,7 @@ use crate::cache::VerifiedKeyCache;
 use crate::format::Env;
 use crate::limits::{KeyQuota, LockoutPolicy};
 use crate::{ApiKeyStore, Error, KeyHasher, SlowHashPool};
+use mcpsec_access::Memberships;
 use mcpsec_core::{
     AttemptCounter, EventSink, MemoryAttemptCounter, NullSink, SharedClock, SystemClock,
 };
@@ -26,6 +27,7 @@ pub const DEFAULT_THROTTLED_SLOW_HASH_ALLOWANCE: u64 = 3;
 #[derive(Debug)]
 pub struct ApiKeys {
     pub(crate) store: Arc<dyn ApiKeyStore>,
+    pub(crate) memberships: Arc<dyn Memberships>,
     pub(crate) hasher: Arc<KeyHasher>,
     pub(crate) counter: Arc<dyn AttemptCounter>,
     pub(crate) events: Arc<dyn EventSink>,
@@ -48,6 +50,7 @@ pub struct ApiKeys {
 #[derive(Debug)]
 pub struct ApiKeysBuilder {
     store: Arc<dyn ApiKeyStore>,
+    memberships: Arc<dyn Memberships>,
     hasher: KeyHasher,
     counter: Arc<dyn AttemptCounter>,
     events: Arc<dyn EventSink>,
@@ -64,10 +67,17 @@ pub struct ApiKeysBuilder {
 }
 
 impl ApiKeys {
-    /// Starts a builder for keys kept in `store` and hashed by `hasher`.
-    pub fn builder(store: Arc<dyn ApiKeyStore>, hasher: KeyHasher) -> ApiKeysBuilder {
+    /// Starts a builder for keys kept in `store` and hashed by `hasher`, whose owners'
+    /// roles are read from `memberships` at every verification (a key carries no role, and
+    /// an owner who is no longer a member is refused).
+    pub fn builder(
+        store: Arc<dyn ApiKeyStore>,
+        memberships: Arc<dyn Memberships>,
+        hasher: KeyHasher,
+    ) -> ApiKeysBuilder {
         ApiKeysBuilder {
             store,
+            memberships,
             hasher,
             counter: Arc::new(MemoryAttemptCounter::default()),
             events: Arc::new(NullSink),
@@ -177,6 +187,7 @@ impl ApiKeysBuilder {
             quota: KeyQuota::new(per_minute, Arc::clone(&self.clock)),
             cache: VerifiedKeyCache::new(self.cache_ttl, self.cache_capacity)?,
             store: self.store,
+            memberships: self.memberships,
             hasher: Arc::new(self.hasher),
             pool: self
                 .pool

@@ -50,10 +50,12 @@ impl Source {
     }
 }
 
-/// A key that verified: its record and the quota state for response headers.
+/// A key that verified: its record, its owner's current role, and the quota state for
+/// response headers.
 #[derive(Debug, Clone)]
 pub struct VerifiedKey {
     record: ApiKeyRecord,
+    role: Role,
     rate_limit: RateLimitInfo,
 }
 
@@ -68,14 +70,21 @@ impl VerifiedKey {
         self.rate_limit
     }
 
-    /// The [`Principal`] for this request, with the owner's current `role` (which the host
-    /// looks up: a key never carries a role of its own). Its scopes are the key's; the
-    /// decision intersects them with the role.
-    pub fn principal(&self, role: Role) -> Principal {
+    /// The owner's role in the key's organization, read from
+    /// [`Memberships`](mcpsec_access::Memberships) during this verification: a key never
+    /// carries a role of its own, so a demoted owner's keys lose the rights at their next
+    /// use.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The [`Principal`] for this request, with the owner's current [`role`](Self::role).
+    /// Its scopes are the key's; the decision intersects them with the role.
+    pub fn principal(&self) -> Principal {
         Principal::new(
             self.record.owner.clone(),
             self.record.org.clone(),
-            role,
+            self.role,
             self.record.scopes,
             CredentialKind::ApiKey,
             Authentication {
@@ -155,6 +164,14 @@ impl ApiKeys {
         if let Some(error) = status_error(&record, now) {
             return Err(self.refused(error, &record, source, now).await);
         }
+        // The owner's role now, not when the key was made; unknown refuses.
+        let role = match self.memberships.role(&record.owner, &record.org).await {
+            Ok(Some(role)) => role,
+            Ok(None) => {
+                return Err(self.refused(Error::NotAMember, &record, source, now).await);
+            }
+            Err(_) => return Err(Error::Store("memberships")),
+        };
         let rate_limit = match self.quota.check(&record.id) {
             Ok(info) => info,
             Err(retry_after) => {
@@ -169,7 +186,11 @@ impl ApiKeys {
             .store
             .touch_last_used(&record.id, now, self.last_used_interval)
             .await;
-        Ok(VerifiedKey { record, rate_limit })
+        Ok(VerifiedKey {
+            record,
+            role,
+            rate_limit,
+        })
     }
 
     /// Whether `parsed` matches `record` (a dummy comparison when there is none), through

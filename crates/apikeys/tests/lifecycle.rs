@@ -19,19 +19,17 @@ use mcpsec_core::{Actor, EventKind, ManualClock, MemorySink, ServiceId, UserId};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn victim() -> Actor {
-    Actor::User {
-        user: UserId::new("victim").unwrap(),
-    }
-}
-
 #[tokio::test]
 async fn enable_of_a_revoked_key_is_an_error() {
     let f = fixture_with(HashMode::HmacSha256, |b| b);
-    let (key, record) = f.keys.create(new_key(Env::Live)).await.unwrap();
-    f.keys.revoke(&record.id, victim()).await.unwrap();
+    let (key, record) = f
+        .keys
+        .create(&victim_proof(), new_key(Env::Live))
+        .await
+        .unwrap();
+    f.keys.revoke(&victim_proof(), &record.id).await.unwrap();
     assert_eq!(
-        f.keys.enable(&record.id, victim()).await,
+        f.keys.enable(&victim_proof(), &record.id).await,
         Err(Error::Revoked)
     );
     assert_eq!(
@@ -46,15 +44,15 @@ async fn enable_of_a_revoked_key_is_an_error() {
 #[tokio::test]
 async fn rotating_a_disabled_key_makes_a_disabled_successor() {
     let f = fixture_with(HashMode::HmacSha256, |b| b);
-    let (_, record) = f.keys.create(new_key(Env::Live)).await.unwrap();
-    f.keys.disable(&record.id, victim()).await.unwrap();
+    let (_, record) = f
+        .keys
+        .create(&victim_proof(), new_key(Env::Live))
+        .await
+        .unwrap();
+    f.keys.disable(&victim_proof(), &record.id).await.unwrap();
     let (next, next_record) = f
         .keys
-        .rotate(
-            &record.id,
-            Duration::from_secs(60),
-            UserId::new("victim").unwrap(),
-        )
+        .rotate(&victim_proof(), &record.id, Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!(next_record.status, KeyStatus::Disabled);
@@ -88,6 +86,7 @@ async fn bad_stored_hash_and_unknown_pepper_take_the_failure_path() {
         let events = MemorySink::new();
         let keys = ApiKeys::builder(
             store.clone(),
+            members(),
             KeyHasher::new(pepper(1), vec![], HashMode::HmacSha256).unwrap(),
         )
         .clock(Arc::new(ManualClock::at_unix(1_767_225_600)))
@@ -98,7 +97,10 @@ async fn bad_stored_hash_and_unknown_pepper_take_the_failure_path() {
         }))
         .build()
         .unwrap();
-        let (key, record) = keys.create(new_key(Env::Live)).await.unwrap();
+        let (key, record) = keys
+            .create(&victim_proof(), new_key(Env::Live))
+            .await
+            .unwrap();
         assert!(
             store
                 .replace_hash(&record.id, &record.hash, stored)
@@ -135,7 +137,11 @@ async fn bad_stored_hash_and_unknown_pepper_take_the_failure_path() {
 #[tokio::test]
 async fn record_debug_hides_the_stored_hash() {
     let f = fixture_with(HashMode::HmacSha256, |b| b);
-    let (_, record) = f.keys.create(new_key(Env::Live)).await.unwrap();
+    let (_, record) = f
+        .keys
+        .create(&victim_proof(), new_key(Env::Live))
+        .await
+        .unwrap();
     let mac = record.hash.rsplit('$').next().unwrap().to_owned();
     let text = format!("{record:?}");
     assert!(!text.contains(&mac), "stored hash in Debug: {text}");
@@ -145,28 +151,31 @@ async fn record_debug_hides_the_stored_hash() {
     );
 }
 
-/// Events name who acted, not who created the key.
+/// Events name who acted, not who created the key: the proof's subject, or the service
+/// that reported a leaked key.
 #[tokio::test]
 async fn lifecycle_events_name_who_acted() {
     let f = fixture_with(HashMode::HmacSha256, |b| b);
-    let (_, record) = f.keys.create(new_key(Env::Live)).await.unwrap();
+    let (key, record) = f
+        .keys
+        .create(&victim_proof(), new_key(Env::Live))
+        .await
+        .unwrap();
     let admin = Actor::User {
         user: UserId::new("admin").unwrap(),
     };
     let service = Actor::Service {
         service: ServiceId::new("scanner").unwrap(),
     };
-    f.keys.disable(&record.id, admin.clone()).await.unwrap();
     f.keys
-        .enable(
-            &record.id,
-            Actor::User {
-                user: UserId::new("victim").unwrap(),
-            },
-        )
+        .disable(&admin_proof("acme"), &record.id)
         .await
         .unwrap();
-    f.keys.revoke(&record.id, service.clone()).await.unwrap();
+    f.keys.enable(&victim_proof(), &record.id).await.unwrap();
+    f.keys
+        .revoke_leaked(key.expose_secret(), service.clone())
+        .await
+        .unwrap();
     let acted: Vec<(String, Actor)> = f
         .events
         .events()

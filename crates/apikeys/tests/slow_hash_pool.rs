@@ -51,8 +51,16 @@ async fn slow_hashes_run_on_a_bounded_pool_and_a_full_queue_is_refused_at_once()
             b.slow_hash_pool(Arc::clone(&pool))
                 .slow_hash_cache(Duration::ZERO, 0)
         });
-        let (key, _) = f.keys.create(new_key(Env::Live)).await.unwrap();
-        let (legacy, legacy_record) = f.keys.create(new_key(Env::Live)).await.unwrap();
+        let (key, _) = f
+            .keys
+            .create(&victim_proof(), new_key(Env::Live))
+            .await
+            .unwrap();
+        let (legacy, legacy_record) = f
+            .keys
+            .create(&victim_proof(), new_key(Env::Live))
+            .await
+            .unwrap();
         let bcrypt_hash = bcrypt::hash(legacy.expose_secret(), 4).unwrap();
         assert!(
             f.store

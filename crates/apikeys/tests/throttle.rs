@@ -35,7 +35,11 @@ async fn throttled_owner_still_verifies_in_both_hash_modes() {
         let f = fixture_with(mode, |b| {
             b.lockout(policy(2)).slow_hash_cache(Duration::ZERO, 0)
         });
-        let (key, _) = f.keys.create(new_key(Env::Live)).await.unwrap();
+        let (key, _) = f
+            .keys
+            .create(&victim_proof(), new_key(Env::Live))
+            .await
+            .unwrap();
         let nat = ip(66);
         // Credential stuffing from the shared address: many ids, none of them the owner's.
         for _ in 0..5 {
@@ -66,8 +70,16 @@ async fn throttled_source_slow_hash_allowance_is_bounded_per_key_id() {
     let f = fixture_with(fast_argon2(), |b| {
         b.lockout(policy(1)).slow_hash_cache(Duration::ZERO, 0)
     });
-    let (key, _) = f.keys.create(new_key(Env::Live)).await.unwrap();
-    let (other, _) = f.keys.create(new_key(Env::Live)).await.unwrap();
+    let (key, _) = f
+        .keys
+        .create(&victim_proof(), new_key(Env::Live))
+        .await
+        .unwrap();
+    let (other, _) = f
+        .keys
+        .create(&victim_proof(), new_key(Env::Live))
+        .await
+        .unwrap();
     let nat = ip(66);
     for _ in 0..20 {
         let _ = f.keys.verify(&wrong_secret_for(&key), &nat).await;
@@ -106,6 +118,7 @@ async fn wrong_secret_and_unknown_id_do_the_same_store_and_counter_work() {
             });
             let keys = ApiKeys::builder(
                 store.clone(),
+                members(),
                 KeyHasher::new(pepper(1), vec![], mode).unwrap(),
             )
             .clock(Arc::new(ManualClock::at_unix(1_767_225_600)))
@@ -114,7 +127,10 @@ async fn wrong_secret_and_unknown_id_do_the_same_store_and_counter_work() {
             .lockout(policy(if throttled { 1 } else { 1_000 }))
             .build()
             .unwrap();
-            let (key, record) = keys.create(new_key(Env::Live)).await.unwrap();
+            let (key, record) = keys
+                .create(&victim_proof(), new_key(Env::Live))
+                .await
+                .unwrap();
             let source = ip(9);
             // Reach the throttle (or not) with junk, which never touches the store.
             let _ = keys.verify("junk", &source).await;
@@ -147,7 +163,11 @@ async fn wrong_secret_and_unknown_id_do_the_same_store_and_counter_work() {
 #[tokio::test]
 async fn ipv6_sources_are_grouped_by_64_by_default() {
     let f = fixture_with(HashMode::HmacSha256, |b| b.lockout(policy(3)));
-    let (key, _) = f.keys.create(new_key(Env::Live)).await.unwrap();
+    let (key, _) = f
+        .keys
+        .create(&victim_proof(), new_key(Env::Live))
+        .await
+        .unwrap();
     let wrong = wrong_secret_for(&key);
     let v6 = |s: &str| Source::Ip(s.parse().unwrap());
     for host in ["2001:db8:0:7::1", "2001:db8:0:7::2", "2001:db8:0:7:ffff::3"] {
@@ -245,7 +265,11 @@ async fn a_concurrent_burst_from_a_throttled_source_spends_at_most_the_allowance
                 barrier: tokio::sync::Barrier::new(BURST),
             }))
     });
-    let (key, _) = f.keys.create(new_key(Env::Live)).await.unwrap();
+    let (key, _) = f
+        .keys
+        .create(&victim_proof(), new_key(Env::Live))
+        .await
+        .unwrap();
     let nat = ip(66);
     let _ = f.keys.verify("junk", &nat).await;
     let before = pool.completed();

@@ -15,6 +15,9 @@ use mcpsec_core::{EventKind, ManualClock, MemorySink, OrgId, SecretBytes, Secret
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+use common::{members, victim_proof};
+
 struct Fixture {
     keys: ApiKeys,
     store: Arc<MemoryApiKeyStore>,
@@ -35,6 +38,7 @@ fn fixture_with(
     let events = MemorySink::new();
     let builder = ApiKeys::builder(
         store.clone(),
+        members(),
         KeyHasher::new(pepper(1), vec![], mode).unwrap(),
     )
     .clock(Arc::new(clock.clone()))
@@ -59,13 +63,6 @@ fn new_key(env: Env) -> NewKey {
         env,
         name: "laptop".into(),
         expires_at: None,
-        created_by: UserId::new("victim").unwrap(),
-    }
-}
-
-fn victim() -> mcpsec_core::Actor {
-    mcpsec_core::Actor::User {
-        user: UserId::new("victim").unwrap(),
     }
 }
 
@@ -95,10 +92,14 @@ fn wrong_secret_for(key: &SecretString) -> String {
 #[tokio::test]
 async fn a_created_key_verifies_and_maps_to_its_owner() {
     let f = fixture();
-    let (key, record) = f.keys.create(new_key(Env::Live)).await.unwrap();
+    let (key, record) = f
+        .keys
+        .create(&victim_proof(), new_key(Env::Live))
+        .await
+        .unwrap();
     let verified = f.keys.verify(key.expose_secret(), &ip(1)).await.unwrap();
     assert_eq!(verified.record().id, record.id);
-    let principal = verified.principal(mcpsec_access::Role::Viewer);
+    let principal = verified.principal();
     assert_eq!(principal.scopes().to_string(), "mcp:read user:read");
     assert_eq!(
         principal.credential(),
@@ -111,8 +112,16 @@ async fn a_created_key_verifies_and_maps_to_its_owner() {
 #[tokio::test]
 async fn id_of_one_key_with_the_secret_of_another_is_refused() {
     let f = fixture();
-    let (a, _) = f.keys.create(new_key(Env::Live)).await.unwrap();
-    let (b, _) = f.keys.create(new_key(Env::Live)).await.unwrap();
+    let (a, _) = f
+        .keys
+        .create(&victim_proof(), new_key(Env::Live))
+        .await
+        .unwrap();
+    let (b, _) = f
+        .keys
+        .create(&victim_proof(), new_key(Env::Live))
+        .await
+        .unwrap();
     let a = a.expose_secret();
     let b = b.expose_secret();
     // a's prefix and id, b's secret, a valid checksum.
@@ -125,7 +134,11 @@ async fn id_of_one_key_with_the_secret_of_another_is_refused() {
 #[tokio::test]
 async fn unknown_ids_go_through_the_dummy_comparison_and_look_the_same_to_clients() {
     let f = fixture();
-    let (key, _) = f.keys.create(new_key(Env::Live)).await.unwrap();
+    let (key, _) = f
+        .keys
+        .create(&victim_proof(), new_key(Env::Live))
+        .await
+        .unwrap();
     let text = key.expose_secret();
     let unknown = with_checksum(&format!(
         "mcp_sk_live_{}_{}",
@@ -148,7 +161,11 @@ async fn unknown_ids_go_through_the_dummy_comparison_and_look_the_same_to_client
 #[tokio::test]
 async fn keys_of_the_other_environment_are_refused_where_configured() {
     let f = fixture_with(HashMode::HmacSha256, |b| b.accept_envs(&[Env::Live]));
-    let (test_key, _) = f.keys.create(new_key(Env::Test)).await.unwrap();
+    let (test_key, _) = f
+        .keys
+        .create(&victim_proof(), new_key(Env::Test))
+        .await
+        .unwrap();
     assert_eq!(
         f.keys
             .verify(test_key.expose_secret(), &ip(1))
@@ -156,7 +173,11 @@ async fn keys_of_the_other_environment_are_refused_where_configured() {
             .unwrap_err(),
         Error::WrongEnv
     );
-    let (live_key, _) = f.keys.create(new_key(Env::Live)).await.unwrap();
+    let (live_key, _) = f
+        .keys
+        .create(&victim_proof(), new_key(Env::Live))
+        .await
+        .unwrap();
     assert!(
         f.keys
             .verify(live_key.expose_secret(), &ip(1))
@@ -168,8 +189,12 @@ async fn keys_of_the_other_environment_are_refused_where_configured() {
 #[tokio::test]
 async fn revoked_disabled_and_expired_keys_are_refused() {
     let f = fixture();
-    let (key, record) = f.keys.create(new_key(Env::Live)).await.unwrap();
-    f.keys.disable(&record.id, victim()).await.unwrap();
+    let (key, record) = f
+        .keys
+        .create(&victim_proof(), new_key(Env::Live))
+        .await
+        .unwrap();
+    f.keys.disable(&victim_proof(), &record.id).await.unwrap();
     assert_eq!(
         f.keys
             .verify(key.expose_secret(), &ip(1))
@@ -177,9 +202,9 @@ async fn revoked_disabled_and_expired_keys_are_refused() {
             .unwrap_err(),
         Error::Disabled
     );
-    f.keys.enable(&record.id, victim()).await.unwrap();
+    f.keys.enable(&victim_proof(), &record.id).await.unwrap();
     assert!(f.keys.verify(key.expose_secret(), &ip(1)).await.is_ok());
-    f.keys.revoke(&record.id, victim()).await.unwrap();
+    f.keys.revoke(&victim_proof(), &record.id).await.unwrap();
     assert_eq!(
         f.keys
             .verify(key.expose_secret(), &ip(1))
@@ -188,7 +213,7 @@ async fn revoked_disabled_and_expired_keys_are_refused() {
         Error::Revoked
     );
     assert_eq!(
-        f.keys.enable(&record.id, victim()).await,
+        f.keys.enable(&victim_proof(), &record.id).await,
         Err(Error::Revoked)
     );
     assert_eq!(
@@ -202,7 +227,7 @@ async fn revoked_disabled_and_expired_keys_are_refused() {
 
     let mut expiring = new_key(Env::Live);
     expiring.expires_at = Some(mcpsec_core::Clock::now(&f.clock) + Duration::from_secs(60));
-    let (key, _) = f.keys.create(expiring).await.unwrap();
+    let (key, _) = f.keys.create(&victim_proof(), expiring).await.unwrap();
     assert!(f.keys.verify(key.expose_secret(), &ip(1)).await.is_ok());
     f.clock.advance(Duration::from_secs(60));
     assert_eq!(
@@ -217,7 +242,11 @@ async fn revoked_disabled_and_expired_keys_are_refused() {
 #[tokio::test]
 async fn victims_correct_key_verifies_while_an_attacker_floods_its_id() {
     let f = fixture();
-    let (key, _) = f.keys.create(new_key(Env::Live)).await.unwrap();
+    let (key, _) = f
+        .keys
+        .create(&victim_proof(), new_key(Env::Live))
+        .await
+        .unwrap();
     let attacker = ip(66);
     let wrong = wrong_secret_for(&key);
     let mut throttled = 0;
@@ -262,7 +291,11 @@ async fn throttle_backs_off_and_expires() {
         ..LockoutPolicy::default()
     };
     let f = fixture_with(HashMode::HmacSha256, |b| b.lockout(policy));
-    let (key, _) = f.keys.create(new_key(Env::Live)).await.unwrap();
+    let (key, _) = f
+        .keys
+        .create(&victim_proof(), new_key(Env::Live))
+        .await
+        .unwrap();
     let wrong = wrong_secret_for(&key);
     for _ in 0..3 {
         assert_eq!(
@@ -306,7 +339,11 @@ async fn junk_is_refused_before_any_lookup_and_counts_against_the_source() {
             Error::Malformed
         );
     }
-    let (key, _) = f.keys.create(new_key(Env::Live)).await.unwrap();
+    let (key, _) = f
+        .keys
+        .create(&victim_proof(), new_key(Env::Live))
+        .await
+        .unwrap();
     let mut typo = key.expose_secret().to_owned();
     typo.replace_range(40..41, if &typo[40..41] == "a" { "b" } else { "a" });
     assert_eq!(
@@ -318,9 +355,14 @@ async fn junk_is_refused_before_any_lookup_and_counts_against_the_source() {
 #[tokio::test]
 async fn pepper_rotation_rehashes_on_next_use() {
     let f = fixture();
-    let (key, record) = f.keys.create(new_key(Env::Live)).await.unwrap();
+    let (key, record) = f
+        .keys
+        .create(&victim_proof(), new_key(Env::Live))
+        .await
+        .unwrap();
     let rotated = ApiKeys::builder(
         f.store.clone(),
+        members(),
         KeyHasher::new(pepper(2), vec![pepper(1)], HashMode::HmacSha256).unwrap(),
     )
     .build()
@@ -330,6 +372,7 @@ async fn pepper_rotation_rehashes_on_next_use() {
     assert!(stored.starts_with("hmac-sha256$v2$"), "{stored}");
     let only_new = ApiKeys::builder(
         f.store.clone(),
+        members(),
         KeyHasher::new(pepper(2), vec![], HashMode::HmacSha256).unwrap(),
     )
     .build()
@@ -343,7 +386,11 @@ async fn pepper_rotation_rehashes_on_next_use() {
 #[tokio::test]
 async fn bcrypt_hashes_verify_and_are_upgraded() {
     let f = fixture();
-    let (key, record) = f.keys.create(new_key(Env::Live)).await.unwrap();
+    let (key, record) = f
+        .keys
+        .create(&victim_proof(), new_key(Env::Live))
+        .await
+        .unwrap();
     let legacy = bcrypt::hash(key.expose_secret(), 4).unwrap();
     assert!(
         f.store
@@ -378,7 +425,11 @@ async fn argon2_keys_verify_and_the_cache_serves_throttled_holders() {
         ..LockoutPolicy::default()
     };
     let f = fixture_with(fast_argon2(), |b| b.lockout(policy));
-    let (key, record) = f.keys.create(new_key(Env::Live)).await.unwrap();
+    let (key, record) = f
+        .keys
+        .create(&victim_proof(), new_key(Env::Live))
+        .await
+        .unwrap();
     assert!(record.hash.starts_with("argon2id$v1$m=256,t=1,p=1$"));
     assert!(
         f.keys.verify(key.expose_secret(), &ip(1)).await.is_ok(),
@@ -393,7 +444,7 @@ async fn argon2_keys_verify_and_the_cache_serves_throttled_holders() {
     // ...but the cached correct key still passes.
     assert!(f.keys.verify(key.expose_secret(), &ip(1)).await.is_ok());
     // Revocation flushes the cache entry.
-    f.keys.revoke(&record.id, victim()).await.unwrap();
+    f.keys.revoke(&victim_proof(), &record.id).await.unwrap();
     assert_eq!(
         f.keys
             .verify(key.expose_secret(), &ip(2))
@@ -406,9 +457,14 @@ async fn argon2_keys_verify_and_the_cache_serves_throttled_holders() {
 #[tokio::test]
 async fn argon2_mode_upgrades_hmac_keys_and_vice_versa() {
     let f = fixture();
-    let (key, record) = f.keys.create(new_key(Env::Live)).await.unwrap();
+    let (key, record) = f
+        .keys
+        .create(&victim_proof(), new_key(Env::Live))
+        .await
+        .unwrap();
     let slow = ApiKeys::builder(
         f.store.clone(),
+        members(),
         KeyHasher::new(pepper(1), vec![], fast_argon2()).unwrap(),
     )
     .build()
@@ -438,8 +494,16 @@ async fn argon2_mode_upgrades_hmac_keys_and_vice_versa() {
 #[tokio::test]
 async fn successful_use_is_rate_limited_per_key() {
     let f = fixture_with(HashMode::HmacSha256, |b| b.quota_per_minute(3));
-    let (key, _) = f.keys.create(new_key(Env::Live)).await.unwrap();
-    let (other, _) = f.keys.create(new_key(Env::Live)).await.unwrap();
+    let (key, _) = f
+        .keys
+        .create(&victim_proof(), new_key(Env::Live))
+        .await
+        .unwrap();
+    let (other, _) = f
+        .keys
+        .create(&victim_proof(), new_key(Env::Live))
+        .await
+        .unwrap();
     let remaining: Vec<u32> = {
         let mut out = Vec::new();
         for _ in 0..3 {
@@ -471,7 +535,11 @@ async fn successful_use_is_rate_limited_per_key() {
 #[tokio::test]
 async fn last_used_is_coarse() {
     let f = fixture();
-    let (key, record) = f.keys.create(new_key(Env::Live)).await.unwrap();
+    let (key, record) = f
+        .keys
+        .create(&victim_proof(), new_key(Env::Live))
+        .await
+        .unwrap();
     f.keys.verify(key.expose_secret(), &ip(1)).await.unwrap();
     let first = f
         .store
@@ -504,14 +572,14 @@ async fn last_used_is_coarse() {
 #[tokio::test]
 async fn rotation_overlaps_then_the_old_key_expires() {
     let f = fixture();
-    let (old, record) = f.keys.create(new_key(Env::Live)).await.unwrap();
+    let (old, record) = f
+        .keys
+        .create(&victim_proof(), new_key(Env::Live))
+        .await
+        .unwrap();
     let (new, new_record) = f
         .keys
-        .rotate(
-            &record.id,
-            Duration::from_secs(3600),
-            UserId::new("victim").unwrap(),
-        )
+        .rotate(&victim_proof(), &record.id, Duration::from_secs(3600))
         .await
         .unwrap();
     assert_eq!(new_record.scopes, record.scopes);
@@ -529,7 +597,11 @@ async fn rotation_overlaps_then_the_old_key_expires() {
         Error::Expired
     );
     assert!(f.keys.verify(new.expose_secret(), &ip(1)).await.is_ok());
-    let listed = f.keys.list(&UserId::new("victim").unwrap()).await.unwrap();
+    let listed = f
+        .keys
+        .list(&victim_proof(), &UserId::new("victim").unwrap())
+        .await
+        .unwrap();
     assert_eq!(listed.len(), 2);
     assert!(
         listed
@@ -544,7 +616,7 @@ async fn creation_parses_scopes_strictly() {
     let mut bad = new_key(Env::Live);
     bad.scopes = "mcp:read mcp:everything".into();
     assert_eq!(
-        f.keys.create(bad).await.unwrap_err(),
+        f.keys.create(&victim_proof(), bad).await.unwrap_err(),
         Error::Invalid("scopes")
     );
 }
@@ -552,11 +624,15 @@ async fn creation_parses_scopes_strictly() {
 #[tokio::test]
 async fn nothing_secret_in_debug_display_or_events() {
     let f = fixture();
-    let (key, record) = f.keys.create(new_key(Env::Live)).await.unwrap();
+    let (key, record) = f
+        .keys
+        .create(&victim_proof(), new_key(Env::Live))
+        .await
+        .unwrap();
     let secret = &key.expose_secret()[29..72];
     let _ = f.keys.verify(key.expose_secret(), &ip(1)).await;
     let _ = f.keys.verify(&wrong_secret_for(&key), &ip(1)).await;
-    f.keys.revoke(&record.id, victim()).await.unwrap();
+    f.keys.revoke(&victim_proof(), &record.id).await.unwrap();
     let err = f
         .keys
         .verify(key.expose_secret(), &ip(1))

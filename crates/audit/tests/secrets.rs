@@ -57,22 +57,50 @@ async fn log_never_holds_keys_secrets_plaintexts_or_raw_addresses() {
     // API keys: create, use, misuse, revoke, use again.
     let pepper = Pepper::generate(1).unwrap();
     let hasher = KeyHasher::new(pepper, vec![], HashMode::HmacSha256).unwrap();
-    let keys = ApiKeys::builder(Arc::new(MemoryApiKeyStore::new()), hasher)
-        .events(sink.clone())
-        .clock(clock.clone())
-        .build()
-        .unwrap();
     let ada = UserId::new("ada").unwrap();
+    let members = mcpsec_access::MemoryMemberships::new();
+    members.set(
+        ada.clone(),
+        OrgId::new("acme").unwrap(),
+        mcpsec_access::Role::Developer,
+    );
+    let keys = ApiKeys::builder(
+        Arc::new(MemoryApiKeyStore::new()),
+        Arc::new(members),
+        hasher,
+    )
+    .events(sink.clone())
+    .clock(clock.clone())
+    .build()
+    .unwrap();
+    let caller = mcpsec_access::Principal::new(
+        ada.clone(),
+        OrgId::new("acme").unwrap(),
+        mcpsec_access::Role::Developer,
+        mcpsec_access::ScopeSet::parse_strict("user:token mcp:read").unwrap(),
+        mcpsec_access::CredentialKind::AccessToken,
+        mcpsec_access::Authentication {
+            at: None,
+            methods: mcpsec_access::AuthMethods::EMPTY,
+        },
+    );
+    let proof = mcpsec_access::authorize_as::<mcpsec_access::perm::UserManageTokens>(
+        &caller,
+        &mcpsec_access::Resource::own(&caller),
+    )
+    .unwrap();
     let (key, record) = keys
-        .create(NewKey {
-            owner: ada.clone(),
-            org: OrgId::new("acme").unwrap(),
-            scopes: "mcp:read".into(),
-            env: Env::Live,
-            name: "ci".into(),
-            expires_at: None,
-            created_by: ada.clone(),
-        })
+        .create(
+            &proof,
+            NewKey {
+                owner: ada.clone(),
+                org: OrgId::new("acme").unwrap(),
+                scopes: "mcp:read".into(),
+                env: Env::Live,
+                name: "ci".into(),
+                expires_at: None,
+            },
+        )
         .await
         .unwrap();
     let source = Source::Ip("192.0.2.77".parse().unwrap());
@@ -82,9 +110,7 @@ async fn log_never_holds_keys_secrets_plaintexts_or_raw_addresses() {
         assert!(keys.verify(&wrong, &source).await.is_err());
     }
     assert!(keys.verify("mcp_sk_live_garbage", &source).await.is_err());
-    keys.revoke(&record.id, Actor::User { user: ada.clone() })
-        .await
-        .unwrap();
+    keys.revoke(&proof, &record.id).await.unwrap();
     assert!(keys.verify(key.expose_secret(), &source).await.is_err());
 
     // The audited sealer: seal, open, open with the wrong context.

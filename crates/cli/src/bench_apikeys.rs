@@ -1,6 +1,10 @@
 //! Benchmark rows for mcpsec-apikeys, each beside the raw primitive it is built on.
 
 use crate::bench::Row;
+use mcpsec_access::{
+    AuthMethods, Authentication, Authorized, CredentialKind, Principal, Resource, Role, Scope,
+    ScopeSet, authorize_as, perm,
+};
 use mcpsec_apikeys::{
     ApiKeys, Argon2Params, AttemptCounter, Env, Error, HashMode, KeyHasher, MemoryApiKeyStore,
     MemoryAttemptCounter, NewKey, Pepper, Source, format,
@@ -24,9 +28,15 @@ fn service(
         vec![],
         mode,
     )?;
-    let keys = ApiKeys::builder(Arc::new(MemoryApiKeyStore::new()), hasher)
-        .clock(Arc::new(ManualClock::at_unix(1_767_225_600)))
-        .quota_per_minute(u32::MAX);
+    let members = mcpsec_access::MemoryMemberships::new();
+    members.set(owner()?, org()?, mcpsec_access::Role::Developer);
+    let keys = ApiKeys::builder(
+        Arc::new(MemoryApiKeyStore::new()),
+        Arc::new(members),
+        hasher,
+    )
+    .clock(Arc::new(ManualClock::at_unix(1_767_225_600)))
+    .quota_per_minute(u32::MAX);
     let keys = if slow_hash_cache {
         keys
     } else {
@@ -36,17 +46,39 @@ fn service(
     Ok((keys, runtime))
 }
 
+fn owner() -> Result<UserId, Error> {
+    UserId::new("ada").map_err(|_| Error::Invalid("owner"))
+}
+
+fn org() -> Result<OrgId, Error> {
+    OrgId::new("acme").map_err(|_| Error::Invalid("org"))
+}
+
 fn new_key() -> Result<NewKey, Error> {
-    let owner = UserId::new("ada").map_err(|_| Error::Invalid("owner"))?;
     Ok(NewKey {
-        owner: owner.clone(),
-        org: OrgId::new("acme").map_err(|_| Error::Invalid("org"))?,
+        owner: owner()?,
+        org: org()?,
         scopes: "mcp:read".into(),
         env: Env::Live,
         name: "bench".into(),
         expires_at: None,
-        created_by: owner,
     })
+}
+
+/// The owner's own `user.manage_tokens` proof, as a token verifier would lead to.
+fn owner_proof() -> Result<Authorized<perm::UserManageTokens>, Error> {
+    let caller = Principal::new(
+        owner()?,
+        org()?,
+        Role::Developer,
+        ScopeSet::of(&[Scope::UserToken, Scope::McpRead]),
+        CredentialKind::AccessToken,
+        Authentication {
+            at: None,
+            methods: AuthMethods::EMPTY,
+        },
+    );
+    authorize_as(&caller, &Resource::own(&caller)).map_err(|_| Error::NotAllowed)
 }
 
 /// `apikeys.verify_hmac`, `apikeys.reject_bad_checksum`, `apikeys.verify_argon2_cached`,
@@ -57,7 +89,7 @@ pub(crate) fn rows() -> Result<Vec<Row>, Error> {
 
     // End to end with the memory store, against one HMAC-SHA256 of the key.
     let (keys, runtime) = service(HashMode::HmacSha256, true)?;
-    let (key, _) = runtime.block_on(keys.create(new_key()?))?;
+    let (key, _) = runtime.block_on(keys.create(&owner_proof()?, new_key()?))?;
     runtime.block_on(keys.verify(key.expose_secret(), &source))?;
     let hmac_text = key.expose_secret().to_owned();
     let verify_key = key;
@@ -113,7 +145,7 @@ pub(crate) fn rows() -> Result<Vec<Row>, Error> {
         Some(out)
     };
     let (cached, cached_rt) = service(HashMode::Argon2id(params), true)?;
-    let (slow_key, _) = cached_rt.block_on(cached.create(new_key()?))?;
+    let (slow_key, _) = cached_rt.block_on(cached.create(&owner_proof()?, new_key()?))?;
     cached_rt.block_on(cached.verify(slow_key.expose_secret(), &source))?;
     let slow_text = slow_key.expose_secret().to_owned();
     let src = source.clone();
@@ -133,7 +165,7 @@ pub(crate) fn rows() -> Result<Vec<Row>, Error> {
     };
 
     let (cold, runtime) = service(HashMode::Argon2id(params), false)?;
-    let (cold_key, _) = runtime.block_on(cold.create(new_key()?))?;
+    let (cold_key, _) = runtime.block_on(cold.create(&owner_proof()?, new_key()?))?;
     runtime.block_on(cold.verify(cold_key.expose_secret(), &source))?;
     let cold_text = cold_key.expose_secret().to_owned();
     let argon_cold_row = Row {

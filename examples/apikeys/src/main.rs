@@ -4,11 +4,14 @@
 //!
 //! Run: `cargo run -p example-apikeys`
 
-use mcpsec_access::{Action, Resource, Role, authorize};
+use mcpsec_access::{
+    Action, AuthMethods, Authentication, CredentialKind, MemoryMemberships, Principal, Resource,
+    Role, ScopeSet, authorize, authorize_as, perm,
+};
 use mcpsec_apikeys::{
     ApiKeys, Env, HashMode, KeyHasher, MemoryApiKeyStore, NewKey, Pepper, Source,
 };
-use mcpsec_core::{Actor, ManualClock, MemorySink, OrgId, UserId};
+use mcpsec_core::{ManualClock, MemorySink, OrgId, UserId};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,23 +21,42 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let clock = ManualClock::at_unix(1_767_225_600);
     let events = MemorySink::new();
     let hasher = KeyHasher::new(Pepper::generate(1)?, vec![], HashMode::HmacSha256)?;
-    let keys = ApiKeys::builder(Arc::new(MemoryApiKeyStore::new()), hasher)
+    let ada = UserId::new("ada")?;
+    let org = OrgId::new("acme")?;
+    // Roles come from memberships at every verification: a key carries none.
+    let members = Arc::new(MemoryMemberships::new());
+    members.set(ada.clone(), org.clone(), Role::Developer);
+    let keys = ApiKeys::builder(Arc::new(MemoryApiKeyStore::new()), members, hasher)
         .clock(Arc::new(clock.clone()))
         .events(Arc::new(events.clone()))
         .build()?;
 
-    let ada = UserId::new("ada")?;
-    let org = OrgId::new("acme")?;
+    // Ada is signed in (here a principal stands in for a verified session token) and
+    // proves she may manage her own keys; a key can grant only scopes she holds.
+    let session = Principal::new(
+        ada.clone(),
+        org.clone(),
+        Role::Developer,
+        ScopeSet::parse_strict("user:token mcp:read")?,
+        CredentialKind::AccessToken,
+        Authentication {
+            at: None,
+            methods: AuthMethods::EMPTY,
+        },
+    );
+    let proof = authorize_as::<perm::UserManageTokens>(&session, &Resource::own(&session))?;
     let (key, record) = keys
-        .create(NewKey {
-            owner: ada.clone(),
-            org: org.clone(),
-            scopes: "mcp:read".into(),
-            env: Env::Live,
-            name: "ci-runner".into(),
-            expires_at: None,
-            created_by: ada.clone(),
-        })
+        .create(
+            &proof,
+            NewKey {
+                owner: ada.clone(),
+                org: org.clone(),
+                scopes: "mcp:read".into(),
+                env: Env::Live,
+                name: "ci-runner".into(),
+                expires_at: None,
+            },
+        )
         .await?;
     println!(
         "created key {} (…{}); stored hash scheme: {}",
@@ -48,7 +70,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let verified = keys
         .verify(key.expose_secret(), &Source::Ip(office))
         .await?;
-    let principal = verified.principal(Role::Developer);
+    let principal = verified.principal();
     authorize(&principal, Action::McpUse, &Resource::of_org(org))?;
     println!(
         "ada's key may use MCP; {} requests left this minute",
@@ -82,7 +104,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Rotation with a one-hour overlap, then revocation of the successor.
     let (next, next_record) = keys
-        .rotate(&record.id, Duration::from_secs(3600), ada.clone())
+        .rotate(&proof, &record.id, Duration::from_secs(3600))
         .await?;
     clock.advance(Duration::from_secs(3600));
     let old = keys
@@ -92,8 +114,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|e| e.to_string())
         .unwrap_or_default();
     println!("after the overlap the old key gets: {old}");
-    keys.revoke(&next_record.id, Actor::User { user: ada.clone() })
-        .await?;
+    keys.revoke(&proof, &next_record.id).await?;
     let revoked = keys
         .verify(next.expose_secret(), &Source::Ip(office))
         .await
@@ -101,7 +122,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|e| e.client_message());
     println!("the revoked successor gets: {}", revoked.unwrap_or(""));
 
-    for summary in keys.list(&ada).await? {
+    for summary in keys.list(&proof, &ada).await? {
         println!(
             "listed: {} …{} {:?}",
             summary.id, summary.hint, summary.status

@@ -9,6 +9,10 @@
     reason = "tests; not every test file uses every helper"
 )]
 
+use mcpsec_access::{
+    AuthMethods, Authentication, Authorized, CredentialKind, MemoryMemberships, Principal,
+    Resource, Role, ScopeSet, authorize_as, perm,
+};
 use mcpsec_apikeys::{
     ApiKeyRecord, ApiKeyStore, ApiKeys, ApiKeysBuilder, Argon2Params, AttemptCounter, AttemptState,
     Env, HashMode, KeyHasher, KeyStatus, MemoryApiKeyStore, MemoryAttemptCounter, NewKey, Pepper,
@@ -21,6 +25,7 @@ use std::time::{Duration, SystemTime};
 pub struct Fixture {
     pub keys: ApiKeys,
     pub store: Arc<MemoryApiKeyStore>,
+    pub members: Arc<MemoryMemberships>,
     pub clock: ManualClock,
     pub events: MemorySink,
 }
@@ -34,10 +39,12 @@ pub fn fixture_with(
     configure: impl FnOnce(ApiKeysBuilder) -> ApiKeysBuilder,
 ) -> Fixture {
     let store = Arc::new(MemoryApiKeyStore::new());
+    let members = members();
     let clock = ManualClock::at_unix(1_767_225_600);
     let events = MemorySink::new();
     let builder = ApiKeys::builder(
         store.clone(),
+        members.clone(),
         KeyHasher::new(pepper(1), vec![], mode).unwrap(),
     )
     .clock(Arc::new(clock.clone()))
@@ -45,6 +52,7 @@ pub fn fixture_with(
     Fixture {
         keys: configure(builder).build().unwrap(),
         store,
+        members,
         clock,
         events,
     }
@@ -71,8 +79,57 @@ pub fn new_key(env: Env) -> NewKey {
         env,
         name: "laptop".into(),
         expires_at: None,
-        created_by: UserId::new("victim").unwrap(),
     }
+}
+
+/// Memberships with `victim` a developer of `acme` and `admin` its org admin.
+pub fn members() -> Arc<MemoryMemberships> {
+    let members = MemoryMemberships::new();
+    let acme = OrgId::new("acme").unwrap();
+    members.set(
+        UserId::new("victim").unwrap(),
+        acme.clone(),
+        Role::Developer,
+    );
+    members.set(UserId::new("admin").unwrap(), acme, Role::OrgAdmin);
+    Arc::new(members)
+}
+
+/// A verified caller, as a token verifier would build it.
+pub fn principal(user: &str, org: &str, role: Role, scopes: &str) -> Principal {
+    Principal::new(
+        UserId::new(user).unwrap(),
+        OrgId::new(org).unwrap(),
+        role,
+        ScopeSet::parse_strict(scopes).unwrap(),
+        CredentialKind::AccessToken,
+        Authentication {
+            at: None,
+            methods: AuthMethods::EMPTY,
+        },
+    )
+}
+
+/// `user.manage_tokens` for `user` of `acme`, holding `scopes`.
+pub fn proof_for(user: &str, scopes: &str) -> Authorized<perm::UserManageTokens> {
+    let p = principal(user, "acme", Role::Developer, scopes);
+    authorize_as(&p, &Resource::own(&p)).unwrap()
+}
+
+/// `victim` managing their own keys, with the scopes `new_key` asks for.
+pub fn victim_proof() -> Authorized<perm::UserManageTokens> {
+    proof_for("victim", "user:token mcp:read user:read")
+}
+
+/// `admin`'s `org.manage_members` in `org`.
+pub fn admin_proof(org: &str) -> Authorized<perm::OrgManageMembers> {
+    let p = principal(
+        "admin",
+        org,
+        Role::OrgAdmin,
+        "org:admin mcp:admin user:write",
+    );
+    authorize_as(&p, &Resource::of_org(OrgId::new(org).unwrap())).unwrap()
 }
 
 pub fn ip(n: u8) -> Source {
