@@ -105,6 +105,13 @@ pub enum Error {
     /// The store failed; nothing was issued.
     #[error("token store unavailable: {0}")]
     Store(&'static str),
+    /// The proof given does not reach this session or credential (another user's, under a
+    /// `user.manage_tokens` proof); nothing changed.
+    #[error("the proof does not allow managing this session")]
+    NotAllowed,
+    /// The token's subject is not a member of its organization (any more).
+    #[error("the subject is not a member of the organization")]
+    NotAMember,
 }
 
 impl Error {
@@ -129,6 +136,8 @@ impl Error {
             Error::RefreshReused | Error::RefreshRaced => ReasonCode::Reused,
             Error::RefreshRevoked | Error::Revoked => ReasonCode::Revoked,
             Error::RefreshExpired => ReasonCode::Expired,
+            Error::NotAllowed => ReasonCode::NotOwner,
+            Error::NotAMember => ReasonCode::RoleForbids,
             _ => ReasonCode::Malformed,
         }
     }

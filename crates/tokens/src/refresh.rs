@@ -11,6 +11,7 @@ use crate::refresh_store::{
     ConsumeOutcome, FamilyRecord, RefreshRecord, RefreshTokenStore, SessionGrant, TokenHash,
 };
 use aws_lc_rs::digest;
+use mcpsec_access::{Authorized, ManagesCredentials};
 use mcpsec_core::{
     Actor, EventKind, EventSink, Label, Outcome, ReasonCode, ResourceId, SecretString,
     SecurityEvent, Severity, SharedClock, TokenId, emit,
@@ -218,12 +219,48 @@ impl RefreshTokens {
             .map_err(|e| Error::Store(e.0))
     }
 
-    /// Revokes a family (logout, or an administrator ending a session).
-    pub async fn revoke(&self, family: &TokenId) -> Result<(), Error> {
+    /// Revokes a family under `proof`: the user ending their own session
+    /// (`user.manage_tokens`), or an org admin ending a member's (`org.manage_members`).
+    ///
+    /// An unknown family and another organization's answer [`Error::RefreshInvalid`], so a
+    /// proof cannot probe which families exist elsewhere; another member's family under a
+    /// `user.manage_tokens` proof is [`Error::NotAllowed`]. A session without an
+    /// organization can be ended only by its own user. Neither changes anything.
+    pub async fn revoke<P: ManagesCredentials>(
+        &self,
+        proof: &Authorized<P>,
+        family: &TokenId,
+    ) -> Result<(), Error> {
+        let record = self
+            .store
+            .family(family)
+            .await
+            .map_err(|e| Error::Store(e.0))?
+            .ok_or(Error::RefreshInvalid)?;
+        let grant = &record.grant;
+        let allowed = match &grant.org {
+            Some(org) if org != proof.org() => return Err(Error::RefreshInvalid),
+            Some(org) => proof.may_manage(&grant.subject, org),
+            None => &grant.subject == proof.subject(),
+        };
+        if !allowed {
+            return Err(Error::NotAllowed);
+        }
         self.store
             .revoke_family(family)
             .await
-            .map_err(|e| Error::Store(e.0))
+            .map_err(|e| Error::Store(e.0))?;
+        let event = self
+            .event(
+                EventKind::AuthnTokenRevoked,
+                Outcome::Success,
+                &record,
+                ReasonCode::Revoked,
+                None,
+            )
+            .with_actor(proof.actor());
+        emit(self.events.as_ref(), event).await;
+        Ok(())
     }
 
     fn expired(&self, family: &FamilyRecord, now: SystemTime) -> Option<ReasonCode> {

@@ -14,7 +14,7 @@ use crate::remote::{Good, RemoteJwks};
 use crate::{Algorithm, Error, VerifiedClaims, strict_json};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use mcpsec_access::{AuthMethods, Role, Scope, ScopeSet};
+use mcpsec_access::{AuthMethods, Memberships, Principal, Role, Scope, ScopeSet, resolve_role};
 use mcpsec_core::{SharedClock, SystemClock};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -105,6 +105,7 @@ struct KeyTable {
 pub struct TokenVerifier {
     cache: Arc<VerifiedCache>,
     revocation: Option<Arc<dyn JtiRevocation>>,
+    memberships: Option<Arc<dyn Memberships>>,
     source: KeySource,
     keys: Arc<RwLock<KeyTable>>,
     issuer: String,
@@ -126,6 +127,7 @@ pub struct TokenVerifier {
 pub struct TokenVerifierBuilder {
     cache_capacity: usize,
     revocation: Option<Arc<dyn JtiRevocation>>,
+    memberships: Option<Arc<dyn Memberships>>,
     source: KeySource,
     issuer: Option<String>,
     audience: Option<String>,
@@ -142,6 +144,7 @@ impl TokenVerifier {
         TokenVerifierBuilder {
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             revocation: None,
+            memberships: None,
             source,
             issuer: None,
             audience: None,
@@ -273,6 +276,29 @@ impl TokenVerifier {
         key.verify(signing_input.as_bytes(), signature_b64)?;
         let payload = decode_object(payload_b64)?;
         Ok((self.check_claims(payload, &key)?, generation))
+    }
+
+    /// The [`Principal`] for verified `claims`, with the role from the memberships the
+    /// verifier was built with ([`TokenVerifierBuilder::memberships`]): the subject's
+    /// current role in the token's organization, lowered to the `role` claim when that is
+    /// less privileged. A subject who is not a member is [`Error::NotAMember`]; a store
+    /// failure is [`Error::Store`] (unknown is refused, never guessed).
+    ///
+    /// Without memberships the role is the token's `role` claim, as
+    /// [`VerifiedClaims::principal`].
+    pub async fn principal(&self, claims: &VerifiedClaims) -> Result<Principal, Error> {
+        let Some(memberships) = &self.memberships else {
+            return claims.principal();
+        };
+        let subject = mcpsec_core::UserId::new(claims.subject())
+            .map_err(|_| Error::NotAnIdentifier("sub"))?;
+        let org = claims.org().ok_or(Error::MissingClaim("org"))?;
+        let org = mcpsec_core::OrgId::new(org).map_err(|_| Error::NotAnIdentifier("org"))?;
+        let role = resolve_role(memberships.as_ref(), &subject, &org, claims.role())
+            .await
+            .map_err(|_| Error::Store("memberships"))?
+            .ok_or(Error::NotAMember)?;
+        Ok(claims.principal_mapped(subject, org, role))
     }
 
     /// [`verify`](TokenVerifier::verify), then requires `scope` (through the hierarchy).
@@ -577,6 +603,15 @@ impl TokenVerifierBuilder {
         self
     }
 
+    /// Where [`TokenVerifier::principal`] reads the subject's role: their current
+    /// membership of the token's organization, at every request. A token's `role` claim
+    /// can then only lower that role, and a subject who is no longer a member is refused,
+    /// so a demotion bites at the next request rather than when the token expires.
+    pub fn memberships(mut self, memberships: Arc<dyn Memberships>) -> Self {
+        self.memberships = Some(memberships);
+        self
+    }
+
     /// Loads the keys and builds the verifier. Fails without an issuer or an audience,
     /// with a leeway over 5 minutes, or when the key source yields no usable key.
     pub fn build(self) -> Result<TokenVerifier, Error> {
@@ -602,6 +637,7 @@ impl TokenVerifierBuilder {
         Ok(TokenVerifier {
             cache: Arc::new(cache),
             revocation: self.revocation,
+            memberships: self.memberships,
             source: self.source,
             keys: Arc::new(RwLock::new(table)),
             issuer,

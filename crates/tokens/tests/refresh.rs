@@ -216,11 +216,43 @@ async fn idle_and_absolute_lifetimes_end_the_session() {
     );
 }
 
+fn proof_of<P: mcpsec_access::Permission>(
+    user: &str,
+    role: Role,
+    scopes: &str,
+    resource: impl FnOnce(&mcpsec_access::Principal) -> mcpsec_access::Resource,
+) -> mcpsec_access::Authorized<P> {
+    let principal = mcpsec_access::Principal::new(
+        UserId::new(user).unwrap(),
+        OrgId::new("acme").unwrap(),
+        role,
+        ScopeSet::parse_strict(scopes).unwrap(),
+        mcpsec_access::CredentialKind::AccessToken,
+        mcpsec_access::Authentication {
+            at: None,
+            methods: AuthMethods::EMPTY,
+        },
+    );
+    mcpsec_access::authorize_as::<P>(&principal, &resource(&principal)).unwrap()
+}
+
+fn own_proof(user: &str) -> mcpsec_access::Authorized<mcpsec_access::perm::UserManageTokens> {
+    proof_of(
+        user,
+        Role::Developer,
+        "user:token",
+        mcpsec_access::Resource::own,
+    )
+}
+
 #[tokio::test]
 async fn logout_revokes_the_family() {
     let f = fixture(RefreshPolicy::default());
     let first = f.tokens.start(grant()).await.unwrap();
-    f.tokens.revoke(&first.family).await.unwrap();
+    f.tokens
+        .revoke(&own_proof("alice"), &first.family)
+        .await
+        .unwrap();
     assert_eq!(
         f.tokens
             .rotate(first.token.expose_secret(), None)
@@ -410,5 +442,67 @@ async fn refresh_keeps_auth_time_amr_and_acr() {
     assert!(
         f.tokens.start(empty_acr).await.is_err(),
         "acr: \"\" is refused"
+    );
+}
+
+/// Revoking a session takes a proof that reaches it: another member's
+/// `user.manage_tokens` cannot end alice's session (before issue 13 `revoke` took only the
+/// family id), an org admin's `org.manage_members` can, and the event names who acted.
+#[tokio::test]
+async fn refresh_family_revocation_needs_a_proof_that_reaches_it() {
+    let f = fixture(RefreshPolicy::default());
+    let first = f.tokens.start(grant()).await.unwrap();
+    assert_eq!(
+        f.tokens
+            .revoke(&own_proof("mallory"), &first.family)
+            .await
+            .unwrap_err(),
+        Error::NotAllowed
+    );
+    assert!(
+        !f.store
+            .family(&first.family)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+
+    let admin = proof_of::<mcpsec_access::perm::OrgManageMembers>(
+        "root",
+        Role::OrgAdmin,
+        "org:admin",
+        |p| mcpsec_access::Resource::of_org(p.org().clone()),
+    );
+    f.tokens.revoke(&admin, &first.family).await.unwrap();
+    assert!(
+        f.store
+            .family(&first.family)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    let revoked = f
+        .events
+        .events()
+        .into_iter()
+        .find(|e| e.kind == EventKind::AuthnTokenRevoked)
+        .unwrap();
+    assert_eq!(
+        revoked.actor,
+        mcpsec_core::Actor::User {
+            user: UserId::new("root").unwrap()
+        }
+    );
+    assert_eq!(
+        f.tokens
+            .revoke(
+                &own_proof("alice"),
+                &TokenId::new("no-such-family").unwrap()
+            )
+            .await
+            .unwrap_err(),
+        Error::RefreshInvalid
     );
 }
