@@ -11,30 +11,29 @@ use crate::{Authorized, Permission, ScopeSet, perm};
 use mcpsec_core::{Actor, OrgId, UserId};
 
 mod sealed {
-    pub trait Sealed {}
-    impl Sealed for crate::perm::UserManageTokens {}
-    impl Sealed for crate::perm::OrgManageMembers {}
+    /// Whose credentials a proof reaches. Sealed: a new permission that reaches other
+    /// people's credentials is a decision for this crate, not for a caller.
+    pub trait Reach {
+        /// Whether the proof reaches credentials of users other than its subject.
+        const ANY_MEMBER: bool;
+    }
+    impl Reach for crate::perm::UserManageTokens {
+        const ANY_MEMBER: bool = false;
+    }
+    impl Reach for crate::perm::OrgManageMembers {
+        const ANY_MEMBER: bool = true;
+    }
 }
 
-/// The permissions that allow managing credentials: [`perm::UserManageTokens`] (one's own)
-/// and [`perm::OrgManageMembers`] (any member's in the admin's organization).
-///
-/// Sealed: a new permission that reaches other people's credentials is a decision for this
-/// crate, not for a caller.
-pub trait ManagesCredentials: Permission + sealed::Sealed {
-    /// Whether the proof reaches credentials of users other than its subject.
-    const ANY_MEMBER: bool;
-}
+/// The permissions that allow managing bearer credentials (API keys, sessions):
+/// [`perm::UserManageTokens`] (one's own) and [`perm::OrgManageMembers`] (any member's in
+/// the admin's organization). Sealed.
+pub trait ManagesCredentials: Permission + sealed::Reach {}
 
-impl ManagesCredentials for perm::UserManageTokens {
-    const ANY_MEMBER: bool = false;
-}
+impl ManagesCredentials for perm::UserManageTokens {}
+impl ManagesCredentials for perm::OrgManageMembers {}
 
-impl ManagesCredentials for perm::OrgManageMembers {
-    const ANY_MEMBER: bool = true;
-}
-
-impl<P: ManagesCredentials> Authorized<P> {
+impl<P: sealed::Reach> Authorized<P> {
     /// Whether this proof allows acting on a credential of `owner` in `org`: always the
     /// same organization, and the subject's own credential unless the proof is an org
     /// admin's `org.manage_members`.
