@@ -1,14 +1,13 @@
 //! # mcpsec-cli
 //!
 //! The library half of the `mcpsec` operator tool. The binary (`src/main.rs`) parses
-//! arguments and sets exit codes; the work lives here so it can be tested and so that the
-//! criterion benches under `benches/` run exactly the rows `mcpsec bench` prints.
+//! arguments and sets exit codes; the work lives here so it can be tested. `mcpsec bench`
+//! runs the rows of `mcpsec-bench` (default-on feature `bench`), which keeps the raw
+//! primitives it compares against out of this crate's own dependencies.
 //!
 //! - [`access`]: `mcpsec access check` and `mcpsec access matrix`.
 //! - [`apikeys`]: `mcpsec apikey generate|inspect|hash|verify|new-pepper`.
-//! - [`audit`]: `mcpsec audit append|verify|tail|export|keygen|bench-commit`.
-//! - [`bench`](mod@bench): the benchmark rows, each an mcpsec operation beside the raw primitive or
-//!   hand-rolled baseline it is compared with, and the timing loop.
+//! - [`audit`]: `mcpsec audit append|verify|tail|export|keygen`.
 //! - [`crypt`]: `mcpsec crypt keygen|encrypt|decrypt|rotate|info`.
 //! - [`mfa`]: `mcpsec totp enroll|code|verify` and `mcpsec recovery generate`.
 //! - [`tokens`]: `mcpsec keys generate` and `mcpsec token issue|verify|inspect`.
@@ -36,12 +35,6 @@
 pub mod access;
 pub mod apikeys;
 pub mod audit;
-pub mod bench;
-mod bench_apikeys;
-mod bench_audit;
-mod bench_fieldcrypt;
-mod bench_mfa;
-mod bench_tokens;
 pub mod crypt;
 pub mod mfa;
 pub mod tokens;

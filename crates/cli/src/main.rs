@@ -9,13 +9,11 @@ use mcpsec_apikeys::Env;
 use mcpsec_cli::access::{self, Owner};
 use mcpsec_cli::apikeys::{self, KeyInfo};
 use mcpsec_cli::audit;
-use mcpsec_cli::bench;
 use mcpsec_cli::mfa;
 use mcpsec_cli::tokens::{self, CliError, IssueOptions};
 use mcpsec_tokens::{Algorithm, RsaBits};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 /// Operator tool for mcpsec: check access decisions, print the permission matrix,
 /// measure performance.
@@ -54,6 +52,7 @@ enum Command {
     Crypt(CryptCommand),
     /// Time mcpsec operations against the raw primitives they are built on, like
     /// `openssl speed`.
+    #[cfg(feature = "bench")]
     Bench {
         /// Print one JSON array of {name, ns_per_op, baseline, baseline_ns_per_op, ratio}.
         #[arg(long)]
@@ -430,11 +429,16 @@ fn main() -> ExitCode {
             print!("{}", access::matrix_markdown());
             ExitCode::SUCCESS
         }
+        #[cfg(feature = "bench")]
         Command::Bench {
             json,
             filter,
             millis,
-        } => run_bench(json, filter.as_deref(), Duration::from_millis(millis)),
+        } => run_bench(
+            json,
+            filter.as_deref(),
+            std::time::Duration::from_millis(millis),
+        ),
         Command::Keys(command) => finish(run_keys(command)),
         Command::Token(command) => finish(run_token(command)),
         Command::Apikey(command) => run_apikey(command).unwrap_or_else(|e| finish(Err(e))),
@@ -824,6 +828,7 @@ enum AuditCommand {
     },
     /// Measure group commit: durable events/s and p50/p99 commit latency with concurrent
     /// writers, and buffered events/s.
+    #[cfg(feature = "bench")]
     BenchCommit {
         /// Concurrent writers of critical events.
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
@@ -897,8 +902,13 @@ fn run_audit(command: AuditCommand) -> Result<(), CliError> {
             println!("public key: {}", files.public_key.display());
             println!("fingerprint: {}", files.fingerprint);
         }
+        #[cfg(feature = "bench")]
         AuditCommand::BenchCommit { tasks, millis } => {
-            let m = audit::bench_commit(usize::from(tasks), Duration::from_millis(millis))?;
+            let m = mcpsec_bench::audit::commit(
+                usize::from(tasks),
+                std::time::Duration::from_millis(millis),
+            )
+            .map_err(|e| CliError::Usage(e.to_string()))?;
             println!(
                 "durable: {:.0} events/s with {} writers, commit latency p50 {:.3} ms, p99 {:.3} ms",
                 m.durable_per_second, m.tasks, m.p50_ms, m.p99_ms
@@ -955,8 +965,9 @@ fn finish(result: Result<(), CliError>) -> ExitCode {
     }
 }
 
-fn run_bench(json: bool, filter: Option<&str>, budget: Duration) -> ExitCode {
-    let mut rows = match bench::rows(filter) {
+#[cfg(feature = "bench")]
+fn run_bench(json: bool, filter: Option<&str>, budget: std::time::Duration) -> ExitCode {
+    let mut rows = match mcpsec_bench::rows(filter) {
         Ok(rows) => rows,
         Err(e) => return fail(&format!("cannot set up the benchmarks: {e}")),
     };
@@ -983,7 +994,7 @@ fn run_bench(json: bool, filter: Option<&str>, budget: Duration) -> ExitCode {
     }
     let mut results = Vec::with_capacity(rows.len());
     for row in &mut rows {
-        let m = bench::measure(row, budget);
+        let m = mcpsec_bench::measure(row, budget);
         if !json {
             println!(
                 "{:<width$} {:>12.1} {:<base_width$} {:>12.1} {:>8.2}",

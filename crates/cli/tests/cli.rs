@@ -161,6 +161,7 @@ fn help_is_everywhere_and_exits_0() {
         &["--help"][..],
         &["access", "--help"],
         &["access", "check", "--help"],
+        #[cfg(feature = "bench")]
         &["bench", "--help"],
     ] {
         let out = mcpsec(args);
@@ -201,6 +202,7 @@ fn matrix_agrees_with_check() {
     }
 }
 
+#[cfg(feature = "bench")]
 #[test]
 fn bench_json_has_exactly_the_contract_fields() {
     let out = mcpsec(&[
@@ -238,4 +240,62 @@ fn bench_json_has_exactly_the_contract_fields() {
             .code(),
         Some(2)
     );
+}
+
+/// Without the `bench` feature there is no `bench` command (a usage error, not a crash).
+#[cfg(not(feature = "bench"))]
+#[test]
+fn bench_is_a_usage_error_without_the_feature() {
+    assert_eq!(mcpsec(&["bench", "--json"]).status.code(), Some(2));
+    assert_eq!(mcpsec(&["audit", "bench-commit"]).status.code(), Some(2));
+}
+
+/// The raw primitives the benchmark rows compare against are dependencies of
+/// `mcpsec-bench` only: the tool built without its `bench` feature does not depend on them
+/// directly (the libraries that need them still do, through their own manifests).
+#[test]
+fn raw_primitives_are_not_direct_dependencies_of_the_tool() {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--offline",
+            "-p",
+            "mcpsec-cli",
+            "--no-default-features",
+            "-e",
+            "normal",
+            "--depth",
+            "1",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let direct: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert!(direct.contains(&"mcpsec-core"), "{text}");
+    for raw in [
+        "aes-gcm",
+        "argon2",
+        "totp-rs",
+        "jsonwebtoken",
+        "mcpsec-bench",
+    ] {
+        assert!(
+            !direct.contains(&raw),
+            "{raw} is a direct dependency:\n{text}"
+        );
+    }
 }

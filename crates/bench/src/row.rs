@@ -1,18 +1,11 @@
-//! Benchmark rows for `mcpsec bench` and the criterion benches.
+//! A benchmark row, the list of rows, and the timing loop `mcpsec bench` runs them with.
 //!
 //! Each row times an mcpsec operation and, in the same run, the raw primitive or
 //! hand-rolled baseline it is built on, so the ratio between them holds whatever the
-//! machine. Later capabilities add their rows to [`rows`].
+//! machine. A capability adds its rows to [`rows`].
 
-use mcpsec_access::{
-    Action, AuthMethods, Authentication, CredentialKind, Principal, Resource, Role, ScopeSet,
-    authorize,
-};
-use mcpsec_core::{OrgId, UserId};
 use serde::Serialize;
-use std::collections::HashSet;
-use std::hint::black_box;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// One operation and its baseline, each a closure that performs one operation per call.
 pub struct Row {
@@ -44,89 +37,21 @@ pub struct Measurement {
 /// Every row whose name contains `filter` (all rows when `None`).
 pub fn rows(filter: Option<&str>) -> Result<Vec<Row>, mcpsec_core::Error> {
     let setup = |_| mcpsec_core::Error::InvalidArgument("token benchmark setup");
-    let mut all = vec![authorize_row()?];
-    all.extend(crate::bench_tokens::rows().map_err(setup)?);
-    all.push(crate::bench_tokens::refresh_row().map_err(setup)?);
+    let mut all = vec![crate::access::authorize_row()?];
+    all.extend(crate::tokens::rows().map_err(setup)?);
+    all.push(crate::tokens::refresh_row().map_err(setup)?);
     let key_setup = |_| mcpsec_core::Error::InvalidArgument("API key benchmark setup");
-    all.extend(crate::bench_apikeys::rows().map_err(key_setup)?);
+    all.extend(crate::apikeys::rows().map_err(key_setup)?);
     let mfa_setup = |_| mcpsec_core::Error::InvalidArgument("MFA benchmark setup");
-    all.push(crate::bench_mfa::totp_row().map_err(mfa_setup)?);
+    all.push(crate::mfa::totp_row().map_err(mfa_setup)?);
     let audit_setup = |_| mcpsec_core::Error::InvalidArgument("audit benchmark setup");
-    all.extend(crate::bench_audit::rows().map_err(audit_setup)?);
+    all.extend(crate::audit::rows().map_err(audit_setup)?);
     let crypt_setup = |_| mcpsec_core::Error::InvalidArgument("fieldcrypt benchmark setup");
-    all.extend(crate::bench_fieldcrypt::rows().map_err(crypt_setup)?);
+    all.extend(crate::fieldcrypt::rows().map_err(crypt_setup)?);
     Ok(all
         .into_iter()
         .filter(|row| filter.is_none_or(|f| row.name.contains(f)))
         .collect())
-}
-
-/// `access.authorize`: a developer configuring an MCP service of their org (the full
-/// path: role, scope through the hierarchy, org, proof) against the same checks written
-/// the obvious way, with the credential's scopes as a `HashSet<String>`.
-fn authorize_row() -> Result<Row, mcpsec_core::Error> {
-    let org = OrgId::new("acme")?;
-    let principal = Principal::new(
-        UserId::new("ada")?,
-        org.clone(),
-        Role::Developer,
-        ScopeSet::parse_strict("mcp:write user:token").unwrap_or(ScopeSet::EMPTY),
-        CredentialKind::AccessToken,
-        Authentication {
-            at: Some(UNIX_EPOCH),
-            methods: AuthMethods::EMPTY,
-        },
-    );
-    let resource = Resource::of_org(org);
-    let naive = NaivePrincipal {
-        user: "ada".into(),
-        org: "acme".into(),
-        role: "developer".into(),
-        scopes: ["mcp:write", "user:token"].map(String::from).into(),
-    };
-    Ok(Row {
-        name: "access.authorize",
-        baseline: "hashset_scope_check",
-        op: Box::new(move || {
-            let decision = authorize(
-                black_box(&principal),
-                black_box(Action::McpConfigure),
-                black_box(&resource),
-            );
-            black_box(decision.is_ok());
-        }),
-        base: Box::new(move || {
-            black_box(naive_authorize(
-                black_box(&naive),
-                black_box("mcp.configure"),
-                black_box("acme"),
-            ));
-        }),
-    })
-}
-
-struct NaivePrincipal {
-    user: String,
-    org: String,
-    role: String,
-    scopes: HashSet<String>,
-}
-
-/// The hand-rolled check a service might write: role list, scopes (with the hierarchy
-/// spelled out) looked up in a `HashSet<String>`, org by string comparison.
-fn naive_authorize(p: &NaivePrincipal, action: &str, resource_org: &str) -> bool {
-    let (roles, satisfied_by): (&[&str], &[&str]) = match action {
-        "mcp.configure" => (&["org_admin", "developer"], &["mcp:write", "mcp:admin"]),
-        "mcp.use" => (
-            &["org_admin", "developer", "viewer"],
-            &["mcp:read", "mcp:write", "mcp:admin"],
-        ),
-        _ => return false,
-    };
-    roles.contains(&p.role.as_str())
-        && satisfied_by.iter().any(|s| p.scopes.contains(*s))
-        && p.org == resource_org
-        && !p.user.is_empty()
 }
 
 /// Times `row` for about `budget` in total: interleaved samples of the operation and the
@@ -191,19 +116,6 @@ fn median(values: &mut [f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn baseline_agrees_with_authorize_on_the_benchmarked_case() {
-        let naive = NaivePrincipal {
-            user: "ada".into(),
-            org: "acme".into(),
-            role: "developer".into(),
-            scopes: ["mcp:write".to_owned()].into(),
-        };
-        assert!(naive_authorize(&naive, "mcp.configure", "acme"));
-        assert!(!naive_authorize(&naive, "mcp.configure", "other"));
-        assert!(!naive_authorize(&naive, "org.manage_members", "acme"));
-    }
 
     #[test]
     fn measurement_has_the_contract_fields() {

@@ -1,6 +1,6 @@
 //! Benchmark rows for mcpsec-mfa.
 
-use crate::bench::Row;
+use crate::Row;
 use mcpsec_core::{Clock, ManualClock, NullSink, UserId};
 use mcpsec_mfa::{Error, MemoryReplayGuard, TotpConfig, TotpSecret, TotpVerifier};
 use std::hint::black_box;

@@ -1,6 +1,6 @@
 //! Benchmark rows for mcpsec-tokens, each against raw jsonwebtoken on the same key.
 
-use crate::bench::Row;
+use crate::Row;
 use mcpsec_access::{Role, ScopeSet};
 use mcpsec_core::{KeyId, ManualClock, OrgId, UserId};
 use mcpsec_tokens::{

@@ -5,7 +5,7 @@
 //! generator per encryption, as any correct use of random nonces needs. The aws-lc rows
 //! keep that same baseline, so their ratio is the speed-up over RustCrypto.
 
-use crate::bench::Row;
+use crate::Row;
 use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit};
 use mcpsec_core::{SealContext, SecretBytes};

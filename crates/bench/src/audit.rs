@@ -1,6 +1,6 @@
-//! Benchmark rows for mcpsec-audit.
+//! Benchmark rows for mcpsec-audit, and the group-commit measurement of `mcpsec audit bench-commit`.
 
-use crate::bench::Row;
+use crate::Row;
 use mcpsec_audit::record::Digest;
 use mcpsec_audit::{ChainConfig, Error, FileSink, FileSinkConfig};
 use mcpsec_core::{
@@ -162,4 +162,118 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
             context: "starting a runtime",
             source: e,
         })
+}
+
+/// What `bench-commit` measured.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitBench {
+    /// Concurrent writers of critical events.
+    pub tasks: usize,
+    /// Durable (critical) events per second, all tasks together.
+    pub durable_per_second: f64,
+    /// Median latency of one durable append, in milliseconds.
+    pub p50_ms: f64,
+    /// 99th percentile latency of one durable append, in milliseconds.
+    pub p99_ms: f64,
+    /// Median latency of one raw 400-byte write + `fdatasync` on the same disk.
+    pub raw_p50_ms: f64,
+    /// 99th percentile of the same: the floor for any durable commit.
+    pub raw_p99_ms: f64,
+    /// Ordinary events per second from one task, until written and synced.
+    pub buffered_per_second: f64,
+}
+
+/// `mcpsec audit bench-commit`: group commit under `tasks` concurrent critical writers for `duration`
+/// (events/s and p50/p99 commit latency), then one writer of ordinary events for
+/// `duration` (events/s, the final flush included).
+pub fn commit(tasks: usize, duration: std::time::Duration) -> Result<CommitBench, Error> {
+    use std::time::Instant;
+    let dir = BenchDir::new("audit-commit")?;
+    let runtime = runtime()?;
+    let sink = Arc::new(open_sink(&dir.0.join("durable.jsonl"))?);
+    let event = sample_event(Severity::Critical)?;
+    let start = Instant::now();
+    let mut latencies: Vec<u64> = runtime.block_on(async {
+        let handles: Vec<_> = (0..tasks.max(1))
+            .map(|_| {
+                let sink = Arc::clone(&sink);
+                let event = event.clone();
+                tokio::spawn(async move {
+                    let mut lat = Vec::new();
+                    while start.elapsed() < duration {
+                        let t = Instant::now();
+                        if sink.append(event.clone()).await.is_err() {
+                            break;
+                        }
+                        lat.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
+                    }
+                    lat
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for h in handles {
+            all.extend(h.await.unwrap_or_default());
+        }
+        all
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    sink.close()?;
+    latencies.sort_unstable();
+    let durable_per_second = latencies.len() as f64 / elapsed;
+    let (p50_ms, p99_ms) = (pct(&latencies, 0.50), pct(&latencies, 0.99));
+
+    // The floor: one 400-byte write and fdatasync at a time, on the same disk.
+    let raw_path = dir.0.join("raw.bin");
+    let mut raw = std::fs::File::create(&raw_path).map_err(|source| Error::Io {
+        context: "creating the raw fsync file",
+        source,
+    })?;
+    let line = [b'x'; 400];
+    latencies.clear();
+    let start = Instant::now();
+    while start.elapsed() < duration {
+        let t = Instant::now();
+        raw.write_all(&line)
+            .and_then(|()| raw.sync_data())
+            .map_err(|source| Error::Io {
+                context: "raw write + fdatasync",
+                source,
+            })?;
+        latencies.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
+    }
+    latencies.sort_unstable();
+    let (raw_p50_ms, raw_p99_ms) = (pct(&latencies, 0.50), pct(&latencies, 0.99));
+
+    let sink = open_sink(&dir.0.join("buffered.jsonl"))?;
+    let event = sample_event(Severity::Info)?;
+    let start = Instant::now();
+    let mut count = 0u64;
+    runtime.block_on(async {
+        while start.elapsed() < duration {
+            for _ in 0..1024 {
+                if sink.append(event.clone()).await.is_ok() {
+                    count += 1;
+                }
+            }
+        }
+        let _ = sink.flush().await;
+    });
+    let buffered_per_second = count as f64 / start.elapsed().as_secs_f64();
+    sink.close()?;
+    Ok(CommitBench {
+        tasks,
+        durable_per_second,
+        p50_ms,
+        p99_ms,
+        raw_p50_ms,
+        raw_p99_ms,
+        buffered_per_second,
+    })
+}
+
+/// The `p` quantile of sorted nanosecond latencies, in milliseconds.
+fn pct(sorted: &[u64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(i).copied().unwrap_or(0) as f64 / 1e6
 }

@@ -1,11 +1,11 @@
 //! Criterion benches for every `mcpsec bench` row: the mcpsec operation and its baseline,
-//! measured in the same run. `cargo bench -p mcpsec-cli`.
+//! measured in the same run. `cargo bench -p mcpsec-bench`.
 #![allow(missing_docs, clippy::unwrap_used, reason = "bench harness")]
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn rows(c: &mut Criterion) {
-    for mut row in mcpsec_cli::bench::rows(None).unwrap() {
+    for mut row in mcpsec_bench::rows(None).unwrap() {
         let mut group = c.benchmark_group(row.name);
         group.bench_function("mcpsec", |b| b.iter(&mut row.op));
         group.bench_function(row.baseline, |b| b.iter(&mut row.base));

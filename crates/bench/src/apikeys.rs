@@ -1,6 +1,6 @@
 //! Benchmark rows for mcpsec-apikeys, each beside the raw primitive it is built on.
 
-use crate::bench::Row;
+use crate::Row;
 use mcpsec_access::{
     AuthMethods, Authentication, Authorized, CredentialKind, Principal, Resource, Role, Scope,
     ScopeSet, authorize_as, perm,
@@ -9,6 +9,7 @@ use mcpsec_apikeys::{
     ApiKeys, Argon2Params, AttemptCounter, Env, Error, HashMode, KeyHasher, MemoryApiKeyStore,
     MemoryAttemptCounter, NewKey, Pepper, Source, format,
 };
+use mcpsec_core::StoreError;
 use mcpsec_core::{ManualClock, OrgId, SecretBytes, UserId};
 use std::hint::black_box;
 use std::sync::Arc;
@@ -205,7 +206,7 @@ fn attempt_counter_row() -> Result<Row, Error> {
     for n in 0..FULL {
         runtime
             .block_on(counter.record_failure(&format!("src:ip:{n}"), window, now))
-            .map_err(|_| Error::Store("attempt counter"))?;
+            .map_err(|e| Error::Store(StoreError::from_core("attempt counter", e)))?;
     }
     let mut next = FULL;
     let mut map: std::collections::HashMap<String, u64> =

@@ -1,0 +1,43 @@
+//! # mcpsec-bench
+//!
+//! The benchmark rows behind `mcpsec bench`: each times an mcpsec operation and, in the
+//! same run, the raw primitive or hand-rolled baseline it is built on (raw `jsonwebtoken`,
+//! `aes-gcm`, `argon2`, `totp-rs`, aws-lc digests), so the ratio holds whatever the
+//! machine. The rows live in their own crate so that those primitives are not
+//! dependencies of the `mcpsec` binary itself: the CLI pulls this crate in through its
+//! default-on `bench` feature, and `--no-default-features` builds it without them.
+//!
+//! - [`rows`] builds the rows (all, or those whose name contains a filter) and [`measure`]
+//!   times one for a budget; [`Measurement`] is exactly what `mcpsec bench --json` prints.
+//! - [`audit::commit`] is `mcpsec audit bench-commit`: group-commit throughput and latency.
+//! - `cargo bench -p mcpsec-bench` runs the same rows under criterion.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! let mut rows = mcpsec_bench::rows(Some("access.authorize")).unwrap();
+//! let m = mcpsec_bench::measure(&mut rows[0], Duration::from_millis(20));
+//! assert_eq!(m.name, "access.authorize");
+//! assert!(m.ns_per_op > 0.0 && m.baseline_ns_per_op > 0.0);
+//! ```
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        reason = "tests fail loudly on purpose"
+    )
+)]
+
+mod access;
+mod apikeys;
+pub mod audit;
+mod fieldcrypt;
+mod mfa;
+mod row;
+mod tokens;
+
+pub use row::{Measurement, Row, measure, rows};
