@@ -10,7 +10,7 @@
 //!
 //! If a write fails (a full disk, an I/O error), the half-written batch is cut off, the
 //! chain is rewound to before it, its critical callers get an error, and its ordinary
-//! events — already acknowledged — are counted in [`FileSink::lost_events`] (and logged
+//! events — already acknowledged — are counted in [`ChainSink::lost_events`] (and logged
 //! at error level with the `tracing` feature); the sink keeps going, and the first batch
 //! written after the failure starts with a `sys_monitor_disabled` record, so the gap is on
 //! record. A failed sync (after which the kernel may have dropped the written pages), a
@@ -25,14 +25,15 @@
 use crate::Error;
 use crate::chain::{Chain, ChainConfig};
 use crate::checkpoint::{CheckpointPublicKey, CheckpointSink};
-use crate::log::LogFile;
+use crate::file_storage::{FileStorage, WriteFaults};
 use crate::record::{Record, check_time};
 use crate::retention::{PruneOutcome, RetentionPolicy};
-use crate::sink::AuditSink;
+use crate::storage::{AppendError, Batch, ChainStorage, ChainSync};
 use mcpsec_core::{Actor, EventKind, EventSink, Outcome, SecurityEvent, Severity, SharedClock};
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -59,34 +60,6 @@ pub struct FileSinkConfig {
     /// Test hook: while switched on, the writer's writes fail as on a full disk.
     #[doc(hidden)]
     pub write_faults: Option<Arc<WriteFaults>>,
-}
-
-/// Test hook: a switch that makes the writer's writes fail as on a full disk (half the
-/// batch reaches the file, then `StorageFull`), so the recovery path can be tested
-/// without filling a real disk.
-#[doc(hidden)]
-#[derive(Debug, Default)]
-pub struct WriteFaults {
-    full: AtomicBool,
-}
-
-impl WriteFaults {
-    /// Switches the fault on or off.
-    pub fn set_full(&self, full: bool) {
-        self.full.store(full, Ordering::SeqCst);
-    }
-
-    fn write(&self, log: &mut LogFile, buf: &[u8]) -> Result<(), Error> {
-        if !self.full.load(Ordering::SeqCst) {
-            return log.write(buf);
-        }
-        let half = buf.get(..buf.len() / 2).unwrap_or_default();
-        log.write(half)?;
-        Err(Error::io("writing the audit log")(std::io::Error::new(
-            std::io::ErrorKind::StorageFull,
-            "injected: no space left on device",
-        )))
-    }
 }
 
 impl FileSinkConfig {
@@ -185,8 +158,8 @@ struct ToSync {
     pending: bool,
     /// The writer has finished: sync what is pending and stop.
     done: bool,
-    /// A prune replaced the file: sync this handle from now on.
-    file: Option<std::fs::File>,
+    /// A prune replaced the storage's file: sync with this from now on.
+    file: Option<Box<dyn ChainSync>>,
 }
 
 impl Shared {
@@ -285,25 +258,24 @@ pub(crate) fn durable_before_ack(event: &SecurityEvent) -> bool {
     event.is_critical() || event.kind.default_severity() == Severity::Critical
 }
 
-/// The hash-chained JSON-lines file sink. Implements [`EventSink`] and [`AuditSink`].
+/// The hash-chained log over a [`ChainStorage`]: the chain is computed here, for every
+/// backend; the storage only keeps the records. Implements [`EventSink`].
 #[derive(Debug)]
-pub struct FileSink {
+pub struct ChainSink {
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
     torn_bytes: u64,
     unverified_tail: Option<(u64, u64)>,
 }
 
-impl FileSink {
+/// The chained log over the JSON-lines file ([`FileSink::open`]).
+pub type FileSink = ChainSink;
+
+impl ChainSink {
     /// Opens (or creates) the log at `path`, recovers a torn tail, resumes the chain of
     /// `config.chain.instance` and starts the writer thread.
-    pub fn open(path: &Path, config: FileSinkConfig) -> Result<FileSink, Error> {
-        if config.queue_capacity == 0 || config.queue_capacity > Semaphore::MAX_PERMITS {
-            return Err(Error::Config("queue capacity out of range"));
-        }
-        if config.max_batch == 0 {
-            return Err(Error::Config("max batch must be at least 1"));
-        }
+    pub fn open(path: &Path, config: FileSinkConfig) -> Result<ChainSink, Error> {
+        check_config(&config)?;
         let public: Option<CheckpointPublicKey> = config
             .chain
             .checkpoints
@@ -318,14 +290,45 @@ impl FileSink {
             }),
             None => None,
         };
-        let mut opened = LogFile::open_mirrored(
+        let storage = FileStorage::open(
             path,
             &config.chain.instance,
             public.as_ref(),
             mirrored.as_ref(),
-        )?;
+        )?
+        .with_write_faults(config.write_faults.clone());
+        let torn_bytes = storage.torn_bytes();
+        ChainSink::start(Box::new(storage), config, mirror_failures, torn_bytes)
+    }
+
+    /// Starts the chained log over another backend (a SQL table, [`MemoryChainStorage`](crate::MemoryChainStorage)
+    /// in tests), resuming `config.chain.instance`'s chain at the storage's head and
+    /// sealing an unsigned tail there, exactly as [`ChainSink::open`] does for the file.
+    /// Checking the storage against the checkpoint mirror is the backend's open's job.
+    pub fn with_storage(
+        storage: Box<dyn ChainStorage>,
+        config: FileSinkConfig,
+    ) -> Result<ChainSink, Error> {
+        check_config(&config)?;
+        ChainSink::start(storage, config, 0, 0)
+    }
+
+    fn start(
+        mut storage: Box<dyn ChainStorage>,
+        config: FileSinkConfig,
+        mut mirror_failures: u64,
+        torn_bytes: u64,
+    ) -> Result<ChainSink, Error> {
+        let opened = storage.opened_head();
         let mut chain = Chain::resume(config.chain.clone(), opened.last_seq, opened.head);
-        let unverified_tail = seal_unsigned_tail(&mut opened, &mut chain, &config)?;
+        let mut file = storage.syncer()?;
+        let unverified_tail = seal_unsigned_tail(
+            opened.unsigned_tail,
+            &mut *storage,
+            &mut *file,
+            &mut chain,
+            &config,
+        )?;
         if let Some(seal) = &unverified_tail
             && let Some(mirror) = &config.mirror
             && mirror.publish(seal).is_err()
@@ -338,7 +341,7 @@ impl FileSink {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
             synced,
-            durable_len: AtomicU64::new(opened.log.len()),
+            durable_len: AtomicU64::new(storage.position()),
             mirror_failures: AtomicU64::new(mirror_failures),
             lost_events: AtomicU64::new(0),
             write_failures: AtomicU64::new(0),
@@ -350,7 +353,7 @@ impl FileSink {
         });
         let syncer = Syncer {
             shared: Arc::clone(&shared),
-            file: opened.log.sync_handle()?,
+            file,
             mirror: config.mirror.clone(),
             crash_after: config.simulate_crash_after_syncs,
         };
@@ -360,8 +363,9 @@ impl FileSink {
             .map_err(Error::io("starting the audit sync thread"))?;
         let writer = Writer {
             shared: Arc::clone(&shared),
-            log: opened.log,
+            storage,
             chain,
+            batch_records: Vec::new(),
             config,
             syncer: Some(sync_handle),
             gap: false,
@@ -370,10 +374,10 @@ impl FileSink {
             .name("mcpsec-audit-writer".into())
             .spawn(move || writer.run())
             .map_err(Error::io("starting the audit writer thread"))?;
-        Ok(FileSink {
+        Ok(ChainSink {
             shared,
             writer: Mutex::new(Some(handle)),
-            torn_bytes: opened.torn_bytes,
+            torn_bytes,
             unverified_tail: opened.unsigned_tail.filter(|_| unverified_tail.is_some()),
         })
     }
@@ -476,7 +480,7 @@ impl FileSink {
     }
 
     /// Waits until every event queued so far is durable or was lost to a failed write
-    /// (counted in [`FileSink::lost_events`]); an error when the last of them was lost
+    /// (counted in [`ChainSink::lost_events`]); an error when the last of them was lost
     /// or the writer stopped.
     pub async fn flush(&self) -> Result<(), Error> {
         let ticket = self.shared.lock().last_ticket;
@@ -537,34 +541,35 @@ impl FileSink {
     }
 }
 
-impl Drop for FileSink {
+impl Drop for ChainSink {
     fn drop(&mut self) {
         let _ = self.close();
     }
 }
 
 #[async_trait::async_trait]
-impl EventSink for FileSink {
+impl EventSink for ChainSink {
     async fn record(&self, event: SecurityEvent) -> Result<(), mcpsec_core::Error> {
         self.append(event).await.map_err(Into::into)
     }
 }
 
-#[async_trait::async_trait]
-impl AuditSink for FileSink {
-    async fn append(&self, event: SecurityEvent) -> Result<(), Error> {
-        FileSink::append(self, event).await
+fn check_config(config: &FileSinkConfig) -> Result<(), Error> {
+    if config.queue_capacity == 0 || config.queue_capacity > Semaphore::MAX_PERMITS {
+        return Err(Error::Config("queue capacity out of range"));
     }
-
-    async fn flush(&self) -> Result<(), Error> {
-        FileSink::flush(self).await
+    if config.max_batch == 0 {
+        return Err(Error::Config("max batch must be at least 1"));
     }
+    Ok(())
 }
 
 struct Writer {
     shared: Arc<Shared>,
-    log: LogFile,
+    storage: Box<dyn ChainStorage>,
     chain: Chain,
+    /// The batch's records, handed to the storage beside their lines.
+    batch_records: Vec<Record>,
     config: FileSinkConfig,
     syncer: Option<JoinHandle<()>>,
     /// A batch was lost since the last successful write: the next one starts with a
@@ -665,11 +670,11 @@ impl Writer {
         final_: bool,
     ) -> bool {
         buf.clear();
+        self.batch_records.clear();
         let count = batch.len();
         let tickets = batch.first().zip(batch.last()).map(|(a, b)| (a.0, b.0));
         let mut through = None;
         let mut checkpoints = Vec::new();
-        let start_len = self.log.len();
         let mark = self.chain.mark();
         let now = self.config.clock.now();
         if self.gap {
@@ -679,6 +684,7 @@ impl Writer {
             if write_line(buf, &record).is_err() {
                 return false;
             }
+            self.batch_records.push(record);
         }
         for (ticket, event) in batch.drain(..) {
             let Ok(record) = self.chain.append(event, now) else {
@@ -687,6 +693,7 @@ impl Writer {
             if write_line(buf, &record).is_err() {
                 return false;
             }
+            self.batch_records.push(record);
             through = Some(ticket);
         }
         if final_ || self.chain.checkpoint_due(now) {
@@ -695,6 +702,7 @@ impl Writer {
                     if write_line(buf, &cp).is_err() {
                         return false;
                     }
+                    self.batch_records.push(cp.clone());
                     checkpoints.push(cp);
                 }
                 Ok(None) => {}
@@ -704,15 +712,15 @@ impl Writer {
         if buf.is_empty() {
             return true;
         }
-        let written = match &self.config.write_faults {
-            Some(faults) => faults.write(&mut self.log, buf),
-            None => self.log.write(buf),
-        };
-        if written.is_err() {
+        let written = self.storage.append_batch(Batch {
+            records: &self.batch_records,
+            lines: buf,
+        });
+        if let Err(error) = written {
             self.shared.write_failures.fetch_add(1, Ordering::SeqCst);
-            // Undo a partial write so the file ends on a line boundary; if even that
-            // fails, the file's end is unknown and nothing more may be chained onto it.
-            if self.log.truncate(start_len).is_err() {
+            // The storage could not undo a partial write: its end is unknown and nothing
+            // more may be chained onto it.
+            if let AppendError::Broken(_) = error {
                 return false;
             }
             self.chain.rewind(mark);
@@ -734,7 +742,7 @@ impl Writer {
         if through.is_some() {
             to_sync.through = through;
         }
-        to_sync.len = self.log.len();
+        to_sync.len = self.storage.position();
         to_sync.checkpoints.extend(checkpoints);
         to_sync.pending = true;
         drop(to_sync);
@@ -744,15 +752,15 @@ impl Writer {
 }
 
 impl Writer {
-    /// Runs a prune of the log (see [`FileSink::prune`]).
+    /// Runs a prune of the log (see [`ChainSink::prune`]).
     fn prune(&mut self, policy: &RetentionPolicy) -> Result<PruneOutcome, Error> {
         let Some((key, _)) = &self.config.chain.checkpoints else {
             return Err(Error::Config("pruning needs the checkpoint key"));
         };
-        let (handle, outcome) = self.log.prune(policy, key, self.config.clock.now())?;
+        let (handle, outcome) = self.storage.prune(policy, key, self.config.clock.now())?;
         self.shared
             .durable_len
-            .store(self.log.len(), Ordering::SeqCst);
+            .store(self.storage.position(), Ordering::SeqCst);
         self.shared.lock_sync().file = Some(handle);
         Ok(outcome)
     }
@@ -770,7 +778,7 @@ impl Writer {
 /// Syncs what the writer wrote, mirrors checkpoints, then acknowledges critical callers.
 struct Syncer {
     shared: Arc<Shared>,
-    file: std::fs::File,
+    file: Box<dyn ChainSync>,
     mirror: Option<Arc<dyn CheckpointSink>>,
     crash_after: Option<u64>,
 }
@@ -805,7 +813,7 @@ impl Syncer {
             };
             let (through, len, checkpoints) = work;
             // Test hook: the process dies between the write and the sync.
-            if self.crash_after == Some(syncs) || self.file.sync_data().is_err() {
+            if self.crash_after == Some(syncs) || self.file.sync().is_err() {
                 self.shared.fail();
                 return;
             }
@@ -830,14 +838,17 @@ impl Syncer {
 }
 
 /// Writes and syncs a signed unverified-tail record after the chain's unsigned tail, if
-/// the reopened log has one and a key is configured: the tail is then on record as not
-/// vouched for, and the next checkpoint cannot pass it off as signed. Returns the record.
+/// the reopened storage has one and a key is configured: the tail is then on record as
+/// not vouched for, and the next checkpoint cannot pass it off as signed. Returns the
+/// record.
 fn seal_unsigned_tail(
-    opened: &mut crate::log::Opened,
+    unsigned_tail: Option<(u64, u64)>,
+    storage: &mut dyn ChainStorage,
+    syncer: &mut dyn ChainSync,
     chain: &mut Chain,
     config: &FileSinkConfig,
 ) -> Result<Option<Record>, Error> {
-    let Some((from, _to)) = opened.unsigned_tail else {
+    let Some((from, _to)) = unsigned_tail else {
         return Ok(None);
     };
     let Some(seal) = chain.seal_unverified(from, config.clock.now())? else {
@@ -845,11 +856,16 @@ fn seal_unsigned_tail(
     };
     let mut buf = Vec::new();
     write_line(&mut buf, &seal)?;
-    let start = opened.log.len();
-    if let Err(e) = opened.log.write(&buf).and_then(|()| opened.log.sync()) {
-        let _ = opened.log.truncate(start);
-        return Err(e);
-    }
+    let records = [seal];
+    storage
+        .append_batch(Batch {
+            records: &records,
+            lines: &buf,
+        })
+        .map_err(|e| match e {
+            AppendError::Refused(e) | AppendError::Broken(e) => e,
+        })?;
+    syncer.sync()?;
     #[cfg(feature = "tracing")]
     tracing::warn!(
         target: "mcpsec_audit",
@@ -857,6 +873,7 @@ fn seal_unsigned_tail(
         to = _to,
         "audit log reopened with records after its last checkpoint: sealed off as unverified"
     );
+    let [seal] = records;
     Ok(Some(seal))
 }
 

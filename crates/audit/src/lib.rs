@@ -2,15 +2,17 @@
 //!
 //! A tamper-evident security audit trail that never drops an event:
 //!
-//! - [`FileSink`]: core's [`EventSink`](mcpsec_core::EventSink) as a hash-chained
-//!   JSON-lines file ([`record`] documents the format and the canonical encoding). A
+//! - [`ChainSink`] ([`FileSink`] over the log file): core's
+//!   [`EventSink`](mcpsec_core::EventSink) as a hash-chained JSON-lines file ([`record`] documents the format and the canonical encoding). A
 //!   bounded queue and one writer thread with group commit; callers wait when the queue is
 //!   full; critical events (by severity or by kind) return only once their batch is on
 //!   disk. One writer per file (an exclusive lock); torn tails are cut on open, the
 //!   chain since its last checkpoint is checked before anything is appended, and records
 //!   a crash left after the last checkpoint are sealed off as unverified (a signed
-//!   record), never signed as good. [`MemoryAuditSink`] and (feature `tracing`) `TracingSink` share the
-//!   [`AuditSink`] trait.
+//!   record), never signed as good. The chain is computed there once; where records are
+//!   kept is a [`ChainStorage`] (the file, [`MemoryChainStorage`], a SQL table), with a
+//!   conformance suite in `testkit` (feature `testkit`). (Feature `tracing`) `TracingSink`
+//!   emits events as `tracing` events beside it.
 //! - [`CheckpointKey`]: Ed25519-signed checkpoints every N records or T seconds, mirrored
 //!   to a [`CheckpointSink`]; [`verify_file`] reports the first bad record and why.
 //! - [`Pseudonymizer`]: keyed pseudonyms for source addresses.
@@ -56,6 +58,7 @@ pub mod checkpoint;
 mod error;
 pub mod export;
 mod file_sink;
+mod file_storage;
 mod json;
 mod log;
 mod privacy;
@@ -63,6 +66,9 @@ pub mod record;
 mod retention;
 mod sealer;
 mod sink;
+mod storage;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod verify;
 
 pub use chain::{Chain, ChainConfig};
@@ -72,9 +78,10 @@ pub use checkpoint::{
 };
 pub use error::Error;
 pub use export::{to_ecs, to_ocsf};
+pub use file_sink::{ChainSink, FileSink, FileSinkConfig};
+pub use file_storage::FileStorage;
 #[doc(hidden)]
-pub use file_sink::WriteFaults;
-pub use file_sink::{FileSink, FileSinkConfig};
+pub use file_storage::WriteFaults;
 pub use log::{LogFile, Opened, last_lines};
 pub use privacy::Pseudonymizer;
 pub use record::{Digest, Entry, Record};
@@ -82,7 +89,7 @@ pub use retention::{EventClass, PruneOutcome, RetentionPolicy, prune_file, prune
 pub use sealer::AuditedSealer;
 #[cfg(feature = "tracing")]
 pub use sink::TracingSink;
-pub use sink::{AuditSink, MemoryAuditSink};
+pub use storage::{AppendError, Batch, ChainStorage, ChainSync, MemoryChainStorage, StoredHead};
 pub use verify::{
     Finding, Reason, RecordLines, Report, UnverifiedRun, VerifyOptions, record_lines, verify_bytes,
     verify_file, verify_reader,

@@ -1,106 +1,11 @@
-//! The [`AuditSink`] trait and the in-memory and `tracing` sinks.
+//! The `tracing` sink (feature `tracing`).
 
+#[cfg(feature = "tracing")]
 use crate::Error;
-use crate::chain::{Chain, ChainConfig};
-use crate::record::{Digest, Record, check_time};
-use mcpsec_core::{EventSink, SecurityEvent, SharedClock};
-use std::sync::{Arc, Mutex, PoisonError};
-
-/// Where audit events are kept.
-///
-/// The contract is [`EventSink`]'s: `append` returns `Ok` once the event is accepted —
-/// queued for ordinary events, durable in the sink's store for critical ones — and never
-/// drops an accepted event silently. Implementations: [`crate::FileSink`] (hash-chained
-/// JSON lines), [`MemoryAuditSink`], and `TracingSink` (feature `tracing`). A SQL sink
-/// comes with the stores.
-#[async_trait::async_trait]
-pub trait AuditSink: Send + Sync + std::fmt::Debug {
-    /// Accepts `event`; see the trait documentation for what `Ok` promises.
-    async fn append(&self, event: SecurityEvent) -> Result<(), Error>;
-
-    /// Waits until every accepted event is durable.
-    async fn flush(&self) -> Result<(), Error>;
-}
-
-/// Chains events in memory, exactly as the file sink would. Clones share the records.
-/// For tests and for feeding detection or exporters without a file.
-#[derive(Debug, Clone)]
-pub struct MemoryAuditSink {
-    chain: Arc<Mutex<(Chain, Vec<Record>)>>,
-    clock: SharedClock,
-}
-
-impl MemoryAuditSink {
-    /// An empty chain for `config`.
-    pub fn new(config: ChainConfig, clock: SharedClock) -> MemoryAuditSink {
-        MemoryAuditSink {
-            chain: Arc::new(Mutex::new((
-                Chain::resume(config, 0, Digest::GENESIS),
-                Vec::new(),
-            ))),
-            clock,
-        }
-    }
-
-    /// Every record so far (checkpoints included).
-    pub fn records(&self) -> Vec<Record> {
-        self.lock().1.clone()
-    }
-
-    /// The records as JSON lines, each ending in `\n`: what a file sink would have written.
-    pub fn to_jsonl(&self) -> Result<String, Error> {
-        let mut out = String::new();
-        for record in &self.lock().1 {
-            out.push_str(&record.to_json()?);
-            out.push('\n');
-        }
-        Ok(out)
-    }
-
-    /// Appends a checkpoint now, when a key is configured.
-    pub fn checkpoint(&self) -> Result<Option<Record>, Error> {
-        let mut guard = self.lock();
-        let (chain, records) = &mut *guard;
-        let cp = chain.checkpoint(self.clock.now())?;
-        if let Some(cp) = &cp {
-            records.push(cp.clone());
-        }
-        Ok(cp)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Chain, Vec<Record>)> {
-        self.chain.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-#[async_trait::async_trait]
-impl AuditSink for MemoryAuditSink {
-    async fn append(&self, event: SecurityEvent) -> Result<(), Error> {
-        check_time(event.time)?;
-        let now = self.clock.now();
-        let mut guard = self.lock();
-        let (chain, records) = &mut *guard;
-        let record = chain.append(event, now)?;
-        records.push(record);
-        if chain.checkpoint_due(now)
-            && let Some(cp) = chain.checkpoint(now)?
-        {
-            records.push(cp);
-        }
-        Ok(())
-    }
-
-    async fn flush(&self) -> Result<(), Error> {
-        Ok(())
-    }
-}
-
-#[async_trait::async_trait]
-impl EventSink for MemoryAuditSink {
-    async fn record(&self, event: SecurityEvent) -> Result<(), mcpsec_core::Error> {
-        AuditSink::append(self, event).await.map_err(Into::into)
-    }
-}
+#[cfg(feature = "tracing")]
+use mcpsec_core::{EventSink, SecurityEvent};
+#[cfg(feature = "tracing")]
+use std::sync::Arc;
 
 /// Emits each event as a `tracing` event at target `mcpsec_audit` (level from severity:
 /// info, warn, error), with the event's JSON in the field `event`. No chain, no
@@ -131,9 +36,8 @@ impl TracingSink {
 }
 
 #[cfg(feature = "tracing")]
-#[async_trait::async_trait]
-impl AuditSink for TracingSink {
-    async fn append(&self, mut event: SecurityEvent) -> Result<(), Error> {
+impl TracingSink {
+    fn emit(&self, mut event: SecurityEvent) -> Result<(), Error> {
         use mcpsec_core::Severity;
         let pseudonym = self
             .pseudonymizer
@@ -153,46 +57,29 @@ impl AuditSink for TracingSink {
         }
         Ok(())
     }
-
-    async fn flush(&self) -> Result<(), Error> {
-        Ok(())
-    }
 }
 
 #[cfg(feature = "tracing")]
 #[async_trait::async_trait]
 impl EventSink for TracingSink {
     async fn record(&self, event: SecurityEvent) -> Result<(), mcpsec_core::Error> {
-        AuditSink::append(self, event).await.map_err(Into::into)
+        self.emit(event).map_err(Into::into)
     }
 }
 
 #[cfg(test)]
+#[cfg(feature = "tracing")]
 mod tests {
     use super::*;
-    use mcpsec_core::{EventKind, ManualClock, Outcome, ServiceId, UserId};
+    use mcpsec_core::{EventKind, Outcome};
+    use std::sync::Mutex;
     use std::time::UNIX_EPOCH;
-
-    #[tokio::test]
-    async fn memory_sink_chains_like_the_file_sink() {
-        let clock = Arc::new(ManualClock::at_unix(1_767_225_600));
-        let sink = MemoryAuditSink::new(ChainConfig::new(ServiceId::new("m").unwrap()), clock);
-        let event = SecurityEvent::new(EventKind::AuthnLoginFail, Outcome::Failure, UNIX_EPOCH)
-            .with_user(UserId::new("ada").unwrap());
-        EventSink::record(&sink, event.clone()).await.unwrap();
-        AuditSink::append(&sink, event).await.unwrap();
-        let jsonl = sink.to_jsonl().unwrap();
-        let report =
-            crate::verify_bytes(jsonl.as_bytes(), &crate::VerifyOptions::default()).unwrap();
-        assert_eq!(report.records, 2);
-        assert_eq!(sink.records()[1].prev, sink.records()[0].hash);
-    }
 
     #[cfg(feature = "tracing")]
     #[tokio::test]
     async fn tracing_sink_accepts_events_without_a_subscriber() {
         let event = SecurityEvent::new(EventKind::AuthnTokenReuse, Outcome::Failure, UNIX_EPOCH);
-        AuditSink::append(&TracingSink::new(), event.clone())
+        EventSink::record(&TracingSink::new(), event.clone())
             .await
             .unwrap();
         EventSink::record(&TracingSink::new(), event).await.unwrap();
@@ -243,7 +130,7 @@ mod tests {
         let capture = Capture::default();
         tracing::subscriber::with_default(capture.clone(), || {
             let sink = TracingSink::new().with_pseudonymizer(p.clone());
-            rt.block_on(AuditSink::append(&sink, event.clone()))
+            rt.block_on(EventSink::record(&sink, event.clone()))
                 .unwrap();
         });
         let out = capture.0.lock().unwrap().clone();
@@ -252,7 +139,7 @@ mod tests {
         // Without one, the address is emitted as given (the documented default).
         let capture = Capture::default();
         tracing::subscriber::with_default(capture.clone(), || {
-            rt.block_on(AuditSink::append(&TracingSink::new(), event))
+            rt.block_on(EventSink::record(&TracingSink::new(), event))
                 .unwrap();
         });
         assert!(capture.0.lock().unwrap().contains("198.51.100.77"));

@@ -7,7 +7,8 @@
 )]
 
 use mcpsec_audit::{
-    AuditSink, ChainConfig, CheckpointKey, CheckpointPolicy, MemoryAuditSink, to_ecs, to_ocsf,
+    ChainConfig, ChainSink, CheckpointKey, CheckpointPolicy, FileSinkConfig, MemoryChainStorage,
+    to_ecs, to_ocsf,
 };
 use mcpsec_core::{
     Actor, EventKind, KeyId, Label, ManualClock, OrgId, Outcome, ReasonCode, RequestId, ResourceId,
@@ -20,21 +21,25 @@ use std::time::{Duration, UNIX_EPOCH};
 async fn records(events: Vec<SecurityEvent>) -> Vec<mcpsec_audit::Record> {
     let clock = ManualClock::at_unix(1_767_225_600);
     let key = Arc::new(CheckpointKey::generate().unwrap());
-    let sink = MemoryAuditSink::new(
-        ChainConfig::new(ServiceId::new("api-1").unwrap()).with_checkpoints(
-            key,
-            CheckpointPolicy {
-                every_records: 100,
-                every: Duration::from_secs(3600),
-            },
-        ),
-        Arc::new(clock),
+    let chain = ChainConfig::new(ServiceId::new("api-1").unwrap()).with_checkpoints(
+        key,
+        CheckpointPolicy {
+            every_records: 100,
+            every: Duration::from_secs(3600),
+        },
     );
+    let storage = MemoryChainStorage::new();
+    let sink = ChainSink::with_storage(
+        Box::new(storage.clone()),
+        FileSinkConfig::new(chain, Arc::new(clock)),
+    )
+    .unwrap();
     for e in events {
         sink.append(e).await.unwrap();
     }
-    sink.checkpoint().unwrap();
-    sink.records()
+    // Closing writes the final checkpoint.
+    sink.close().unwrap();
+    storage.records()
 }
 
 fn at() -> std::time::SystemTime {

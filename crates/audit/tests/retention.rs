@@ -189,7 +189,7 @@ async fn pruning_keeps_the_logs_permissions_and_leaves_no_temporary_file() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn reopening_a_pruned_chain_accepts_covered_gaps_and_refuses_others() {
-    use mcpsec_audit::{AuditSink, LogFile, MemoryAuditSink, prune_records};
+    use mcpsec_audit::{ChainSink, FileSinkConfig, LogFile, MemoryChainStorage, prune_records};
     let dir = std::env::temp_dir().join(format!("mcpsec-audit-{}-prune-gaps", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -199,7 +199,12 @@ async fn reopening_a_pruned_chain_accepts_covered_gaps_and_refuses_others() {
     // No checkpoint after the gaps (as after a crash): reopening must check them against
     // the prune record at the start of the file.
     let instance = ServiceId::new("api-1").unwrap();
-    let sink = MemoryAuditSink::new(ChainConfig::new(instance.clone()), Arc::new(clock.clone()));
+    let storage = MemoryChainStorage::new();
+    let sink = ChainSink::with_storage(
+        Box::new(storage.clone()),
+        FileSinkConfig::new(ChainConfig::new(instance.clone()), Arc::new(clock.clone())),
+    )
+    .unwrap();
     use EventKind::{AuthnLoginFail as Login, AuthzAdmin as Admin};
     for (i, kind) in [Login, Admin, Login, Admin, Login, Admin]
         .iter()
@@ -209,9 +214,11 @@ async fn reopening_a_pruned_chain_accepts_covered_gaps_and_refuses_others() {
             .with_user(UserId::new(format!("u{i}")).unwrap());
         sink.append(e).await.unwrap();
     }
+    // Chained (and timed) before the clock moves on.
+    sink.flush().await.unwrap();
     clock.advance(DAY * 40);
     let policy = RetentionPolicy::new().keep(EventClass::Authentication, DAY * 30);
-    let (kept, outcome) = prune_records(sink.records(), &policy, &key, clock.now()).unwrap();
+    let (kept, outcome) = prune_records(storage.records(), &policy, &key, clock.now()).unwrap();
     assert_eq!(outcome.removed, 3);
     let text: String = kept.iter().map(|r| r.to_json().unwrap() + "\n").collect();
     std::fs::write(&path, &text).unwrap();

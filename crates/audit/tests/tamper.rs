@@ -9,8 +9,8 @@
 )]
 
 use mcpsec_audit::{
-    AuditSink, ChainConfig, CheckpointKey, CheckpointPolicy, Entry, Error, MemoryAuditSink, Reason,
-    Record, VerifyOptions, verify_bytes,
+    ChainConfig, ChainSink, CheckpointKey, CheckpointPolicy, Entry, Error, FileSinkConfig,
+    MemoryChainStorage, Reason, Record, VerifyOptions, verify_bytes,
 };
 use mcpsec_core::{EventKind, ManualClock, Outcome, SecurityEvent, ServiceId, UserId};
 use proptest::prelude::*;
@@ -33,17 +33,28 @@ fn log(events: usize, checkpoints: bool) -> Vec<String> {
             },
         );
     }
-    let sink = MemoryAuditSink::new(config, Arc::new(clock.clone()));
+    let storage = MemoryChainStorage::new();
+    let sink = ChainSink::with_storage(
+        Box::new(storage.clone()),
+        FileSinkConfig::new(config, Arc::new(clock.clone())),
+    )
+    .unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
     for i in 0..events {
         let event = SecurityEvent::new(EventKind::AuthnLoginFail, Outcome::Failure, clock.now())
             .with_user(UserId::new(format!("user-{i}")).unwrap());
-        rt.block_on(sink.append(event)).unwrap();
+        // One batch per event, so checkpoints fall where the schedule puts them.
+        rt.block_on(async {
+            sink.append(event).await?;
+            sink.flush().await
+        })
+        .unwrap();
         clock.advance(Duration::from_secs(1));
     }
-    sink.to_jsonl()
+    storage
+        .to_jsonl()
         .unwrap()
         .lines()
         .map(str::to_owned)

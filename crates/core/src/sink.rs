@@ -298,7 +298,8 @@ mod tests {
         }
 
         async fn pass(&self) {
-            self.entered.store(true, std::sync::atomic::Ordering::SeqCst);
+            self.entered
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             std::future::poll_fn(|cx| {
                 let mut state = self.state.lock().unwrap();
                 if state.0 {
