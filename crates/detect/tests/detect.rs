@@ -8,13 +8,13 @@
 )]
 
 use mcpsec_audit::Pseudonymizer;
-use mcpsec_detect::{
-    Alert, Detector, DetectorConfig, Error, MemoryAlertSink, Responder, Rule,
-    Subject, Threshold, Tier,
-};
 use mcpsec_core::{
     Actor, Clock, EventKind, EventSink, KeyId, Label, ManualClock, Outcome, ReasonCode, ResourceId,
     SecurityEvent, UserId,
+};
+use mcpsec_detect::{
+    Alert, Detector, DetectorConfig, Error, MemoryAlertSink, Responder, Rule, Subject, Threshold,
+    Tier,
 };
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};

@@ -7,8 +7,8 @@
     reason = "tests"
 )]
 
-use mcpsec_detect::{Alert, AlertSink, Rule, Subject, Tier, WebhookAlertSink};
 use mcpsec_core::{SecretBytes, UserId};
+use mcpsec_detect::{Alert, AlertSink, Rule, Subject, Tier, WebhookAlertSink};
 use std::time::{Duration, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
