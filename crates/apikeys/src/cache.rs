@@ -5,8 +5,8 @@
 //! holds nothing that verifies a key elsewhere); an entry also remembers the stored hash it
 //! was checked against, so a re-hash or rotation misses. Flushed per id on disable/revoke.
 
-use aws_lc_rs::hmac;
 use mcpsec_core::KeyId;
+use mcpsec_core::hmac::{Domain, MacKey};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -26,8 +26,11 @@ struct Inner {
     order: VecDeque<Fingerprint>,
 }
 
+/// The fingerprint of a presented key: the key text, unframed (it is the only field).
+const FINGERPRINT_DOMAIN: Domain = Domain::new("mcpsec-apikey-cache-v1");
+
 pub(crate) struct VerifiedKeyCache {
-    key: hmac::Key,
+    key: MacKey,
     ttl: Duration,
     capacity: usize,
     inner: Mutex<Inner>,
@@ -44,10 +47,9 @@ impl std::fmt::Debug for VerifiedKeyCache {
 
 impl VerifiedKeyCache {
     pub(crate) fn new(ttl: Duration, capacity: usize) -> Result<Self, crate::Error> {
-        let mut secret = zeroize::Zeroizing::new([0u8; 32]);
-        mcpsec_core::fill_random(secret.as_mut_slice()).map_err(|_| crate::Error::Random)?;
         Ok(Self {
-            key: hmac::Key::new(hmac::HMAC_SHA256, secret.as_slice()),
+            // Per process: fingerprints never leave memory, so the key never needs to.
+            key: MacKey::random().map_err(|_| crate::Error::Random)?,
             ttl,
             capacity,
             inner: Mutex::new(Inner::default()),
@@ -55,10 +57,10 @@ impl VerifiedKeyCache {
     }
 
     pub(crate) fn fingerprint(&self, presented: &str) -> Fingerprint {
-        let tag = hmac::sign(&self.key, presented.as_bytes());
-        let mut out = [0u8; 32];
-        out.copy_from_slice(tag.as_ref());
-        out
+        self.key
+            .input(FINGERPRINT_DOMAIN)
+            .raw(presented.as_bytes())
+            .tag()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

@@ -13,10 +13,10 @@
 
 use crate::Error;
 use crate::format::ParsedKey;
-use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
 use mcpsec_core::SecretBytes;
+use mcpsec_core::hmac::MacKey;
 use subtle::ConstantTimeEq;
 
 /// Longest stored hash string accepted (bcrypt 60, Argon2 ~100, HMAC ~60).
@@ -25,7 +25,9 @@ const MAX_STORED_LEN: usize = 256;
 /// A server-side secret mixed into every hash, with a version so it can rotate.
 pub struct Pepper {
     version: u32,
-    key: SecretBytes,
+    pub(crate) key: SecretBytes,
+    /// The pepper keyed once for `hmac-sha256$` hashes.
+    mac: MacKey,
 }
 
 impl std::fmt::Debug for Pepper {
@@ -39,18 +41,14 @@ impl std::fmt::Debug for Pepper {
 impl Pepper {
     /// A pepper of at least 32 bytes.
     pub fn new(version: u32, key: SecretBytes) -> Result<Self, Error> {
-        if key.len() < 32 {
-            return Err(Error::Config("a pepper is at least 32 bytes"));
-        }
-        Ok(Self { version, key })
+        let mac = MacKey::new(key.expose_secret())
+            .map_err(|_| Error::Config("a pepper is at least 32 bytes"))?;
+        Ok(Self { version, key, mac })
     }
 
     /// A fresh random pepper.
     pub fn generate(version: u32) -> Result<Self, Error> {
-        Ok(Self {
-            version,
-            key: SecretBytes::random(32).map_err(|_| Error::Random)?,
-        })
+        Self::new(version, SecretBytes::random(32).map_err(|_| Error::Random)?)
     }
 
     /// The version.
@@ -237,10 +235,12 @@ impl KeyHasher {
     }
 }
 
+/// `HMAC(pepper, key)` with no domain label: the format of hashes already stored, which
+/// a label would invalidate. The pepper is used for nothing else but Argon2's secret.
 fn hmac_of(pepper: &Pepper, key: &ParsedKey) -> Vec<u8> {
-    let k = hmac::Key::new(hmac::HMAC_SHA256, pepper.key.expose_secret());
-    hmac::sign(&k, key.expose_secret().as_bytes())
-        .as_ref()
+    pepper
+        .mac
+        .tag_unframed(key.expose_secret().as_bytes())
         .to_vec()
 }
 
@@ -299,4 +299,26 @@ fn parse_params(part: Option<&str>) -> Result<Argon2Params, Error> {
     }
     argon2_params(params).map_err(|_| Error::BadStoredHash)?;
     Ok(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stored `hmac-sha256$` hashes must keep verifying: the format is `HMAC(pepper, key)`
+    /// with no label, computed here independently with aws-lc.
+    #[test]
+    fn stored_hmac_format_is_unchanged() {
+        let key = crate::format::generate(crate::Env::Test).unwrap();
+        let pepper = Pepper::new(1, SecretBytes::from_slice(&[3; 32])).unwrap();
+        let hasher = KeyHasher::new(pepper, vec![], HashMode::HmacSha256).unwrap();
+        let tag = aws_lc_rs::hmac::sign(
+            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &[3; 32]),
+            key.expose_secret().as_bytes(),
+        );
+        assert_eq!(
+            hasher.hash(&key).unwrap(),
+            format!("hmac-sha256$v1${}", B64.encode(tag.as_ref()))
+        );
+    }
 }

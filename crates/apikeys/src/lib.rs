@@ -72,6 +72,7 @@ pub mod format;
 mod hash;
 mod lifecycle;
 mod limits;
+mod pepper_file;
 mod pool;
 mod service;
 mod store;
@@ -85,6 +86,7 @@ pub use hash::{Argon2Params, HashCheck, HashMode, KeyHasher, Pepper};
 pub use lifecycle::{KeySummary, NewKey};
 pub use limits::{LockoutPolicy, RateLimitInfo};
 pub use mcpsec_core::{AttemptCounter, AttemptState, MemoryAttemptCounter};
+pub use pepper_file::{MAX_PEPPER_FILE, MIN_PEPPER_BYTES, PepperFileError, PepperTextError};
 pub use pool::SlowHashPool;
 pub use service::{
     ApiKeys, ApiKeysBuilder, DEFAULT_IPV6_SOURCE_PREFIX, DEFAULT_LAST_USED_INTERVAL,

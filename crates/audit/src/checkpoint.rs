@@ -25,16 +25,11 @@ use crate::record::{
     Unverified, encode_runs, lp, put_time,
 };
 use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use mcpsec_core::{SecretBytes, SecretString, ServiceId};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 use zeroize::Zeroizing;
-
-const PEM_BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
-const PEM_END: &str = "-----END PRIVATE KEY-----";
 
 /// The private checkpoint key. `Debug` shows only its fingerprint.
 pub struct CheckpointKey {
@@ -70,19 +65,10 @@ impl CheckpointKey {
 
     /// Reads a PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`) Ed25519 key.
     pub fn from_pem(pem: &str) -> Result<CheckpointKey, Error> {
-        let body: String = pem
-            .trim()
-            .strip_prefix(PEM_BEGIN)
-            .and_then(|rest| rest.trim_end().strip_suffix(PEM_END))
-            .ok_or(Error::Key("not a PKCS#8 PEM private key"))?
-            .split_whitespace()
-            .collect();
-        let der = Zeroizing::new(
-            STANDARD
-                .decode(body.as_bytes())
-                .map_err(|_| Error::Key("not a PKCS#8 PEM private key"))?,
-        );
-        let pair = Ed25519KeyPair::from_pkcs8(&der)
+        // The workspace's one PEM codec: the body and the DER are zeroized when dropped.
+        let der = mcpsec_core::pem::decode_pkcs8_pem(pem)
+            .map_err(|_| Error::Key("not a PKCS#8 PEM private key"))?;
+        let pair = Ed25519KeyPair::from_pkcs8(der.expose_secret())
             .map_err(|_| Error::Key("not an Ed25519 PKCS#8 key"))?;
         Ok(Self::from_pair(pair))
     }
@@ -99,17 +85,7 @@ impl CheckpointKey {
             .pair
             .to_pkcs8v1()
             .map_err(|_| Error::Key("Ed25519 encoding failed"))?;
-        let body = Zeroizing::new(STANDARD.encode(doc.as_ref()));
-        let mut out = String::with_capacity(body.len() + 80);
-        out.push_str(PEM_BEGIN);
-        out.push('\n');
-        for chunk in body.as_bytes().chunks(64) {
-            out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-            out.push('\n');
-        }
-        out.push_str(PEM_END);
-        out.push('\n');
-        Ok(SecretString::new(out))
+        Ok(mcpsec_core::pem::encode_pkcs8_pem(doc.as_ref()))
     }
 
     /// The public half, for verifiers.

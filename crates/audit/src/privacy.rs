@@ -12,13 +12,18 @@
 
 use crate::Error;
 use crate::record::Pseudonym;
+use mcpsec_core::hmac::{Domain, MacKey};
 use mcpsec_core::{SecretBytes, SecurityEvent};
 use std::net::IpAddr;
 
 /// Replaces source addresses by keyed pseudonyms. `Debug` never shows the key.
 pub struct Pseudonymizer {
-    key: aws_lc_rs::hmac::Key,
+    key: MacKey,
 }
+
+/// A version tag, then the address family (4 or 6) and the address's octets (both fixed
+/// length per family, so unframed).
+const SOURCE_DOMAIN: Domain = Domain::new("mcpsec-audit-source-v1");
 
 impl std::fmt::Debug for Pseudonymizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -30,31 +35,19 @@ impl Pseudonymizer {
     /// A pseudonymizer under `key`, which must be at least 32 bytes from a CSPRNG and
     /// kept secret (rotate it to unlink old pseudonyms from new ones).
     pub fn new(key: &SecretBytes) -> Result<Pseudonymizer, Error> {
-        if key.len() < 32 {
-            return Err(Error::Config(
-                "the pseudonymisation key must be at least 32 bytes",
-            ));
-        }
-        Ok(Pseudonymizer {
-            key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key.expose_secret()),
-        })
+        let key = MacKey::new(key.expose_secret())
+            .map_err(|_| Error::Config("the pseudonymisation key must be at least 32 bytes"))?;
+        Ok(Pseudonymizer { key })
     }
 
     /// The pseudonym of `address`.
     pub fn pseudonym(&self, address: IpAddr) -> Pseudonym {
-        let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.key);
-        ctx.update(b"mcpsec-audit-source-v1");
-        match address {
-            IpAddr::V4(a) => {
-                ctx.update(&[4]);
-                ctx.update(&a.octets());
-            }
-            IpAddr::V6(a) => {
-                ctx.update(&[6]);
-                ctx.update(&a.octets());
-            }
-        }
-        Pseudonym::from_mac(ctx.sign().as_ref())
+        let input = self.key.input(SOURCE_DOMAIN);
+        let input = match address {
+            IpAddr::V4(a) => input.raw(&[4]).raw(&a.octets()),
+            IpAddr::V6(a) => input.raw(&[6]).raw(&a.octets()),
+        };
+        Pseudonym::from_mac(&input.tag())
     }
 
     /// Takes the source out of `event` and returns its pseudonym.
@@ -68,6 +61,26 @@ mod tests {
     use super::*;
     use mcpsec_core::{EventKind, Outcome};
     use std::time::UNIX_EPOCH;
+
+    /// Pseudonyms already in logs must keep matching new ones for the same address: this
+    /// is the layout from before mcpsec-core's MacKey, computed independently with aws-lc.
+    #[test]
+    fn pseudonym_layout_is_unchanged() {
+        let p = Pseudonymizer::new(&SecretBytes::from_slice(&[4; 32])).unwrap();
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &[4; 32]);
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let v6: IpAddr = "2001:db8::7".parse().unwrap();
+        let old = |family: u8, octets: &[u8]| {
+            let mut ctx = aws_lc_rs::hmac::Context::with_key(&key);
+            ctx.update(b"mcpsec-audit-source-v1");
+            ctx.update(&[family]);
+            ctx.update(octets);
+            Pseudonym::from_mac(ctx.sign().as_ref())
+        };
+        assert_eq!(p.pseudonym(v4), old(4, &[192, 0, 2, 7]));
+        let IpAddr::V6(a) = v6 else { unreachable!() };
+        assert_eq!(p.pseudonym(v6), old(6, &a.octets()));
+    }
 
     #[test]
     fn same_address_same_pseudonym_other_key_other_pseudonym() {

@@ -6,27 +6,16 @@
 //! printed, except by `generate`, whose whole point is to print the new key once.
 
 use crate::tokens::CliError;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use mcpsec_apikeys::{Env, HashMode, KeyHasher, ParsedKey, Pepper, format};
-use mcpsec_core::SecretBytes;
 use std::io::{Read, Write};
 use std::path::Path;
 use zeroize::Zeroizing;
 
 /// Most bytes read for a key (from standard input).
 pub const MAX_KEY_INPUT: usize = 4096;
-/// Most bytes read from a pepper file.
-pub const MAX_PEPPER_FILE: usize = 4096;
+pub use mcpsec_apikeys::MAX_PEPPER_FILE;
 /// Bytes of randomness in a pepper written by `new-pepper`.
-pub const NEW_PEPPER_BYTES: usize = 32;
-
-/// Standard alphabet; `=` padding optional.
-const PEPPER_B64: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
+pub const NEW_PEPPER_BYTES: usize = mcpsec_apikeys::MIN_PEPPER_BYTES;
 
 fn usage(message: impl Into<String>) -> CliError {
     CliError::Usage(message.into())
@@ -127,30 +116,10 @@ pub fn inspect(arg: String) -> Result<KeyInfo, CliError> {
     Ok(KeyInfo::of(&key))
 }
 
-/// Reads a pepper file: base64 text (standard alphabet, surrounding whitespace ignored)
-/// of at least 32 bytes, the file at most [`MAX_PEPPER_FILE`] bytes. Errors name the file,
-/// never its contents.
+/// Reads a pepper file ([`Pepper::from_file`]: base64 text of at least 32 bytes, the file
+/// at most [`MAX_PEPPER_FILE`] bytes). Errors name the file, never its contents.
 pub fn read_pepper(path: &Path, version: u32) -> Result<Pepper, CliError> {
-    let what = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|e| usage(format!("cannot read {what}: {e}")))?;
-    let bytes = read_capped(file, MAX_PEPPER_FILE, &what)?;
-    let not_base64 = || usage(format!("{what}: the pepper is not base64 text"));
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| not_base64())?
-        .trim();
-    let mut decoded = Zeroizing::new(vec![0u8; base64::decoded_len_estimate(text.len())]);
-    let len = PEPPER_B64
-        .decode_slice(text, &mut decoded)
-        .map_err(|_| not_base64())?;
-    decoded.truncate(len);
-    if decoded.len() < 32 {
-        return Err(usage(format!(
-            "{what}: a pepper is at least 32 bytes (this one has {})",
-            decoded.len()
-        )));
-    }
-    Pepper::new(version, SecretBytes::from_slice(&decoded))
-        .map_err(|e| usage(format!("{what}: {e}")))
+    Pepper::from_file(path, version).map_err(|e| usage(e.to_string()))
 }
 
 /// The stored-hash string for the key argument: HMAC-SHA256 under the pepper, or Argon2id
@@ -212,15 +181,13 @@ pub fn verify(key_arg: String, pepper_file: &Path, stored: &str) -> Result<bool,
     }
 }
 
-/// Writes [`NEW_PEPPER_BYTES`] random bytes as base64 (and a newline) to a new file
-/// `path`, mode 0600, refusing to overwrite. If the write fails, the file is removed.
+/// Writes a fresh pepper ([`NEW_PEPPER_BYTES`] random bytes) in the pepper file format
+/// ([`Pepper::to_file_text`]) to a new file `path`, mode 0600, refusing to overwrite. If
+/// the write fails, nothing is left under `path`.
 pub fn new_pepper(path: &Path) -> Result<(), CliError> {
-    let pepper = SecretBytes::random(NEW_PEPPER_BYTES)
-        .map_err(|e| usage(format!("cannot generate a pepper: {e}")))?;
-    let mut text = Zeroizing::new(String::with_capacity(64));
-    STANDARD.encode_string(pepper.expose_secret(), &mut text);
-    text.push('\n');
-    crate::tokens::write_private(path, text.as_bytes())
+    let pepper =
+        Pepper::generate(1).map_err(|e| usage(format!("cannot generate a pepper: {e}")))?;
+    crate::tokens::write_private(path, pepper.to_file_text().expose_secret().as_bytes())
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! key file may not sit in the keyset's directory.
 
 use crate::tokens::CliError;
-use mcpsec_core::{SealContext, SystemClock};
+use mcpsec_core::{SealContext, SealContextSyntaxError, SystemClock};
 use mcpsec_fieldcrypt::format::{self, Header, MAX_TEXT};
 use mcpsec_fieldcrypt::{
     Category, CategoryInfo, FieldCrypt, KeyProvider, LocalKeyset, LocalMasterKey, NonceBudget,
@@ -60,39 +60,12 @@ pub fn require_master_key(file: Option<&Path>) -> Result<(), CliError> {
     }
 }
 
-/// Parses `table=T,column=C,row=R[,tenant=X]` for `category`.
+/// Parses `table=T,column=C,row=R[,tenant=X]` for `category` ([`SealContext::parse`]).
 pub fn parse_context(category: &str, text: &str) -> Result<SealContext, CliError> {
-    let (mut table, mut column, mut row, mut tenant) = (None, None, None, None);
-    for pair in text.split(',') {
-        let (key, value) = pair
-            .split_once('=')
-            .ok_or_else(|| usage(format!("--context: {pair:?} is not key=value")))?;
-        let slot = match key.trim() {
-            "table" => &mut table,
-            "column" => &mut column,
-            "row" => &mut row,
-            "tenant" => &mut tenant,
-            other => {
-                return Err(usage(format!(
-                    "--context: unknown key {other:?} (table, column, row, tenant)"
-                )));
-            }
-        };
-        if slot.replace(value.to_owned()).is_some() {
-            return Err(usage(format!("--context: {key} given twice")));
-        }
-    }
-    let (Some(table), Some(column), Some(row)) = (table, column, row) else {
-        return Err(usage("--context needs table=, column= and row="));
-    };
-    let context = SealContext::new(category, table, column, row)
-        .map_err(|e| usage(format!("--context: {e}")))?;
-    match tenant {
-        Some(tenant) => context
-            .with_tenant(tenant)
-            .map_err(|e| usage(format!("--context: {e}"))),
-        None => Ok(context),
-    }
+    SealContext::parse(category, text).map_err(|e| match e {
+        SealContextSyntaxError::Missing => usage("--context needs table=, column= and row="),
+        other => usage(format!("--context: {other}")),
+    })
 }
 
 fn category(name: &str) -> Result<Category, CliError> {

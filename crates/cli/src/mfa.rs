@@ -6,13 +6,10 @@
 //! `recovery generate`).
 
 use crate::tokens::{self, CliError};
-use mcpsec_core::{Clock, NullSink, SecretBytes, SecretString, SystemClock, UserId};
-use mcpsec_mfa::{
-    CODES_PER_SET, EnrollmentQr, MemoryRecoveryStore, RecoveryCodes, TotpConfig, TotpSecret,
-};
+use mcpsec_core::{Clock, SecretString, SystemClock};
+use mcpsec_mfa::{CODES_PER_SET, EnrollmentQr, TotpConfig, TotpSecret};
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
 use zeroize::Zeroizing;
 
 /// Most bytes read for a TOTP secret (from standard input).
@@ -166,33 +163,16 @@ pub fn verify(secret: &TotpSecret, code: &str, at: Option<u64>) -> Result<(), Cl
 }
 
 /// `count` fresh recovery codes (1 to [`CODES_PER_SET`]), each `xxxxx-xxxxx-xxxxx-xxxxx`
-/// in Crockford base32. They are drawn as a full set through [`RecoveryCodes`] with a
-/// throwaway in-memory store and key, so the format is exactly the library's; nothing is
-/// stored.
+/// in Crockford base32, from the library's generator ([`mcpsec_mfa::generate_codes`]), so
+/// the format is exactly the library's; nothing is stored.
 pub fn recovery_codes(count: usize) -> Result<Vec<SecretString>, CliError> {
     if !(1..=CODES_PER_SET).contains(&count) {
         return Err(usage(format!(
             "--count: between 1 and {CODES_PER_SET} (a set is {CODES_PER_SET} codes)"
         )));
     }
-    let failed = |e: &dyn std::fmt::Display| usage(format!("cannot generate recovery codes: {e}"));
-    let key = SecretBytes::random(32).map_err(|e| failed(&e))?;
-    let codes = RecoveryCodes::new(
-        Arc::new(MemoryRecoveryStore::new()),
-        key,
-        Arc::new(NullSink),
-        Arc::new(SystemClock),
-    )
-    .map_err(|e| failed(&e))?;
-    let user = UserId::new("mcpsec-cli").map_err(|e| failed(&e))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .map_err(|e| failed(&e))?;
-    let mut set = runtime
-        .block_on(codes.regenerate(&user))
-        .map_err(|e| failed(&e))?;
-    set.truncate(count);
-    Ok(set)
+    mcpsec_mfa::generate_codes(count)
+        .map_err(|e| usage(format!("cannot generate recovery codes: {e}")))
 }
 
 /// Writes `codes` one per line, or as one JSON array of strings (and a newline).

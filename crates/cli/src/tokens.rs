@@ -3,13 +3,14 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcpsec_access::{AuthMethods, Role, Scope, ScopeSet};
+use mcpsec_core::secret_file::{Existing, write_secret_file};
 use mcpsec_core::{KeyId, OrgId, SystemClock, UserId};
 use mcpsec_tokens::{
-    AccessGrant, Algorithm, JwkSet, KeySource, RsaBits, SigningKey, SigningKeyring, TokenIssuer,
+    AccessGrant, Algorithm, KeyDir, KeySource, RsaBits, SigningKey, SigningKeyring, TokenIssuer,
     TokenVerifier,
 };
 use serde_json::{Value, json};
-use std::io::Write;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -29,22 +30,11 @@ fn usage(message: impl Into<String>) -> CliError {
 }
 
 /// What `keys generate` wrote.
-#[derive(Debug, serde::Serialize)]
-pub struct Generated {
-    /// The key id.
-    pub kid: String,
-    /// The algorithm.
-    pub alg: &'static str,
-    /// The private key file (PKCS#8 PEM, mode 0600).
-    pub private_key: PathBuf,
-    /// The JWK set file the public key was added to.
-    pub jwks: PathBuf,
-}
+pub type Generated = mcpsec_tokens::GeneratedKey;
 
 /// Generates a key into `dir/kid.pem` (mode 0600, never overwritten) and adds its public
-/// half to `dir/jwks.json`, keeping the keys already there. A lock file serialises
-/// concurrent runs on one directory; if the JWKS cannot be updated, the new private key
-/// is removed again so that a retry starts clean.
+/// half to `dir/jwks.json`, keeping the keys already there: [`KeyDir::generate`], which
+/// holds the directory's lock file and leaves the directory as it was on failure.
 pub fn generate(
     alg: Algorithm,
     kid: &str,
@@ -52,89 +42,20 @@ pub fn generate(
     rsa_bits: RsaBits,
 ) -> Result<Generated, CliError> {
     let kid = KeyId::new(kid).map_err(|e| usage(format!("--kid: {e}")))?;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| usage(format!("cannot create {}: {e}", dir.display())))?;
-    let lock = dir.join(".jwks.lock");
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&lock)
-        .map_err(|_| {
-            usage(format!(
-                "{} exists: another `keys generate` is running (or crashed; remove it)",
-                lock.display()
-            ))
-        })?;
-    let result = generate_locked(alg, &kid, dir, rsa_bits);
-    let _ = std::fs::remove_file(&lock);
-    result
+    KeyDir::new(dir)
+        .generate(alg, &kid, rsa_bits)
+        .map_err(|e| usage(e.to_string()))
 }
 
-fn generate_locked(
-    alg: Algorithm,
-    kid: &KeyId,
-    dir: &Path,
-    rsa_bits: RsaBits,
-) -> Result<Generated, CliError> {
-    let jwks_path = dir.join("jwks.json");
-    let mut jwks = if jwks_path.exists() {
-        let bytes = std::fs::read(&jwks_path)
-            .map_err(|e| usage(format!("cannot read {}: {e}", jwks_path.display())))?;
-        JwkSet::parse(&bytes).map_err(|e| usage(format!("{}: {e}", jwks_path.display())))?
-    } else {
-        JwkSet::default()
-    };
-    if jwks
-        .keys
-        .iter()
-        .any(|k| k.kid.as_deref() == Some(kid.as_str()))
-    {
-        return Err(usage(format!(
-            "kid {kid} is already in {}",
-            jwks_path.display()
-        )));
-    }
-    let pem = mcpsec_tokens::generate_pem(alg, rsa_bits).map_err(|e| usage(e.to_string()))?;
-    let key = SigningKey::from_pkcs8_pem(kid.clone(), alg, pem.expose_secret())
-        .map_err(|e| usage(e.to_string()))?;
-    let key_path = dir.join(format!("{kid}.pem"));
-    write_private(&key_path, pem.expose_secret().as_bytes())?;
-    jwks.keys.push(key.public_jwk());
-    let tmp = dir.join(format!(".jwks.json.{}.tmp", std::process::id()));
-    let written = std::fs::write(&tmp, format!("{}\n", jwks.to_json()))
-        .and_then(|()| std::fs::rename(&tmp, &jwks_path));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        let _ = std::fs::remove_file(&key_path);
-        return Err(usage(format!("cannot write {}: {e}", jwks_path.display())));
-    }
-    Ok(Generated {
-        kid: kid.to_string(),
-        alg: alg.as_str(),
-        private_key: key_path,
-        jwks: jwks_path,
-    })
-}
-
-/// Creates `path` with mode 0600 (refusing to overwrite) and writes `bytes`; if the
-/// write fails, the file is removed so a retry starts clean.
+/// Creates `path` with mode 0600 (refusing to overwrite) and writes `bytes` atomically
+/// ([`write_secret_file`]): on failure nothing is left under `path`.
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(|e| {
-        usage(format!(
-            "cannot create {} (it must not exist): {e}",
-            path.display()
-        ))
-    })?;
-    if let Err(e) = file.write_all(bytes).and_then(|()| file.sync_all()) {
-        drop(file);
-        let _ = std::fs::remove_file(path);
-        return Err(usage(format!("cannot write {}: {e}", path.display())));
-    }
-    Ok(())
+    write_secret_file(path, bytes, Existing::Refuse).map_err(|e| match e.kind() {
+        ErrorKind::AlreadyExists | ErrorKind::NotFound | ErrorKind::PermissionDenied => usage(
+            format!("cannot create {} (it must not exist): {e}", path.display()),
+        ),
+        _ => usage(format!("cannot write {}: {e}", path.display())),
+    })
 }
 
 /// Reads a file, or standard input for `-`, up to `max` bytes.

@@ -9,9 +9,10 @@
 //! [`MacInput::raw`] appends bytes unframed, for a field whose length the domain fixes
 //! (a version number, a digest, a nonce) or for the one last field.
 //!
-//! Formats fixed outside this workspace (a webhook receiver checking `HMAC(body)`, API-key
-//! hashes already stored as `HMAC(pepper, key)`) use [`MacKey::tag_unframed`], which is
-//! named so that the one place without a domain is greppable.
+//! Formats fixed outside this workspace or persisted before it had this module (a webhook
+//! receiver checking `HMAC(body)`, API-key hashes stored as `HMAC(pepper, key)`, blind
+//! index values under a per-column derived key) use [`MacKey::tag_unframed`], named so
+//! that every place without a domain label is greppable.
 //!
 //! The keyed state is wiped on drop; `Debug` never shows it; [`MacInput::verify`]
 //! compares in constant time.
@@ -89,7 +90,7 @@ impl MacKey {
     }
 
     /// `HMAC(key, message)` with no domain label, for formats defined outside this
-    /// workspace. Anything new uses [`MacKey::input`].
+    /// workspace or already persisted. Anything new uses [`MacKey::input`].
     pub fn tag_unframed(&self, message: &[u8]) -> [u8; MAC_LEN] {
         let mut state = self.state.clone();
         state.update(message);

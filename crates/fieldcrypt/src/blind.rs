@@ -22,13 +22,11 @@
 //! tenant into the value (`"acme\u{0}ada@example.com"`) if that matters.
 
 use crate::{Category, Error};
-use hmac::{KeyInit, Mac};
 use mcpsec_core::SecretBytes;
+use mcpsec_core::hmac::{Domain, MacInput, MacKey};
 use std::fmt;
 
-type HmacSha256 = hmac::Hmac<sha2::Sha256>;
-
-const DERIVE_DOMAIN: &[u8] = b"mcpsec-blind-index-v1";
+const DERIVE_DOMAIN: Domain = Domain::new("mcpsec-blind-index-v1");
 /// The largest value indexed.
 pub const MAX_INDEXED_VALUE: usize = 64 * 1024;
 
@@ -54,7 +52,7 @@ pub struct BlindIndexConfig {
 
 /// Computes one column's blind index values.
 pub struct BlindIndex {
-    mac: HmacSha256,
+    mac: MacKey,
     config: BlindIndexConfig,
 }
 
@@ -67,9 +65,12 @@ impl fmt::Debug for BlindIndex {
     }
 }
 
-fn length_prefixed(mac: &mut HmacSha256, part: &[u8]) {
-    mac.update(&u64::try_from(part.len()).unwrap_or(u64::MAX).to_be_bytes());
-    mac.update(part);
+/// This format frames with 8-byte lengths (it predates [`MacInput::part`]'s 4-byte ones);
+/// stored index values depend on it, so it stays.
+fn length_prefixed(input: MacInput, part: &[u8]) -> MacInput {
+    input
+        .raw(&u64::try_from(part.len()).unwrap_or(u64::MAX).to_be_bytes())
+        .raw(part)
 }
 
 impl BlindIndex {
@@ -89,24 +90,23 @@ impl BlindIndex {
                 "table and column names are 1 to 256 bytes",
             ));
         }
-        let mut derive = HmacSha256::new_from_slice(index_key.expose_secret())
-            .map_err(|_| Error::InvalidArgument("index key"))?;
-        derive.update(DERIVE_DOMAIN);
+        let mut derive = MacKey::new(index_key.expose_secret())
+            .map_err(|_| Error::InvalidArgument("index key"))?
+            .input(DERIVE_DOMAIN);
         for part in [category.as_str(), table, column] {
-            length_prefixed(&mut derive, part.as_bytes());
+            derive = length_prefixed(derive, part.as_bytes());
         }
         // The length and the normalisation are bound too: a 4-byte and an 8-byte index of a
         // column, or an exact and a case-insensitive one, are unrelated.
-        derive.update(&[u8::try_from(config.bytes).unwrap_or(u8::MAX)]);
-        derive.update(&[match config.normalize {
-            Normalize::Exact => 0,
-            Normalize::Trim => 1,
-            Normalize::CaseInsensitive => 2,
-        }]);
-        let key: zeroize::Zeroizing<[u8; 32]> =
-            zeroize::Zeroizing::new(derive.finalize().into_bytes().into());
-        let mac = HmacSha256::new_from_slice(key.as_slice())
-            .map_err(|_| Error::InvalidArgument("index key"))?;
+        let derive = derive
+            .raw(&[u8::try_from(config.bytes).unwrap_or(u8::MAX)])
+            .raw(&[match config.normalize {
+                Normalize::Exact => 0,
+                Normalize::Trim => 1,
+                Normalize::CaseInsensitive => 2,
+            }]);
+        let key = zeroize::Zeroizing::new(derive.tag());
+        let mac = MacKey::new(key.as_slice()).map_err(|_| Error::InvalidArgument("index key"))?;
         Ok(Self { mac, config })
     }
 
@@ -115,16 +115,15 @@ impl BlindIndex {
         if value.len() > MAX_INDEXED_VALUE {
             return Err(Error::TooLarge("indexed value"));
         }
-        let mut mac = self.mac.clone();
-        match self.config.normalize {
-            Normalize::Exact => mac.update(value.as_bytes()),
-            Normalize::Trim => mac.update(value.trim().as_bytes()),
+        // The column key is derived for this index alone, so the value is the whole input.
+        let full = match self.config.normalize {
+            Normalize::Exact => self.mac.tag_unframed(value.as_bytes()),
+            Normalize::Trim => self.mac.tag_unframed(value.trim().as_bytes()),
             Normalize::CaseInsensitive => {
                 let lowered = zeroize::Zeroizing::new(value.trim().to_lowercase());
-                mac.update(lowered.as_bytes());
+                self.mac.tag_unframed(lowered.as_bytes())
             }
-        }
-        let full = mac.finalize().into_bytes();
+        };
         Ok(full
             .get(..self.config.bytes)
             .map(<[u8]>::to_vec)
@@ -140,5 +139,44 @@ impl BlindIndex {
             let _ = write!(out, "{byte:02x}");
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hmac::{KeyInit, Mac};
+
+    type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+    /// Stored index values must keep matching: this is the derivation from before
+    /// mcpsec-core's MacKey (8-byte length framing, then the length and normalisation
+    /// bytes), computed independently with RustCrypto's HMAC.
+    #[test]
+    fn stored_index_values_are_unchanged() {
+        let index_key = SecretBytes::from_slice(&[5; 32]);
+        let category = Category::new("pii").unwrap();
+        let config = BlindIndexConfig {
+            bytes: 16,
+            normalize: Normalize::CaseInsensitive,
+        };
+        let index = BlindIndex::derive(&index_key, &category, "users", "email", config).unwrap();
+
+        let mut derive = HmacSha256::new_from_slice(&[5; 32]).unwrap();
+        derive.update(b"mcpsec-blind-index-v1");
+        for part in ["pii", "users", "email"] {
+            derive.update(&(part.len() as u64).to_be_bytes());
+            derive.update(part.as_bytes());
+        }
+        derive.update(&[16, 2]);
+        let column_key = derive.finalize().into_bytes();
+        let mut mac = HmacSha256::new_from_slice(&column_key).unwrap();
+        mac.update(b"ada@example.com");
+        let expected = mac.finalize().into_bytes();
+
+        assert_eq!(
+            index.compute(" Ada@Example.com ").unwrap(),
+            expected[..16].to_vec()
+        );
     }
 }

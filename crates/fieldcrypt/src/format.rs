@@ -49,7 +49,8 @@ pub const MAX_CIPHERTEXT: usize =
     MAX_PLAINTEXT + 3 + MAX_CATEGORY_LEN + 4 + KEY_ID_LEN + NONCE_LEN + TAG_LEN;
 /// Bytes of key id in the header.
 pub const KEY_ID_LEN: usize = 8;
-const KEY_ID_DOMAIN: &[u8] = b"mcpsec-fieldcrypt-key-id-v1";
+const KEY_ID_DOMAIN: mcpsec_core::hmac::Domain =
+    mcpsec_core::hmac::Domain::new("mcpsec-fieldcrypt-key-id-v1");
 /// The largest text form accepted.
 pub const MAX_TEXT: usize = TEXT_PREFIX.len() + MAX_CIPHERTEXT.div_ceil(3) * 4;
 
@@ -58,11 +59,10 @@ const FLAG_KEY_ID: u8 = 0b0000_0010;
 
 /// The id a ciphertext records for the key that sealed it (see the module docs).
 pub(crate) fn key_id(key: &mcpsec_core::SecretBytes) -> Result<[u8; KEY_ID_LEN], Error> {
-    use hmac::{KeyInit, Mac};
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.expose_secret())
-        .map_err(|_| Error::InvalidArgument("a data key is 32 bytes"))?;
-    mac.update(KEY_ID_DOMAIN);
-    let digest = mac.finalize().into_bytes();
+    let digest = mcpsec_core::hmac::MacKey::new(key.expose_secret())
+        .map_err(|_| Error::InvalidArgument("a data key is 32 bytes"))?
+        .input(KEY_ID_DOMAIN)
+        .tag();
     let (id, _) = digest
         .split_first_chunk::<KEY_ID_LEN>()
         .ok_or(Error::InvalidArgument("digest"))?;

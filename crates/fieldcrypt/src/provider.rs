@@ -11,7 +11,7 @@ use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes256Gcm, KeyInit};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use hmac::Mac;
+use mcpsec_core::hmac::{Domain, MacKey};
 use mcpsec_core::{
     Clock, EventKind, EventSink, Label, Outcome, ReasonCode, SecretBytes, SecretString,
     SecurityEvent,
@@ -119,11 +119,10 @@ impl LocalMasterKey {
         }
         let cipher = Aes256Gcm::new_from_slice(key.expose_secret())
             .map_err(|_| Error::KeyProvider("the master key must be 32 bytes"))?;
-        let mut mac =
-            <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(key.expose_secret())
-                .map_err(|_| Error::KeyProvider("the master key must be 32 bytes"))?;
-        mac.update(b"mcpsec-master-key-fingerprint-v1");
-        let digest = mac.finalize().into_bytes();
+        let digest = MacKey::new(key.expose_secret())
+            .map_err(|_| Error::KeyProvider("the master key must be 32 bytes"))?
+            .input(Domain::new("mcpsec-master-key-fingerprint-v1"))
+            .tag();
         let fingerprint = digest
             .iter()
             .take(8)

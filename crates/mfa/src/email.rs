@@ -8,7 +8,7 @@
 
 use crate::budget::Attempt;
 use crate::{Error, Factor, StoreError, Verified};
-use aws_lc_rs::hmac;
+use mcpsec_core::hmac::{Domain, MacKey};
 use mcpsec_core::{
     Actor, AttemptCounter, EventKind, EventSink, Label, MemoryAttemptCounter, Outcome, ReasonCode,
     SecretBytes, SecretString, SecurityEvent, Severity, SharedClock, TokenId, UserId,
@@ -323,11 +323,14 @@ pub struct EmailCodes {
     counter: Arc<dyn AttemptCounter>,
     store: Arc<dyn EmailCodeStore>,
     sender: Arc<dyn EmailSender>,
-    key: Arc<SecretBytes>,
+    key: Arc<MacKey>,
     events: Arc<dyn EventSink>,
     clock: SharedClock,
     policy: EmailCodePolicy,
 }
+
+/// The hash of a code: the user, purpose and flow, then the code, each length-framed.
+const EMAIL_CODE_DOMAIN: Domain = Domain::new("mcpsec-email-code-v1");
 
 impl EmailCodes {
     /// Codes kept in `store`, sent by `sender`, hashed under `key` (≥ 32 bytes).
@@ -339,9 +342,8 @@ impl EmailCodes {
         clock: SharedClock,
         policy: EmailCodePolicy,
     ) -> Result<Self, Error> {
-        if key.len() < 32 {
-            return Err(Error::Config("the email-code key is at least 32 bytes"));
-        }
+        let key = MacKey::new(key.expose_secret())
+            .map_err(|_| Error::Config("the email-code key is at least 32 bytes"))?;
         if !(6..=10).contains(&policy.digits)
             || policy.ttl.is_zero()
             || policy.ttl > Duration::from_secs(600)
@@ -523,20 +525,12 @@ impl EmailCodes {
 
     /// HMAC over a version tag, the user, purpose and flow (length-prefixed), and the code.
     fn hash(&self, key: &ChallengeKey, code: &str) -> [u8; 32] {
-        let mac_key = hmac::Key::new(hmac::HMAC_SHA256, self.key.expose_secret());
-        let mut ctx = hmac::Context::with_key(&mac_key);
-        ctx.update(b"mcpsec-email-code-v1");
-        for part in [
-            key.user.as_str(),
-            key.purpose.as_str(),
-            key.flow.as_str(),
-            code,
-        ] {
-            ctx.update(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
-            ctx.update(part.as_bytes());
-        }
-        let mut out = [0u8; 32];
-        out.copy_from_slice(ctx.sign().as_ref());
-        out
+        self.key
+            .input(EMAIL_CODE_DOMAIN)
+            .part(key.user.as_str().as_bytes())
+            .part(key.purpose.as_str().as_bytes())
+            .part(key.flow.as_str().as_bytes())
+            .part(code.as_bytes())
+            .tag()
     }
 }

@@ -104,6 +104,7 @@ pub use passkey_store::{
 pub use qr::{EnrollmentQr, MAX_PNG_SCALE, QUIET_ZONE};
 pub use recovery::{
     CODES_PER_SET, CodeHash, MemoryRecoveryStore, RecoveryCodeStore, RecoveryCodes, Redeemed,
+    generate_codes,
 };
 pub use replay::{EnrollmentId, MemoryReplayGuard, TotpReplayGuard};
 #[cfg(feature = "smtp")]

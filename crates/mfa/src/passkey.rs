@@ -13,8 +13,8 @@ use crate::passkey_store::{
     PasskeyStore, StoredPasskey,
 };
 use crate::{Error, Factor};
-use aws_lc_rs::hmac;
 use mcpsec_access::AuthMethods;
+use mcpsec_core::hmac::{Domain, MacKey};
 use mcpsec_core::{
     Actor, EventKind, EventSink, Label, Outcome, ReasonCode, SecretBytes, SecurityEvent, Severity,
     SharedClock, UserId,
@@ -26,6 +26,9 @@ use webauthn_rs::prelude::{
     PublicKeyCredential, RegisterPublicKeyCredential, RequestChallengeResponse, Url, Uuid,
     Webauthn, WebauthnBuilder, WebauthnError,
 };
+
+/// The user handle's domain (its bytes are stored by authenticators: never change it).
+const USER_HANDLE_DOMAIN: Domain = Domain::new("mcpsec-webauthn-user-v2");
 
 /// Largest client response accepted (JSON), for registration or authentication.
 pub const MAX_CLIENT_RESPONSE: usize = 64 * 1024;
@@ -112,7 +115,7 @@ pub struct Passkeys {
     clock: SharedClock,
     ttl: Duration,
     limits: CeremonyLimits,
-    handle_key: hmac::Key,
+    handle_key: MacKey,
 }
 
 /// Parses a client response: at most [`MAX_CLIENT_RESPONSE`] bytes of JSON. Public for
@@ -157,6 +160,8 @@ impl Passkeys {
                 "passkeys: the user-handle key is at least 32 bytes",
             ));
         }
+        let handle_key = MacKey::new(config.user_handle_key.expose_secret())
+            .map_err(|_| Error::Config("passkeys: the user-handle key is at least 32 bytes"))?;
         if config.ceremony_limits.per_user == 0 || config.ceremony_limits.total == 0 {
             return Err(Error::Config("passkeys: ceremony limits must be positive"));
         }
@@ -182,7 +187,7 @@ impl Passkeys {
             clock,
             ttl: config.ceremony_ttl,
             limits: config.ceremony_limits,
-            handle_key: hmac::Key::new(hmac::HMAC_SHA256, config.user_handle_key.expose_secret()),
+            handle_key,
         })
     }
 
@@ -190,12 +195,15 @@ impl Passkeys {
     /// server's user-handle key over a tag and the user id, so an authenticator never holds
     /// the id, and a guessed id cannot be checked against a handle without the key.
     fn user_handle(&self, user: &UserId) -> Uuid {
-        let tag = hmac::sign(
-            &self.handle_key,
-            format!("mcpsec-webauthn-user-v2\0{user}").as_bytes(),
-        );
+        // A NUL after the label, then the user id unframed (it is the last field).
+        let tag = self
+            .handle_key
+            .input(USER_HANDLE_DOMAIN)
+            .raw(b"\0")
+            .raw(user.as_str().as_bytes())
+            .tag();
         let mut bytes = [0u8; 16];
-        for (b, d) in bytes.iter_mut().zip(tag.as_ref()) {
+        for (b, d) in bytes.iter_mut().zip(tag.iter()) {
             *b = *d;
         }
         Uuid::from_bytes(bytes)

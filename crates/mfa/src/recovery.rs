@@ -2,7 +2,7 @@
 //! to the user and a key version, each usable once; regenerating replaces the whole set.
 
 use crate::{Error, Factor, StoreError, Verified};
-use aws_lc_rs::hmac;
+use mcpsec_core::hmac::{Domain, MacKey};
 use mcpsec_core::{
     Actor, EventKind, EventSink, Outcome, ReasonCode, SecretBytes, SecretString, SecurityEvent,
     SharedClock, UserId,
@@ -93,11 +93,15 @@ impl RecoveryCodeStore for MemoryRecoveryStore {
 #[derive(Debug, Clone)]
 pub struct RecoveryCodes {
     store: Arc<dyn RecoveryCodeStore>,
-    key: Arc<SecretBytes>,
+    key: Arc<MacKey>,
     key_version: u32,
     events: Arc<dyn EventSink>,
     clock: SharedClock,
 }
+
+/// The hash of a code: the key version (4 bytes), then the user and the normalized code,
+/// each length-framed.
+const RECOVERY_CODE_DOMAIN: Domain = Domain::new("mcpsec-recovery-code-v2");
 
 impl RecoveryCodes {
     /// Codes kept in `store`, hashed under `key` (a server-side secret of at least 32 bytes).
@@ -107,9 +111,8 @@ impl RecoveryCodes {
         events: Arc<dyn EventSink>,
         clock: SharedClock,
     ) -> Result<Self, Error> {
-        if key.len() < 32 {
-            return Err(Error::Config("the recovery-code key is at least 32 bytes"));
-        }
+        let key = MacKey::new(key.expose_secret())
+            .map_err(|_| Error::Config("the recovery-code key is at least 32 bytes"))?;
         Ok(Self {
             store,
             key: Arc::new(key),
@@ -133,8 +136,7 @@ impl RecoveryCodes {
         let mut codes = Vec::with_capacity(CODES_PER_SET);
         let mut hashes = Vec::with_capacity(CODES_PER_SET);
         for _ in 0..CODES_PER_SET {
-            let raw = SecretString::random_from_alphabet(CODE_CHARS, CROCKFORD)
-                .map_err(|_| Error::Random)?;
+            let raw = fresh_code()?;
             hashes.push(self.hash(user, raw.expose_secret()));
             codes.push(group(raw.expose_secret()));
         }
@@ -193,17 +195,12 @@ impl RecoveryCodes {
     /// HMAC over a version tag, the key version, then the user and the code
     /// (length-prefixed).
     fn hash(&self, user: &UserId, normalized: &str) -> CodeHash {
-        let key = hmac::Key::new(hmac::HMAC_SHA256, self.key.expose_secret());
-        let mut ctx = hmac::Context::with_key(&key);
-        ctx.update(b"mcpsec-recovery-code-v2");
-        ctx.update(&self.key_version.to_be_bytes());
-        for part in [user.as_str(), normalized] {
-            ctx.update(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
-            ctx.update(part.as_bytes());
-        }
-        let mut out = [0u8; 32];
-        out.copy_from_slice(ctx.sign().as_ref());
-        out
+        self.key
+            .input(RECOVERY_CODE_DOMAIN)
+            .raw(&self.key_version.to_be_bytes())
+            .part(user.as_str().as_bytes())
+            .part(normalized.as_bytes())
+            .tag()
     }
 
     async fn report(
@@ -230,6 +227,21 @@ fn group(raw: &str) -> SecretString {
     SecretString::new(parts.join("-"))
 }
 
+/// `count` fresh recovery codes in the form they are shown (`xxxxx-xxxxx-xxxxx-xxxxx`,
+/// Crockford base32, 100 bits each from the OS CSPRNG), the same codes
+/// [`RecoveryCodes::regenerate`] draws. Pure: nothing is hashed or stored, so these codes
+/// redeem nowhere until a host stores their hashes; for tools that print codes.
+pub fn generate_codes(count: usize) -> Result<Vec<SecretString>, Error> {
+    (0..count)
+        .map(|_| fresh_code().map(|raw| group(raw.expose_secret())))
+        .collect()
+}
+
+/// One code's 20 symbols, ungrouped (what is hashed).
+fn fresh_code() -> Result<SecretString, Error> {
+    SecretString::random_from_alphabet(CODE_CHARS, CROCKFORD).map_err(|_| Error::Random)
+}
+
 /// Upper-cases, drops dashes and spaces, reads the Crockford look-alikes (O→0, I/L→1);
 /// `None` unless exactly 20 symbols of the alphabet remain.
 pub(crate) fn normalize(code: &str) -> Option<Zeroizing<String>> {
@@ -249,4 +261,51 @@ pub(crate) fn normalize(code: &str) -> Option<Zeroizing<String>> {
         out.push(c);
     }
     (out.len() == CODE_CHARS).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcpsec_core::{ManualClock, NullSink};
+
+    #[test]
+    fn generated_codes_have_the_display_form_and_normalize() {
+        let codes = generate_codes(CODES_PER_SET).unwrap();
+        assert_eq!(codes.len(), CODES_PER_SET);
+        for code in &codes {
+            let text = code.expose_secret();
+            assert_eq!(text.len(), 23);
+            assert_eq!(text.matches('-').count(), 3);
+            assert_eq!(normalize(text).unwrap().len(), CODE_CHARS);
+        }
+        let distinct: HashSet<&str> = codes.iter().map(SecretString::expose_secret).collect();
+        assert_eq!(distinct.len(), CODES_PER_SET);
+        assert!(generate_codes(0).unwrap().is_empty());
+    }
+
+    /// Stored hashes must keep verifying: this is the layout from before mcpsec-core's
+    /// MacKey (tag, key version, then length-prefixed user and code), computed
+    /// independently with aws-lc.
+    #[test]
+    fn stored_hash_layout_is_unchanged() {
+        let codes = RecoveryCodes::new(
+            Arc::new(MemoryRecoveryStore::new()),
+            SecretBytes::from_slice(&[9; 32]),
+            Arc::new(NullSink),
+            Arc::new(ManualClock::at_unix(0)),
+        )
+        .unwrap()
+        .with_key_version(3);
+        let user = UserId::new("ada").unwrap();
+        let code = "0123456789ABCDEFGHJK";
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &[9; 32]);
+        let mut ctx = aws_lc_rs::hmac::Context::with_key(&key);
+        ctx.update(b"mcpsec-recovery-code-v2");
+        ctx.update(&3u32.to_be_bytes());
+        for part in ["ada", code] {
+            ctx.update(&(part.len() as u32).to_be_bytes());
+            ctx.update(part.as_bytes());
+        }
+        assert_eq!(codes.hash(&user, code)[..], *ctx.sign().as_ref());
+    }
 }

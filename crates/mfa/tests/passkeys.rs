@@ -739,6 +739,18 @@ async fn user_handles_are_keyed_and_stable() {
         .await
         .unwrap();
     assert_ne!(user_handle(&keyed), handle, "another key, another handle");
+    // Authenticators store the handle: its derivation must never change. This is the
+    // layout from before mcpsec-core's MacKey, computed independently.
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &[8; 32]);
+    let expected = aws_lc_rs::hmac::sign(
+        &key,
+        format!("mcpsec-webauthn-user-v2\0{}", f.user).as_bytes(),
+    );
+    assert_eq!(
+        B64.decode(user_handle(&keyed)).unwrap(),
+        expected.as_ref()[..16],
+        "the user-handle derivation is unchanged"
+    );
     let (_, bob) = f
         .passkeys
         .start_registration(&UserId::new("bob").unwrap(), "bob", "Bob")

@@ -10,10 +10,11 @@
 //! - An `Origin` / `Sec-Fetch-Site` check for the refresh endpoint.
 
 use crate::Error;
-use aws_lc_rs::{digest, hmac};
+use aws_lc_rs::digest;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::header::{COOKIE, HeaderMap, HeaderValue};
+use mcpsec_core::hmac::{Domain, MacInput, MacKey};
 use mcpsec_core::{SecretBytes, SecretString};
 use std::time::Duration;
 use subtle::ConstantTimeEq;
@@ -100,36 +101,37 @@ pub fn read_cookie(headers: &HeaderMap, name: &str) -> Option<SecretString> {
 
 /// A key for signing CSRF tokens: 32 bytes from the OS CSPRNG, shared by every instance
 /// of the service (or each instance rejects the others' tokens).
-#[derive(Debug)]
-pub struct CsrfKey(SecretBytes);
+pub struct CsrfKey(MacKey);
+
+impl std::fmt::Debug for CsrfKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CsrfKey([REDACTED])")
+    }
+}
+
+/// The CSRF tag's domain: a version tag, then SHA-256 of the refresh token and the nonce
+/// (both fixed length, so unframed).
+const CSRF_DOMAIN: Domain = Domain::new("mcpsec-csrf-v1");
 
 impl CsrfKey {
     /// A fresh random key.
     pub fn generate() -> Result<Self, Error> {
-        SecretBytes::random(32)
+        MacKey::random()
             .map(Self)
             .map_err(|_| Error::Config("randomness unavailable"))
     }
 
     /// A key from configuration; at least 32 bytes.
     pub fn from_secret(secret: SecretBytes) -> Result<Self, Error> {
-        if secret.len() < 32 {
-            return Err(Error::Config("CSRF keys are at least 32 bytes"));
-        }
-        Ok(Self(secret))
+        MacKey::new(secret.expose_secret())
+            .map(Self)
+            .map_err(|_| Error::Config("CSRF keys are at least 32 bytes"))
     }
 
-    fn key(&self) -> hmac::Key {
-        hmac::Key::new(hmac::HMAC_SHA256, self.0.expose_secret())
-    }
-
-    /// What the MAC covers: a version tag, SHA-256 of the refresh token, the nonce.
-    fn message(refresh_token: &str, nonce: &[u8]) -> Vec<u8> {
+    /// What the MAC covers: SHA-256 of the refresh token, then the nonce.
+    fn input(&self, refresh_token: &str, nonce: &[u8]) -> MacInput {
         let binding = digest::digest(&digest::SHA256, refresh_token.as_bytes());
-        let mut message = b"mcpsec-csrf-v1".to_vec();
-        message.extend_from_slice(binding.as_ref());
-        message.extend_from_slice(nonce);
-        message
+        self.0.input(CSRF_DOMAIN).raw(binding.as_ref()).raw(nonce)
     }
 
     /// A CSRF token bound to `refresh_token`: base64url(nonce ‖ HMAC).
@@ -137,12 +139,9 @@ impl CsrfKey {
         let mut nonce = [0u8; NONCE_LEN];
         mcpsec_core::fill_random(&mut nonce)
             .map_err(|_| Error::Config("randomness unavailable"))?;
-        let tag = hmac::sign(
-            &self.key(),
-            &Self::message(refresh_token.expose_secret(), &nonce),
-        );
+        let tag = self.input(refresh_token.expose_secret(), &nonce).tag();
         let mut raw = nonce.to_vec();
-        raw.extend_from_slice(tag.as_ref());
+        raw.extend_from_slice(&tag);
         Ok(URL_SAFE_NO_PAD.encode(raw))
     }
 
@@ -163,13 +162,12 @@ impl CsrfKey {
         }
         let raw = URL_SAFE_NO_PAD.decode(header).map_err(|_| Error::Csrf)?;
         let (nonce, tag) = raw.split_at_checked(NONCE_LEN).ok_or(Error::Csrf)?;
-        // hmac::verify compares in constant time.
-        hmac::verify(
-            &self.key(),
-            &Self::message(refresh.expose_secret(), nonce),
-            tag,
-        )
-        .map_err(|_| Error::Csrf)
+        // Compared in constant time; a truncated tag is refused.
+        if self.input(refresh.expose_secret(), nonce).verify(tag) {
+            Ok(())
+        } else {
+            Err(Error::Csrf)
+        }
     }
 }
 

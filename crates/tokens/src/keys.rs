@@ -8,8 +8,7 @@ use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RSA_PKCS1_SHA256,
     RsaKeyPair,
 };
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use mcpsec_core::pem::PemError;
 use mcpsec_core::{KeyId, SecretString};
 use zeroize::Zeroizing;
 
@@ -23,11 +22,6 @@ pub enum RsaBits {
     /// 4096 bits.
     B4096,
 }
-
-/// Largest PEM document accepted (a 4096-bit RSA PKCS#8 key is about 3.3 KiB).
-const MAX_PEM_LEN: usize = 16 * 1024;
-const PEM_BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
-const PEM_END: &str = "-----END PRIVATE KEY-----";
 
 /// Generates a private key for `alg` (RSA of `rsa_bits` for RS256) as PKCS#8 PEM, from the
 /// OS CSPRNG. The PEM is a secret: write it with mode 0600 and never print it.
@@ -63,46 +57,19 @@ pub fn generate_pem(alg: Algorithm, rsa_bits: RsaBits) -> Result<SecretString, E
             Zeroizing::new(doc.as_ref().to_vec())
         }
     };
-    Ok(pem_encode(&der))
+    Ok(mcpsec_core::pem::encode_pkcs8_pem(&der))
 }
 
-fn pem_encode(der: &[u8]) -> SecretString {
-    let body = Zeroizing::new(STANDARD.encode(der));
-    let mut out = String::with_capacity(body.len() + body.len() / 64 + 64);
-    out.push_str(PEM_BEGIN);
-    out.push('\n');
-    for line in body.as_bytes().chunks(64) {
-        // base64 output is ASCII, so every chunk is valid UTF-8.
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(PEM_END);
-    out.push('\n');
-    SecretString::new(out)
-}
-
-fn pem_decode(pem: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
-    if pem.len() > MAX_PEM_LEN {
-        return Err(Error::InvalidKey("PEM larger than 16 KiB"));
-    }
-    let start = pem
-        .find(PEM_BEGIN)
-        .ok_or(Error::InvalidKey("expected a PKCS#8 PRIVATE KEY PEM"))?;
-    let rest = pem.get(start + PEM_BEGIN.len()..).unwrap_or_default();
-    let end = rest
-        .find(PEM_END)
-        .ok_or(Error::InvalidKey("PEM has no END line"))?;
-    let body: Zeroizing<String> = Zeroizing::new(
-        rest.get(..end)
-            .unwrap_or_default()
-            .chars()
-            .filter(|c| !c.is_ascii_whitespace())
-            .collect(),
-    );
-    STANDARD
-        .decode(body.as_bytes())
-        .map(Zeroizing::new)
-        .map_err(|_| Error::InvalidKey("PEM body is not base64"))
+/// Decodes with the workspace's one PEM codec; the DER is zeroized when dropped.
+fn pem_decode(pem: &str) -> Result<mcpsec_core::SecretBytes, Error> {
+    mcpsec_core::pem::decode_pkcs8_pem(pem).map_err(|e| {
+        Error::InvalidKey(match e {
+            PemError::TooLarge => "PEM larger than 16 KiB",
+            PemError::NoEnd => "PEM has no END line",
+            PemError::BadBody => "PEM body is not base64",
+            _ => "expected a PKCS#8 PRIVATE KEY PEM",
+        })
+    })
 }
 
 enum Pair {
@@ -134,7 +101,7 @@ impl SigningKey {
     /// Parses a PKCS#8 PEM private key for `alg`. RSA keys below 2048 bits are refused.
     pub fn from_pkcs8_pem(kid: KeyId, alg: Algorithm, pem: &str) -> Result<Self, Error> {
         let der = pem_decode(pem)?;
-        Self::from_pkcs8_der(kid, alg, &der)
+        Self::from_pkcs8_der(kid, alg, der.expose_secret())
     }
 
     /// Parses a PKCS#8 DER private key for `alg`.

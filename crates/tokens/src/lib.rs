@@ -3,7 +3,8 @@
 //! Access tokens a service can trust without reading the JWT RFCs:
 //!
 //! - [`SigningKey`] and [`generate_pem`]: RS256 (default), ES256 and EdDSA keys, PKCS#8
-//!   PEM, parsed once, never printed.
+//!   PEM, parsed once, never printed. [`KeyDir`]: the key directory `mcpsec keys generate`
+//!   writes and a server's `--keys DIR` reads.
 //! - [`SigningKeyring`]: next → current → retired → removed, one call to
 //!   [`rotate`](SigningKeyring::rotate), and the [`JwkSet`] to publish.
 //! - [`RefreshTokens`]: refresh tokens with rotation and reuse detection over a
@@ -62,10 +63,12 @@ mod cookie;
 mod error;
 mod issue;
 mod jwk;
+mod key_dir;
 mod keyring;
 mod keys;
 mod refresh;
 mod refresh_store;
+#[cfg(feature = "remote-jwks")]
 mod remote;
 mod strict_json;
 #[cfg(feature = "testkit")]
@@ -88,12 +91,14 @@ pub use jwk::{
     Jwk, JwkSet, MAX_JWKS_KEYS, MAX_JWKS_LEN, MAX_KID_LEN, SkippedKey, UsableKeys, VerifyingKey,
 };
 pub use keyring::{KeyState, SigningKeyring};
+pub use key_dir::{GeneratedKey, JWKS_FILE, KeyDir, KeyDirError, LOCK_FILE};
 pub use keys::{RsaBits, SigningKey, generate_pem};
 pub use refresh::{IssuedRefresh, REFRESH_PREFIX, RefreshPolicy, RefreshTokens};
 pub use refresh_store::{
     ConsumeOutcome, FamilyRecord, MemoryRefreshStore, RefreshRecord, RefreshTokenStore,
     SessionGrant, StoreError, TokenHash,
 };
+#[cfg(feature = "remote-jwks")]
 pub use remote::{
     DEFAULT_JWKS_COOLDOWN, DEFAULT_JWKS_TIMEOUT, DEFAULT_JWKS_TTL, RemoteJwks, RemoteJwksBuilder,
     verify_with_remote,

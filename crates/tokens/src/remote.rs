@@ -10,9 +10,10 @@
 //! [`verify_with_remote`] keeps answering from the last good set while one refresh runs in
 //! the background. Only a token whose `kid` is unknown waits for a fetch.
 //!
-//! The fetch itself refuses plain HTTP (except to loopback, for tests), redirects, non-2xx
-//! answers and bodies over [`MAX_JWKS_LEN`] (counted as they arrive, not trusted from
-//! `Content-Length`), and parses the body with [`JwkSet::parse`].
+//! The fetch goes through the workspace's outbound HTTPS policy
+//! ([`mcpsec_core::https::HttpsEndpoint`]): it refuses plain HTTP (except to loopback, for
+//! tests), redirects, non-2xx answers and bodies over [`MAX_JWKS_LEN`] (counted as they
+//! arrive, not trusted from `Content-Length`), and parses the body with [`JwkSet::parse`].
 
 use crate::Error;
 use crate::VerifiedClaims;
@@ -20,10 +21,9 @@ use crate::jwk::{JwkSet, MAX_JWKS_LEN};
 use crate::verify::TokenVerifier;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mcpsec_core::https::{HttpsEndpoint, HttpsError};
 use mcpsec_core::{SharedClock, SystemClock};
-use reqwest::Url;
 use std::collections::HashSet;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -57,8 +57,7 @@ pub struct RemoteJwks {
 
 /// What a background refresh needs, shared with it.
 struct Fetcher {
-    url: Url,
-    client: reqwest::Client,
+    endpoint: HttpsEndpoint,
     clock: SharedClock,
     state: Mutex<State>,
     /// Held across a fetch: concurrent callers wait for it, then see its result.
@@ -94,12 +93,10 @@ pub(crate) struct Good {
 impl std::fmt::Debug for RemoteJwks {
     /// Where the set comes from and how it is cached; never the keys, nor the URL's query.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut url = self.fetcher.url.clone();
-        url.set_query(None);
-        url.set_fragment(None);
+        let url = self.fetcher.endpoint.redacted_url();
         let state = self.fetcher.lock();
         f.debug_struct("RemoteJwks")
-            .field("url", &url.as_str())
+            .field("url", &url)
             .field("ttl", &self.ttl)
             .field("cooldown", &self.cooldown)
             .field("timeout", &self.timeout)
@@ -156,67 +153,35 @@ impl RemoteJwksBuilder {
     /// accepted only for a loopback host: `127.0.0.0/8`, `[::1]` or `localhost`), carries
     /// a user name or password, or when the ttl, cooldown or timeout is zero.
     pub fn build(self) -> Result<RemoteJwks, Error> {
-        let url = Url::parse(&self.url).map_err(|_| Error::Config("the JWKS URL is not a URL"))?;
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(Error::Config("the JWKS URL must not carry credentials"));
-        }
-        let host = url
-            .host_str()
-            .ok_or(Error::Config("the JWKS URL has no host"))?;
-        let loopback = is_loopback(host);
-        match url.scheme() {
-            "https" => {}
-            "http" if loopback => {}
-            _ => {
-                return Err(Error::Config(
-                    "the JWKS URL must be https (plain http only to loopback)",
-                ));
-            }
-        }
         if self.ttl.is_zero() || self.cooldown.is_zero() || self.timeout.is_zero() {
             return Err(Error::Config(
                 "the JWKS ttl, cooldown and timeout must be positive",
             ));
         }
-        let mut client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
+        // The workspace's one outbound policy: https (http only to loopback, never through
+        // a proxy), no credentials in the URL, no redirects, a whole-exchange deadline and
+        // a body cap counted as the bytes arrive.
+        let endpoint = HttpsEndpoint::builder(&self.url)
             .timeout(self.timeout)
-            .connect_timeout(self.timeout)
-            .https_only(url.scheme() == "https");
-        if loopback {
-            // A loopback URL means this machine; an environment proxy must not reroute it.
-            client = client.no_proxy();
-        }
-        let client = client
+            .max_body(MAX_JWKS_LEN)
             .build()
-            .map_err(|_| Error::Config("cannot build the HTTP client"))?;
+            .map_err(|e| match e {
+                HttpsError::Config(reason) => Error::Config(reason),
+                _ => Error::Config("cannot build the HTTP client"),
+            })?;
         Ok(RemoteJwks {
             id: NEXT_REMOTE_ID.fetch_add(1, Ordering::Relaxed),
             ttl: self.ttl,
             cooldown: self.cooldown,
             timeout: self.timeout,
             fetcher: Arc::new(Fetcher {
-                url,
-                client,
+                endpoint,
                 clock: self.clock,
                 state: Mutex::new(State::default()),
                 fetch: Arc::new(tokio::sync::Mutex::new(())),
             }),
         })
     }
-}
-
-/// `127.0.0.0/8`, `::1` or `localhost` (the URL parser has already lowercased names and
-/// normalized IPv4 spellings such as `0x7f.1`).
-fn is_loopback(host: &str) -> bool {
-    if host == "localhost" {
-        return true;
-    }
-    let bare = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Time from `since` to `now`; a clock that went backwards counts as "long ago", so that a
@@ -240,7 +205,7 @@ impl RemoteJwks {
 
     /// The JWKS URL.
     pub fn url(&self) -> &str {
-        self.fetcher.url.as_str()
+        self.fetcher.endpoint.url()
     }
 
     pub(crate) fn id(&self) -> u64 {
@@ -396,38 +361,15 @@ impl Fetcher {
     }
 
     async fn fetch_once(&self) -> Result<Good, Error> {
-        let mut response = self
-            .client
-            .get(self.url.clone())
-            .header(
-                reqwest::header::ACCEPT,
-                "application/jwk-set+json, application/json",
-            )
-            .send()
+        let body = self
+            .endpoint
+            .get("application/jwk-set+json, application/json")
             .await
-            .map_err(|_| Error::InvalidKeySet("JWKS fetch failed"))?;
-        if !response.status().is_success() {
-            return Err(Error::InvalidKeySet("JWKS endpoint did not answer 2xx"));
-        }
-        let too_large = Error::InvalidKeySet("larger than 64 KiB");
-        if response
-            .content_length()
-            .is_some_and(|len| len > MAX_JWKS_LEN as u64)
-        {
-            return Err(too_large);
-        }
-        // Content-Length may be absent or wrong: count what actually arrives.
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|_| Error::InvalidKeySet("JWKS fetch failed"))?
-        {
-            if body.len().saturating_add(chunk.len()) > MAX_JWKS_LEN {
-                return Err(too_large);
-            }
-            body.extend_from_slice(&chunk);
-        }
+            .map_err(|e| match e {
+                HttpsError::TooLarge => Error::InvalidKeySet("larger than 64 KiB"),
+                HttpsError::Status(_) => Error::InvalidKeySet("JWKS endpoint did not answer 2xx"),
+                _ => Error::InvalidKeySet("JWKS fetch failed"),
+            })?;
         let set = JwkSet::parse(&body)?;
         // Keys this verifier cannot use (another algorithm or curve) are skipped, not a
         // reason to refuse the issuer's whole set; each verifier logs them as it loads.

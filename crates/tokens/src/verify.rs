@@ -10,6 +10,7 @@
 use crate::cache::{DEFAULT_CACHE_CAPACITY, VerifiedCache};
 use crate::claims::MAX_CLAIM_ID_LEN;
 use crate::jwk::{JwkSet, UsableKeys, VerifyingKey};
+#[cfg(feature = "remote-jwks")]
 use crate::remote::{Good, RemoteJwks};
 use crate::{Algorithm, Error, VerifiedClaims, strict_json};
 use base64::Engine;
@@ -42,7 +43,8 @@ pub enum KeySource {
     /// fetched (fetch it first: [`RemoteJwks::keys`]);
     /// [`verify_with_remote`](crate::verify_with_remote) keeps it in step, and
     /// [`TokenVerifier::reload`] refetches. Prefer this to `Static(remote.keys().await?)`, whose reload would
-    /// restore the keys of build time, removed ones included.
+    /// restore the keys of build time, removed ones included. (Feature `remote-jwks`.)
+    #[cfg(feature = "remote-jwks")]
     Remote(Arc<RemoteJwks>),
 }
 
@@ -52,6 +54,7 @@ impl KeySource {
         match self {
             KeySource::Static(set) => Ok((set.clone(), None)),
             KeySource::File(path) => Ok((read_jwks_file(path)?, None)),
+            #[cfg(feature = "remote-jwks")]
             KeySource::Remote(remote) => {
                 let good = remote.last_good().ok_or(Error::InvalidKeySet(
                     "the remote JWKS has not been fetched yet",
@@ -160,6 +163,7 @@ impl TokenVerifier {
     /// [`KeySource::Remote`] is refetched now. On failure the current keys stay in use.
     pub async fn reload(&self) -> Result<(), Error> {
         match &self.source {
+            #[cfg(feature = "remote-jwks")]
             KeySource::Remote(remote) => {
                 remote.refetch().await?;
                 let good = remote
@@ -203,6 +207,7 @@ impl TokenVerifier {
 
     /// Gives this verifier the remote set `good`, unless it has it already or has a newer
     /// one from the same remote. Returns whether the keys changed.
+    #[cfg(feature = "remote-jwks")]
     pub(crate) fn apply_remote(&self, remote: u64, good: &Good) -> Result<bool, Error> {
         let mut table = self.keys.write().unwrap_or_else(PoisonError::into_inner);
         if let Some((id, applied)) = table.remote

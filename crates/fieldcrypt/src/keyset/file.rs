@@ -6,9 +6,10 @@ use crate::{Category, Error};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use mcpsec_core::SecretBytes;
+use mcpsec_core::hmac::{Domain, MacInput, MacKey};
+use mcpsec_core::secret_file::{Existing, write_secret_file};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub(super) const FORMAT: &str = "mcpsec-keyset-v1";
@@ -32,7 +33,7 @@ pub(super) struct KeysetFile {
     pub(super) mac: String,
 }
 
-const MAC_DOMAIN: &[u8] = b"mcpsec-keyset-mac-v1";
+const MAC_DOMAIN: Domain = Domain::new("mcpsec-keyset-mac-v1");
 
 fn is_zero(value: &u64) -> bool {
     *value == 0
@@ -62,34 +63,33 @@ pub(super) fn integrity_context() -> Result<WrapContext, Error> {
     })
 }
 
-fn compute_mac(file: &KeysetFile, key: &SecretBytes) -> Result<hmac::Hmac<sha2::Sha256>, Error> {
-    use hmac::{KeyInit, Mac};
+/// The MAC input: the file without its tag, as JSON (the one and last field, unframed).
+fn compute_mac(file: &KeysetFile, key: &SecretBytes) -> Result<MacInput, Error> {
     let mut unsigned = file.clone();
     unsigned.mac = String::new();
     let bytes = serde_json::to_vec(&unsigned).map_err(|_| Error::Keyset("encoding"))?;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.expose_secret())
-        .map_err(|_| Error::Keyset("integrity key"))?;
-    mac.update(MAC_DOMAIN);
-    mac.update(&bytes);
-    Ok(mac)
+    let mac = MacKey::new(key.expose_secret()).map_err(|_| Error::Keyset("integrity key"))?;
+    Ok(mac.input(MAC_DOMAIN).raw(&bytes))
 }
 
 pub(super) fn sign(file: &mut KeysetFile, key: &SecretBytes) -> Result<(), Error> {
-    use hmac::Mac;
-    let tag = compute_mac(file, key)?.finalize().into_bytes();
+    let tag = compute_mac(file, key)?.tag();
     file.mac = STANDARD.encode(tag);
     Ok(())
 }
 
 pub(super) fn check_mac(file: &KeysetFile, key: &SecretBytes) -> Result<(), Error> {
-    use hmac::Mac;
     let tag = STANDARD
         .decode(&file.mac)
         .map_err(|_| Error::Keyset("the integrity tag is not base64"))?;
-    // `verify_slice` compares in constant time.
-    compute_mac(file, key)?.verify_slice(&tag).map_err(|_| {
-        Error::Keyset("the file was changed without the master key (integrity check failed)")
-    })
+    // Compared in constant time.
+    if compute_mac(file, key)?.verify(&tag) {
+        Ok(())
+    } else {
+        Err(Error::Keyset(
+            "the file was changed without the master key (integrity check failed)",
+        ))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,49 +204,16 @@ pub(super) fn check_generation(found: u64, seen: u64) -> Result<(), Error> {
     Ok(())
 }
 
+/// The workspace's one atomic 0600 writer (temporary file, fsync, link or rename, fsync of
+/// the directory).
 fn write_bytes_private(path: &Path, bytes: &[u8], create_only: bool) -> Result<(), Error> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or(Error::InvalidArgument("the keyset path has no file name"))?;
-    let mut suffix = [0u8; 8];
-    mcpsec_core::fill_random(&mut suffix)?;
-    let suffix: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
-    let mut temp_name = std::ffi::OsString::from(".");
-    temp_name.push(name);
-    temp_name.push(format!(".{suffix}.tmp"));
-    let temp = dir.join(temp_name);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let result = (|| -> Result<(), Error> {
-        let mut out = options.open(&temp)?;
-        out.write_all(bytes)?;
-        out.sync_all()?;
-        drop(out);
-        if create_only {
-            // hard_link fails if the target exists: no race with a concurrent creator.
-            std::fs::hard_link(&temp, path)?;
-            std::fs::remove_file(&temp)?;
-        } else {
-            std::fs::rename(&temp, path)?;
-        }
-        if let Ok(dir) = std::fs::File::open(dir) {
-            dir.sync_all()?;
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
+    let existing = if create_only {
+        Existing::Refuse
+    } else {
+        Existing::Replace
+    };
+    write_secret_file(path, bytes, existing)?;
+    Ok(())
 }
 
 #[cfg(test)]
