@@ -13,7 +13,7 @@ use crate::passkey_store::{
     PasskeyStore, StoredPasskey,
 };
 use crate::{Error, Factor};
-use mcpsec_access::AuthMethods;
+use mcpsec_access::{AuthMethods, Authorized, perm};
 use mcpsec_core::hmac::{Domain, MacKey};
 use mcpsec_core::{
     Actor, EventKind, EventSink, Label, Outcome, ReasonCode, SecretBytes, SecurityEvent, Severity,
@@ -275,15 +275,16 @@ impl Passkeys {
     /// the browser's `navigator.credentials.create` and keep the id for
     /// [`finish_registration`](Self::finish_registration).
     ///
-    /// Take `user` from the server-side session, never from the request. When the user
-    /// already has a second factor, adding one is itself a sensitive change: require
-    /// recent MFA (step-up) before calling this.
+    /// The user is the proof's subject (`user.update_profile` on their own profile), never
+    /// an id from the request. When the user already has a second factor, adding one is
+    /// itself a sensitive change: require recent MFA (step-up) before calling this.
     pub async fn start_registration(
         &self,
-        user: &UserId,
+        proof: &Authorized<perm::UserUpdateProfile>,
         name: &str,
         display_name: &str,
     ) -> Result<(CeremonyId, CreationChallengeResponse), Error> {
+        let user = proof.subject();
         let name_ok = |text: &str| {
             !text.is_empty() && text.len() <= MAX_USER_NAME && !text.chars().any(char::is_control)
         };
@@ -313,10 +314,11 @@ impl Passkeys {
     /// in the store, so concurrent ceremonies cannot exceed it.
     pub async fn finish_registration(
         &self,
-        user: &UserId,
+        proof: &Authorized<perm::UserUpdateProfile>,
         id: &CeremonyId,
         response: &[u8],
     ) -> Result<Vec<u8>, Error> {
+        let user = proof.subject();
         let result = self.register(user, id, response).await;
         match &result {
             Ok(_) => {
@@ -488,9 +490,14 @@ impl Passkeys {
         })
     }
 
-    /// Removes `user`'s passkey `credential_id`; reports `authn_mfa_changed`. As with
-    /// registration, take `user` from the session and require recent MFA first.
-    pub async fn remove(&self, user: &UserId, credential_id: &[u8]) -> Result<bool, Error> {
+    /// Removes the proof's subject's passkey `credential_id`; reports `authn_mfa_changed`.
+    /// As with registration, require recent MFA first.
+    pub async fn remove(
+        &self,
+        proof: &Authorized<perm::UserUpdateProfile>,
+        credential_id: &[u8],
+    ) -> Result<bool, Error> {
+        let user = proof.subject();
         let removed = self
             .store
             .remove_credential(user, credential_id)

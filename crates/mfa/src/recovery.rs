@@ -2,6 +2,7 @@
 //! to the user and a key version, each usable once; regenerating replaces the whole set.
 
 use crate::{Error, Factor, StoreError, Verified};
+use mcpsec_access::{Authorized, perm};
 use mcpsec_core::hmac::{Domain, MacKey};
 use mcpsec_core::{
     Actor, EventKind, EventSink, Outcome, ReasonCode, SecretBytes, SecretString, SecurityEvent,
@@ -130,9 +131,25 @@ impl RecoveryCodes {
         self
     }
 
-    /// A fresh set for `user`, replacing the old one. Show the codes once; they are not
-    /// stored, only their keyed hashes.
-    pub async fn regenerate(&self, user: &UserId) -> Result<Vec<SecretString>, Error> {
+    /// A fresh set for the proof's subject, replacing the old one. Show the codes once;
+    /// they are not stored, only their keyed hashes.
+    ///
+    /// The user is the one the proof was issued to (`user.update_profile` on their own
+    /// profile): whoever regenerates the codes sees them, so nobody does it for someone
+    /// else, an org admin included.
+    ///
+    /// A user id taken from a request is not a proof:
+    ///
+    /// ```compile_fail
+    /// # async fn handler(codes: mcpsec_mfa::RecoveryCodes, from_request: mcpsec_core::UserId) {
+    /// let _ = codes.regenerate(&from_request).await;
+    /// # }
+    /// ```
+    pub async fn regenerate(
+        &self,
+        proof: &Authorized<perm::UserUpdateProfile>,
+    ) -> Result<Vec<SecretString>, Error> {
+        let user = proof.subject();
         let mut codes = Vec::with_capacity(CODES_PER_SET);
         let mut hashes = Vec::with_capacity(CODES_PER_SET);
         for _ in 0..CODES_PER_SET {

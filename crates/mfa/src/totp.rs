@@ -3,6 +3,7 @@
 
 use crate::budget::Attempt;
 use crate::{AttemptBudget, EnrollmentId, Error, Factor, TotpReplayGuard, Verified};
+use mcpsec_access::{Authorized, perm};
 use mcpsec_core::{
     Actor, AttemptCounter, AttemptState, EventKind, EventSink, MemoryAttemptCounter, Outcome,
     ReasonCode, SealContext, Sealer, SecretBytes, SecretString, SecurityEvent, Severity,
@@ -471,14 +472,17 @@ impl PendingEnrollment {
     }
 
     /// Completes enrollment with a first valid code (which is then spent); returns the
-    /// secret to seal and store.
+    /// secret to seal and store for the proof's subject.
+    ///
+    /// The user is the one the proof was issued to (`user.update_profile` on their own
+    /// profile), never an id from the request: nobody enrolls a factor for someone else.
     pub async fn confirm(
         self,
         verifier: &TotpVerifier,
-        user: &UserId,
+        proof: &Authorized<perm::UserUpdateProfile>,
         code: &str,
     ) -> Result<TotpSecret, (Self, Error)> {
-        match verifier.verify(user, &self.secret, code).await {
+        match verifier.verify(proof.subject(), &self.secret, code).await {
             Ok(_) => Ok(self.secret),
             Err(e) => Err((self, e)),
         }

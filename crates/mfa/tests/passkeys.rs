@@ -11,6 +11,9 @@
     reason = "tests"
 )]
 
+mod support;
+use support::own;
+
 use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
@@ -213,13 +216,13 @@ async fn registered(f: &Fixture) -> SoftAuthenticator {
     let mut authenticator = SoftAuthenticator::new(ORIGIN);
     let (id, options) = f
         .passkeys
-        .start_registration(&f.user, "ada", "Ada")
+        .start_registration(&own(&f.user), "ada", "Ada")
         .await
         .unwrap();
     let response = authenticator.register(&options);
     let credential = f
         .passkeys
-        .finish_registration(&f.user, &id, &response)
+        .finish_registration(&own(&f.user), &id, &response)
         .await
         .unwrap();
     assert_eq!(credential, authenticator.credential_id);
@@ -413,7 +416,7 @@ async fn another_users_ceremony_and_wrong_kind_are_refused() {
     );
     let (reg, _) = f
         .passkeys
-        .start_registration(&f.user, "ada", "Ada")
+        .start_registration(&own(&f.user), "ada", "Ada")
         .await
         .unwrap();
     assert_eq!(
@@ -455,17 +458,19 @@ async fn a_credential_id_cannot_be_registered_twice() {
     let eve = UserId::new("eve").unwrap();
     let (id, options) = f
         .passkeys
-        .start_registration(&eve, "eve", "Eve")
+        .start_registration(&own(&eve), "eve", "Eve")
         .await
         .unwrap();
     let response = authenticator.register(&options);
     assert_eq!(
-        f.passkeys.finish_registration(&eve, &id, &response).await,
+        f.passkeys
+            .finish_registration(&own(&eve), &id, &response)
+            .await,
         Err(Error::PasskeyRefused)
     );
     assert!(
         f.passkeys
-            .remove(&f.user, &authenticator.credential_id)
+            .remove(&own(&f.user), &authenticator.credential_id)
             .await
             .unwrap()
     );
@@ -485,13 +490,13 @@ async fn user_verification_is_required_for_registration_and_authentication() {
     unverified.user_verified = false;
     let (id, options) = f
         .passkeys
-        .start_registration(&f.user, "ada", "Ada")
+        .start_registration(&own(&f.user), "ada", "Ada")
         .await
         .unwrap();
     let response = unverified.register(&options);
     assert_eq!(
         f.passkeys
-            .finish_registration(&f.user, &id, &response)
+            .finish_registration(&own(&f.user), &id, &response)
             .await,
         Err(Error::PasskeyRefused)
     );
@@ -533,23 +538,25 @@ async fn a_response_to_another_ceremonys_challenge_is_refused() {
     let mut second = SoftAuthenticator::new(ORIGIN);
     let (a, options_a) = f
         .passkeys
-        .start_registration(&f.user, "ada", "Ada")
+        .start_registration(&own(&f.user), "ada", "Ada")
         .await
         .unwrap();
     let (b, _) = f
         .passkeys
-        .start_registration(&f.user, "ada", "Ada")
+        .start_registration(&own(&f.user), "ada", "Ada")
         .await
         .unwrap();
     let for_a = second.register(&options_a);
     assert_eq!(
-        f.passkeys.finish_registration(&f.user, &b, &for_a).await,
+        f.passkeys
+            .finish_registration(&own(&f.user), &b, &for_a)
+            .await,
         Err(Error::PasskeyRefused),
         "registration: A's response finished against B"
     );
     assert!(
         f.passkeys
-            .finish_registration(&f.user, &a, &for_a)
+            .finish_registration(&own(&f.user), &a, &for_a)
             .await
             .is_ok()
     );
@@ -562,13 +569,13 @@ async fn a_wrong_rp_id_hash_is_refused() {
     elsewhere.rp_id = "evil.example".to_owned();
     let (id, options) = f
         .passkeys
-        .start_registration(&f.user, "ada", "Ada")
+        .start_registration(&own(&f.user), "ada", "Ada")
         .await
         .unwrap();
     let response = elsewhere.register(&options);
     assert_eq!(
         f.passkeys
-            .finish_registration(&f.user, &id, &response)
+            .finish_registration(&own(&f.user), &id, &response)
             .await,
         Err(Error::PasskeyRefused),
         "registration"
@@ -593,13 +600,13 @@ async fn a_phishing_origin_is_refused_at_registration() {
     let mut phished = SoftAuthenticator::new("https://examp1e.com");
     let (id, options) = f
         .passkeys
-        .start_registration(&f.user, "ada", "Ada")
+        .start_registration(&own(&f.user), "ada", "Ada")
         .await
         .unwrap();
     let response = phished.register(&options);
     assert_eq!(
         f.passkeys
-            .finish_registration(&f.user, &id, &response)
+            .finish_registration(&own(&f.user), &id, &response)
             .await,
         Err(Error::PasskeyRefused)
     );
@@ -614,17 +621,17 @@ async fn a_registration_ceremony_is_single_use_and_expires() {
     let mut authenticator = SoftAuthenticator::new(ORIGIN);
     let (id, options) = f
         .passkeys
-        .start_registration(&f.user, "ada", "Ada")
+        .start_registration(&own(&f.user), "ada", "Ada")
         .await
         .unwrap();
     let response = authenticator.register(&options);
     f.passkeys
-        .finish_registration(&f.user, &id, &response)
+        .finish_registration(&own(&f.user), &id, &response)
         .await
         .unwrap();
     assert_eq!(
         f.passkeys
-            .finish_registration(&f.user, &id, &response)
+            .finish_registration(&own(&f.user), &id, &response)
             .await,
         Err(Error::CeremonyUnknown),
         "single use"
@@ -633,14 +640,14 @@ async fn a_registration_ceremony_is_single_use_and_expires() {
     let mut late = SoftAuthenticator::new(ORIGIN);
     let (id, options) = f
         .passkeys
-        .start_registration(&f.user, "ada", "Ada")
+        .start_registration(&own(&f.user), "ada", "Ada")
         .await
         .unwrap();
     let response = late.register(&options);
     f.clock.advance(Duration::from_secs(301));
     assert_eq!(
         f.passkeys
-            .finish_registration(&f.user, &id, &response)
+            .finish_registration(&own(&f.user), &id, &response)
             .await,
         Err(Error::CeremonyUnknown),
         "expired"
@@ -657,25 +664,25 @@ async fn the_passkey_cap_holds_across_concurrent_ceremonies() {
     // One slot left; two ceremonies both started under the cap.
     let (a, options_a) = f
         .passkeys
-        .start_registration(&f.user, "ada", "Ada")
+        .start_registration(&own(&f.user), "ada", "Ada")
         .await
         .unwrap();
     let (b, options_b) = f
         .passkeys
-        .start_registration(&f.user, "ada", "Ada")
+        .start_registration(&own(&f.user), "ada", "Ada")
         .await
         .unwrap();
     let response_a = SoftAuthenticator::new(ORIGIN).register(&options_a);
     let response_b = SoftAuthenticator::new(ORIGIN).register(&options_b);
     assert!(
         f.passkeys
-            .finish_registration(&f.user, &a, &response_a)
+            .finish_registration(&own(&f.user), &a, &response_a)
             .await
             .is_ok()
     );
     assert_eq!(
         f.passkeys
-            .finish_registration(&f.user, &b, &response_b)
+            .finish_registration(&own(&f.user), &b, &response_b)
             .await,
         Err(Error::TooManyPasskeys)
     );
@@ -685,7 +692,7 @@ async fn the_passkey_cap_holds_across_concurrent_ceremonies() {
     );
     assert_eq!(
         f.passkeys
-            .start_registration(&f.user, "ada", "Ada")
+            .start_registration(&own(&f.user), "ada", "Ada")
             .await
             .map(|_| ()),
         Err(Error::TooManyPasskeys)
@@ -705,12 +712,12 @@ async fn user_handles_are_keyed_and_stable() {
     let f = fixture();
     let (_, first) = f
         .passkeys
-        .start_registration(&f.user, "ada", "Ada")
+        .start_registration(&own(&f.user), "ada", "Ada")
         .await
         .unwrap();
     let (_, again) = f
         .passkeys
-        .start_registration(&f.user, "ada", "Ada")
+        .start_registration(&own(&f.user), "ada", "Ada")
         .await
         .unwrap();
     let handle = user_handle(&first);
@@ -735,7 +742,7 @@ async fn user_handles_are_keyed_and_stable() {
     )
     .unwrap();
     let (_, keyed) = elsewhere
-        .start_registration(&f.user, "ada", "Ada")
+        .start_registration(&own(&f.user), "ada", "Ada")
         .await
         .unwrap();
     assert_ne!(user_handle(&keyed), handle, "another key, another handle");
@@ -753,7 +760,7 @@ async fn user_handles_are_keyed_and_stable() {
     );
     let (_, bob) = f
         .passkeys
-        .start_registration(&UserId::new("bob").unwrap(), "bob", "Bob")
+        .start_registration(&own(&UserId::new("bob").unwrap()), "bob", "Bob")
         .await
         .unwrap();
     assert_ne!(user_handle(&bob), handle);
@@ -826,13 +833,13 @@ async fn open_ceremonies_are_capped_per_user_and_in_total() {
     .unwrap();
     for name in ["u1", "u2"] {
         limited
-            .start_registration(&UserId::new(name).unwrap(), name, name)
+            .start_registration(&own(&UserId::new(name).unwrap()), name, name)
             .await
             .unwrap();
     }
     assert_eq!(
         limited
-            .start_registration(&UserId::new("u3").unwrap(), "u3", "u3")
+            .start_registration(&own(&UserId::new("u3").unwrap()), "u3", "u3")
             .await
             .map(|_| ()),
         Err(Error::TooManyCeremonies)
@@ -840,7 +847,7 @@ async fn open_ceremonies_are_capped_per_user_and_in_total() {
     f.clock.advance(Duration::from_secs(301));
     assert!(
         limited
-            .start_registration(&UserId::new("u3").unwrap(), "u3", "u3")
+            .start_registration(&own(&UserId::new("u3").unwrap()), "u3", "u3")
             .await
             .is_ok(),
         "expired ceremonies make room"
@@ -895,7 +902,9 @@ async fn configuration_and_names_are_checked() {
     ] {
         assert!(
             matches!(
-                f.passkeys.start_registration(&f.user, name, display).await,
+                f.passkeys
+                    .start_registration(&own(&f.user), name, display)
+                    .await,
                 Err(Error::Config(_))
             ),
             "{name:?} {display:?}"
@@ -958,7 +967,7 @@ mod parsing {
             .build()
             .unwrap();
         let (_, options) = runtime
-            .block_on(passkeys.start_registration(&UserId::new("ada").unwrap(), "ada", "Ada"))
+            .block_on(passkeys.start_registration(&own(&UserId::new("ada").unwrap()), "ada", "Ada"))
             .unwrap();
         let response = authenticator.register(&options);
         assert!(parse_registration_response(&response).is_ok());

@@ -43,7 +43,7 @@ fn codes() -> (RecoveryCodes, MemorySink) {
 async fn recovery_codes_are_single_use_and_regeneration_replaces_the_set() {
     let (codes, events) = codes();
     let ada = UserId::new("ada").unwrap();
-    let set = codes.regenerate(&ada).await.unwrap();
+    let set = codes.regenerate(&support::own(&ada)).await.unwrap();
     assert_eq!(set.len(), CODES_PER_SET);
     for code in &set {
         let text = code.expose_secret();
@@ -71,7 +71,7 @@ async fn recovery_codes_are_single_use_and_regeneration_replaces_the_set() {
             .await,
         Err(Error::InvalidRecoveryCode)
     );
-    let fresh = codes.regenerate(&ada).await.unwrap();
+    let fresh = codes.regenerate(&support::own(&ada)).await.unwrap();
     assert_eq!(
         codes.redeem(&ada, set[3].expose_secret()).await,
         Err(Error::InvalidRecoveryCode),
@@ -156,7 +156,7 @@ fn codes_in(store: Arc<dyn RecoveryCodeStore>) -> RecoveryCodes {
 async fn recovery_code_used_twice_concurrently_succeeds_once() {
     let codes = codes_in(SuspendingRecoveryStore::new(2));
     let ada = UserId::new("ada").unwrap();
-    let set = codes.regenerate(&ada).await.unwrap();
+    let set = codes.regenerate(&support::own(&ada)).await.unwrap();
     let code = Arc::new(set[0].expose_secret().to_owned());
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..2 {
@@ -178,7 +178,7 @@ async fn recovery_hashes_cannot_be_copied_between_users() {
     let codes = codes_in(store.clone());
     let ada = UserId::new("ada").unwrap();
     let mallory = UserId::new("mallory").unwrap();
-    let set = codes.regenerate(&ada).await.unwrap();
+    let set = codes.regenerate(&support::own(&ada)).await.unwrap();
     let ada_hashes = store.written.lock().unwrap()[0].1.clone();
     store.inner.replace_set(&mallory, ada_hashes).await.unwrap();
     assert!(
@@ -424,7 +424,7 @@ async fn each_factor_reports_its_amr_and_step_up_follows_it() {
     );
 
     let (recovery, _) = codes();
-    let set = recovery.regenerate(&ada).await.unwrap();
+    let set = recovery.regenerate(&support::own(&ada)).await.unwrap();
     let redeemed = recovery.redeem(&ada, set[0].expose_secret()).await.unwrap();
     assert_eq!(redeemed.verified.factor(), Factor::RecoveryCode);
     assert_eq!(redeemed.verified.amr(), AuthMethods::of(&[AuthMethod::Otp]));
@@ -467,4 +467,18 @@ async fn each_factor_reports_its_amr_and_step_up_follows_it() {
             .is_ok(),
         "no step-up needed for an ordinary action"
     );
+}
+
+/// Regeneration takes the user from the proof (before issue 13 it took a bare `UserId`, so
+/// a handler could regenerate, and see, anyone's codes): ada's proof makes ada's codes,
+/// which do nothing for bob.
+#[tokio::test]
+async fn recovery_codes_are_regenerated_for_the_proofs_subject_only() {
+    let (codes, _) = codes();
+    let ada = UserId::new("ada").unwrap();
+    let bob = UserId::new("bob").unwrap();
+    let set = codes.regenerate(&support::own(&ada)).await.unwrap();
+    assert_eq!(codes.remaining(&bob).await.unwrap(), 0);
+    assert!(codes.redeem(&bob, set[0].expose_secret()).await.is_err());
+    assert!(codes.redeem(&ada, set[0].expose_secret()).await.is_ok());
 }

@@ -217,7 +217,7 @@ async fn enrollment_is_confirmed_by_a_first_code_and_the_secret_is_stored_sealed
     assert!(b32.expose_secret().len() >= 32, "at least 160 bits");
     let ada = UserId::new("ada").unwrap();
     let (pending, err) = pending
-        .confirm(&verifier, &ada, "000000")
+        .confirm(&verifier, &support::own(&ada), "000000")
         .await
         .unwrap_err();
     assert!(matches!(err, Error::WrongCode | Error::Malformed));
@@ -229,7 +229,7 @@ async fn enrollment_is_confirmed_by_a_first_code_and_the_secret_is_stored_sealed
         )
         .unwrap();
     let confirmed = pending
-        .confirm(&verifier, &ada, code.expose_secret())
+        .confirm(&verifier, &support::own(&ada), code.expose_secret())
         .await
         .unwrap();
 
@@ -424,7 +424,7 @@ async fn a_new_authenticators_first_code_is_not_replayed() {
     let first = new.code_at(TotpConfig::default(), now).unwrap();
     assert!(
         pending
-            .confirm(&verifier, &ada, first.expose_secret())
+            .confirm(&verifier, &support::own(&ada), first.expose_secret())
             .await
             .is_ok(),
         "the new authenticator's first code is not a replay of the old one's"

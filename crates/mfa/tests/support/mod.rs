@@ -87,3 +87,21 @@ impl AttemptCounter for SuspendingCounter {
         result
     }
 }
+
+/// `user.update_profile` on `user`'s own profile: what a verified session of theirs proves.
+pub fn own(
+    user: &mcpsec_core::UserId,
+) -> mcpsec_access::Authorized<mcpsec_access::perm::UserUpdateProfile> {
+    let principal = mcpsec_access::Principal::new(
+        user.clone(),
+        mcpsec_core::OrgId::new("acme").unwrap(),
+        mcpsec_access::Role::Viewer,
+        mcpsec_access::ScopeSet::of(&[mcpsec_access::Scope::UserWrite]),
+        mcpsec_access::CredentialKind::AccessToken,
+        mcpsec_access::Authentication {
+            at: None,
+            methods: mcpsec_access::AuthMethods::EMPTY,
+        },
+    );
+    mcpsec_access::authorize_as(&principal, &mcpsec_access::Resource::own(&principal)).unwrap()
+}
