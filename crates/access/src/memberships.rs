@@ -7,10 +7,9 @@ use mcpsec_core::{OrgId, UserId};
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-/// A membership store failure; verifiers refuse the request on it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("membership store: {0}")]
-pub struct StoreError(pub &'static str);
+/// A membership store failure (the workspace's one store error); verifiers refuse the
+/// request on it.
+pub use mcpsec_core::StoreError;
 
 /// The organization memberships a credential verifier reads roles from.
 ///

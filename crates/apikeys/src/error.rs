@@ -1,6 +1,6 @@
 //! The one error type of mcpsec-apikeys.
 
-use mcpsec_core::ReasonCode;
+use mcpsec_core::{ReasonCode, StoreError};
 use std::time::Duration;
 
 /// Why a key was refused or an operation failed.
@@ -80,9 +80,9 @@ pub enum Error {
     /// The key's owner is not a member of the key's organization (any more).
     #[error("the key's owner is not a member of its organization")]
     NotAMember,
-    /// A store or counter failed.
-    #[error("store unavailable: {0}")]
-    Store(&'static str),
+    /// A store, counter or membership lookup failed; its kind and cause are kept.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl Error {

@@ -105,10 +105,7 @@ impl ApiKeys {
             hint: key.hint(),
             created_by,
         };
-        self.store
-            .insert(&record)
-            .await
-            .map_err(|e| Error::Store(e.0))?;
+        self.store.insert(&record).await.map_err(Error::Store)?;
         let by = Actor::User {
             user: record.created_by.clone(),
         };
@@ -129,7 +126,7 @@ impl ApiKeys {
             .store
             .list_by_owner(owner)
             .await
-            .map_err(|e| Error::Store(e.0))?;
+            .map_err(Error::Store)?;
         Ok(records
             .into_iter()
             .filter(|r| &r.org == proof.org())
@@ -202,7 +199,7 @@ impl ApiKeys {
         self.store
             .set_expiry(id, Some(expires))
             .await
-            .map_err(|e| Error::Store(e.0))?;
+            .map_err(Error::Store)?;
         self.cache.forget(id);
         Ok((key, successor))
     }
@@ -250,11 +247,7 @@ impl ApiKeys {
     /// and changes nothing.
     pub async fn revoke_leaked(&self, presented: &str, by: Actor) -> Result<(), Error> {
         let parsed = Arc::new(format::parse(presented)?);
-        let record = self
-            .store
-            .get(parsed.id())
-            .await
-            .map_err(|e| Error::Store(e.0))?;
+        let record = self.store.get(parsed.id()).await.map_err(Error::Store)?;
         let Some(record) = record else {
             self.dummy_hash(&parsed).await?;
             return Err(Error::Unknown);
@@ -285,7 +278,7 @@ impl ApiKeys {
         self.store
             .get(id)
             .await
-            .map_err(|e| Error::Store(e.0))?
+            .map_err(Error::Store)?
             .ok_or(Error::Unknown)
     }
 
@@ -294,7 +287,7 @@ impl ApiKeys {
             .store
             .set_status(id, status)
             .await
-            .map_err(|e| Error::Store(e.0))?
+            .map_err(Error::Store)?
             .ok_or(Error::Unknown)?;
         self.cache.forget(id);
         // The store's answer is the status the change was applied to, so a revoke that
@@ -307,7 +300,7 @@ impl ApiKeys {
             KeyStatus::Disabled => (EventKind::AuthnTokenRevoked, "disable"),
             KeyStatus::Revoked => (EventKind::AuthnTokenRevoked, "revoke"),
         };
-        if let Some(record) = self.store.get(id).await.map_err(|e| Error::Store(e.0))? {
+        if let Some(record) = self.store.get(id).await.map_err(Error::Store)? {
             self.lifecycle_event(kind, action, &record, by, self.clock.now())
                 .await;
         }

@@ -71,10 +71,8 @@ impl std::fmt::Debug for ApiKeyRecord {
     }
 }
 
-/// A store failure. Carries no key material.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("API key store: {0}")]
-pub struct StoreError(pub &'static str);
+/// A store failure (the workspace's one store error). Carries no key material.
+pub use mcpsec_core::StoreError;
 
 /// Storage for API key records.
 ///
@@ -147,7 +145,7 @@ impl ApiKeyStore for MemoryApiKeyStore {
     async fn insert(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
         let mut records = self.lock();
         if records.contains_key(&record.id) {
-            return Err(StoreError("duplicate key id"));
+            return Err(StoreError::conflict("duplicate key id"));
         }
         records.insert(record.id.clone(), record.clone());
         Ok(())

@@ -6,6 +6,7 @@ use crate::limits::RateLimitInfo;
 use crate::pool::is_slow;
 use crate::{ApiKeyRecord, ApiKeys, Error, KeyStatus};
 use mcpsec_access::{AuthMethods, Authentication, CredentialKind, Principal, Role};
+use mcpsec_core::StoreError;
 use mcpsec_core::{Actor, EventKind, KeyId, Outcome, SecurityEvent, Severity};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
@@ -121,11 +122,7 @@ impl ApiKeys {
             return Err(self.failed(Error::WrongEnv, id, source, &src, now).await);
         }
         let throttled = self.throttled_for(&src, now).await?;
-        let record = self
-            .store
-            .get(parsed.id())
-            .await
-            .map_err(|e| Error::Store(e.0))?;
+        let record = self.store.get(parsed.id()).await.map_err(Error::Store)?;
         let compared = self
             .compare(&parsed, record.as_ref(), throttled.is_some(), &src, now)
             .await;
@@ -170,7 +167,7 @@ impl ApiKeys {
             Ok(None) => {
                 return Err(self.refused(Error::NotAMember, &record, source, now).await);
             }
-            Err(_) => return Err(Error::Store("memberships")),
+            Err(error) => return Err(Error::Store(error)),
         };
         let rate_limit = match self.quota.check(&record.id) {
             Ok(info) => info,
@@ -217,7 +214,7 @@ impl ApiKeys {
                 .counter
                 .record_failure(&subject, self.lockout.window, now)
                 .await
-                .map_err(|_| Error::Store("attempt counter"))?;
+                .map_err(|e| Error::Store(StoreError::from_core("attempt counter", e)))?;
             if state.count > self.throttled_allowance {
                 return Ok(false);
             }
@@ -266,7 +263,7 @@ impl ApiKeys {
                         .store
                         .replace_hash(&record.id, &record.hash, &new)
                         .await
-                        .map_err(|e| Error::Store(e.0))?
+                        .map_err(Error::Store)?
                     {
                         stored = new;
                     }
@@ -288,7 +285,7 @@ impl ApiKeys {
             .counter
             .state(src, self.lockout.window, now)
             .await
-            .map_err(|_| Error::Store("attempt counter"))?;
+            .map_err(|e| Error::Store(StoreError::from_core("attempt counter", e)))?;
         Ok(state.and_then(|s| {
             let until = s.last_failure.checked_add(self.lockout.backoff(s.count))?;
             until.duration_since(now).ok().filter(|d| !d.is_zero())

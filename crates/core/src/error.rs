@@ -1,5 +1,7 @@
 //! The one error type of mcpsec-core.
 
+use crate::StoreError;
+
 /// Errors from mcpsec-core. `Display` never contains secret material.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -25,10 +27,10 @@ pub enum Error {
     /// Sealing failed (backend unavailable, input too large).
     #[error("sealing failed: {0}")]
     Seal(&'static str),
-    /// A store (a counter, a cache shared by the fleet) could not be reached or refused
-    /// the operation; nothing was changed.
-    #[error("store unavailable: {0}")]
-    Store(&'static str),
+    /// A store (a counter, a cache shared by the fleet) failed; nothing was changed. The
+    /// [`StoreError`] says what kind of failure and keeps the backend's cause.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// Opening failed: wrong context, tampered or truncated data, unknown or retired key.
     /// Deliberately coarse: which of these it was is not told to the caller.
     #[error("sealed data could not be opened")]

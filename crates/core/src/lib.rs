@@ -13,6 +13,8 @@
 //! - The [`Sealer`] trait: seal small secrets at rest without depending on the field
 //!   encryption crate, which implements it.
 //! - The [`AttemptCounter`] trait: atomic failure counting that API keys and MFA share.
+//! - [`StoreError`]: the one error every store trait returns (a kind to act on, the
+//!   backend's cause kept as the source).
 //! - Shared helpers, one implementation each: [`pem`] (PKCS#8 PEM, zeroizing),
 //!   [`hmac`] (HMAC-SHA256 with explicit domain separation), [`secret_file`] (atomic 0600
 //!   writes) and, with feature `https-client`, `https` (the outbound HTTPS policy).
@@ -67,6 +69,7 @@ mod seal_text;
 mod secret;
 pub mod secret_file;
 mod sink;
+mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -82,3 +85,4 @@ pub use seal::{MAX_SEAL_PLAINTEXT, SealContext, Sealer};
 pub use seal_text::SealContextSyntaxError;
 pub use secret::{SecretBytes, SecretString};
 pub use sink::{EventSink, FanOut, MemorySink, NullSink, emit};
+pub use store::{StoreError, StoreErrorKind};

@@ -5,6 +5,7 @@ use crate::budget::{BudgetState, MemoryLedger, NonceBudget, Usage, UsageLedger};
 use crate::format::{self, FORMAT_VERSION, Header, MAX_PLAINTEXT, NONCE_LEN, TAG_LEN};
 use crate::subject::{Subject, SubjectKeyState, SubjectKeyStore};
 use crate::{Category, Error};
+use mcpsec_core::StoreError;
 use mcpsec_core::{
     Clock, EventKind, EventSink, NullSink, Outcome, ReasonCode, SealContext, SecretBytes,
     SecurityEvent, SystemClock,
@@ -767,7 +768,11 @@ impl FieldCrypt {
                         generation,
                         wrapped,
                     } => (generation, wrapped),
-                    _ => return Err(Error::Store("subject key creation lost to a shred")),
+                    _ => {
+                        return Err(Error::Store(StoreError::conflict(
+                            "subject key creation lost to a shred",
+                        )));
+                    }
                 }
             }
         };
@@ -901,10 +906,12 @@ impl FieldCrypt {
                 Subject::User(user) => event.with_user(user.clone()),
                 Subject::Org(org) => event.with_org(org.clone()),
             };
-            self.events
-                .record(event)
-                .await
-                .map_err(|_| Error::Store("the event sink refused the shred event"))?;
+            self.events.record(event).await.map_err(|e| {
+                Error::Store(StoreError::from_core(
+                    "the event sink refused the shred event",
+                    e,
+                ))
+            })?;
         }
         Ok(shredded)
     }

@@ -90,8 +90,8 @@ pub enum Error {
     },
     /// A store (subject keys, usage ledger, rewrap checkpoints, rows) failed; nothing was
     /// changed by this call.
-    #[error("store unavailable: {0}")]
-    Store(&'static str),
+    #[error(transparent)]
+    Store(#[from] mcpsec_core::StoreError),
     /// An argument was outside what the function accepts.
     #[error("invalid argument: {0}")]
     InvalidArgument(&'static str),
@@ -109,8 +109,37 @@ impl From<mcpsec_core::Error> for Error {
             mcpsec_core::Error::RandomUnavailable => Self::RandomUnavailable,
             mcpsec_core::Error::InvalidArgument(why) => Self::InvalidArgument(why),
             mcpsec_core::Error::InvalidIdentifier { reason, .. } => Self::InvalidArgument(reason),
-            mcpsec_core::Error::Store(why) => Self::Store(why),
-            _ => Self::InvalidArgument("core error"),
+            mcpsec_core::Error::Store(inner) => Self::Store(inner),
+            // Sealing, sinks and anything added later: a failed dependency, cause kept.
+            other => Self::Store(mcpsec_core::StoreError::from_core("mcpsec-core", other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcpsec_core::{StoreError, StoreErrorKind};
+    use std::error::Error as _;
+
+    #[test]
+    fn core_errors_keep_their_variant() {
+        let timeout = StoreError::timeout("ledger");
+        assert!(matches!(
+            Error::from(mcpsec_core::Error::Store(timeout.clone())),
+            Error::Store(inner) if inner == timeout
+        ));
+        // Once flattened to `InvalidArgument("core error")`; now the sink failure is the cause.
+        let refused = Error::from(mcpsec_core::Error::SinkUnavailable("full"));
+        let Error::Store(inner) = &refused else {
+            panic!("{refused:?}")
+        };
+        assert_eq!(inner.kind(), StoreErrorKind::Unavailable);
+        assert_eq!(
+            refused
+                .source()
+                .and_then(|e| e.downcast_ref::<mcpsec_core::Error>()),
+            Some(&mcpsec_core::Error::SinkUnavailable("full"))
+        );
     }
 }

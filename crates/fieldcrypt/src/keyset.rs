@@ -48,6 +48,7 @@ use crate::provider::{KeyProvider, KeyPurpose, WrapContext};
 use crate::{Category, Error};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use mcpsec_core::StoreError;
 use mcpsec_core::{Clock, EventKind, EventSink, Outcome, ReasonCode, SecretBytes, SecurityEvent};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -362,9 +363,9 @@ impl LocalKeyset {
                 break (next, key);
             }
             if attempt >= 3 {
-                return Err(Error::Store(
+                return Err(Error::Store(StoreError::conflict(
                     "the keyset file keeps changing under the rotation",
-                ));
+                )));
             }
         };
         if let Some(crypt) = crypt {
@@ -491,9 +492,9 @@ impl LocalKeyset {
                 });
             }
         }
-        Err(Error::Store(
+        Err(Error::Store(StoreError::conflict(
             "the keyset file keeps changing under the rekey; nothing was written",
-        ))
+        )))
     }
 
     /// `file` with every key re-wrapped under `new_provider` (destroyed versions stay
@@ -600,10 +601,12 @@ impl LocalKeyset {
             ))?),
         )
         .with_reason(ReasonCode::Rotation);
-        events
-            .record(event)
-            .await
-            .map_err(|_| Error::Store("the event sink refused the key destruction event"))?;
+        events.record(event).await.map_err(|e| {
+            Error::Store(StoreError::from_core(
+                "the event sink refused the key destruction event",
+                e,
+            ))
+        })?;
         Ok(destroyed)
     }
 

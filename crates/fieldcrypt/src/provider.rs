@@ -11,6 +11,7 @@ use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes256Gcm, KeyInit};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use mcpsec_core::StoreError;
 use mcpsec_core::hmac::{Domain, MacKey};
 use mcpsec_core::{
     Clock, EventKind, EventSink, Label, Outcome, ReasonCode, SecretBytes, SecretString,
@@ -279,10 +280,12 @@ impl<P: KeyProvider> AuditedKeyProvider<P> {
     ) -> Result<(), Error> {
         let event = self.event(kind, outcome, context)?;
         // Access to key material that cannot be recorded does not happen.
-        self.events
-            .record(event)
-            .await
-            .map_err(|_| Error::Store("the audit sink refused a key access event"))
+        self.events.record(event).await.map_err(|e| {
+            Error::Store(StoreError::from_core(
+                "the audit sink refused a key access event",
+                e,
+            ))
+        })
     }
 }
 

@@ -8,6 +8,7 @@
     reason = "tests fail loudly on purpose"
 )]
 
+use mcpsec_core::StoreError;
 use mcpsec_core::{EventKind, ManualClock, MemorySink, OrgId, SealContext, SecretBytes, UserId};
 use mcpsec_fieldcrypt::rewrap::{EncryptedRow, MemoryCheckpoints, Rewrap, RowSource};
 use mcpsec_fieldcrypt::{
@@ -466,7 +467,7 @@ impl RowSource for Rows {
             let mut fail = self.fail_after.lock().unwrap();
             if *fail == Some(self.writes.load(Ordering::SeqCst)) {
                 *fail = None;
-                return Err(Error::Store("simulated crash"));
+                return Err(Error::Store(StoreError::unavailable("simulated crash")));
             }
         }
         let mut rows = self.rows.lock().unwrap();

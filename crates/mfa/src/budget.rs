@@ -8,6 +8,7 @@
 //! right, or that was never checked, is given back ([`AttemptCounter::release`]).
 
 use crate::Error;
+use mcpsec_core::StoreError;
 use mcpsec_core::{AttemptCounter, AttemptState};
 use std::time::{Duration, SystemTime};
 
@@ -80,7 +81,7 @@ impl<'a> Attempt<'a> {
         let state = counter
             .record_failure(subject, window, now)
             .await
-            .map_err(|_| Error::Store("attempt counter"))?;
+            .map_err(|e| Error::Store(StoreError::from_core("attempt counter", e)))?;
         Ok(Self {
             counter,
             subject,

@@ -387,7 +387,7 @@ impl EmailCodes {
             .store
             .try_start_cooldown(&key.user, &key.purpose, now, until)
             .await
-            .map_err(|e| Error::Store(e.0))?
+            .map_err(Error::Store)?
         {
             let retry_after = until.duration_since(now).unwrap_or(Duration::ZERO);
             return Err(Error::Cooldown { retry_after });
@@ -401,14 +401,11 @@ impl EmailCodes {
             expires_at: now.checked_add(self.policy.ttl).unwrap_or(now),
             attempts: 0,
         };
-        self.store
-            .put(key, record)
-            .await
-            .map_err(|e| Error::Store(e.0))?;
+        self.store.put(key, record).await.map_err(Error::Store)?;
         self.sender
             .send_code(to, &key.purpose, &code)
             .await
-            .map_err(|e| Error::Store(e.0))
+            .map_err(Error::Store)
     }
 
     /// Checks `code` for `key` and returns the `amr` it establishes (`email`, see
@@ -476,7 +473,7 @@ impl EmailCodes {
             .store
             .attempt(key, &candidate, now, self.policy.max_attempts)
             .await
-            .map_err(|e| Error::Store(e.0))?;
+            .map_err(Error::Store)?;
         match outcome {
             AttemptOutcome::Consumed => {
                 attempt.give_back().await;

@@ -1,5 +1,7 @@
 //! The one error type of mcpsec-mfa.
 
+use mcpsec_core::StoreError;
+
 /// Why a second factor was refused. `Display` never holds a code or a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -59,12 +61,7 @@ pub enum Error {
     /// The OS CSPRNG failed.
     #[error("randomness unavailable")]
     Random,
-    /// A store failed.
-    #[error("store unavailable: {0}")]
-    Store(&'static str),
+    /// A store, counter, sealer or mail transport failed; its kind and cause are kept.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
-
-/// A store failure. Carries no secret.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("MFA store: {0}")]
-pub struct StoreError(pub &'static str);

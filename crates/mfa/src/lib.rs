@@ -88,8 +88,10 @@ pub use email::{
     AttemptOutcome, ChallengeKey, ChallengeRecord, Cooldown, EmailAddress, EmailCodePolicy,
     EmailCodeStore, EmailCodes, EmailSender, MemoryEmailCodeStore, MemoryOutbox,
 };
-pub use error::{Error, StoreError};
+pub use error::Error;
 pub use factor::{Factor, Verified};
+/// A store failure (the workspace's one store error). Carries no secret.
+pub use mcpsec_core::StoreError;
 #[cfg(feature = "passkeys")]
 pub use passkey::{
     MAX_CLIENT_RESPONSE, MAX_PASSKEYS_PER_USER, MAX_USER_NAME, PasskeyAuthenticated, PasskeyConfig,

@@ -14,6 +14,7 @@ use crate::passkey_store::{
 };
 use crate::{Error, Factor};
 use mcpsec_access::{AuthMethods, Authorized, perm};
+use mcpsec_core::StoreError;
 use mcpsec_core::hmac::{Domain, MacKey};
 use mcpsec_core::{
     Actor, EventKind, EventSink, Label, Outcome, ReasonCode, SecretBytes, SecurityEvent, Severity,
@@ -139,7 +140,9 @@ fn parse<T: serde::de::DeserializeOwned>(json: &[u8]) -> Result<T, Error> {
 }
 
 fn serialize<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, Error> {
-    serde_json::to_vec(value).map_err(|_| Error::Store("passkey state could not be encoded"))
+    serde_json::to_vec(value).map_err(|e| {
+        Error::Store(StoreError::corrupt("passkey state could not be encoded").with_source(e))
+    })
 }
 
 impl Passkeys {
@@ -210,16 +213,15 @@ impl Passkeys {
     }
 
     async fn passkeys(&self, user: &UserId) -> Result<Vec<(StoredPasskey, Passkey)>, Error> {
-        let stored = self
-            .store
-            .credentials(user)
-            .await
-            .map_err(|e| Error::Store(e.0))?;
+        let stored = self.store.credentials(user).await.map_err(Error::Store)?;
         stored
             .into_iter()
             .map(|s| {
-                let passkey = serde_json::from_slice(&s.passkey)
-                    .map_err(|_| Error::Store("stored passkey could not be decoded"))?;
+                let passkey = serde_json::from_slice(&s.passkey).map_err(|e| {
+                    Error::Store(
+                        StoreError::corrupt("stored passkey could not be decoded").with_source(e),
+                    )
+                })?;
                 Ok((s, passkey))
             })
             .collect()
@@ -243,7 +245,7 @@ impl Passkeys {
             .store
             .put_ceremony(&id, record, now, self.limits)
             .await
-            .map_err(|e| Error::Store(e.0))?
+            .map_err(Error::Store)?
         {
             CeremonyStored::Stored => Ok(id),
             _ => Err(Error::TooManyCeremonies),
@@ -262,7 +264,7 @@ impl Passkeys {
             .store
             .take_ceremony(id, user, kind)
             .await
-            .map_err(|e| Error::Store(e.0))?
+            .map_err(Error::Store)?
             .ok_or(Error::CeremonyUnknown)?;
         if record.kind != kind || &record.user != user || self.clock.now() >= record.expires_at {
             return Err(Error::CeremonyUnknown);
@@ -370,7 +372,7 @@ impl Passkeys {
             .store
             .add_credential(user, stored, MAX_PASSKEYS_PER_USER)
             .await
-            .map_err(|e| Error::Store(e.0))?
+            .map_err(Error::Store)?
         {
             CredentialAdded::Added => Ok(credential_id),
             CredentialAdded::TooMany => Err(Error::TooManyPasskeys),
@@ -478,7 +480,7 @@ impl Passkeys {
             .store
             .update_credential(user, updated)
             .await
-            .map_err(|e| Error::Store(e.0))?
+            .map_err(Error::Store)?
         {
             return Err(Error::PasskeyCounter);
         }
@@ -502,7 +504,7 @@ impl Passkeys {
             .store
             .remove_credential(user, credential_id)
             .await
-            .map_err(|e| Error::Store(e.0))?;
+            .map_err(Error::Store)?;
         if removed {
             self.report(
                 EventKind::AuthnMfaChanged,

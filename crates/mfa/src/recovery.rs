@@ -160,7 +160,7 @@ impl RecoveryCodes {
         self.store
             .replace_set(user, hashes)
             .await
-            .map_err(|e| Error::Store(e.0))?;
+            .map_err(Error::Store)?;
         self.report(EventKind::AuthnMfaChanged, Outcome::Success, user, None)
             .await;
         Ok(codes)
@@ -175,7 +175,7 @@ impl RecoveryCodes {
                 .store
                 .consume_once(user, &self.hash(user, n))
                 .await
-                .map_err(|e| Error::Store(e.0))?,
+                .map_err(Error::Store)?,
             Err(_) => false,
         };
         if !consumed {
@@ -203,10 +203,7 @@ impl RecoveryCodes {
 
     /// How many unused codes `user` has.
     pub async fn remaining(&self, user: &UserId) -> Result<usize, Error> {
-        self.store
-            .remaining(user)
-            .await
-            .map_err(|e| Error::Store(e.0))
+        self.store.remaining(user).await.map_err(Error::Store)
     }
 
     /// HMAC over a version tag, the key version, then the user and the code

@@ -220,7 +220,7 @@ impl SmtpEmailSender {
         let to = to
             .as_str()
             .parse::<Mailbox>()
-            .map_err(|_| StoreError("smtp: recipient is not a mailbox"))?;
+            .map_err(|_| StoreError::rejected("smtp: recipient is not a mailbox"))?;
         let subject = self
             .template
             .subject
@@ -239,22 +239,22 @@ impl SmtpEmailSender {
             .subject(subject)
             .header(ContentType::TEXT_PLAIN)
             .body(body.as_str().to_owned())
-            .map_err(|_| StoreError("smtp: message could not be built"))
+            .map_err(|_| StoreError::rejected("smtp: message could not be built"))
     }
 }
 
 /// A coarse reason for an SMTP failure; the server's text is dropped.
 fn store_error(error: &lettre::transport::smtp::Error) -> StoreError {
     if error.is_timeout() {
-        StoreError("smtp: timed out")
+        StoreError::timeout("smtp: timed out")
     } else if error.is_tls() {
-        StoreError("smtp: TLS failed")
+        StoreError::unavailable("smtp: TLS failed")
     } else if error.is_permanent() {
-        StoreError("smtp: server refused the message")
+        StoreError::rejected("smtp: server refused the message")
     } else if error.is_transient() {
-        StoreError("smtp: server busy; retry later")
+        StoreError::unavailable("smtp: server busy; retry later")
     } else {
-        StoreError("smtp: delivery failed")
+        StoreError::unavailable("smtp: delivery failed")
     }
 }
 

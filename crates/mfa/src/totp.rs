@@ -4,6 +4,7 @@
 use crate::budget::Attempt;
 use crate::{AttemptBudget, EnrollmentId, Error, Factor, TotpReplayGuard, Verified};
 use mcpsec_access::{Authorized, perm};
+use mcpsec_core::StoreError;
 use mcpsec_core::{
     Actor, AttemptCounter, AttemptState, EventKind, EventSink, MemoryAttemptCounter, Outcome,
     ReasonCode, SealContext, Sealer, SecretBytes, SecretString, SecurityEvent, Severity,
@@ -94,7 +95,7 @@ impl TotpSecret {
         sealer
             .seal(self.0.expose_secret(), context)
             .await
-            .map_err(|_| Error::Store("sealing failed"))
+            .map_err(|e| Error::Store(StoreError::from_core("sealing failed", e)))
     }
 
     /// Opens a sealed secret.
@@ -103,10 +104,9 @@ impl TotpSecret {
         sealed: &[u8],
         context: &SealContext,
     ) -> Result<Self, Error> {
-        let bytes = sealer
-            .open(sealed, context)
-            .await
-            .map_err(|_| Error::Store("sealed secret could not be opened"))?;
+        let bytes = sealer.open(sealed, context).await.map_err(|e| {
+            Error::Store(StoreError::corrupt("sealed secret could not be opened").with_source(e))
+        })?;
         Self::from_bytes(bytes)
     }
 
@@ -349,7 +349,7 @@ impl TotpVerifier {
             .counter
             .state(&subject, self.budget.window, now)
             .await
-            .map_err(|_| Error::Store("attempt counter"))?;
+            .map_err(|e| Error::Store(StoreError::from_core("attempt counter", e)))?;
         let failures_before = before.map_or(0, |s| s.count);
         if let Some(retry_after) = before.and_then(|s| self.pause_left(&s, now)) {
             return Err(Error::TooManyAttempts { retry_after });
@@ -437,7 +437,7 @@ impl TotpVerifier {
             .guard
             .record_step_if_newer(user, &secret.enrollment_id(user), step)
             .await
-            .map_err(|e| Error::Store(e.0))?
+            .map_err(Error::Store)?
         {
             Ok(Verified::new(Factor::Totp))
         } else {

@@ -1,6 +1,6 @@
 //! The one error type of mcpsec-tokens.
 
-use mcpsec_core::ReasonCode;
+use mcpsec_core::{ReasonCode, StoreError};
 
 /// Why a token, key or key set was refused. Coarse on purpose: enough to act on and to
 /// log, never which byte was wrong, never any key material or token text.
@@ -102,9 +102,9 @@ pub enum Error {
     /// The CSRF token, the double-submit cookie or the request's origin did not check out.
     #[error("cross-site request refused")]
     Csrf,
-    /// The store failed; nothing was issued.
-    #[error("token store unavailable: {0}")]
-    Store(&'static str),
+    /// The store failed; nothing was issued. Its kind and cause are kept.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// The proof given does not reach this session or credential (another user's, under a
     /// `user.manage_tokens` proof); nothing changed.
     #[error("the proof does not allow managing this session")]

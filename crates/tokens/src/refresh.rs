@@ -12,6 +12,7 @@ use crate::refresh_store::{
 };
 use aws_lc_rs::digest;
 use mcpsec_access::{Authorized, ManagesCredentials};
+use mcpsec_core::StoreError;
 use mcpsec_core::{
     Actor, EventKind, EventSink, Label, Outcome, ReasonCode, ResourceId, SecretString,
     SecurityEvent, Severity, SharedClock, TokenId, emit,
@@ -90,7 +91,8 @@ impl RefreshTokens {
             return Err(Error::InvalidClaim("acr"));
         }
         let now = self.clock.now();
-        let family = TokenId::generate().map_err(|_| Error::Store("randomness unavailable"))?;
+        let family = TokenId::generate()
+            .map_err(|e| Error::Store(StoreError::from_core("randomness unavailable", e)))?;
         let (token, hash) = new_token()?;
         // An absolute lifetime too large to add is a session that is over at once, which
         // `expired` agrees with.
@@ -115,7 +117,7 @@ impl RefreshTokens {
         self.store
             .create_family(&record, &first)
             .await
-            .map_err(|e| Error::Store(e.0))?;
+            .map_err(Error::Store)?;
         Ok(IssuedRefresh {
             token,
             family,
@@ -137,14 +139,14 @@ impl RefreshTokens {
             .store
             .consume_once(&hash, &successor, now)
             .await
-            .map_err(|e| Error::Store(e.0))?;
+            .map_err(Error::Store)?;
         match outcome {
             ConsumeOutcome::Consumed(family) => {
                 if let Some(reason) = self.expired(&family, now) {
                     self.store
                         .revoke_family(&family.id)
                         .await
-                        .map_err(|e| Error::Store(e.0))?;
+                        .map_err(Error::Store)?;
                     self.report(
                         EventKind::SessionExpired,
                         Outcome::Failure,
@@ -184,7 +186,7 @@ impl RefreshTokens {
                 self.store
                     .revoke_family(&family.id)
                     .await
-                    .map_err(|e| Error::Store(e.0))?;
+                    .map_err(Error::Store)?;
                 self.report(
                     EventKind::AuthnTokenReuse,
                     Outcome::Failure,
@@ -216,7 +218,7 @@ impl RefreshTokens {
         self.store
             .prune(self.clock.now())
             .await
-            .map_err(|e| Error::Store(e.0))
+            .map_err(Error::Store)
     }
 
     /// Revokes a family under `proof`: the user ending their own session
@@ -235,7 +237,7 @@ impl RefreshTokens {
             .store
             .family(family)
             .await
-            .map_err(|e| Error::Store(e.0))?
+            .map_err(Error::Store)?
             .ok_or(Error::RefreshInvalid)?;
         let grant = &record.grant;
         let allowed = match &grant.org {
@@ -249,7 +251,7 @@ impl RefreshTokens {
         self.store
             .revoke_family(family)
             .await
-            .map_err(|e| Error::Store(e.0))?;
+            .map_err(Error::Store)?;
         let event = self
             .event(
                 EventKind::AuthnTokenRevoked,
@@ -317,7 +319,7 @@ impl RefreshTokens {
 
 fn new_token() -> Result<(SecretString, TokenHash), Error> {
     let secret = SecretString::random_from_alphabet(SECRET_LEN, BASE62)
-        .map_err(|_| Error::Store("randomness unavailable"))?;
+        .map_err(|e| Error::Store(StoreError::from_core("randomness unavailable", e)))?;
     let token = SecretString::new(format!("{REFRESH_PREFIX}{}", secret.expose_secret()));
     let hash = hash(token.expose_secret());
     Ok((token, hash))

@@ -107,10 +107,8 @@ pub enum ConsumeOutcome {
     NotFound,
 }
 
-/// A store failure (connection lost, constraint violated). Carries no token material.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("refresh token store: {0}")]
-pub struct StoreError(pub &'static str);
+/// A store failure (the workspace's one store error). Carries no token material.
+pub use mcpsec_core::StoreError;
 
 /// Storage for refresh-token families and tokens.
 ///
@@ -186,7 +184,7 @@ impl RefreshTokenStore for MemoryRefreshStore {
     ) -> Result<(), StoreError> {
         let mut t = self.lock();
         if t.families.contains_key(&family.id) || t.tokens.contains_key(&first.hash) {
-            return Err(StoreError("duplicate family or token"));
+            return Err(StoreError::conflict("duplicate family or token"));
         }
         t.families.insert(family.id.clone(), family.clone());
         t.tokens.insert(first.hash, first.clone());
@@ -207,7 +205,7 @@ impl RefreshTokenStore for MemoryRefreshStore {
             .families
             .get(&record.family)
             .cloned()
-            .ok_or(StoreError("token without family"))?;
+            .ok_or(StoreError::corrupt("token without family"))?;
         if family.revoked {
             return Ok(ConsumeOutcome::FamilyRevoked(family));
         }
@@ -218,7 +216,7 @@ impl RefreshTokenStore for MemoryRefreshStore {
             });
         }
         if t.tokens.contains_key(successor) {
-            return Err(StoreError("successor already stored"));
+            return Err(StoreError::conflict("successor already stored"));
         }
         if let Some(r) = t.tokens.get_mut(hash) {
             r.consumed_at = Some(now);

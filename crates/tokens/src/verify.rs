@@ -301,7 +301,7 @@ impl TokenVerifier {
         let org = mcpsec_core::OrgId::new(org).map_err(|_| Error::NotAnIdentifier("org"))?;
         let role = resolve_role(memberships.as_ref(), &subject, &org, claims.role())
             .await
-            .map_err(|_| Error::Store("memberships"))?
+            .map_err(Error::Store)?
             .ok_or(Error::NotAMember)?;
         Ok(claims.principal_mapped(subject, org, role))
     }
