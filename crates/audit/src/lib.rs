@@ -53,6 +53,7 @@
     )
 )]
 
+mod append_once;
 mod chain;
 pub mod checkpoint;
 mod error;
@@ -71,6 +72,7 @@ mod storage;
 pub mod testkit;
 pub mod verify;
 
+pub use append_once::{AppendedOnce, append_once};
 pub use chain::{Chain, ChainConfig};
 pub use checkpoint::{
     CheckpointKey, CheckpointPolicy, CheckpointPublicKey, CheckpointSink, FileCheckpointSink,

@@ -3,8 +3,8 @@
 use crate::tokens::{CliError, write_private};
 use mcpsec_audit::record::{Digest, MAX_LINE};
 use mcpsec_audit::{
-    Chain, ChainConfig, CheckpointKey, CheckpointPolicy, CheckpointPublicKey, Entry, Error,
-    LogFile, Pseudonymizer, Record, VerifyOptions, last_lines, record_lines, to_ecs, to_ocsf,
+    ChainConfig, CheckpointKey, CheckpointPolicy, CheckpointPublicKey, Entry, Error, FileStorage,
+    Pseudonymizer, Record, VerifyOptions, append_once, last_lines, record_lines, to_ecs, to_ocsf,
     verify_file,
 };
 use mcpsec_core::{Actor, Clock, SecretBytes, SecurityEvent, ServiceId, SystemClock};
@@ -118,46 +118,29 @@ pub fn append_with(
     }
     // Takes the writer's lock (another writer: exit 2, nothing touched) and checks the
     // chain from its last checkpoint to the head (tampered: exit 1, nothing appended).
-    let opened = LogFile::open_checked(log, &instance, public.as_ref()).map_err(|e| match e {
-        Error::Tampered(finding) => CliError::Invalid(format!(
-            "{finding}; refusing to append to a chain that does not verify"
-        )),
-        other => audit_error(other),
-    })?;
-    if opened.torn_bytes > 0 {
-        eprintln!("note: cut a torn last line of {} bytes", opened.torn_bytes);
+    let mut storage =
+        FileStorage::open(log, &instance, public.as_ref(), None).map_err(|e| match e {
+            Error::Tampered(finding) => CliError::Invalid(format!(
+                "{finding}; refusing to append to a chain that does not verify"
+            )),
+            other => audit_error(other),
+        })?;
+    if storage.torn_bytes() > 0 {
+        eprintln!(
+            "note: cut a torn last line of {} bytes",
+            storage.torn_bytes()
+        );
     }
-    let mut file = opened.log;
-    let mut chain = Chain::resume(config, opened.last_seq, opened.head);
-    let now = SystemClock.now();
-    let count = events.len();
-    let mut buf = Vec::with_capacity(count * 400);
-    // Records after the last checkpoint are not vouched for: seal them off rather than
-    // let this batch's checkpoint sign them.
-    if let Some((from, to)) = opened.unsigned_tail
-        && let Some(seal) = chain.seal_unverified(from, now).map_err(audit_error)?
-    {
+    // Records after the last checkpoint are not vouched for: the library seals them off
+    // rather than let this batch's checkpoint sign them. One batch, all or nothing.
+    let appended =
+        append_once(&mut storage, config, events, SystemClock.now()).map_err(audit_error)?;
+    if let Some((from, to)) = appended.sealed {
         eprintln!(
             "note: records {from}..={to} were not covered by a checkpoint; sealed off as unverified"
         );
-        seal.write_json(&mut buf).map_err(audit_error)?;
-        buf.push(b'\n');
     }
-    for event in events {
-        let record = chain.append(event, now).map_err(audit_error)?;
-        record.write_json(&mut buf).map_err(audit_error)?;
-        buf.push(b'\n');
-    }
-    if let Some(cp) = chain.checkpoint(now).map_err(audit_error)? {
-        cp.write_json(&mut buf).map_err(audit_error)?;
-        buf.push(b'\n');
-    }
-    let start = file.len();
-    if let Err(e) = file.write(&buf).and_then(|()| file.sync()) {
-        let _ = file.truncate(start);
-        return Err(audit_error(e));
-    }
-    Ok((count, chain.head()))
+    Ok((appended.events, appended.head))
 }
 
 /// Most bytes a pseudonymisation key file may hold.
