@@ -41,3 +41,28 @@ mod row;
 mod tokens;
 
 pub use row::{Measurement, Row, measure, rows};
+
+/// Every library crate's README example, run as a doctest here: this crate depends on all
+/// of them, and a README whose example no longer compiles fails `cargo test -p
+/// mcpsec-bench --doc`.
+#[cfg(doctest)]
+pub mod readmes {
+    #[doc = include_str!("../README.md")]
+    pub struct Bench;
+    #[doc = include_str!("../../core/README.md")]
+    pub struct Core;
+    #[doc = include_str!("../../access/README.md")]
+    pub struct Access;
+    #[doc = include_str!("../../tokens/README.md")]
+    pub struct Tokens;
+    #[doc = include_str!("../../apikeys/README.md")]
+    pub struct ApiKeys;
+    #[doc = include_str!("../../mfa/README.md")]
+    pub struct Mfa;
+    #[doc = include_str!("../../audit/README.md")]
+    pub struct Audit;
+    #[doc = include_str!("../../detect/README.md")]
+    pub struct Detect;
+    #[doc = include_str!("../../fieldcrypt/README.md")]
+    pub struct FieldCrypt;
+}
