@@ -31,8 +31,9 @@
 use crate::{Category, Error};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::Notify;
 
 /// Thresholds of the nonce budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,15 +81,27 @@ impl NonceBudget {
 
 /// Where encryption counts are persisted, shared by every process using the keys.
 ///
-/// `reserve` is called rarely (once per [`NonceBudget::reserve_block`] encryptions of a
-/// process) and synchronously from the encrypting thread. It must atomically add the grant
-/// to the version's durable total, so that the total is at least the sum of every
-/// process's encryptions, and be durable when it returns.
+/// `reserve` is called rarely (once per block of encryptions of a process) and never
+/// from the encrypting thread: [`FieldCrypt::encrypt`](crate::FieldCrypt::encrypt) is
+/// synchronous and takes nonces from an allowance reserved ahead, and a refill runs as a
+/// background task on the current tokio runtime when less than half of the last block is
+/// left. When the allowance is spent before the refill answers (or the ledger cannot be
+/// reached), encryption is refused with [`Error::NonceReservationPending`]: it never
+/// goes past what the ledger granted. Async paths ([`FieldCrypt::reserve_ahead`],
+/// [`Sealer::seal`](mcpsec_core::Sealer::seal), subject-key encryption) wait for it.
+///
+/// `reserve` must atomically add the grant to the version's durable total, so that the
+/// total is at least the sum of every process's encryptions, and be durable when it
+/// returns. In SQL: `UPDATE … SET reserved = reserved + LEAST(:block, :limit - reserved)
+/// … RETURNING`. Its future must not block the thread (do file or socket I/O with tokio).
+///
+/// [`FieldCrypt::reserve_ahead`]: crate::FieldCrypt::reserve_ahead
+#[async_trait::async_trait]
 pub trait UsageLedger: Send + Sync + fmt::Debug {
     /// Reserves up to `block` more encryptions for key `version` of `category` without the
     /// total passing `limit`. Returns `(granted, total)`: how many were granted (0 when
     /// the budget is spent) and the total reserved by everyone afterwards.
-    fn reserve(
+    async fn reserve(
         &self,
         category: &Category,
         version: u32,
@@ -96,10 +109,25 @@ pub trait UsageLedger: Send + Sync + fmt::Debug {
         limit: u64,
     ) -> Result<(u64, u64), Error>;
 
+    /// The same reservation, answered at once by a ledger that needs no I/O (one inside
+    /// this process, like [`MemoryLedger`]), so encryption can refill inline even without
+    /// a runtime. `None` (the default) means "ask [`UsageLedger::reserve`]". Must not
+    /// block: it runs on the encrypting thread.
+    fn reserve_now(
+        &self,
+        category: &Category,
+        version: u32,
+        block: u64,
+        limit: u64,
+    ) -> Option<Result<(u64, u64), Error>> {
+        let _ = (category, version, block, limit);
+        None
+    }
+
     /// Gives back `unused` encryptions reserved earlier by this process for key `version`
     /// of `category` and never used (a clean shutdown). Must subtract at most `unused`
     /// from the total. The default keeps them reserved, which only over-counts.
-    fn release(&self, category: &Category, version: u32, unused: u64) -> Result<(), Error> {
+    async fn release(&self, category: &Category, version: u32, unused: u64) -> Result<(), Error> {
         let _ = (category, version, unused);
         Ok(())
     }
@@ -130,22 +158,45 @@ impl MemoryLedger {
     }
 }
 
+impl MemoryLedger {
+    pub(crate) fn grant(
+        &self,
+        category: &Category,
+        version: u32,
+        block: u64,
+        limit: u64,
+    ) -> (u64, u64) {
+        let mut reserved = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
+        let total = reserved.entry((category.clone(), version)).or_insert(0);
+        let granted = block.min(limit.saturating_sub(*total));
+        *total += granted;
+        (granted, *total)
+    }
+}
+
+#[async_trait::async_trait]
 impl UsageLedger for MemoryLedger {
-    fn reserve(
+    async fn reserve(
         &self,
         category: &Category,
         version: u32,
         block: u64,
         limit: u64,
     ) -> Result<(u64, u64), Error> {
-        let mut reserved = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
-        let total = reserved.entry((category.clone(), version)).or_insert(0);
-        let granted = block.min(limit.saturating_sub(*total));
-        *total += granted;
-        Ok((granted, *total))
+        Ok(self.grant(category, version, block, limit))
     }
 
-    fn release(&self, category: &Category, version: u32, unused: u64) -> Result<(), Error> {
+    fn reserve_now(
+        &self,
+        category: &Category,
+        version: u32,
+        block: u64,
+        limit: u64,
+    ) -> Option<Result<(u64, u64), Error>> {
+        Some(Ok(self.grant(category, version, block, limit)))
+    }
+
+    async fn release(&self, category: &Category, version: u32, unused: u64) -> Result<(), Error> {
         let mut reserved = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(total) = reserved.get_mut(&(category.clone(), version)) {
             *total = total.saturating_sub(unused);
@@ -168,7 +219,7 @@ pub enum BudgetState {
 /// One key version's count in this process.
 #[derive(Debug)]
 pub(crate) struct Usage {
-    /// Encryptions by this process (including refused attempts past the budget).
+    /// Encryptions by this process (never more than `allowance`).
     local: AtomicU64,
     /// How far `local` may go on what this process has reserved.
     allowance: AtomicU64,
@@ -176,9 +227,36 @@ pub(crate) struct Usage {
     reserved: AtomicU64,
     /// The size of the next reservation (0: none yet, start with the first block).
     next_block: AtomicU64,
+    /// The last grant: a refill starts when half of it is left.
+    last_grant: AtomicU64,
     /// Allowance given back to the ledger, which `local` includes but was never used.
     released: AtomicU64,
-    reserving: Mutex<()>,
+    /// The ledger granted nothing: the version's budget is spent.
+    exhausted: AtomicBool,
+    /// A reservation is under way (at most one per version and process).
+    refilling: AtomicBool,
+    /// Woken when a reservation ends, for the async paths waiting on it.
+    refilled: Notify,
+    /// Serialises adding a grant with giving the allowance back.
+    granting: Mutex<()>,
+}
+
+/// What one reservation asks the ledger for.
+struct Ask {
+    block: u64,
+    limit: u64,
+    reserve_block: u64,
+}
+
+/// Clears `refilling` and wakes the waiters however the reservation ends (answer, error,
+/// a dropped or panicking task), so no waiter hangs on a refill that will never land.
+struct Refilling(Arc<Usage>);
+
+impl Drop for Refilling {
+    fn drop(&mut self) {
+        self.0.refilling.store(false, Ordering::Release);
+        self.0.refilled.notify_waiters();
+    }
 }
 
 impl Usage {
@@ -189,8 +267,12 @@ impl Usage {
             allowance: AtomicU64::new(0),
             reserved: AtomicU64::new(reserved),
             next_block: AtomicU64::new(0),
+            last_grant: AtomicU64::new(0),
             released: AtomicU64::new(0),
-            reserving: Mutex::new(()),
+            exhausted: AtomicBool::new(false),
+            refilling: AtomicBool::new(false),
+            refilled: Notify::new(),
+            granting: Mutex::new(()),
         }
     }
 
@@ -219,42 +301,152 @@ impl Usage {
         }
     }
 
-    /// Takes one encryption from the budget, reserving a further block first when this
-    /// process's allowance is used up.
+    /// Claims one nonce of the allowance, returning how many are left after it, or `None`
+    /// when the allowance is spent (then nothing is counted).
+    fn claim(&self) -> Option<u64> {
+        let mut used = self.local.load(Ordering::Acquire);
+        loop {
+            let allowance = self.allowance.load(Ordering::Acquire);
+            if used >= allowance {
+                return None;
+            }
+            match self.local.compare_exchange_weak(
+                used,
+                used.saturating_add(1),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(allowance.saturating_sub(used).saturating_sub(1)),
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    fn ask(&self, budget: &NonceBudget) -> Ask {
+        let block = match self.next_block.load(Ordering::Acquire) {
+            0 => budget.first(),
+            next => next.min(budget.reserve_block),
+        };
+        Ask {
+            block,
+            limit: budget.refuse_at,
+            reserve_block: budget.reserve_block,
+        }
+    }
+
+    /// Takes one encryption from the budget without waiting on the ledger: from the
+    /// allowance, refilled ahead in the background. Fails closed when the allowance is
+    /// spent and no reservation has landed ([`Error::NonceReservationPending`]) or the
+    /// budget is spent ([`Error::NonceBudgetExhausted`]).
     pub(crate) fn take(
-        &self,
+        self: &Arc<Self>,
         budget: &NonceBudget,
-        ledger: &dyn UsageLedger,
+        ledger: &Arc<dyn UsageLedger>,
         category: &Category,
         version: u32,
     ) -> Result<(), Error> {
-        let count = self.local.fetch_add(1, Ordering::AcqRel).saturating_add(1);
-        if count <= self.allowance.load(Ordering::Acquire) {
+        for attempt in 0..2 {
+            if let Some(left) = self.claim() {
+                if left <= self.last_grant.load(Ordering::Acquire) / 2
+                    && !self.exhausted.load(Ordering::Acquire)
+                {
+                    self.refill(budget, ledger, category, version);
+                }
+                return Ok(());
+            }
+            if self.exhausted.load(Ordering::Acquire) {
+                return Err(exhausted(category, version));
+            }
+            if attempt == 0 {
+                // An in-process ledger answers here; another refills in the background.
+                self.refill(budget, ledger, category, version);
+            }
+        }
+        Err(Error::NonceReservationPending {
+            category: category.to_string(),
+            version,
+        })
+    }
+
+    /// Starts a reservation unless one is under way: answered inline by a ledger that
+    /// can ([`UsageLedger::reserve_now`]), otherwise on a task of the current runtime.
+    /// Without a runtime nothing is started; the async paths reserve instead.
+    fn refill(
+        self: &Arc<Self>,
+        budget: &NonceBudget,
+        ledger: &Arc<dyn UsageLedger>,
+        category: &Category,
+        version: u32,
+    ) {
+        if self.refilling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let guard = Refilling(self.clone());
+        let ask = self.ask(budget);
+        if let Some(answer) = ledger.reserve_now(category, version, ask.block, ask.limit) {
+            let _ = self.apply(answer, &ask);
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (ledger, category) = (ledger.clone(), category.clone());
+        runtime.spawn(async move {
+            let answer = ledger
+                .reserve(&category, version, ask.block, ask.limit)
+                .await;
+            // A failed refill is retried by the next encryption below the mark.
+            let _ = guard.0.apply(answer, &ask);
+            drop(guard);
+        });
+    }
+
+    /// Waits until at least one nonce is available, reserving if needed (the async
+    /// paths). Errors: the ledger's, or [`Error::NonceBudgetExhausted`].
+    pub(crate) async fn reserve(
+        self: &Arc<Self>,
+        budget: &NonceBudget,
+        ledger: &Arc<dyn UsageLedger>,
+        category: &Category,
+        version: u32,
+    ) -> Result<(), Error> {
+        loop {
+            if self.local.load(Ordering::Acquire) < self.allowance.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            if self.exhausted.load(Ordering::Acquire) {
+                return Err(exhausted(category, version));
+            }
+            let notified = self.refilled.notified();
+            if self.refilling.swap(true, Ordering::AcqRel) {
+                notified.await;
+                continue;
+            }
+            let guard = Refilling(self.clone());
+            let ask = self.ask(budget);
+            let answer = ledger
+                .reserve(category, version, ask.block, ask.limit)
+                .await;
+            self.apply(answer, &ask)?;
+            drop(guard);
+        }
+    }
+
+    /// Adds a ledger's answer to the allowance.
+    fn apply(&self, answer: Result<(u64, u64), Error>, ask: &Ask) -> Result<(), Error> {
+        let (granted, total) = answer?;
+        let _guard = self.granting.lock().unwrap_or_else(PoisonError::into_inner);
+        self.reserved.fetch_max(total, Ordering::AcqRel);
+        if granted == 0 {
+            self.exhausted.store(true, Ordering::Release);
             return Ok(());
         }
-        let _guard = self
-            .reserving
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        while count > self.allowance.load(Ordering::Acquire) {
-            let block = match self.next_block.load(Ordering::Acquire) {
-                0 => budget.first(),
-                next => next.min(budget.reserve_block),
-            };
-            let (granted, total) = ledger.reserve(category, version, block, budget.refuse_at)?;
-            self.reserved.fetch_max(total, Ordering::AcqRel);
-            if granted == 0 {
-                return Err(Error::NonceBudgetExhausted {
-                    category: category.to_string(),
-                    version,
-                });
-            }
-            self.next_block.store(
-                block.saturating_mul(2).min(budget.reserve_block),
-                Ordering::Release,
-            );
-            self.allowance.fetch_add(granted, Ordering::AcqRel);
-        }
+        self.next_block.store(
+            ask.block.saturating_mul(2).min(ask.reserve_block),
+            Ordering::Release,
+        );
+        self.last_grant.store(granted, Ordering::Release);
+        self.allowance.fetch_add(granted, Ordering::AcqRel);
         Ok(())
     }
 
@@ -262,10 +454,7 @@ impl Usage {
     /// ledger to take back. An encryption racing with this either got a nonce before (and
     /// is counted as used) or reserves anew after.
     pub(crate) fn release(&self) -> u64 {
-        let _guard = self
-            .reserving
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _guard = self.granting.lock().unwrap_or_else(PoisonError::into_inner);
         let allowance = self.allowance.load(Ordering::Acquire);
         // Raising the count to the allowance claims every nonce left in one atomic step.
         let used = self.local.fetch_max(allowance, Ordering::AcqRel);
@@ -277,6 +466,16 @@ impl Usage {
                 Some(total.saturating_sub(unused))
             });
         self.next_block.store(0, Ordering::Release);
+        self.last_grant.store(0, Ordering::Release);
+        // Given back: the ledger may grant again.
+        self.exhausted.store(false, Ordering::Release);
         unused
+    }
+}
+
+fn exhausted(category: &Category, version: u32) -> Error {
+    Error::NonceBudgetExhausted {
+        category: category.to_string(),
+        version,
     }
 }

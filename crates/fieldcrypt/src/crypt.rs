@@ -73,7 +73,7 @@ struct VersionState {
     cipher: Box<dyn PreparedKey>,
     /// Written into every ciphertext, checked on every open (see [`format`]).
     key_id: [u8; format::KEY_ID_LEN],
-    usage: Usage,
+    usage: Arc<Usage>,
 }
 
 impl VersionState {
@@ -81,7 +81,7 @@ impl VersionState {
         Ok(Self {
             cipher: provider.aead().prepare(&version.key)?,
             key_id: format::key_id(&version.key)?,
-            usage: Usage::resume(version.reserved),
+            usage: Arc::new(Usage::resume(version.reserved)),
         })
     }
 }
@@ -204,12 +204,7 @@ impl FieldCryptBuilder {
                 let memory = MemoryLedger::new();
                 for spec in &self.rings {
                     for version in &spec.versions {
-                        memory.reserve(
-                            &spec.category,
-                            version.version,
-                            version.reserved,
-                            u64::MAX,
-                        )?;
+                        memory.grant(&spec.category, version.version, version.reserved, u64::MAX);
                     }
                 }
                 Arc::new(memory)
@@ -388,7 +383,7 @@ impl FieldCrypt {
             .ok_or(Error::Keyset("the primary key version is missing"))?;
         state
             .usage
-            .take(&self.budget, &*self.ledger, category, version)?;
+            .take(&self.budget, &self.ledger, category, version)?;
         let header = Header {
             version: FORMAT_VERSION,
             category: category.clone(),
@@ -566,26 +561,79 @@ impl FieldCrypt {
     /// shutdown (call it after the last encryption). An encryption after it still works:
     /// it reserves again. Returns how many were given back. A crash, which skips this,
     /// loses at most one block per key version (see [`crate::budget`]).
-    pub fn release_reservations(&self) -> Result<u64, Error> {
-        let rings = self.rings.read().unwrap_or_else(PoisonError::into_inner);
+    pub async fn release_reservations(&self) -> Result<u64, Error> {
+        let mut given_back = Vec::new();
+        {
+            let rings = self.rings.read().unwrap_or_else(PoisonError::into_inner);
+            for (category, ring) in rings.iter() {
+                for (version, state) in &ring.versions {
+                    let unused = state.usage.release();
+                    if unused > 0 {
+                        given_back.push((category.clone(), *version, unused));
+                    }
+                }
+            }
+        }
         let mut total = 0u64;
         let mut first_error = None;
-        for (category, ring) in rings.iter() {
-            for (version, state) in &ring.versions {
-                let unused = state.usage.release();
-                if unused == 0 {
-                    continue;
-                }
-                total = total.saturating_add(unused);
-                // A ledger that cannot take them back keeps them: an over-count, safe.
-                if let Err(error) = self.ledger.release(category, *version, unused) {
-                    first_error.get_or_insert(error);
-                }
+        for (category, version, unused) in given_back {
+            total = total.saturating_add(unused);
+            // A ledger that cannot take them back keeps them: an over-count, safe.
+            if let Err(error) = self.ledger.release(&category, version, unused).await {
+                first_error.get_or_insert(error);
             }
         }
         match first_error {
             Some(error) => Err(error),
             None => Ok(total),
+        }
+    }
+
+    /// Reserves nonces ahead for every category's primary version, waiting for the
+    /// ledger: call it after building (or after installing a new primary) so the first
+    /// synchronous [`FieldCrypt::encrypt`] does not find an empty allowance. Later
+    /// refills run in the background (see [`crate::budget`]).
+    /// [`LocalKeyset::field_crypt`](crate::LocalKeyset::field_crypt) and its rotations
+    /// call it.
+    pub async fn reserve_ahead(&self) -> Result<(), Error> {
+        for category in self.categories() {
+            self.reserve_primary(&category).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until `category`'s primary version has a nonce to give.
+    pub(crate) async fn reserve_primary(&self, category: &Category) -> Result<(), Error> {
+        let (usage, version) = {
+            let rings = self.rings.read().unwrap_or_else(PoisonError::into_inner);
+            let ring = rings
+                .get(category)
+                .ok_or_else(|| Error::UnknownCategory(category.to_string()))?;
+            let state = ring
+                .versions
+                .get(&ring.primary)
+                .ok_or(Error::Keyset("the primary key version is missing"))?;
+            (state.usage.clone(), ring.primary)
+        };
+        usage
+            .reserve(&self.budget, &self.ledger, category, version)
+            .await
+    }
+
+    /// Runs a synchronous encryption under `category`'s primary version, and once more
+    /// after waiting for a reservation if it found none (the async paths wait; the
+    /// synchronous ones fail closed).
+    async fn with_reservation<T>(
+        &self,
+        category: &Category,
+        encrypt: impl Fn() -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        match encrypt() {
+            Err(Error::NonceReservationPending { .. }) => {
+                self.reserve_primary(category).await?;
+                encrypt()
+            }
+            other => other,
         }
     }
 
@@ -602,7 +650,7 @@ impl FieldCrypt {
             .ok_or(Error::Keyset("the primary key version is missing"))?;
         state
             .usage
-            .take(&self.budget, &*self.ledger, category, ring.primary)
+            .take(&self.budget, &self.ledger, category, ring.primary)
     }
 
     /// Installs a new key version for a category and makes it primary. Persist it first
@@ -757,8 +805,11 @@ impl FieldCrypt {
                 };
                 let key = SecretBytes::random(KEY_LEN)?;
                 let wrap_context = Self::subject_key_context(&category, subject, generation)?;
-                let wrapped =
-                    self.encrypt_in(Domain::SubjectKey, key.expose_secret(), &wrap_context)?;
+                let wrapped = self
+                    .with_reservation(&category, || {
+                        self.encrypt_in(Domain::SubjectKey, key.expose_secret(), &wrap_context)
+                    })
+                    .await?;
                 match store
                     .create(&category, subject, generation, wrapped)
                     .await?
@@ -777,7 +828,8 @@ impl FieldCrypt {
             }
         };
         let key = self.open_subject_key(&category, subject, generation, &wrapped)?;
-        self.charge_primary(&category)?;
+        self.with_reservation(&category, || self.charge_primary(&category))
+            .await?;
         let cipher = self.provider.aead().prepare(&key)?;
         let header = Header {
             version: FORMAT_VERSION,
@@ -999,13 +1051,19 @@ impl mcpsec_core::Sealer for FieldCrypt {
                 "plaintext larger than the seal cap",
             ));
         }
-        self.encrypt(plaintext, context)
+        let category = Category::new(context.category())
+            .map_err(|_| mcpsec_core::Error::Seal("no keyring for the category"))?;
+        self.with_reservation(&category, || self.encrypt(plaintext, context))
+            .await
             .map_err(|error| match error {
                 Error::UnknownCategory(_) => {
                     mcpsec_core::Error::Seal("no keyring for the category")
                 }
                 Error::NonceBudgetExhausted { .. } => {
                     mcpsec_core::Error::Seal("the category's key must be rotated")
+                }
+                Error::NonceReservationPending { .. } => {
+                    mcpsec_core::Error::Seal("the nonce ledger cannot be reached")
                 }
                 Error::RandomUnavailable => mcpsec_core::Error::RandomUnavailable,
                 _ => mcpsec_core::Error::Seal("field encryption failed"),

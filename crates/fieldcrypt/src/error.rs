@@ -71,6 +71,17 @@ pub enum Error {
         /// The exhausted version.
         version: u32,
     },
+    /// No nonce reservation is available for the key version yet: the usage ledger has
+    /// not answered (a refill is under way, or the ledger cannot be reached). Nothing was
+    /// encrypted. Retry after awaiting [`FieldCrypt::reserve_ahead`](crate::FieldCrypt::reserve_ahead),
+    /// or use an async path ([`Sealer::seal`](mcpsec_core::Sealer::seal)), which waits.
+    #[error("data category {category:?} key version {version} has no nonce reservation yet; retry")]
+    NonceReservationPending {
+        /// The data category.
+        category: String,
+        /// The key version waiting for a reservation.
+        version: u32,
+    },
     /// The key provider (master key, KMS) failed or refused.
     #[error("key provider: {0}")]
     KeyProvider(&'static str),

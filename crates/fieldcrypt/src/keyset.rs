@@ -246,7 +246,9 @@ impl LocalKeyset {
         for (name, category) in &snapshot.categories {
             builder = builder.keyring(self.unwrap_category(name, category).await?);
         }
-        builder.build()
+        let crypt = builder.build()?;
+        crypt.reserve_ahead().await?;
+        Ok(crypt)
     }
 
     async fn unwrap_category(&self, name: &str, file: &CategoryFile) -> Result<KeyringSpec, Error> {
@@ -377,6 +379,9 @@ impl LocalKeyset {
                     reserved: 0,
                 },
             )?;
+            // The rotation is durable either way; without a reservation the synchronous
+            // `encrypt` refuses until a refill lands, the async paths wait for one.
+            let _ = crypt.reserve_primary(category).await;
         }
         let event = SecurityEvent::new(
             EventKind::SysCryptoKeyRotated,
@@ -438,6 +443,8 @@ impl LocalKeyset {
                 crypt.set_min_decrypt(&category, entry.min_decrypt)?;
             }
         }
+        // New primaries start with an empty allowance; the refresh itself succeeded.
+        let _ = crypt.reserve_ahead().await;
         Ok(())
     }
 
@@ -644,6 +651,8 @@ impl LocalKeyset {
         })?;
         if let Some(crypt) = crypt {
             crypt.install_keyring(self.unwrap_category(category.as_str(), &entry).await?)?;
+            // As after a rotation: the category exists either way.
+            let _ = crypt.reserve_primary(category).await;
         }
         Ok(())
     }
@@ -740,8 +749,11 @@ impl LocalKeyset {
     }
 }
 
+// The file write runs in the refill task (or the awaiting async path), never on the
+// encrypting thread: `FieldCrypt::encrypt` only takes from the allowance.
+#[async_trait::async_trait]
 impl UsageLedger for LocalKeyset {
-    fn reserve(
+    async fn reserve(
         &self,
         category: &Category,
         version: u32,
@@ -760,7 +772,7 @@ impl UsageLedger for LocalKeyset {
         })
     }
 
-    fn release(&self, category: &Category, version: u32, unused: u64) -> Result<(), Error> {
+    async fn release(&self, category: &Category, version: u32, unused: u64) -> Result<(), Error> {
         self.update(|file| {
             let entry = file
                 .categories

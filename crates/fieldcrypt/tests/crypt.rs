@@ -404,10 +404,14 @@ fn nonce_budget_warns_then_refuses_and_reserves_ahead() {
         crypt.encrypt(b"x", &here).unwrap();
         let usage = &crypt.usage()[0];
         assert_eq!(usage.this_process, n);
-        // Blocks of 3 are reserved ahead: the durable total is never behind the count.
+        // Blocks of 3 are reserved ahead, the next one when half a block is left: the
+        // durable total is never behind the count, nor more than two blocks ahead.
         let reserved = ledger.reserved(&pii, 1).unwrap();
         assert_eq!(usage.reserved, reserved);
-        assert_eq!(reserved, (n.div_ceil(3) * 3).min(8), "after {n}");
+        assert!(
+            reserved >= n && reserved <= (n + 2 * 3).min(8),
+            "{reserved} after {n}"
+        );
         let expected = if n == 8 {
             BudgetState::Exhausted
         } else if reserved >= 5 {

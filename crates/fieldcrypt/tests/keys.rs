@@ -147,7 +147,10 @@ async fn nonce_reservations_are_written_to_the_keyset() {
         .unwrap();
     let here = SealContext::new("pii", "t", "c", "r").unwrap();
     for _ in 0..5 {
-        crypt.encrypt(b"x", &here).unwrap();
+        // The async path: waits for the refill the synchronous `encrypt` only starts.
+        mcpsec_core::Sealer::seal(&crypt, b"x", &here)
+            .await
+            .unwrap();
     }
     // A restart resumes from the durable total (two blocks of 4), never below the 5 used.
     let reopened = Arc::new(LocalKeyset::open(&path, master(1), clock()).await.unwrap());
@@ -155,7 +158,8 @@ async fn nonce_reservations_are_written_to_the_keyset() {
         .field_crypt(FieldCrypt::builder().nonce_budget(budget))
         .await
         .unwrap();
-    assert_eq!(crypt.usage()[0].reserved, 8);
+    // The file held 8; opening reserves a first block (4) ahead.
+    assert_eq!(crypt.usage()[0].reserved, 8 + 4);
     assert_eq!(crypt.usage()[0].this_process, 0);
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -268,9 +272,16 @@ async fn rekeying_moves_the_keyset_to_a_new_master_key_without_touching_data() {
         .unwrap();
     let rekeyed = Arc::new(keyset.rekey(master(2)).await.unwrap());
     // The old handle (and any process still on the old master key) can no longer write:
-    // not even the nonce reservation an encryption needs.
+    // not even the nonce reservation an encryption needs: the synchronous path refuses
+    // without one, and reserving fails.
     let refused = crypt.encrypt(b"x", &here);
+    assert!(
+        matches!(refused, Err(Error::NonceReservationPending { .. })),
+        "{refused:?}"
+    );
+    let refused = crypt.reserve_ahead().await;
     assert!(matches!(refused, Err(Error::KeyProvider(_))), "{refused:?}");
+    assert!(crypt.encrypt(b"x", &here).is_err());
     assert!(
         keyset
             .rotate(&Category::new("pii").unwrap(), None)

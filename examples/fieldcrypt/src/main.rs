@@ -174,7 +174,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         events.events().iter().map(|e| e.kind).collect::<Vec<_>>()
     );
     // Clean shutdown: the unused part of each nonce reservation goes back to the keyset.
-    let released = crypt.release_reservations()?;
+    let released = crypt.release_reservations().await?;
     println!("released {released} reserved but unused encryptions");
     std::fs::remove_dir_all(&dir)?;
     Ok(())
