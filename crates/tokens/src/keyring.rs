@@ -6,6 +6,11 @@
 //! published until every token it signed has expired), then removed: by
 //! [`prune`](SigningKeyring::prune) on schedule, or at once by
 //! [`remove`](SigningKeyring::remove) when a key leaked.
+//!
+//! Instances that share a keyring keep its metadata in a
+//! [`SigningKeyStore`](crate::SigningKeyStore) ([`SigningKeyring::save`],
+//! [`SigningKeyring::load`]); private keys stay with a
+//! [`SigningKeyProvider`](crate::SigningKeyProvider).
 
 use crate::jwk::{JwkSet, VerifyingKey};
 use crate::verify::MAX_LEEWAY;
@@ -180,6 +185,43 @@ impl SigningKeyring {
             event = event.with_resource(kind, Some(id));
         }
         Ok(event)
+    }
+
+    /// Every key with its state, for the metadata store.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = (&SigningKey, KeyState)> {
+        self.entries.iter().map(|e| (&*e.key, e.state))
+    }
+
+    /// A keyring from stored entries, holding the invariants [`SigningKeyring::new`],
+    /// [`add_next`](SigningKeyring::add_next) and [`rotate`](SigningKeyring::rotate) keep:
+    /// exactly one current key, at most one next key, no kid twice.
+    pub(crate) fn from_entries(entries: Vec<(Arc<SigningKey>, KeyState)>) -> Result<Self, Error> {
+        let count = |wanted: KeyState| entries.iter().filter(|(_, s)| *s == wanted).count();
+        if count(KeyState::Current) != 1 {
+            return Err(Error::Keyring(
+                "a stored keyring needs exactly one current key",
+            ));
+        }
+        if count(KeyState::Next) > 1 {
+            return Err(Error::Keyring(
+                "a stored keyring has more than one next key",
+            ));
+        }
+        for (index, (key, _)) in entries.iter().enumerate() {
+            if entries
+                .iter()
+                .skip(index.saturating_add(1))
+                .any(|(other, _)| other.kid() == key.kid())
+            {
+                return Err(Error::Keyring("a stored keyring lists a kid twice"));
+            }
+        }
+        Ok(Self {
+            entries: entries
+                .into_iter()
+                .map(|(key, state)| Entry { key, state })
+                .collect(),
+        })
     }
 
     /// The verifying keys for a verifier in the same process.

@@ -6,7 +6,8 @@
 //!   PEM, parsed once, never printed. [`KeyDir`]: the key directory `mcpsec keys generate`
 //!   writes and a server's `--keys DIR` reads.
 //! - [`SigningKeyring`]: next → current → retired → removed, one call to
-//!   [`rotate`](SigningKeyring::rotate), and the [`JwkSet`] to publish.
+//!   [`rotate`](SigningKeyring::rotate), and the [`JwkSet`] to publish; its metadata
+//!   (states and dates, no private key) shared through a [`SigningKeyStore`].
 //! - [`RefreshTokens`]: refresh tokens with rotation and reuse detection over a
 //!   [`RefreshTokenStore`]; [`refresh_cookie`], [`CsrfKey`] and [`check_origin`] for the
 //!   refresh endpoint.
@@ -64,6 +65,9 @@ mod error;
 mod issue;
 mod jwk;
 mod key_dir;
+mod key_store;
+#[cfg(feature = "testkit")]
+pub mod key_store_testkit;
 mod keyring;
 mod keys;
 mod refresh;
@@ -90,8 +94,12 @@ pub use issue::{
 pub use jwk::{
     Jwk, JwkSet, MAX_JWKS_KEYS, MAX_JWKS_LEN, MAX_KID_LEN, SkippedKey, UsableKeys, VerifyingKey,
 };
-pub use keyring::{KeyState, SigningKeyring};
 pub use key_dir::{GeneratedKey, JWKS_FILE, KeyDir, KeyDirError, LOCK_FILE};
+pub use key_store::{
+    KeyRecord, KeyringRecords, MemorySigningKeyProvider, MemorySigningKeyStore, SigningKeyProvider,
+    SigningKeyStore,
+};
+pub use keyring::{KeyState, SigningKeyring};
 pub use keys::{RsaBits, SigningKey, generate_pem};
 pub use refresh::{IssuedRefresh, REFRESH_PREFIX, RefreshPolicy, RefreshTokens};
 pub use refresh_store::{
