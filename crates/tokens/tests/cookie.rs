@@ -187,3 +187,31 @@ fn refresh_cookie_refuses_a_malformed_value() {
         );
     }
 }
+
+/// CSRF tokens issued before an upgrade must still check after it: the tag is
+/// `HMAC(key, "mcpsec-csrf-v1" ‖ SHA-256(refresh token) ‖ nonce)`, computed here
+/// independently with aws-lc.
+#[test]
+fn csrf_tag_layout_is_unchanged() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let key = CsrfKey::from_secret(mcpsec_core::SecretBytes::from_slice(&[6; 32])).unwrap();
+    let refresh = refresh_token();
+    let token = key.issue(&refresh).unwrap();
+    let raw = URL_SAFE_NO_PAD.decode(&token).unwrap();
+    let (nonce, tag) = raw.split_at(16);
+    let mut message = b"mcpsec-csrf-v1".to_vec();
+    message.extend_from_slice(
+        aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            refresh.expose_secret().as_bytes(),
+        )
+        .as_ref(),
+    );
+    message.extend_from_slice(nonce);
+    let expected = aws_lc_rs::hmac::sign(
+        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &[6; 32]),
+        &message,
+    );
+    assert_eq!(tag, expected.as_ref());
+}
