@@ -92,5 +92,7 @@ pub use service::{
     ApiKeys, ApiKeysBuilder, DEFAULT_IPV6_SOURCE_PREFIX, DEFAULT_LAST_USED_INTERVAL,
     DEFAULT_QUOTA_PER_MINUTE, DEFAULT_THROTTLED_SLOW_HASH_ALLOWANCE,
 };
-pub use store::{ApiKeyRecord, ApiKeyStore, KeyStatus, MemoryApiKeyStore, StoreError};
+pub use store::{
+    ApiKeyLookup, ApiKeyRecord, ApiKeyStore, KeyStatus, MemoryApiKeyStore, StoreError,
+};
 pub use verify::{Source, VerifiedKey};

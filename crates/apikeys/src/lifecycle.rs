@@ -8,7 +8,7 @@
 
 use crate::format::{self, Env};
 use crate::{ApiKeyRecord, ApiKeys, Error, KeyStatus};
-use mcpsec_access::{Authorized, ManagesCredentials, ScopeSet};
+use mcpsec_access::{Authorized, ManagesCredentials, Principal, ScopeSet};
 use mcpsec_core::{
     Actor, EventKind, KeyId, Label, OrgId, Outcome, ResourceId, SecretString, SecurityEvent, UserId,
 };
@@ -76,16 +76,16 @@ impl ApiKeys {
         if !proof.grants(scopes) {
             return Err(Error::ScopesExceedCreator);
         }
-        self.create_as(new, scopes, KeyStatus::Active, proof.subject().clone())
+        self.create_as(proof.principal(), new, scopes, KeyStatus::Active)
             .await
     }
 
     async fn create_as(
         &self,
+        tenant: &Principal,
         new: NewKey,
         scopes: ScopeSet,
         status: KeyStatus,
-        created_by: UserId,
     ) -> Result<(SecretString, ApiKeyRecord), Error> {
         let name = Label::new(&new.name).map_err(|_| Error::Invalid("name"))?;
         let now = self.clock.now();
@@ -103,9 +103,12 @@ impl ApiKeys {
             last_used_at: None,
             status,
             hint: key.hint(),
-            created_by,
+            created_by: tenant.subject().clone(),
         };
-        self.store.insert(&record).await.map_err(Error::Store)?;
+        self.store
+            .insert(tenant, &record)
+            .await
+            .map_err(Error::Store)?;
         let by = Actor::User {
             user: record.created_by.clone(),
         };
@@ -124,7 +127,7 @@ impl ApiKeys {
         allowed(proof, owner, proof.org())?;
         let records = self
             .store
-            .list_by_owner(owner)
+            .list_by_owner(proof.principal(), owner)
             .await
             .map_err(Error::Store)?;
         Ok(records
@@ -166,6 +169,7 @@ impl ApiKeys {
         let actor = proof.actor();
         let (key, mut successor) = self
             .create_as(
+                proof.principal(),
                 NewKey {
                     owner: old.owner.clone(),
                     org: old.org.clone(),
@@ -176,20 +180,29 @@ impl ApiKeys {
                 },
                 old.scopes,
                 old.status,
-                proof.subject().clone(),
             )
             .await?;
         match self.get_record(id).await.map(|r| r.status) {
             Ok(KeyStatus::Active) => {}
             Ok(KeyStatus::Disabled) if successor.status == KeyStatus::Disabled => {}
             Ok(KeyStatus::Disabled) => {
-                self.set_status(&successor.id, KeyStatus::Disabled, actor)
-                    .await?;
+                self.set_status(
+                    Some(proof.principal()),
+                    &successor.id,
+                    KeyStatus::Disabled,
+                    actor,
+                )
+                .await?;
                 successor.status = KeyStatus::Disabled;
             }
             Ok(KeyStatus::Revoked) | Err(Error::Unknown) => {
-                self.set_status(&successor.id, KeyStatus::Revoked, actor)
-                    .await?;
+                self.set_status(
+                    Some(proof.principal()),
+                    &successor.id,
+                    KeyStatus::Revoked,
+                    actor,
+                )
+                .await?;
                 return Err(Error::Revoked);
             }
             Err(error) => return Err(error),
@@ -197,7 +210,7 @@ impl ApiKeys {
         let end = now.checked_add(overlap).unwrap_or(now);
         let expires = old.expires_at.map_or(end, |at| at.min(end));
         self.store
-            .set_expiry(id, Some(expires))
+            .set_expiry(proof.principal(), id, Some(expires))
             .await
             .map_err(Error::Store)?;
         self.cache.forget(id);
@@ -213,8 +226,13 @@ impl ApiKeys {
         id: &KeyId,
     ) -> Result<(), Error> {
         self.managed_record(proof, id).await?;
-        self.set_status(id, KeyStatus::Disabled, proof.actor())
-            .await
+        self.set_status(
+            Some(proof.principal()),
+            id,
+            KeyStatus::Disabled,
+            proof.actor(),
+        )
+        .await
     }
 
     /// Enables a disabled key under `proof`. A revoked key stays revoked:
@@ -225,7 +243,13 @@ impl ApiKeys {
         id: &KeyId,
     ) -> Result<(), Error> {
         self.managed_record(proof, id).await?;
-        self.set_status(id, KeyStatus::Active, proof.actor()).await
+        self.set_status(
+            Some(proof.principal()),
+            id,
+            KeyStatus::Active,
+            proof.actor(),
+        )
+        .await
     }
 
     /// Revokes `id` for good under `proof`. Revoking a revoked key succeeds.
@@ -235,7 +259,13 @@ impl ApiKeys {
         id: &KeyId,
     ) -> Result<(), Error> {
         self.managed_record(proof, id).await?;
-        self.set_status(id, KeyStatus::Revoked, proof.actor()).await
+        self.set_status(
+            Some(proof.principal()),
+            id,
+            KeyStatus::Revoked,
+            proof.actor(),
+        )
+        .await
     }
 
     /// Revokes the key `presented` for good, on the word of whoever found it (a secret
@@ -255,7 +285,8 @@ impl ApiKeys {
         if !self.check_hash(&parsed, &record.hash).await?.matched {
             return Err(Error::SecretMismatch);
         }
-        self.set_status(&record.id, KeyStatus::Revoked, by).await
+        self.set_status(None, &record.id, KeyStatus::Revoked, by)
+            .await
     }
 
     /// The record of `id` if `proof` reaches its owner. An unknown id and another
@@ -282,13 +313,21 @@ impl ApiKeys {
             .ok_or(Error::Unknown)
     }
 
-    async fn set_status(&self, id: &KeyId, status: KeyStatus, by: Actor) -> Result<(), Error> {
-        let before = self
-            .store
-            .set_status(id, status)
-            .await
-            .map_err(Error::Store)?
-            .ok_or(Error::Unknown)?;
+    /// Applies `status` as `tenant` (the tenant face), or, with no principal, revokes on
+    /// the word of the key's holder (the lookup face; `revoke_leaked` checked the secret).
+    async fn set_status(
+        &self,
+        tenant: Option<&Principal>,
+        id: &KeyId,
+        status: KeyStatus,
+        by: Actor,
+    ) -> Result<(), Error> {
+        let applied = match tenant {
+            Some(tenant) => self.store.set_status(tenant, id, status).await,
+            None if status == KeyStatus::Revoked => self.store.revoke_by_holder(id).await,
+            None => return Err(Error::NotAllowed),
+        };
+        let before = applied.map_err(Error::Store)?.ok_or(Error::Unknown)?;
         self.cache.forget(id);
         // The store's answer is the status the change was applied to, so a revoke that
         // races an enable is seen here, not lost.

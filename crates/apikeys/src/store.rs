@@ -2,7 +2,7 @@
 //! backend.
 
 use crate::format::Env;
-use mcpsec_access::ScopeSet;
+use mcpsec_access::{Principal, ScopeSet};
 use mcpsec_core::{KeyId, Label, OrgId, UserId};
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -74,44 +74,25 @@ impl std::fmt::Debug for ApiKeyRecord {
 /// A store failure (the workspace's one store error). Carries no key material.
 pub use mcpsec_core::StoreError;
 
-/// Storage for API key records.
+/// The pre-authentication face of API key storage: what verification needs before any
+/// principal exists. Every method reaches one row by its key id (public, but useless
+/// without the secret), and none lists or scans, so a SQL backend can run these as a
+/// narrow service role that may read a row by id and update only the hash, the last-use
+/// time and, for a holder-proved leak, the status.
 ///
-/// Backends must make [`replace_hash`](ApiKeyStore::replace_hash) and
-/// [`touch_last_used`](ApiKeyStore::touch_last_used) conditional updates that are atomic
+/// Backends must make [`replace_hash`](ApiKeyLookup::replace_hash) and
+/// [`touch_last_used`](ApiKeyLookup::touch_last_used) conditional updates that are atomic
 /// across the fleet (a `WHERE` clause in SQL, a script in Redis, a lock in memory); the
 /// conformance suite in `mcpsec_apikeys::testkit` checks them.
 #[async_trait::async_trait]
-pub trait ApiKeyStore: Send + Sync + std::fmt::Debug {
-    /// Stores a new record; refused if the id exists.
-    async fn insert(&self, record: &ApiKeyRecord) -> Result<(), StoreError>;
-
+pub trait ApiKeyLookup: Send + Sync + std::fmt::Debug {
     /// The record with this id.
     async fn get(&self, id: &KeyId) -> Result<Option<ApiKeyRecord>, StoreError>;
-
-    /// Every record of an owner.
-    async fn list_by_owner(&self, owner: &UserId) -> Result<Vec<ApiKeyRecord>, StoreError>;
 
     /// Replaces the hash only if it is still `expected` (so two concurrent upgrades of one
     /// key cannot undo each other); returns whether it did.
     async fn replace_hash(&self, id: &KeyId, expected: &str, new: &str)
     -> Result<bool, StoreError>;
-
-    /// Sets the status and returns the status it replaced (`None`: no such id), in one
-    /// atomic step, so the caller learns what its change was applied to. A revoked key
-    /// stays revoked: setting any other status on it changes nothing and returns
-    /// `Some(Revoked)`.
-    async fn set_status(
-        &self,
-        id: &KeyId,
-        status: KeyStatus,
-    ) -> Result<Option<KeyStatus>, StoreError>;
-
-    /// Sets the expiry; returns whether the id exists.
-    async fn set_expiry(
-        &self,
-        id: &KeyId,
-        expires_at: Option<SystemTime>,
-    ) -> Result<bool, StoreError>;
 
     /// Records a use at `now` only if the last recorded use is older than `min_interval`
     /// (or absent); returns whether it wrote. Keeps the hot path from writing every time.
@@ -120,6 +101,52 @@ pub trait ApiKeyStore: Send + Sync + std::fmt::Debug {
         id: &KeyId,
         now: SystemTime,
         min_interval: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Revokes `id` on the word of whoever holds its secret (the caller checked it, in
+    /// constant time); returns the status it replaced (`None`: no such id). The one status
+    /// change without a principal: a leaked key's finder is not its tenant.
+    async fn revoke_by_holder(&self, id: &KeyId) -> Result<Option<KeyStatus>, StoreError>;
+}
+
+/// Storage for API key records: the [`ApiKeyLookup`] face, plus the tenant-scoped
+/// operations a principal performs after authorization.
+///
+/// Each tenant-scoped method takes the acting [`Principal`] (from the `Authorized` proof),
+/// so a SQL backend can run the statement as that principal under row-level security
+/// (`SET LOCAL` the user, org and role, then let the policy bound the rows) in addition to
+/// the library's own check. A backend never acts on a row of another organization than
+/// the principal's: such rows read as absent, and inserting one is refused.
+#[async_trait::async_trait]
+pub trait ApiKeyStore: ApiKeyLookup {
+    /// Stores a new record; refused if the id exists or the record is outside the
+    /// principal's organization.
+    async fn insert(&self, tenant: &Principal, record: &ApiKeyRecord) -> Result<(), StoreError>;
+
+    /// Every record of `owner` in the principal's organization.
+    async fn list_by_owner(
+        &self,
+        tenant: &Principal,
+        owner: &UserId,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError>;
+
+    /// Sets the status and returns the status it replaced (`None`: no such id in the
+    /// principal's organization), in one atomic step, so the caller learns what its
+    /// change was applied to. A revoked key stays revoked: setting any other status on it
+    /// changes nothing and returns `Some(Revoked)`.
+    async fn set_status(
+        &self,
+        tenant: &Principal,
+        id: &KeyId,
+        status: KeyStatus,
+    ) -> Result<Option<KeyStatus>, StoreError>;
+
+    /// Sets the expiry; returns whether the id exists in the principal's organization.
+    async fn set_expiry(
+        &self,
+        tenant: &Principal,
+        id: &KeyId,
+        expires_at: Option<SystemTime>,
     ) -> Result<bool, StoreError>;
 }
 
@@ -141,29 +168,9 @@ impl MemoryApiKeyStore {
 }
 
 #[async_trait::async_trait]
-impl ApiKeyStore for MemoryApiKeyStore {
-    async fn insert(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
-        let mut records = self.lock();
-        if records.contains_key(&record.id) {
-            return Err(StoreError::conflict("duplicate key id"));
-        }
-        records.insert(record.id.clone(), record.clone());
-        Ok(())
-    }
-
+impl ApiKeyLookup for MemoryApiKeyStore {
     async fn get(&self, id: &KeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
         Ok(self.lock().get(id).cloned())
-    }
-
-    async fn list_by_owner(&self, owner: &UserId) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let mut out: Vec<_> = self
-            .lock()
-            .values()
-            .filter(|r| &r.owner == owner)
-            .cloned()
-            .collect();
-        out.sort_by_key(|r| r.created_at);
-        Ok(out)
     }
 
     async fn replace_hash(
@@ -178,34 +185,6 @@ impl ApiKeyStore for MemoryApiKeyStore {
                 Ok(true)
             }
             _ => Ok(false),
-        }
-    }
-
-    async fn set_status(
-        &self,
-        id: &KeyId,
-        status: KeyStatus,
-    ) -> Result<Option<KeyStatus>, StoreError> {
-        Ok(self.lock().get_mut(id).map(|r| {
-            let before = r.status;
-            if before != KeyStatus::Revoked {
-                r.status = status;
-            }
-            before
-        }))
-    }
-
-    async fn set_expiry(
-        &self,
-        id: &KeyId,
-        expires_at: Option<SystemTime>,
-    ) -> Result<bool, StoreError> {
-        match self.lock().get_mut(id) {
-            Some(r) => {
-                r.expires_at = expires_at;
-                Ok(true)
-            }
-            None => Ok(false),
         }
     }
 
@@ -224,6 +203,78 @@ impl ApiKeyStore for MemoryApiKeyStore {
                     r.last_used_at = Some(now);
                 }
                 Ok(stale)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn revoke_by_holder(&self, id: &KeyId) -> Result<Option<KeyStatus>, StoreError> {
+        Ok(self.lock().get_mut(id).map(|r| {
+            let before = r.status;
+            r.status = KeyStatus::Revoked;
+            before
+        }))
+    }
+}
+
+#[async_trait::async_trait]
+impl ApiKeyStore for MemoryApiKeyStore {
+    async fn insert(&self, tenant: &Principal, record: &ApiKeyRecord) -> Result<(), StoreError> {
+        if &record.org != tenant.org() {
+            return Err(StoreError::conflict("the record is outside the tenant"));
+        }
+        let mut records = self.lock();
+        if records.contains_key(&record.id) {
+            return Err(StoreError::conflict("duplicate key id"));
+        }
+        records.insert(record.id.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn list_by_owner(
+        &self,
+        tenant: &Principal,
+        owner: &UserId,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let mut out: Vec<_> = self
+            .lock()
+            .values()
+            .filter(|r| &r.owner == owner && &r.org == tenant.org())
+            .cloned()
+            .collect();
+        out.sort_by_key(|r| r.created_at);
+        Ok(out)
+    }
+
+    async fn set_status(
+        &self,
+        tenant: &Principal,
+        id: &KeyId,
+        status: KeyStatus,
+    ) -> Result<Option<KeyStatus>, StoreError> {
+        Ok(self
+            .lock()
+            .get_mut(id)
+            .filter(|r| &r.org == tenant.org())
+            .map(|r| {
+                let before = r.status;
+                if before != KeyStatus::Revoked {
+                    r.status = status;
+                }
+                before
+            }))
+    }
+
+    async fn set_expiry(
+        &self,
+        tenant: &Principal,
+        id: &KeyId,
+        expires_at: Option<SystemTime>,
+    ) -> Result<bool, StoreError> {
+        match self.lock().get_mut(id).filter(|r| &r.org == tenant.org()) {
+            Some(r) => {
+                r.expires_at = expires_at;
+                Ok(true)
             }
             None => Ok(false),
         }

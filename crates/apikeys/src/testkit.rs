@@ -1,5 +1,5 @@
 //! Conformance suite for [`ApiKeyStore`] backends (feature `testkit`); the
-//! `AttemptCounter` suite is `mcpsec_core::testkit::attempt_counter_conformance`. Call them from a multi-threaded tokio test with a factory of fresh stores.
+//! `AttemptCounter` suite is `mcpsec_core::attempt_counter_suite!`. Call them from a multi-threaded tokio test with a factory of fresh stores.
 #![expect(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -7,7 +7,7 @@
 )]
 
 use crate::{ApiKeyRecord, ApiKeyStore, Env, KeyStatus};
-use mcpsec_access::ScopeSet;
+use mcpsec_access::{AuthMethods, Authentication, CredentialKind, Principal, Role, ScopeSet};
 use mcpsec_core::{KeyId, Label, OrgId, UserId};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -34,22 +34,41 @@ fn record(id: &str, owner: &str) -> ApiKeyRecord {
     }
 }
 
+/// The principal tenant-scoped calls run as: a member of `org`.
+fn tenant(org: &str) -> Principal {
+    Principal::new(
+        UserId::new("alice").unwrap(),
+        OrgId::new(org).unwrap(),
+        Role::Developer,
+        ScopeSet::parse_strict("user:token mcp:read").unwrap(),
+        CredentialKind::AccessToken,
+        Authentication {
+            at: None,
+            methods: AuthMethods::EMPTY,
+        },
+    )
+}
+
 /// Runs every [`ApiKeyStore`] check against stores made by `make`.
 pub async fn api_key_store_conformance<F>(make: F)
 where
     F: Fn() -> Arc<dyn ApiKeyStore>,
 {
     let store = make();
+    let acme = tenant("acme");
     let r = record("k1", "alice");
-    store.insert(&r).await.unwrap();
-    assert!(store.insert(&r).await.is_err(), "duplicate ids are refused");
+    store.insert(&acme, &r).await.unwrap();
+    assert!(
+        store.insert(&acme, &r).await.is_err(),
+        "duplicate ids are refused"
+    );
     assert_eq!(store.get(&r.id).await.unwrap(), Some(r.clone()));
     assert_eq!(store.get(&KeyId::new("nope").unwrap()).await.unwrap(), None);
-    store.insert(&record("k2", "alice")).await.unwrap();
-    store.insert(&record("k3", "bob")).await.unwrap();
+    store.insert(&acme, &record("k2", "alice")).await.unwrap();
+    store.insert(&acme, &record("k3", "bob")).await.unwrap();
     assert_eq!(
         store
-            .list_by_owner(&UserId::new("alice").unwrap())
+            .list_by_owner(&acme, &UserId::new("alice").unwrap())
             .await
             .unwrap()
             .len(),
@@ -76,15 +95,24 @@ where
 
     // set_status answers with the status it replaced; a revoked key stays revoked.
     assert_eq!(
-        store.set_status(&r.id, KeyStatus::Disabled).await.unwrap(),
+        store
+            .set_status(&acme, &r.id, KeyStatus::Disabled)
+            .await
+            .unwrap(),
         Some(KeyStatus::Active)
     );
     assert_eq!(
-        store.set_status(&r.id, KeyStatus::Revoked).await.unwrap(),
+        store
+            .set_status(&acme, &r.id, KeyStatus::Revoked)
+            .await
+            .unwrap(),
         Some(KeyStatus::Disabled)
     );
     assert_eq!(
-        store.set_status(&r.id, KeyStatus::Active).await.unwrap(),
+        store
+            .set_status(&acme, &r.id, KeyStatus::Active)
+            .await
+            .unwrap(),
         Some(KeyStatus::Revoked)
     );
     assert_eq!(
@@ -93,16 +121,67 @@ where
     );
     assert_eq!(
         store
-            .set_status(&KeyId::new("nope").unwrap(), KeyStatus::Active)
+            .set_status(&acme, &KeyId::new("nope").unwrap(), KeyStatus::Active)
             .await
             .unwrap(),
         None
     );
 
-    assert!(store.set_expiry(&r.id, Some(at(100))).await.unwrap());
+    assert!(store.set_expiry(&acme, &r.id, Some(at(100))).await.unwrap());
     assert_eq!(
         store.get(&r.id).await.unwrap().unwrap().expires_at,
         Some(at(100))
+    );
+
+    // The tenant face never reaches another organization's keys: they read as absent and
+    // change nothing; a record outside the tenant is not inserted.
+    let globex = tenant("globex");
+    assert!(
+        store
+            .list_by_owner(&globex, &UserId::new("alice").unwrap())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .set_status(&globex, &KeyId::new("k2").unwrap(), KeyStatus::Revoked)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        !store
+            .set_expiry(&globex, &KeyId::new("k2").unwrap(), None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .get(&KeyId::new("k2").unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        KeyStatus::Active
+    );
+    assert!(store.insert(&globex, &record("k4", "alice")).await.is_err());
+    assert_eq!(store.get(&KeyId::new("k4").unwrap()).await.unwrap(), None);
+
+    // A holder-proved revocation (the one status change without a principal).
+    assert_eq!(
+        store
+            .revoke_by_holder(&KeyId::new("k3").unwrap())
+            .await
+            .unwrap(),
+        Some(KeyStatus::Active)
+    );
+    assert_eq!(
+        store
+            .revoke_by_holder(&KeyId::new("nope").unwrap())
+            .await
+            .unwrap(),
+        None
     );
 
     // last_used is written at most once per interval.
@@ -117,7 +196,10 @@ where
 
     // Concurrent upgrades: exactly one compare-and-set wins.
     let shared = make();
-    shared.insert(&record("race", "alice")).await.unwrap();
+    shared
+        .insert(&tenant("acme"), &record("race", "alice"))
+        .await
+        .unwrap();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..32 {
         let s = Arc::clone(&shared);

@@ -12,7 +12,7 @@ mod common;
 
 use common::*;
 use mcpsec_apikeys::{
-    ApiKeyStore, ApiKeys, Env, Error, HashMode, KeyHasher, KeyStatus, MemoryApiKeyStore,
+    ApiKeyLookup, ApiKeys, Env, Error, HashMode, KeyHasher, KeyStatus, MemoryApiKeyStore,
     MemoryAttemptCounter,
 };
 use mcpsec_core::{Actor, EventKind, ManualClock, MemorySink, ServiceId, UserId};

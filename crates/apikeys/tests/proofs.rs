@@ -12,7 +12,7 @@ mod common;
 
 use common::*;
 use mcpsec_access::{Action, Resource, Role, authorize};
-use mcpsec_apikeys::{ApiKeyStore, Env, Error, HashMode, KeyStatus};
+use mcpsec_apikeys::{ApiKeyLookup, Env, Error, HashMode, KeyStatus};
 use mcpsec_core::{Actor, OrgId, ServiceId, UserId};
 use std::time::Duration;
 
@@ -84,8 +84,8 @@ async fn manage_tokens_proof_cannot_touch_another_users_keys() {
         KeyStatus::Active
     );
     assert_eq!(
-        f.store
-            .list_by_owner(&UserId::new("victim").unwrap())
+        f.keys
+            .list(&victim_proof(), &UserId::new("victim").unwrap())
             .await
             .unwrap()
             .len(),

@@ -10,7 +10,7 @@
 mod common;
 
 use common::*;
-use mcpsec_apikeys::{ApiKeyStore, Env, Error, SlowHashPool};
+use mcpsec_apikeys::{ApiKeyLookup, Env, Error, SlowHashPool};
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};

@@ -8,7 +8,7 @@
 )]
 
 use mcpsec_apikeys::{
-    ApiKeyStore, ApiKeys, Argon2Params, Env, Error, HashMode, KeyHasher, KeyStatus, LockoutPolicy,
+    ApiKeyLookup, ApiKeys, Argon2Params, Env, Error, HashMode, KeyHasher, KeyStatus, LockoutPolicy,
     MemoryApiKeyStore, NewKey, Pepper, Source,
 };
 use mcpsec_core::{EventKind, ManualClock, MemorySink, OrgId, SecretBytes, SecretString, UserId};

@@ -14,9 +14,9 @@ use mcpsec_access::{
     Resource, Role, ScopeSet, authorize_as, perm,
 };
 use mcpsec_apikeys::{
-    ApiKeyRecord, ApiKeyStore, ApiKeys, ApiKeysBuilder, Argon2Params, AttemptCounter, AttemptState,
-    Env, HashMode, KeyHasher, KeyStatus, MemoryApiKeyStore, MemoryAttemptCounter, NewKey, Pepper,
-    Source, StoreError,
+    ApiKeyLookup, ApiKeyRecord, ApiKeyStore, ApiKeys, ApiKeysBuilder, Argon2Params, AttemptCounter,
+    AttemptState, Env, HashMode, KeyHasher, KeyStatus, MemoryApiKeyStore, MemoryAttemptCounter,
+    NewKey, Pepper, Source, StoreError,
 };
 use mcpsec_core::{KeyId, ManualClock, MemorySink, OrgId, SecretBytes, SecretString, UserId};
 use std::sync::{Arc, Mutex};
@@ -235,20 +235,10 @@ pub struct CountingStore {
 }
 
 #[async_trait::async_trait]
-impl ApiKeyStore for CountingStore {
-    async fn insert(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
-        self.log.push(format!("store.insert {}", record.id));
-        self.inner.insert(record).await
-    }
-
+impl ApiKeyLookup for CountingStore {
     async fn get(&self, id: &KeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
         self.log.push(format!("store.get {id}"));
         self.inner.get(id).await
-    }
-
-    async fn list_by_owner(&self, owner: &UserId) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        self.log.push(format!("store.list_by_owner {owner}"));
-        self.inner.list_by_owner(owner).await
     }
 
     async fn replace_hash(
@@ -261,24 +251,6 @@ impl ApiKeyStore for CountingStore {
         self.inner.replace_hash(id, expected, new).await
     }
 
-    async fn set_status(
-        &self,
-        id: &KeyId,
-        status: KeyStatus,
-    ) -> Result<Option<KeyStatus>, StoreError> {
-        self.log.push(format!("store.set_status {id}"));
-        self.inner.set_status(id, status).await
-    }
-
-    async fn set_expiry(
-        &self,
-        id: &KeyId,
-        expires_at: Option<SystemTime>,
-    ) -> Result<bool, StoreError> {
-        self.log.push(format!("store.set_expiry {id}"));
-        self.inner.set_expiry(id, expires_at).await
-    }
-
     async fn touch_last_used(
         &self,
         id: &KeyId,
@@ -287,5 +259,47 @@ impl ApiKeyStore for CountingStore {
     ) -> Result<bool, StoreError> {
         self.log.push(format!("store.touch_last_used {id}"));
         self.inner.touch_last_used(id, now, min_interval).await
+    }
+
+    async fn revoke_by_holder(&self, id: &KeyId) -> Result<Option<KeyStatus>, StoreError> {
+        self.log.push(format!("store.revoke_by_holder {id}"));
+        self.inner.revoke_by_holder(id).await
+    }
+}
+
+#[async_trait::async_trait]
+impl ApiKeyStore for CountingStore {
+    async fn insert(&self, tenant: &Principal, record: &ApiKeyRecord) -> Result<(), StoreError> {
+        self.log.push(format!("store.insert {}", record.id));
+        self.inner.insert(tenant, record).await
+    }
+
+    async fn list_by_owner(
+        &self,
+        tenant: &Principal,
+        owner: &UserId,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.log.push(format!("store.list_by_owner {owner}"));
+        self.inner.list_by_owner(tenant, owner).await
+    }
+
+    async fn set_status(
+        &self,
+        tenant: &Principal,
+        id: &KeyId,
+        status: KeyStatus,
+    ) -> Result<Option<KeyStatus>, StoreError> {
+        self.log.push(format!("store.set_status {id}"));
+        self.inner.set_status(tenant, id, status).await
+    }
+
+    async fn set_expiry(
+        &self,
+        tenant: &Principal,
+        id: &KeyId,
+        expires_at: Option<SystemTime>,
+    ) -> Result<bool, StoreError> {
+        self.log.push(format!("store.set_expiry {id}"));
+        self.inner.set_expiry(tenant, id, expires_at).await
     }
 }
