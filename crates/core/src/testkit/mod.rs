@@ -4,8 +4,20 @@
 //!   test that needs PostgreSQL or Redis runs, skips, or fails.
 //! - [`InsecureTestSealer`]: a [`Sealer`] with the right binding behaviour and no secrecy,
 //!   so crates can test "stored sealed, opened only in its context" without field crypto.
+//! - [`Namespace`] and [`conformance_suite!`](crate::conformance_suite): the one convention
+//!   every store conformance suite follows (see [`suite`]), and [`attempt_counter`], the
+//!   [`AttemptCounter`](crate::AttemptCounter) suite written with it.
 
 use crate::{Error, SealContext, Sealer, SecretBytes};
+
+pub mod attempt_counter;
+pub mod suite;
+
+/// Re-exported so suite macros of other crates can name it as
+/// `$crate::testkit::__conformance_suite!` without their callers depending on mcpsec-core.
+#[doc(hidden)]
+pub use crate::conformance_suite as __conformance_suite;
+pub use suite::Namespace;
 
 /// The variable that names the PostgreSQL database for backend tests.
 pub const DATABASE_URL_VAR: &str = "MCPSEC_TEST_DATABASE_URL";
@@ -76,124 +88,6 @@ impl Sealer for InsecureTestSealer {
         }
         Ok(SecretBytes::new(body.iter().map(|b| b ^ MASK).collect()))
     }
-}
-
-/// Runs every [`AttemptCounter`](crate::AttemptCounter) check against counters made by `make`, including
-/// `thirty_two_concurrent_failures_are_counted_exactly`. Call it from a multi-threaded
-/// tokio test.
-#[expect(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a test suite: failing loudly is its job"
-)]
-pub async fn attempt_counter_conformance<F>(make: F)
-where
-    F: Fn() -> std::sync::Arc<dyn crate::AttemptCounter>,
-{
-    let window = std::time::Duration::from_secs(60);
-    let c = make();
-    assert_eq!(c.state("s", window, at(0)).await.unwrap(), None);
-    assert_eq!(c.record_failure("s", window, at(0)).await.unwrap().count, 1);
-    let second = c.record_failure("s", window, at(10)).await.unwrap();
-    assert_eq!(
-        (second.count, second.window_start, second.last_failure),
-        (2, at(0), at(10))
-    );
-    assert_eq!(
-        c.state("s", window, at(59)).await.unwrap().map(|s| s.count),
-        Some(2)
-    );
-    assert_eq!(
-        c.state("s", window, at(60)).await.unwrap(),
-        None,
-        "the window ended"
-    );
-    assert_eq!(
-        c.record_failure("s", window, at(61)).await.unwrap().count,
-        1,
-        "a new window restarts at 1"
-    );
-    assert_eq!(
-        c.state("other", window, at(61)).await.unwrap(),
-        None,
-        "subjects are separate"
-    );
-
-    // release: gives back one failure of the live window, never below zero, never into a
-    // window that has ended.
-    let r = make();
-    r.record_failure("r", window, at(0)).await.unwrap();
-    r.record_failure("r", window, at(1)).await.unwrap();
-    assert_eq!(
-        r.release("r", window, at(2))
-            .await
-            .unwrap()
-            .map(|s| s.count),
-        Some(1)
-    );
-    assert_eq!(r.release("r", window, at(3)).await.unwrap(), None);
-    assert_eq!(r.state("r", window, at(3)).await.unwrap(), None);
-    assert_eq!(
-        r.release("r", window, at(4)).await.unwrap(),
-        None,
-        "nothing to give back"
-    );
-    assert_eq!(
-        r.record_failure("r", window, at(5)).await.unwrap().count,
-        1,
-        "a release never makes the count negative"
-    );
-    assert_eq!(r.release("r", window, at(70)).await.unwrap(), None);
-    assert_eq!(
-        r.record_failure("r", window, at(70)).await.unwrap().count,
-        1,
-        "a release after the window ended leaves the new window alone"
-    );
-
-    let shared = make();
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..32 {
-        let c = std::sync::Arc::clone(&shared);
-        tasks.spawn(async move {
-            c.record_failure("flood", window, at(5))
-                .await
-                .unwrap()
-                .count
-        });
-    }
-    let mut seen = Vec::new();
-    while let Some(count) = tasks.join_next().await {
-        seen.push(count.expect("task"));
-    }
-    seen.sort_unstable();
-    assert_eq!(
-        seen,
-        (1..=32).collect::<Vec<u64>>(),
-        "each failure saw a distinct count"
-    );
-    assert_eq!(
-        shared
-            .state("flood", window, at(5))
-            .await
-            .unwrap()
-            .map(|s| s.count),
-        Some(32)
-    );
-
-    // 32 concurrent releases against 32 concurrent failures end at zero.
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..32 {
-        let c = std::sync::Arc::clone(&shared);
-        tasks.spawn(async move { c.release("flood", window, at(6)).await.map(|_| ()) });
-    }
-    while let Some(done) = tasks.join_next().await {
-        done.expect("task").unwrap();
-    }
-    assert_eq!(shared.state("flood", window, at(6)).await.unwrap(), None);
-}
-
-fn at(secs: u64) -> std::time::SystemTime {
-    std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_767_225_600 + secs)
 }
 
 #[cfg(test)]
