@@ -1,0 +1,48 @@
+//! [`FieldCrypt`] as core's [`Sealer`](mcpsec_core::Sealer), for the capability crates.
+
+use super::FieldCrypt;
+use crate::{Category, Error};
+use mcpsec_core::{SealContext, SecretBytes};
+
+#[async_trait::async_trait]
+impl mcpsec_core::Sealer for FieldCrypt {
+    async fn seal(
+        &self,
+        plaintext: &[u8],
+        context: &SealContext,
+    ) -> Result<Vec<u8>, mcpsec_core::Error> {
+        if plaintext.len() > mcpsec_core::MAX_SEAL_PLAINTEXT {
+            return Err(mcpsec_core::Error::Seal(
+                "plaintext larger than the seal cap",
+            ));
+        }
+        let category = Category::new(context.category())
+            .map_err(|_| mcpsec_core::Error::Seal("no keyring for the category"))?;
+        self.with_reservation(&category, || self.encrypt(plaintext, context))
+            .await
+            .map_err(|error| match error {
+                Error::UnknownCategory(_) => {
+                    mcpsec_core::Error::Seal("no keyring for the category")
+                }
+                Error::NonceBudgetExhausted { .. } => {
+                    mcpsec_core::Error::Seal("the category's key must be rotated")
+                }
+                Error::NonceReservationPending { .. } => {
+                    mcpsec_core::Error::Seal("the nonce ledger cannot be reached")
+                }
+                Error::RandomUnavailable => mcpsec_core::Error::RandomUnavailable,
+                _ => mcpsec_core::Error::Seal("field encryption failed"),
+            })
+    }
+
+    async fn open(
+        &self,
+        sealed: &[u8],
+        context: &SealContext,
+    ) -> Result<SecretBytes, mcpsec_core::Error> {
+        // `decrypt` records the failure.
+        self.decrypt(sealed, context)
+            .await
+            .map_err(|_| mcpsec_core::Error::Open)
+    }
+}
