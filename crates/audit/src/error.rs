@@ -36,6 +36,11 @@ pub enum Error {
     /// Verification found a bad record.
     #[error("{0}")]
     Tampered(Finding),
+    /// A [`ChainStorage`](crate::ChainStorage) backend other than the file failed (a SQL
+    /// table unreachable, a unique-key conflict on `(instance, seq)`): the kind says what
+    /// to do, the backend's cause is the source.
+    #[error(transparent)]
+    Store(#[from] mcpsec_core::StoreError),
     /// An error from mcpsec-core (an identifier, the random generator, a sealer).
     #[error(transparent)]
     Core(#[from] mcpsec_core::Error),
@@ -52,9 +57,29 @@ impl From<Error> for mcpsec_core::Error {
     fn from(error: Error) -> Self {
         match error {
             Error::Core(inner) => inner,
+            Error::Store(store) => mcpsec_core::Error::Store(store),
             Error::InvalidEvent(why) => mcpsec_core::Error::InvalidArgument(why),
             Error::Unavailable(why) => mcpsec_core::Error::SinkUnavailable(why),
             _ => mcpsec_core::Error::SinkUnavailable("audit log write failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcpsec_core::{StoreError, StoreErrorKind};
+
+    #[test]
+    fn a_storage_failure_keeps_its_kind_and_cause_through_the_event_sink_face() {
+        let cause = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "db down");
+        let error = Error::from(StoreError::unavailable("chain table").with_source(cause));
+        match mcpsec_core::Error::from(error) {
+            mcpsec_core::Error::Store(store) => {
+                assert_eq!(store.kind(), StoreErrorKind::Unavailable);
+                assert!(std::error::Error::source(&store).is_some());
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -73,7 +73,9 @@ pub trait ChainSync: Send + std::fmt::Debug {
 }
 
 /// Where a chained log keeps its records. Implement it for a new backend; the chain
-/// itself is [`ChainSink`](crate::ChainSink)'s.
+/// itself is [`ChainSink`](crate::ChainSink)'s. A backend other than the file reports its
+/// failures as [`Error::Store`] with a [`StoreError`](mcpsec_core::StoreError) kind (a
+/// unique-key violation on `(instance, seq)` — a second writer — is `Conflict`).
 pub trait ChainStorage: Send + std::fmt::Debug {
     /// Where the chain stood when this storage was opened. A backend that can be tampered
     /// with checks the records from the last signed one to the head (hashes, numbers,
@@ -93,7 +95,7 @@ pub trait ChainStorage: Send + std::fmt::Debug {
     /// [`ChainSink::durable_len`](crate::ChainSink::durable_len) once synced.
     fn position(&self) -> u64;
 
-    /// Applies `policy` to the stored records (see [`crate::retention`]), after syncing
+    /// Applies `policy` to the stored records (as [`prune_file`](crate::prune_file) does), after syncing
     /// what was appended; returns the syncer to use from now on. Backends that cannot
     /// prune refuse with [`Error::Config`], which is the default.
     fn prune(
