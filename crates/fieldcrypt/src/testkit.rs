@@ -217,3 +217,111 @@ pub async fn rewrap_checkpoints_conformance(store: Arc<dyn RewrapCheckpoints>, u
     assert_eq!(store.load(&job).await.unwrap(), Some(second));
     assert_eq!(store.load(&format!("{job}-other")).await.unwrap(), None);
 }
+
+/// The [`UsageLedger`](crate::UsageLedger) suite (the nonce budget's shared count): one
+/// public async function per case, each taking a fresh ledger, expanded into named tests per
+/// backend by [`usage_ledger_suite!`](crate::usage_ledger_suite).
+///
+/// The ledger under test must know key version 1 of the categories `pii` and `contact`
+/// (a keyset-backed ledger creates them in its factory).
+pub mod usage_ledger {
+    use crate::{Category, UsageLedger};
+    use std::sync::Arc;
+
+    fn pii() -> Category {
+        Category::new("pii").unwrap()
+    }
+
+    fn contact() -> Category {
+        Category::new("contact").unwrap()
+    }
+
+    /// Reservations are granted whole up to the limit, then in part, then not at all; the
+    /// total never passes the limit.
+    pub async fn reserve_grants_up_to_the_limit(ledger: Arc<dyn UsageLedger>) {
+        assert_eq!(ledger.reserve(&pii(), 1, 10, 25).await.unwrap(), (10, 10));
+        assert_eq!(ledger.reserve(&pii(), 1, 10, 25).await.unwrap(), (10, 20));
+        assert_eq!(
+            ledger.reserve(&pii(), 1, 10, 25).await.unwrap(),
+            (5, 25),
+            "only what is left under the limit"
+        );
+        assert_eq!(
+            ledger.reserve(&pii(), 1, 10, 25).await.unwrap(),
+            (0, 25),
+            "a spent budget grants nothing"
+        );
+    }
+
+    /// Categories keep separate counts.
+    pub async fn categories_are_counted_apart(ledger: Arc<dyn UsageLedger>) {
+        assert_eq!(ledger.reserve(&pii(), 1, 10, 10).await.unwrap(), (10, 10));
+        assert_eq!(
+            ledger.reserve(&contact(), 1, 4, 10).await.unwrap(),
+            (4, 4),
+            "another category's spent budget does not count"
+        );
+    }
+
+    /// Of 32 concurrent reservations of 10 under a limit of 100, exactly 100 are granted:
+    /// the reservation is one atomic read-modify-write, never two processes both reading
+    /// the same total.
+    pub async fn concurrent_reservations_never_pass_the_limit(ledger: Arc<dyn UsageLedger>) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..32 {
+            let ledger = Arc::clone(&ledger);
+            tasks.spawn(async move { ledger.reserve(&pii(), 1, 10, 100).await.unwrap() });
+        }
+        let mut granted = 0;
+        while let Some(done) = tasks.join_next().await {
+            let (g, total) = done.expect("task");
+            assert!(total <= 100, "a total past the limit: {total}");
+            granted += g;
+        }
+        assert_eq!(
+            granted, 100,
+            "every nonce of the budget granted exactly once"
+        );
+        assert_eq!(ledger.reserve(&pii(), 1, 10, 100).await.unwrap(), (0, 100));
+    }
+
+    /// A release gives back at most what it names (keeping it all reserved is allowed: it
+    /// only over-counts), and never lets a later reservation pass the limit.
+    pub async fn release_never_reopens_more_than_was_given_back(ledger: Arc<dyn UsageLedger>) {
+        assert_eq!(ledger.reserve(&pii(), 1, 10, 100).await.unwrap(), (10, 10));
+        ledger.release(&pii(), 1, 4).await.unwrap();
+        let (granted, total) = ledger.reserve(&pii(), 1, 1000, 100).await.unwrap();
+        assert_eq!(total, 100);
+        assert!(
+            (90..=94).contains(&granted),
+            "granted {granted} after giving back 4 of 10"
+        );
+    }
+}
+
+/// Expands the [`UsageLedger`](crate::UsageLedger) suite into named tests in a module named
+/// after the backend: `usage_ledger_suite!(memory, |_ns| async { Arc::new(MemoryLedger::new())
+/// as Arc<dyn UsageLedger> })` gives `memory::concurrent_reservations_never_pass_the_limit`
+/// and so on. The factory is called once per test with that test's
+/// `mcpsec_core::testkit::Namespace`; the calling crate needs tokio with `macros` and
+/// `rt-multi-thread`.
+#[macro_export]
+macro_rules! usage_ledger_suite {
+    ($backend:ident, $factory:expr $(,)?) => {
+        $crate::testkit::__conformance_suite!(
+            suite = "usage_ledger",
+            cases = [$crate::testkit::usage_ledger],
+            backend = $backend,
+            factory = $factory,
+            tests = [
+                reserve_grants_up_to_the_limit,
+                categories_are_counted_apart,
+                concurrent_reservations_never_pass_the_limit,
+                release_never_reopens_more_than_was_given_back,
+            ],
+        );
+    };
+}
+
+#[doc(hidden)]
+pub use mcpsec_core::testkit::__conformance_suite;
