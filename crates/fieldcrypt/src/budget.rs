@@ -19,6 +19,17 @@
 //! rarely. On a clean shutdown, [`FieldCrypt::release_reservations`] gives the unused part
 //! of each block back; a crash loses at most the current block.
 //!
+//! The ledger is asynchronous (a database, a file under a lock) and is never called from
+//! the encrypting thread: [`FieldCrypt::encrypt`] takes a nonce from this process's
+//! allowance with one atomic compare-and-swap, and when less than half of the last block
+//! is left it starts the next reservation as a task on the current tokio runtime (one at
+//! a time per version). If the allowance runs out before the ledger answers, or the
+//! ledger cannot be reached, encryption is refused ([`Error::NonceReservationPending`])
+//! rather than going past what was reserved; the async paths
+//! ([`FieldCrypt::reserve_ahead`], [`Sealer::seal`](mcpsec_core::Sealer::seal),
+//! [`FieldCrypt::encrypt_for_subject`]) wait for the reservation instead. A ledger in
+//! this process ([`MemoryLedger`]) answers inline ([`UsageLedger::reserve_now`]).
+//!
 //! Encryptions under per-subject keys ([`subject`](crate::subject)) are charged to the
 //! category's primary version, like the encryption that wraps each subject key: a
 //! subject key is never used more than the versions it was used under were charged. The
@@ -27,6 +38,9 @@
 //! load one subject's fields reach.
 //!
 //! [`FieldCrypt::release_reservations`]: crate::FieldCrypt::release_reservations
+//! [`FieldCrypt::encrypt`]: crate::FieldCrypt::encrypt
+//! [`FieldCrypt::reserve_ahead`]: crate::FieldCrypt::reserve_ahead
+//! [`FieldCrypt::encrypt_for_subject`]: crate::FieldCrypt::encrypt_for_subject
 
 use crate::{Category, Error};
 use std::collections::HashMap;
