@@ -3,3 +3,6 @@
 //! [`memberships_suite!`](crate::memberships_suite).
 
 pub mod memberships;
+
+#[doc(hidden)]
+pub use mcpsec_core as __core;

@@ -2,4 +2,4 @@
 
 use mcpsec_access::testkit::memberships::MemoryHarness;
 
-mcpsec_access::memberships_suite!(memory, async { MemoryHarness::new() });
+mcpsec_access::memberships_suite!(memory, |_ns| async { MemoryHarness::new() });

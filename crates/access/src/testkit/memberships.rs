@@ -119,33 +119,33 @@ pub async fn carried_role_never_raises(h: impl MembershipsHarness) {
 }
 
 /// Expands the [`Memberships`] suite into one named `#[tokio::test]` per case, in a module
-/// named after the backend: `memberships_suite!(memory, async { MyHarness::new().await })`
-/// gives `memory::demotion_is_seen_by_the_next_lookup` and so on. The expression is
-/// evaluated once per test, so each case gets a fresh backend. The calling crate needs
-/// tokio with `macros` and `rt-multi-thread`.
+/// named after the backend, with the workspace's convention
+/// (`mcpsec_core::conformance_suite!`): the factory is an async closure taking a
+/// `Namespace` and returning a fresh [`MembershipsHarness`].
+///
+/// ```ignore
+/// mcpsec_access::memberships_suite!(postgres, |ns: mcpsec_core::testkit::Namespace| async move {
+///     PgMembershipsHarness::fresh_schema(ns.as_str()).await
+/// });
+/// // -> postgres::demotion_is_seen_by_the_next_lookup, …
+/// ```
 #[macro_export]
 macro_rules! memberships_suite {
-    ($backend:ident, $harness:expr) => {
-        mod $backend {
-            #[allow(unused_imports)]
-            use super::*;
-            $crate::memberships_suite!(@cases $harness;
+    ($backend:ident, $factory:expr) => {
+        $crate::testkit::__core::conformance_suite!(
+            suite = "memberships",
+            cases = [$crate::testkit::memberships],
+            backend = $backend,
+            factory = $factory,
+            tests = [
                 member_has_their_role,
                 non_member_has_no_role,
                 organizations_are_separate,
                 demotion_is_seen_by_the_next_lookup,
                 removal_is_seen_by_the_next_lookup,
                 carried_role_never_raises,
-            );
-        }
-    };
-    (@cases $harness:expr; $($case:ident,)+) => {
-        $(
-            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                $crate::testkit::memberships::$case($harness.await).await;
-            }
-        )+
+            ],
+        );
     };
 }
 
