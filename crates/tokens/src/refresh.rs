@@ -248,10 +248,15 @@ impl RefreshTokens {
         if !allowed {
             return Err(Error::NotAllowed);
         }
-        self.store
-            .revoke_family(family)
+        let revoked = self
+            .store
+            .revoke_family_as(proof.principal(), family)
             .await
             .map_err(Error::Store)?;
+        if !revoked {
+            // Gone (pruned) or moved out of the tenant since it was read.
+            return Err(Error::RefreshInvalid);
+        }
         let event = self
             .event(
                 EventKind::AuthnTokenRevoked,

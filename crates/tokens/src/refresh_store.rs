@@ -1,7 +1,7 @@
 //! Where refresh tokens live: the [`RefreshTokenStore`] trait and its in-memory backend.
 
 use crate::AccessGrant;
-use mcpsec_access::{AuthMethods, Role, ScopeSet};
+use mcpsec_access::{AuthMethods, Principal, Role, ScopeSet};
 use mcpsec_core::{OrgId, TokenId, UserId};
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -139,7 +139,44 @@ pub trait RefreshTokenStore: Send + Sync + std::fmt::Debug {
     ) -> Result<ConsumeOutcome, StoreError>;
 
     /// Revokes a family: none of its tokens will be consumed again.
+    ///
+    /// Pre-authentication face: called on evidence from the family's own tokens (a reuse
+    /// detected by [`consume_once`](RefreshTokenStore::consume_once)), before any
+    /// principal exists.
     async fn revoke_family(&self, family: &TokenId) -> Result<(), StoreError>;
+
+    /// Revokes `family` as `tenant` (a user ending their own session, an org admin ending a
+    /// member's), only if it is the tenant's: a family of the tenant's organization, or,
+    /// for a session without an organization, the tenant's own. Returns whether it did;
+    /// a family outside the tenant reads as absent and is left alone.
+    ///
+    /// Tenant face: a SQL backend runs it as that principal under row-level security.
+    async fn revoke_family_as(
+        &self,
+        tenant: &Principal,
+        family: &TokenId,
+    ) -> Result<bool, StoreError>;
+
+    /// Revokes every family of `subject` in one statement (`UPDATE … SET revoked = true
+    /// WHERE subject = $1 AND NOT revoked`), so a family created by a rotation racing the
+    /// call is either revoked or was never the subject's; returns how many families it
+    /// revoked (already revoked ones are not counted). For "sign out everywhere" and for a
+    /// departed or compromised account.
+    async fn revoke_all(&self, subject: &UserId) -> Result<usize, StoreError>;
+
+    /// Reads a family.
+    async fn revoke_family_as(
+        &self,
+        tenant: &Principal,
+        family: &TokenId,
+    ) -> Result<bool, StoreError>;
+
+    /// Revokes every family of `subject` in one statement (`UPDATE … SET revoked = true
+    /// WHERE subject = $1 AND NOT revoked`), so a family created by a rotation racing the
+    /// call is either revoked or was never the subject's; returns how many families it
+    /// revoked (already revoked ones are not counted). For "sign out everywhere" and for a
+    /// departed or compromised account.
+    async fn revoke_all(&self, subject: &UserId) -> Result<usize, StoreError>;
 
     /// Reads a family.
     async fn family(&self, family: &TokenId) -> Result<Option<FamilyRecord>, StoreError>;

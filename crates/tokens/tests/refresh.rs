@@ -290,6 +290,13 @@ impl RefreshTokenStore for Untouchable {
     async fn revoke_family(&self, _: &TokenId) -> Result<(), StoreError> {
         panic!("store touched")
     }
+    async fn revoke_family_as(
+        &self,
+        _: &mcpsec_access::Principal,
+        _: &TokenId,
+    ) -> Result<bool, StoreError> {
+        panic!("store touched")
+    }
     async fn family(&self, _: &TokenId) -> Result<Option<FamilyRecord>, StoreError> {
         panic!("store touched")
     }
