@@ -1,5 +1,11 @@
 //! Conformance suites every backend of this crate's store traits must pass (feature
-//! `testkit`). The SQL and Redis stores run them against real servers.
+//! `testkit`), in the workspace convention (`mcpsec_core::testkit::suite`): one public async
+//! function per case taking a fresh store, and a macro per suite
+//! ([`subject_key_store_suite!`](crate::subject_key_store_suite),
+//! [`rewrap_checkpoints_suite!`](crate::rewrap_checkpoints_suite),
+//! [`usage_ledger_suite!`](crate::usage_ledger_suite)) that expands them into named tests
+//! per backend. The SQL and Redis stores run them against real servers, making a fresh
+//! schema or key prefix from the `Namespace` their factory is given.
 
 #![allow(
     clippy::unwrap_used,
@@ -15,33 +21,54 @@ use crate::subject::{Subject, SubjectKeyState, SubjectKeyStore};
 use mcpsec_core::{OrgId, UserId};
 use std::sync::Arc;
 
-/// Runs the [`SubjectKeyStore`] suite. `unique` keeps runs against a shared server apart.
-pub async fn subject_key_store_conformance(store: Arc<dyn SubjectKeyStore>, unique: &str) {
-    let category = Category::new("pii").unwrap();
-    let alice = Subject::User(UserId::new(format!("alice-{unique}")).unwrap());
-    let acme = Subject::Org(OrgId::new(format!("acme-{unique}")).unwrap());
+fn pii() -> Category {
+    Category::new("pii").unwrap()
+}
 
+fn alice() -> Subject {
+    Subject::User(UserId::new("alice").unwrap())
+}
+
+fn bob() -> Subject {
+    Subject::User(UserId::new("bob").unwrap())
+}
+
+async fn create(store: &dyn SubjectKeyStore, subject: &Subject, wrapped: &[u8]) -> Vec<u8> {
+    match store
+        .create(&pii(), subject, 1, wrapped.to_vec())
+        .await
+        .unwrap()
+    {
+        SubjectKeyState::Active { wrapped, .. } => wrapped,
+        other => panic!("the key was not created: {other:?}"),
+    }
+}
+
+async fn shred_alice(store: &dyn SubjectKeyStore) {
+    create(store, &alice(), b"alice-v1").await;
+    assert!(store.shred(&pii(), &alice()).await.unwrap());
+}
+
+/// A subject starts without a key, and generation 1 is the only one made from nothing.
+pub async fn first_generation_only_from_absent(store: Arc<dyn SubjectKeyStore>) {
     assert_eq!(
-        store.current(&category, &alice).await.unwrap(),
+        store.current(&pii(), &alice()).await.unwrap(),
         SubjectKeyState::Absent
     );
-    // Generation 1 only from Absent.
     let refused = store
-        .create(&category, &alice, 2, b"two".to_vec())
+        .create(&pii(), &alice(), 2, b"two".to_vec())
         .await
         .unwrap();
     assert_eq!(refused, SubjectKeyState::Absent, "generation 2 from Absent");
+}
 
-    // 32 concurrent creators: exactly one key wins and everyone gets it.
+/// 32 concurrent creators: exactly one key wins and every creator gets it.
+pub async fn concurrent_creators_share_one_key(store: Arc<dyn SubjectKeyStore>) {
     let mut tasks = Vec::new();
     for i in 0..32u8 {
         let store = store.clone();
-        let (category, alice) = (category.clone(), alice.clone());
         tasks.push(tokio::spawn(async move {
-            store
-                .create(&category, &alice, 1, vec![i; 8])
-                .await
-                .unwrap()
+            store.create(&pii(), &alice(), 1, vec![i; 8]).await.unwrap()
         }));
     }
     let mut winners = std::collections::HashSet::new();
@@ -61,25 +88,32 @@ pub async fn subject_key_store_conformance(store: Arc<dyn SubjectKeyStore>, uniq
         1,
         "every creator must see the one stored key"
     );
+}
 
-    // Subjects and categories are independent.
+/// One subject's key is not another subject's, nor another category's.
+pub async fn subjects_and_categories_are_independent(store: Arc<dyn SubjectKeyStore>) {
+    create(&*store, &alice(), b"alice-v1").await;
+    let acme = Subject::Org(OrgId::new("acme").unwrap());
     assert_eq!(
-        store.current(&category, &acme).await.unwrap(),
+        store.current(&pii(), &acme).await.unwrap(),
         SubjectKeyState::Absent
     );
     let other_category = Category::new("oauth_tokens").unwrap();
     assert_eq!(
-        store.current(&other_category, &alice).await.unwrap(),
+        store.current(&other_category, &alice()).await.unwrap(),
         SubjectKeyState::Absent
     );
+}
 
-    // Shred once; the tombstone keeps the generation.
+/// Of 8 concurrent shreds exactly one takes effect; the tombstone keeps the generation; a
+/// subject without a key is not shredded.
+pub async fn shred_takes_effect_once_and_keeps_the_generation(store: Arc<dyn SubjectKeyStore>) {
+    create(&*store, &alice(), b"alice-v1").await;
     let mut shreds = Vec::new();
     for _ in 0..8 {
         let store = store.clone();
-        let (category, alice) = (category.clone(), alice.clone());
         shreds.push(tokio::spawn(async move {
-            store.shred(&category, &alice).await.unwrap()
+            store.shred(&pii(), &alice()).await.unwrap()
         }));
     }
     let mut shredded = 0;
@@ -88,72 +122,68 @@ pub async fn subject_key_store_conformance(store: Arc<dyn SubjectKeyStore>, uniq
     }
     assert_eq!(shredded, 1, "exactly one shred takes effect");
     assert_eq!(
-        store.current(&category, &alice).await.unwrap(),
+        store.current(&pii(), &alice()).await.unwrap(),
         SubjectKeyState::Shredded { generation: 1 }
     );
-    assert!(!store.shred(&category, &acme).await.unwrap());
+    assert!(!store.shred(&pii(), &bob()).await.unwrap());
+}
 
-    // Listing and compare-and-swap re-wrapping (what a rotation needs).
-    let bob = Subject::User(UserId::new(format!("bob-{unique}")).unwrap());
-    let SubjectKeyState::Active { wrapped: bobs, .. } = store
-        .create(&category, &bob, 1, b"bob-v1".to_vec())
-        .await
-        .unwrap()
-    else {
-        panic!("bob's key was not created");
-    };
-    let listed = store.list_active(&category, None, 1000).await.unwrap();
-    let mine: Vec<_> = listed
-        .iter()
-        .filter(|k| k.subject == bob || k.subject == alice)
-        .collect();
-    assert_eq!(
-        mine.len(),
-        1,
-        "alice is shredded, bob is active: {listed:?}"
+/// `list_active` lists active keys only, in canonical subject order, after a cursor, up to
+/// a limit (what a rotation walks).
+pub async fn list_active_is_ordered_and_skips_shredded(store: Arc<dyn SubjectKeyStore>) {
+    shred_alice(&*store).await;
+    create(&*store, &bob(), b"bob-v1").await;
+    create(&*store, &Subject::User(UserId::new("carol").unwrap()), b"c").await;
+    let listed = store.list_active(&pii(), None, 1000).await.unwrap();
+    assert!(
+        listed.iter().all(|k| k.subject != alice()),
+        "alice is shredded: {listed:?}"
     );
+    assert_eq!(listed.len(), 2, "{listed:?}");
     let canonicals: Vec<String> = listed.iter().map(|k| k.subject.canonical()).collect();
     let mut sorted = canonicals.clone();
     sorted.sort();
     assert_eq!(canonicals, sorted, "listed in canonical order");
     let after_bob = store
-        .list_active(&category, Some(&bob.canonical()), 1000)
+        .list_active(&pii(), Some(&bob().canonical()), 1000)
         .await
         .unwrap();
+    assert_eq!(after_bob.len(), 1);
     assert!(
         after_bob
             .iter()
-            .all(|k| k.subject.canonical() > bob.canonical())
+            .all(|k| k.subject.canonical() > bob().canonical())
     );
-    assert!(
-        store
-            .list_active(&category, None, 0)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.list_active(&pii(), None, 0).await.unwrap().is_empty());
+}
+
+/// `replace_wrapped` is a compare-and-swap on generation and old value: a stale value or
+/// generation changes nothing, of 16 concurrent re-wrappers exactly one wins, and a
+/// shredded key is never revived.
+pub async fn replace_wrapped_is_compare_and_swap(store: Arc<dyn SubjectKeyStore>) {
+    shred_alice(&*store).await;
+    let bobs = create(&*store, &bob(), b"bob-v1").await;
     assert!(
         !store
-            .replace_wrapped(&category, &bob, 1, b"stale", b"x".to_vec())
+            .replace_wrapped(&pii(), &bob(), 1, b"stale", b"x".to_vec())
             .await
             .unwrap(),
         "a stale old value must not be replaced"
     );
     assert!(
         !store
-            .replace_wrapped(&category, &bob, 2, &bobs, b"x".to_vec())
+            .replace_wrapped(&pii(), &bob(), 2, &bobs, b"x".to_vec())
             .await
             .unwrap(),
         "a wrong generation must not be replaced"
     );
-    // 16 concurrent re-wrappers of the same key: exactly one wins.
     let mut tasks = Vec::new();
     for i in 0..16u8 {
         let store = store.clone();
-        let (category, bob, bobs) = (category.clone(), bob.clone(), bobs.clone());
+        let bobs = bobs.clone();
         tasks.push(tokio::spawn(async move {
             store
-                .replace_wrapped(&category, &bob, 1, &bobs, vec![i; 4])
+                .replace_wrapped(&pii(), &bob(), 1, &bobs, vec![i; 4])
                 .await
                 .unwrap()
         }));
@@ -165,23 +195,26 @@ pub async fn subject_key_store_conformance(store: Arc<dyn SubjectKeyStore>, uniq
     assert_eq!(wins, 1);
     assert!(
         !store
-            .replace_wrapped(&category, &alice, 1, b"", b"x".to_vec())
+            .replace_wrapped(&pii(), &alice(), 1, b"", b"x".to_vec())
             .await
             .unwrap(),
         "a shredded key is never revived by a re-wrap"
     );
+}
 
-    // After a shred only the next generation may be created.
+/// After a shred the old generation is never recreated; only the next one is.
+pub async fn after_a_shred_only_the_next_generation_is_created(store: Arc<dyn SubjectKeyStore>) {
+    shred_alice(&*store).await;
     assert_eq!(
         store
-            .create(&category, &alice, 1, b"again".to_vec())
+            .create(&pii(), &alice(), 1, b"again".to_vec())
             .await
             .unwrap(),
         SubjectKeyState::Shredded { generation: 1 }
     );
     assert_eq!(
         store
-            .create(&category, &alice, 2, b"fresh".to_vec())
+            .create(&pii(), &alice(), 2, b"fresh".to_vec())
             .await
             .unwrap(),
         SubjectKeyState::Active {
@@ -191,10 +224,37 @@ pub async fn subject_key_store_conformance(store: Arc<dyn SubjectKeyStore>, uniq
     );
 }
 
-/// Runs the [`RewrapCheckpoints`] suite.
-pub async fn rewrap_checkpoints_conformance(store: Arc<dyn RewrapCheckpoints>, unique: &str) {
-    let job = format!("rewrap-{unique}");
-    assert_eq!(store.load(&job).await.unwrap(), None);
+/// Expands the [`SubjectKeyStore`] suite into named tests in a module named after the
+/// backend: `subject_key_store_suite!(memory, |_ns| async { Arc::new(MemorySubjectKeyStore::new())
+/// as Arc<dyn SubjectKeyStore> })` gives `memory::concurrent_creators_share_one_key` and so
+/// on. The factory is called once per test with that test's
+/// `mcpsec_core::testkit::Namespace`.
+#[macro_export]
+macro_rules! subject_key_store_suite {
+    ($backend:ident, $factory:expr $(,)?) => {
+        $crate::testkit::__conformance_suite!(
+            suite = "subject_key_store",
+            cases = [$crate::testkit],
+            backend = $backend,
+            factory = $factory,
+            tests = [
+                first_generation_only_from_absent,
+                concurrent_creators_share_one_key,
+                subjects_and_categories_are_independent,
+                shred_takes_effect_once_and_keeps_the_generation,
+                list_active_is_ordered_and_skips_shredded,
+                replace_wrapped_is_compare_and_swap,
+                after_a_shred_only_the_next_generation_is_created,
+            ],
+        );
+    };
+}
+
+/// [`RewrapCheckpoints`]: a job starts without a checkpoint, a save is read back whole,
+/// a later save replaces it, and jobs are separate.
+pub async fn checkpoints_round_trip_per_job(store: Arc<dyn RewrapCheckpoints>) {
+    let job = "rewrap-pii";
+    assert_eq!(store.load(job).await.unwrap(), None);
     let first = Checkpoint {
         cursor: Some("row-10".into()),
         progress: Progress {
@@ -206,16 +266,31 @@ pub async fn rewrap_checkpoints_conformance(store: Arc<dyn RewrapCheckpoints>, u
         },
         done: false,
     };
-    store.save(&job, &first).await.unwrap();
-    assert_eq!(store.load(&job).await.unwrap(), Some(first.clone()));
+    store.save(job, &first).await.unwrap();
+    assert_eq!(store.load(job).await.unwrap(), Some(first.clone()));
     let second = Checkpoint {
         cursor: Some("row-20".into()),
         done: true,
         ..first
     };
-    store.save(&job, &second).await.unwrap();
-    assert_eq!(store.load(&job).await.unwrap(), Some(second));
-    assert_eq!(store.load(&format!("{job}-other")).await.unwrap(), None);
+    store.save(job, &second).await.unwrap();
+    assert_eq!(store.load(job).await.unwrap(), Some(second));
+    assert_eq!(store.load("rewrap-other").await.unwrap(), None);
+}
+
+/// Expands the [`RewrapCheckpoints`] suite into named tests in a module named after the
+/// backend, like [`subject_key_store_suite!`](crate::subject_key_store_suite).
+#[macro_export]
+macro_rules! rewrap_checkpoints_suite {
+    ($backend:ident, $factory:expr $(,)?) => {
+        $crate::testkit::__conformance_suite!(
+            suite = "rewrap_checkpoints",
+            cases = [$crate::testkit],
+            backend = $backend,
+            factory = $factory,
+            tests = [checkpoints_round_trip_per_job],
+        );
+    };
 }
 
 /// The [`UsageLedger`](crate::UsageLedger) suite (the nonce budget's shared count): one

@@ -904,20 +904,16 @@ async fn subject_keys_need_a_store() {
     ));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn memory_subject_key_store_conforms() {
-    mcpsec_fieldcrypt::testkit::subject_key_store_conformance(
-        Arc::new(MemorySubjectKeyStore::new()),
-        "memory",
-    )
-    .await;
-}
+mcpsec_fieldcrypt::subject_key_store_suite!(
+    memory_subject_key_store,
+    |_: mcpsec_core::testkit::Namespace| async {
+        Arc::new(MemorySubjectKeyStore::new()) as Arc<dyn mcpsec_fieldcrypt::SubjectKeyStore>
+    }
+);
 
-#[tokio::test]
-async fn memory_checkpoints_conform() {
-    mcpsec_fieldcrypt::testkit::rewrap_checkpoints_conformance(
-        Arc::new(MemoryCheckpoints::new()),
-        "memory",
-    )
-    .await;
-}
+mcpsec_fieldcrypt::rewrap_checkpoints_suite!(
+    memory_checkpoints,
+    |_: mcpsec_core::testkit::Namespace| async {
+        Arc::new(MemoryCheckpoints::new()) as Arc<dyn mcpsec_fieldcrypt::rewrap::RewrapCheckpoints>
+    }
+);
