@@ -165,20 +165,6 @@ pub trait RefreshTokenStore: Send + Sync + std::fmt::Debug {
     async fn revoke_all(&self, subject: &UserId) -> Result<usize, StoreError>;
 
     /// Reads a family.
-    async fn revoke_family_as(
-        &self,
-        tenant: &Principal,
-        family: &TokenId,
-    ) -> Result<bool, StoreError>;
-
-    /// Revokes every family of `subject` in one statement (`UPDATE … SET revoked = true
-    /// WHERE subject = $1 AND NOT revoked`), so a family created by a rotation racing the
-    /// call is either revoked or was never the subject's; returns how many families it
-    /// revoked (already revoked ones are not counted). For "sign out everywhere" and for a
-    /// departed or compromised account.
-    async fn revoke_all(&self, subject: &UserId) -> Result<usize, StoreError>;
-
-    /// Reads a family.
     async fn family(&self, family: &TokenId) -> Result<Option<FamilyRecord>, StoreError>;
 
     /// Deletes every family whose `expires_at` is at or before `now` with all its tokens,
@@ -277,6 +263,36 @@ impl RefreshTokenStore for MemoryRefreshStore {
             f.revoked = true;
         }
         Ok(())
+    }
+
+    async fn revoke_family_as(
+        &self,
+        tenant: &Principal,
+        family: &TokenId,
+    ) -> Result<bool, StoreError> {
+        let mut t = self.lock();
+        let Some(f) = t.families.get_mut(family) else {
+            return Ok(false);
+        };
+        let theirs = match &f.grant.org {
+            Some(org) => org == tenant.org(),
+            None => &f.grant.subject == tenant.subject(),
+        };
+        if theirs {
+            f.revoked = true;
+        }
+        Ok(theirs)
+    }
+
+    async fn revoke_all(&self, subject: &UserId) -> Result<usize, StoreError> {
+        let mut revoked = 0;
+        for f in self.lock().families.values_mut() {
+            if f.grant.subject == *subject && !f.revoked {
+                f.revoked = true;
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
     }
 
     async fn family(&self, family: &TokenId) -> Result<Option<FamilyRecord>, StoreError> {

@@ -1,13 +1,13 @@
-//! Conformance suite for [`RefreshTokenStore`] backends (feature `testkit`).
-//!
-//! Every backend's tests call [`refresh_store_conformance`] with a factory for fresh,
-//! empty stores, from a multi-threaded tokio runtime:
+//! Conformance suite for [`RefreshTokenStore`] backends (feature `testkit`): one public
+//! async function per case, each taking a fresh store, expanded into named tests per backend
+//! by [`refresh_store_suite!`](crate::refresh_store_suite) (the workspace convention, see
+//! `mcpsec_core::testkit::suite`):
 //!
 //! ```ignore
-//! #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-//! async fn conformance() {
-//!     mcpsec_tokens::testkit::refresh_store_conformance(|| Arc::new(MyStore::new())).await;
-//! }
+//! mcpsec_tokens::refresh_store_suite!(postgres, |ns: Namespace| async move {
+//!     Arc::new(PgRefreshStore::fresh_schema(ns.as_str()).await) as Arc<dyn RefreshTokenStore>
+//! });
+//! // -> postgres::concurrent_consume_one_wins, postgres::prune_removes_expired_families, …
 //! ```
 #![expect(
     clippy::panic,
@@ -75,24 +75,10 @@ async fn start(store: &dyn RefreshTokenStore, salt: u8) -> (TokenId, TokenHash) 
     (id, first)
 }
 
-/// Runs every check against stores made by `make`.
-pub async fn refresh_store_conformance<F>(make: F)
-where
-    F: Fn() -> Arc<dyn RefreshTokenStore>,
-{
-    consume_returns_family_and_stores_successor(make().as_ref()).await;
-    second_consume_reports_first_use(make().as_ref()).await;
-    revoked_family_consumes_nothing(make().as_ref()).await;
-    unknown_token_is_not_found(make().as_ref()).await;
-    duplicate_family_is_refused(make().as_ref()).await;
-    concurrent_consumers_exactly_one_wins(make()).await;
-    pruned_families_are_gone_live_ones_are_not(make().as_ref()).await;
-}
-
 /// `prune` deletes expired families with every token (consumed or not), and nothing of a
 /// live family.
-async fn pruned_families_are_gone_live_ones_are_not(store: &dyn RefreshTokenStore) {
-    let (old, old_first) = start(store, 70).await;
+pub async fn prune_removes_expired_families_and_keeps_live_ones(store: Arc<dyn RefreshTokenStore>) {
+    let (old, old_first) = start(&*store, 70).await;
     store
         .consume_once(&old_first, &hash(2, 70), at(5))
         .await
@@ -155,8 +141,9 @@ async fn pruned_families_are_gone_live_ones_are_not(store: &dyn RefreshTokenStor
     ));
 }
 
-async fn consume_returns_family_and_stores_successor(store: &dyn RefreshTokenStore) {
-    let (id, first) = start(store, 10).await;
+/// A consume returns the family as it was and stores a consumable successor.
+pub async fn consume_returns_family_and_stores_successor(store: Arc<dyn RefreshTokenStore>) {
+    let (id, first) = start(&*store, 10).await;
     let second = hash(2, 10);
     match store.consume_once(&first, &second, at(5)).await.unwrap() {
         ConsumeOutcome::Consumed(f) => {
@@ -179,8 +166,9 @@ async fn consume_returns_family_and_stores_successor(store: &dyn RefreshTokenSto
     }
 }
 
-async fn second_consume_reports_first_use(store: &dyn RefreshTokenStore) {
-    let (_, first) = start(store, 20).await;
+/// A second consume of one token reports the first use and stores nothing.
+pub async fn second_consume_reports_first_use(store: Arc<dyn RefreshTokenStore>) {
+    let (_, first) = start(&*store, 20).await;
     assert!(matches!(
         store
             .consume_once(&first, &hash(2, 20), at(5))
@@ -206,8 +194,9 @@ async fn second_consume_reports_first_use(store: &dyn RefreshTokenStore) {
     );
 }
 
-async fn revoked_family_consumes_nothing(store: &dyn RefreshTokenStore) {
-    let (id, first) = start(store, 30).await;
+/// A revoked family's tokens are never consumed.
+pub async fn revoked_family_consumes_nothing(store: Arc<dyn RefreshTokenStore>) {
+    let (id, first) = start(&*store, 30).await;
     store.revoke_family(&id).await.unwrap();
     assert!(store.family(&id).await.unwrap().unwrap().revoked);
     assert!(matches!(
@@ -226,7 +215,8 @@ async fn revoked_family_consumes_nothing(store: &dyn RefreshTokenStore) {
     );
 }
 
-async fn unknown_token_is_not_found(store: &dyn RefreshTokenStore) {
+/// An unknown token or family reads as not found.
+pub async fn unknown_token_is_not_found(store: Arc<dyn RefreshTokenStore>) {
     assert_eq!(
         store
             .consume_once(&hash(9, 40), &hash(8, 40), at(1))
@@ -243,8 +233,9 @@ async fn unknown_token_is_not_found(store: &dyn RefreshTokenStore) {
     );
 }
 
-async fn duplicate_family_is_refused(store: &dyn RefreshTokenStore) {
-    let (id, _) = start(store, 50).await;
+/// A family id is stored once.
+pub async fn duplicate_family_is_refused(store: Arc<dyn RefreshTokenStore>) {
+    let (id, _) = start(&*store, 50).await;
     let again = RefreshRecord {
         hash: hash(7, 50),
         family: id.clone(),
@@ -255,9 +246,10 @@ async fn duplicate_family_is_refused(store: &dyn RefreshTokenStore) {
     assert!(store.create_family(&family(&id), &again).await.is_err());
 }
 
-/// `refresh_token_used_by_32_concurrent_consumers_succeeds_once`.
-async fn concurrent_consumers_exactly_one_wins(store: Arc<dyn RefreshTokenStore>) {
-    let (_, first) = start(store.as_ref(), 60).await;
+/// Of 32 concurrent consumers of one token exactly one wins
+/// (`refresh_token_used_by_32_concurrent_consumers_succeeds_once`).
+pub async fn concurrent_consume_one_wins(store: Arc<dyn RefreshTokenStore>) {
+    let (_, first) = start(&*store, 60).await;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..32u8 {
         let store = Arc::clone(&store);
@@ -278,3 +270,83 @@ async fn concurrent_consumers_exactly_one_wins(store: Arc<dyn RefreshTokenStore>
         "exactly one of 32 concurrent consumers wins"
     );
 }
+
+/// `revoke_all` revokes every family of the subject (live tokens, consumed ones and
+/// successors alike refuse) and leaves other subjects' families alone.
+pub async fn revoke_all_revokes_every_family_of_the_subject(store: Arc<dyn RefreshTokenStore>) {
+    let (a, a_first) = start(&*store, 80).await;
+    let (b, b_first) = start(&*store, 81).await;
+    store
+        .consume_once(&b_first, &hash(2, 81), at(5))
+        .await
+        .unwrap();
+    let other_id = TokenId::generate().unwrap();
+    let mut other = family(&other_id);
+    other.grant.subject = UserId::new("someone-else").unwrap();
+    let other_first = RefreshRecord {
+        hash: hash(1, 82),
+        family: other_id.clone(),
+        issued_at: at(0),
+        consumed_at: None,
+        expires_at: at(LIFETIME),
+    };
+    store.create_family(&other, &other_first).await.unwrap();
+
+    let subject = UserId::new("conformance-user").unwrap();
+    assert_eq!(store.revoke_all(&subject).await.unwrap(), 2);
+    for id in [&a, &b] {
+        assert!(store.family(id).await.unwrap().unwrap().revoked);
+    }
+    for token in [a_first, hash(2, 81)] {
+        assert!(matches!(
+            store
+                .consume_once(&token, &hash(9, 80), at(6))
+                .await
+                .unwrap(),
+            ConsumeOutcome::FamilyRevoked(_)
+        ));
+    }
+    assert!(!store.family(&other_id).await.unwrap().unwrap().revoked);
+    assert!(matches!(
+        store
+            .consume_once(&other_first.hash, &hash(2, 82), at(6))
+            .await
+            .unwrap(),
+        ConsumeOutcome::Consumed(_)
+    ));
+    assert_eq!(
+        store.revoke_all(&subject).await.unwrap(),
+        0,
+        "already revoked families are not counted again"
+    );
+}
+
+/// Expands the [`RefreshTokenStore`] suite into named tests in a module named after the
+/// backend: `refresh_store_suite!(memory, |_ns| async { Arc::new(MemoryRefreshStore::new())
+/// as Arc<dyn RefreshTokenStore> })` gives `memory::concurrent_consume_one_wins` and so on.
+/// The factory is called once per test with that test's `mcpsec_core::testkit::Namespace`;
+/// the calling crate needs tokio with `macros` and `rt-multi-thread`.
+#[macro_export]
+macro_rules! refresh_store_suite {
+    ($backend:ident, $factory:expr $(,)?) => {
+        $crate::testkit::__conformance_suite!(
+            suite = "refresh_store",
+            cases = [$crate::testkit],
+            backend = $backend,
+            factory = $factory,
+            tests = [
+                consume_returns_family_and_stores_successor,
+                second_consume_reports_first_use,
+                revoked_family_consumes_nothing,
+                unknown_token_is_not_found,
+                duplicate_family_is_refused,
+                concurrent_consume_one_wins,
+                prune_removes_expired_families_and_keeps_live_ones,
+                revoke_all_revokes_every_family_of_the_subject,
+            ],
+        );
+    };
+}
+
+#[doc(hidden)]
+pub use mcpsec_core::testkit::__conformance_suite;

@@ -16,10 +16,9 @@ use mcpsec_tokens::{
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn memory_store_passes_the_conformance_suite() {
-    mcpsec_tokens::testkit::refresh_store_conformance(|| Arc::new(MemoryRefreshStore::new())).await;
-}
+mcpsec_tokens::refresh_store_suite!(memory_store, |_: mcpsec_core::testkit::Namespace| async {
+    Arc::new(MemoryRefreshStore::new()) as Arc<dyn RefreshTokenStore>
+});
 
 struct Fixture {
     tokens: RefreshTokens,
@@ -288,6 +287,9 @@ impl RefreshTokenStore for Untouchable {
         panic!("store touched")
     }
     async fn revoke_family(&self, _: &TokenId) -> Result<(), StoreError> {
+        panic!("store touched")
+    }
+    async fn revoke_all(&self, _: &UserId) -> Result<usize, StoreError> {
         panic!("store touched")
     }
     async fn revoke_family_as(
