@@ -17,11 +17,9 @@ use std::time::{Duration, SystemTime};
 
 mod support;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn memory_store_passes_the_conformance_suite() {
-    mcpsec_mfa::testkit::email_code_store_conformance(|| Arc::new(MemoryEmailCodeStore::new()))
-        .await;
-}
+mcpsec_mfa::email_code_store_suite!(memory_store, |_: mcpsec_core::testkit::Namespace| async {
+    Arc::new(MemoryEmailCodeStore::new()) as Arc<dyn EmailCodeStore>
+});
 
 struct Fixture {
     codes: EmailCodes,

@@ -477,10 +477,12 @@ async fn a_credential_id_cannot_be_registered_twice() {
     assert!(f.store.credentials(&f.user).await.unwrap().is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn memory_passkey_store_conformance() {
-    mcpsec_mfa::testkit::passkey_store_conformance(|| Arc::new(MemoryPasskeyStore::new())).await;
-}
+mcpsec_mfa::passkey_store_suite!(
+    memory_passkey_store,
+    |_: mcpsec_core::testkit::Namespace| async {
+        Arc::new(MemoryPasskeyStore::new()) as Arc<dyn mcpsec_mfa::PasskeyStore>
+    }
+);
 
 #[tokio::test]
 async fn user_verification_is_required_for_registration_and_authentication() {

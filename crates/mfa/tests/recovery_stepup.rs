@@ -21,11 +21,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod support;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn memory_stores_pass_the_conformance_suites() {
-    mcpsec_mfa::testkit::replay_guard_conformance(|| Arc::new(MemoryReplayGuard::new())).await;
-    mcpsec_mfa::testkit::recovery_store_conformance(|| Arc::new(MemoryRecoveryStore::new())).await;
-}
+mcpsec_mfa::totp_replay_guard_suite!(
+    memory_replay_guard,
+    |_: mcpsec_core::testkit::Namespace| async {
+        Arc::new(MemoryReplayGuard::new()) as Arc<dyn mcpsec_mfa::TotpReplayGuard>
+    }
+);
+
+mcpsec_mfa::recovery_store_suite!(
+    memory_recovery_store,
+    |_: mcpsec_core::testkit::Namespace| async {
+        Arc::new(MemoryRecoveryStore::new()) as Arc<dyn RecoveryCodeStore>
+    }
+);
 
 fn codes() -> (RecoveryCodes, MemorySink) {
     let events = MemorySink::new();
