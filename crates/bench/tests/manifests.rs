@@ -5,6 +5,7 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
+    clippy::panic,
     reason = "test"
 )]
 
@@ -111,6 +112,32 @@ fn packages_ship_sources_and_readme_only() {
                         | ".cargo_vcs_info.json"
                 );
             assert!(expected, "{name} ships {file}");
+        }
+    }
+}
+
+/// The root README's layout names every crate and example directory there is.
+#[test]
+fn readme_layout_is_current() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let layout = readme
+        .split("## Layout")
+        .nth(1)
+        .and_then(|rest| rest.split("```").nth(1))
+        .unwrap();
+    for dir in ["crates", "examples"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let entry = entry.unwrap();
+            if !entry.path().join("Cargo.toml").exists() {
+                continue;
+            }
+            let name = entry.file_name().into_string().unwrap();
+            let named = match dir {
+                "crates" => layout.contains(&format!("  {name}/ ")),
+                _ => layout.contains(&name),
+            };
+            assert!(named, "README layout does not name {dir}/{name}");
         }
     }
 }
