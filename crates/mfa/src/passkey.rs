@@ -165,7 +165,7 @@ impl Passkeys {
         }
         let handle_key = MacKey::new(config.user_handle_key.expose_secret())
             .map_err(|_| Error::Config("passkeys: the user-handle key is at least 32 bytes"))?;
-        if config.ceremony_limits.per_user == 0 || config.ceremony_limits.total == 0 {
+        if config.ceremony_limits.per_user == 0 {
             return Err(Error::Config("passkeys: ceremony limits must be positive"));
         }
         let origin = Url::parse(&config.rp_origin)

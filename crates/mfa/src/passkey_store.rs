@@ -100,17 +100,17 @@ pub struct StoredPasskey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CeremonyLimits {
     /// Open ceremonies per user (default 8).
+    ///
+    /// The only limit in the trait: a per-user count is one conditional statement on the
+    /// user's rows (or one Redis script on the user's key), where a count across all
+    /// users is not. A backend bounds its total size its own way (the memory backend:
+    /// [`MemoryPasskeyStore::with_max_ceremonies`]; SQL: expiry and pruning).
     pub per_user: usize,
-    /// Open ceremonies across all users (default 100 000).
-    pub total: usize,
 }
 
 impl Default for CeremonyLimits {
     fn default() -> Self {
-        Self {
-            per_user: 8,
-            total: 100_000,
-        }
+        Self { per_user: 8 }
     }
 }
 
@@ -120,7 +120,8 @@ impl Default for CeremonyLimits {
 pub enum CeremonyStored {
     /// Stored (possibly after dropping the user's oldest ceremony).
     Stored,
-    /// Refused: the store holds [`CeremonyLimits::total`] live ceremonies.
+    /// Refused: the backend is at its own capacity (the memory backend's
+    /// [`MemoryPasskeyStore::with_max_ceremonies`]); nothing was dropped.
     Full,
 }
 
@@ -150,9 +151,11 @@ pub enum CredentialAdded {
 #[async_trait::async_trait]
 pub trait PasskeyStore: Send + Sync + std::fmt::Debug {
     /// Stores a ceremony under `id` within `limits`: when the user already has
-    /// `limits.per_user` open ceremonies the oldest is dropped; when the store holds
-    /// `limits.total` live ones the new one is refused ([`CeremonyStored::Full`]). The
-    /// backend may drop records expired at `now` (a bounded amount of work per call).
+    /// `limits.per_user` open ceremonies the oldest is dropped, in the same atomic step
+    /// (of concurrent starts by one user, the user never ends with more than
+    /// `per_user`). A backend at its own capacity refuses ([`CeremonyStored::Full`],
+    /// dropping nothing). The backend may drop records expired at `now` (a bounded amount
+    /// of work per call).
     async fn put_ceremony(
         &self,
         id: &CeremonyId,
@@ -248,16 +251,34 @@ impl Inner {
 }
 
 /// In-memory [`PasskeyStore`]. Ceremonies are indexed by expiry and by user, so storing
-/// one costs O(log n) and never walks the whole table.
-#[derive(Debug, Default)]
+/// one costs O(log n) and never walks the whole table. Holds at most 100 000 open
+/// ceremonies (see [`with_max_ceremonies`](Self::with_max_ceremonies)), so a flood of
+/// starts by many users cannot exhaust memory.
+#[derive(Debug)]
 pub struct MemoryPasskeyStore {
     inner: Mutex<Inner>,
+    max_ceremonies: usize,
+}
+
+impl Default for MemoryPasskeyStore {
+    fn default() -> Self {
+        Self::with_max_ceremonies(100_000)
+    }
 }
 
 impl MemoryPasskeyStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store holding at most `max` live ceremonies (at least 1): past it, a new
+    /// ceremony is refused ([`CeremonyStored::Full`]) until expired ones make room.
+    pub fn with_max_ceremonies(max: usize) -> Self {
+        Self {
+            inner: Mutex::new(Inner::default()),
+            max_ceremonies: max.max(1),
+        }
     }
 
     /// How many ceremonies are held (live or expired but not yet pruned).
@@ -292,7 +313,7 @@ impl PasskeyStore for MemoryPasskeyStore {
             if let Some(oldest) = oldest {
                 inner.remove_ceremony(&oldest);
             }
-        } else if inner.ceremonies.len() >= limits.total {
+        } else if inner.ceremonies.len() >= self.max_ceremonies {
             return Ok(CeremonyStored::Full);
         }
         inner.seq = inner.seq.wrapping_add(1);
@@ -392,5 +413,63 @@ impl PasskeyStore for MemoryPasskeyStore {
             inner.owners.remove(credential_id);
         }
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcpsec_core::SecretBytes;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn t(s: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_767_225_600 + s)
+    }
+
+    fn ceremony(user: &str, expires: u64) -> CeremonyRecord {
+        CeremonyRecord {
+            user: UserId::new(user).unwrap(),
+            kind: CeremonyKind::Authentication,
+            state: SecretBytes::from_slice(b"{}"),
+            expires_at: t(expires),
+        }
+    }
+
+    /// The memory backend's own bound: full refuses without dropping anything; an expired
+    /// ceremony makes room.
+    #[tokio::test]
+    async fn memory_store_at_capacity_refuses_until_expiry_makes_room() {
+        let store = MemoryPasskeyStore::with_max_ceremonies(2);
+        let limits = CeremonyLimits::default();
+        let (a, b, c) = (
+            CeremonyId::generate().unwrap(),
+            CeremonyId::generate().unwrap(),
+            CeremonyId::generate().unwrap(),
+        );
+        for (id, user, expires) in [(&a, "u1", 100), (&b, "u2", 300)] {
+            assert_eq!(
+                store
+                    .put_ceremony(id, ceremony(user, expires), t(0), limits)
+                    .await
+                    .unwrap(),
+                CeremonyStored::Stored
+            );
+        }
+        assert_eq!(
+            store
+                .put_ceremony(&c, ceremony("u3", 300), t(0), limits)
+                .await
+                .unwrap(),
+            CeremonyStored::Full
+        );
+        assert_eq!(store.open_ceremonies(), 2, "a refused put drops nothing");
+        assert_eq!(
+            store
+                .put_ceremony(&c, ceremony("u3", 400), t(100), limits)
+                .await
+                .unwrap(),
+            CeremonyStored::Stored,
+            "an expired ceremony makes room"
+        );
     }
 }

@@ -820,12 +820,9 @@ async fn open_ceremonies_are_capped_per_user_and_in_total() {
             .is_ok()
     );
 
-    let mut small = config();
-    small.ceremony_limits = CeremonyLimits {
-        per_user: 8,
-        total: 2,
-    };
-    let store = Arc::new(MemoryPasskeyStore::new());
+    // The total is the memory backend's own bound, not a limit every backend keeps.
+    let small = config();
+    let store = Arc::new(MemoryPasskeyStore::with_max_ceremonies(2));
     let limited = Passkeys::new(
         &small,
         store.clone(),

@@ -95,23 +95,23 @@ pub async fn ceremony_is_taken_once_by_its_user_and_kind(store: Arc<dyn PasskeyS
     );
 }
 
-/// Ceremony limits: per user the oldest goes; in total a new one is refused (dropping nothing) until expired ones make room.
-pub async fn ceremony_limits_drop_the_oldest_and_refuse_when_full(limited: Arc<dyn PasskeyStore>) {
+/// The per-user cap drops the user's oldest ceremony, leaves other users' alone, and
+/// holds under 32 concurrent starts by one user.
+pub async fn ceremony_cap_per_user_drops_the_oldest(limited: Arc<dyn PasskeyStore>) {
     let alice = UserId::new("alice").unwrap();
     let bob = UserId::new("bob").unwrap();
     let auth = CeremonyKind::Authentication;
-    // Ceremony limits: per user the oldest goes; in total a new one is refused until
-    // expired ones are pruned.
-    let small = CeremonyLimits {
-        per_user: 2,
-        total: 3,
-    };
+    let small = CeremonyLimits { per_user: 2 };
+    let bobs = CeremonyId::generate().unwrap();
+    limited
+        .put_ceremony(&bobs, ceremony(&bob, 300), t(0), small)
+        .await
+        .unwrap();
     let ids = [
         CeremonyId::generate().unwrap(),
         CeremonyId::generate().unwrap(),
         CeremonyId::generate().unwrap(),
     ];
-    let [first, second, _] = &ids;
     for id in &ids {
         assert_eq!(
             limited
@@ -121,6 +121,7 @@ pub async fn ceremony_limits_drop_the_oldest_and_refuse_when_full(limited: Arc<d
             CeremonyStored::Stored
         );
     }
+    let [first, second, third] = &ids;
     assert!(
         limited
             .take_ceremony(first, &alice, auth)
@@ -129,62 +130,53 @@ pub async fn ceremony_limits_drop_the_oldest_and_refuse_when_full(limited: Arc<d
             .is_none(),
         "the oldest of a user's ceremonies is dropped past the per-user limit"
     );
-    let carol = UserId::new("carol").unwrap();
-    let dave = UserId::new("dave").unwrap();
-    let (c1, d1, d2) = (
-        CeremonyId::generate().unwrap(),
-        CeremonyId::generate().unwrap(),
-        CeremonyId::generate().unwrap(),
-    );
-    assert_eq!(
-        limited
-            .put_ceremony(&c1, ceremony(&carol, 100), t(0), small)
-            .await
-            .unwrap(),
-        CeremonyStored::Stored
-    );
-    assert_eq!(
-        limited
-            .put_ceremony(&d1, ceremony(&dave, 300), t(0), small)
-            .await
-            .unwrap(),
-        CeremonyStored::Full,
-        "a full store refuses a new ceremony"
-    );
+    for id in [second, third] {
+        assert!(
+            limited
+                .take_ceremony(id, &alice, auth)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
     assert!(
         limited
-            .take_ceremony(&d1, &dave, auth)
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        limited
-            .take_ceremony(second, &alice, auth)
+            .take_ceremony(&bobs, &bob, auth)
             .await
             .unwrap()
             .is_some(),
-        "a refused put drops nothing"
+        "another user's ceremonies are not counted"
     );
-    limited
-        .put_ceremony(second, ceremony(&alice, 300), t(0), small)
-        .await
-        .unwrap();
-    assert_eq!(
-        limited
-            .put_ceremony(&d2, ceremony(&dave, 400), t(100), small)
-            .await
-            .unwrap(),
-        CeremonyStored::Stored,
-        "an expired ceremony makes room"
-    );
-    assert!(
-        limited
-            .take_ceremony(&d2, &dave, auth)
-            .await
-            .unwrap()
-            .is_some()
-    );
+
+    // 32 concurrent starts by one user: at most `per_user` stay open.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let s = Arc::clone(&limited);
+        tasks.spawn(async move {
+            let id = CeremonyId::generate().unwrap();
+            let carol = UserId::new("carol").unwrap();
+            s.put_ceremony(&id, ceremony(&carol, 300), t(0), small)
+                .await
+                .unwrap();
+            id
+        });
+    }
+    let mut started = Vec::new();
+    while let Some(id) = tasks.join_next().await {
+        started.push(id.expect("task"));
+    }
+    let carol = UserId::new("carol").unwrap();
+    let mut open = 0;
+    for id in &started {
+        open += usize::from(
+            limited
+                .take_ceremony(id, &carol, auth)
+                .await
+                .unwrap()
+                .is_some(),
+        );
+    }
+    assert_eq!(open, 2, "the per-user cap holds under concurrency");
 }
 
 /// Credential ids are unique across users, the per-user maximum holds, counters only go up (or stay at 0), and a removed id may be registered again.
@@ -426,7 +418,7 @@ macro_rules! passkey_store_suite {
             factory = $factory,
             tests = [
                 ceremony_is_taken_once_by_its_user_and_kind,
-                ceremony_limits_drop_the_oldest_and_refuse_when_full,
+                ceremony_cap_per_user_drops_the_oldest,
                 credentials_are_unique_capped_and_counter_checked,
                 passkey_ceremony_finished_32_times_concurrently_succeeds_once,
                 one_credential_id_registered_by_32_users_at_once_wins_once,
