@@ -14,11 +14,15 @@
 //! others: an edit made without the master key is refused on open and on every update.
 //! It is written atomically (temporary file, fsync, rename) with mode 0600.
 //!
-//! Every write is one read-modify-write under an exclusive lock on `<keyset>.lock` (see
-//! `update`), so no writer overwrites another's change with a stale copy; the one write
-//! that prepares its content outside the lock ([`LocalKeyset::rekey`], which waits on the
-//! provider) writes only if the file did not change since it read it, and starts again
-//! otherwise.
+//! The document lives in a [`KeysetStore`]: the file above ([`FileKeysetStore`], what
+//! [`LocalKeyset::create`] and [`LocalKeyset::open`] use), or a database row or KMS-backed
+//! blob ([`LocalKeyset::create_in`], [`LocalKeyset::open_in`]). Every write is one
+//! read-modify-write ending in the store's compare-and-swap on the generation (for the
+//! file, under an exclusive lock on `<keyset>.lock`), started again from the newer
+//! document when another writer got in first, so no writer overwrites another's change
+//! with a stale copy; the one write that prepares its content outside that step
+//! ([`LocalKeyset::rekey`], which waits on the provider) writes only if no key changed
+//! since it read them, and starts again otherwise.
 //!
 //! ## Rollback
 //!
@@ -48,8 +52,8 @@ use crate::provider::{KeyProvider, KeyPurpose, WrapContext};
 use crate::{Category, Error};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use mcpsec_core::StoreError;
 use mcpsec_core::{Clock, EventKind, EventSink, Outcome, ReasonCode, SecretBytes, SecurityEvent};
+use mcpsec_core::{StoreError, StoreErrorKind};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -58,12 +62,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::UNIX_EPOCH;
 
 mod file;
+mod store;
 
 pub use file::MAX_KEYSET_FILE;
 use file::{
-    CategoryFile, FORMAT, KeysetFile, VersionFile, check_generation, check_mac, integrity_context,
-    read_keyset, read_watermark, sign, write_private, write_watermark,
+    CategoryFile, FORMAT, KeysetFile, VersionFile, check_generation, check_mac, encode_keyset,
+    integrity_context, parse_keyset, sign,
 };
+pub use store::{FileKeysetStore, KeysetStore, MemoryKeysetStore, StoredKeyset};
 
 /// One category as `mcpsec crypt` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -85,8 +91,13 @@ pub struct CategoryInfo {
 /// back to the file.
 #[derive(Debug)]
 pub struct LocalKeyset {
-    path: PathBuf,
+    store: Arc<dyn KeysetStore>,
+    /// The file's path when the store is a [`FileKeysetStore`].
+    path: Option<PathBuf>,
     file: Mutex<KeysetFile>,
+    /// One [`LocalKeyset::update`] at a time in this handle (the store's compare-and-swap
+    /// orders them between handles).
+    writing: tokio::sync::Mutex<()>,
     provider: Arc<dyn KeyProvider>,
     rotation: tokio::sync::Mutex<()>,
     clock: Arc<dyn Clock>,
@@ -113,7 +124,21 @@ impl LocalKeyset {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
         let path = path.into();
-        if path.exists() {
+        let store = Arc::new(FileKeysetStore::new(path.clone()));
+        let mut keyset = Self::create_in(store, provider, categories, clock).await?;
+        keyset.path = Some(path);
+        Ok(keyset)
+    }
+
+    /// Creates a new keyset in `store` (a database row, a KMS-backed blob) with version 1
+    /// of each category. Refuses if the store already holds one.
+    pub async fn create_in(
+        store: Arc<dyn KeysetStore>,
+        provider: Arc<dyn KeyProvider>,
+        categories: &[Category],
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Error> {
+        if store.load().await?.is_some() {
             return Err(Error::InvalidArgument("the keyset file already exists"));
         }
         if categories.is_empty() {
@@ -142,11 +167,22 @@ impl LocalKeyset {
             }
         }
         sign(&mut file, &integrity)?;
-        write_private(&path, &file, true)?;
-        // A watermark left by a keyset deleted from this path belongs to that keyset.
-        write_watermark(&path, file.generation)?;
+        let stored = StoredKeyset {
+            generation: file.generation,
+            document: encode_keyset(&file)?,
+        };
+        // `None`: only if nothing is stored, so two creators cannot both succeed.
+        store.replace(None, stored).await.map_err(|error| {
+            if error.kind() == StoreErrorKind::Conflict {
+                Error::InvalidArgument("the keyset file already exists")
+            } else {
+                Error::Store(error)
+            }
+        })?;
         Ok(Self {
-            path,
+            store,
+            path: None,
+            writing: tokio::sync::Mutex::new(()),
             seen: AtomicU64::new(file.generation),
             file: Mutex::new(file),
             provider,
@@ -165,7 +201,26 @@ impl LocalKeyset {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
         let path = path.into();
-        let file = read_keyset(&path)?;
+        if !path.exists() {
+            return Err(std::io::Error::from(std::io::ErrorKind::NotFound).into());
+        }
+        let store = Arc::new(FileKeysetStore::new(path.clone()));
+        let mut keyset = Self::open_in(store, provider, clock).await?;
+        keyset.path = Some(path);
+        Ok(keyset)
+    }
+
+    /// Reads the keyset in `store` and checks its integrity, like [`LocalKeyset::open`].
+    pub async fn open_in(
+        store: Arc<dyn KeysetStore>,
+        provider: Arc<dyn KeyProvider>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Error> {
+        let stored = store
+            .load()
+            .await?
+            .ok_or(Error::Keyset("no keyset is stored"))?;
+        let file = parse_keyset(&stored.document)?;
         if file.key_provider != provider.key_id() {
             return Err(Error::KeyProvider(
                 "the keyset was written with another master key",
@@ -176,10 +231,12 @@ impl LocalKeyset {
             .map_err(|_| Error::Keyset("wrapped key is not base64"))?;
         let integrity = provider.unwrap(&wrapped, &integrity_context()?).await?;
         check_mac(&file, &integrity)?;
-        check_generation(file.generation, read_watermark(&path)?)?;
+        check_generation(file.generation, store.watermark().await?)?;
         Ok(Self {
             seen: AtomicU64::new(file.generation),
-            path,
+            store,
+            path: None,
+            writing: tokio::sync::Mutex::new(()),
             file: Mutex::new(file),
             provider,
             rotation: tokio::sync::Mutex::new(()),
@@ -188,9 +245,9 @@ impl LocalKeyset {
         })
     }
 
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The file's path, for a keyset opened from a file ([`LocalKeyset::open`]).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// Each category's versions.
@@ -320,21 +377,23 @@ impl LocalKeyset {
         let mut attempt = 0;
         let (next, key) = loop {
             attempt += 1;
-            let next = self.update(|file| {
-                let entry = file
-                    .categories
-                    .get(category.as_str())
-                    .ok_or_else(|| Error::UnknownCategory(category.to_string()))?;
-                let next = entry
-                    .versions
-                    .iter()
-                    .map(|v| v.version)
-                    .max()
-                    .unwrap_or(0)
-                    .checked_add(1)
-                    .ok_or(Error::Keyset("key versions exhausted"))?;
-                Ok((false, next))
-            })?;
+            let next = self
+                .update(|file| {
+                    let entry = file
+                        .categories
+                        .get(category.as_str())
+                        .ok_or_else(|| Error::UnknownCategory(category.to_string()))?;
+                    let next = entry
+                        .versions
+                        .iter()
+                        .map(|v| v.version)
+                        .max()
+                        .unwrap_or(0)
+                        .checked_add(1)
+                        .ok_or(Error::Keyset("key versions exhausted"))?;
+                    Ok((false, next))
+                })
+                .await?;
             let key = SecretBytes::random(KEY_LEN)?;
             let context = WrapContext {
                 category: category.clone(),
@@ -343,24 +402,26 @@ impl LocalKeyset {
             };
             let wrapped = STANDARD.encode(self.provider.wrap(&key, &context).await?);
             let created = unix_seconds(&*self.clock);
-            let written = self.update(|file| {
-                let entry = file
-                    .categories
-                    .get_mut(category.as_str())
-                    .ok_or_else(|| Error::UnknownCategory(category.to_string()))?;
-                if entry.versions.iter().any(|v| v.version >= next) {
-                    return Ok((false, false));
-                }
-                entry.versions.push(VersionFile {
-                    version: next,
-                    created,
-                    wrapped,
-                    reserved: 0,
-                    destroyed: None,
-                });
-                entry.primary = next;
-                Ok((true, true))
-            })?;
+            let written = self
+                .update(|file| {
+                    let entry = file
+                        .categories
+                        .get_mut(category.as_str())
+                        .ok_or_else(|| Error::UnknownCategory(category.to_string()))?;
+                    if entry.versions.iter().any(|v| v.version >= next) {
+                        return Ok((false, false));
+                    }
+                    entry.versions.push(VersionFile {
+                        version: next,
+                        created,
+                        wrapped: wrapped.clone(),
+                        reserved: 0,
+                        destroyed: None,
+                    });
+                    entry.primary = next;
+                    Ok((true, true))
+                })
+                .await?;
             if written {
                 break (next, key);
             }
@@ -403,7 +464,7 @@ impl LocalKeyset {
     pub async fn refresh(&self, crypt: &FieldCrypt) -> Result<(), Error> {
         // Not while this handle rotates: the rotation installs its own version.
         let _rotating = self.rotation.lock().await;
-        let file = self.update(|file| Ok((false, file.clone())))?;
+        let file = self.update(|file| Ok((false, file.clone()))).await?;
         let installed = crypt.categories();
         for (name, entry) in &file.categories {
             let category = Category::new(name).map_err(|_| Error::Keyset("category name"))?;
@@ -463,25 +524,27 @@ impl LocalKeyset {
         const ATTEMPTS: usize = 5;
         let _rotating = self.rotation.lock().await;
         for _ in 0..ATTEMPTS {
-            let snapshot = self.update(|file| Ok((false, file.clone())))?;
+            let snapshot = self.update(|file| Ok((false, file.clone()))).await?;
             let rewrapped = self.rewrapped(&snapshot, &*new_provider).await?;
-            let written = self.update(|current| {
-                if current.keys_only() != snapshot.keys_only() {
-                    return Ok((false, None));
-                }
-                let mut next = rewrapped.clone();
-                // Same keys and versions: only the reservations made meanwhile differ.
-                for (name, entry) in next.categories.iter_mut() {
-                    if let Some(now) = current.categories.get(name) {
-                        for (version, latest) in entry.versions.iter_mut().zip(&now.versions) {
-                            version.reserved = latest.reserved;
+            let written = self
+                .update(|current| {
+                    if current.keys_only() != snapshot.keys_only() {
+                        return Ok((false, None));
+                    }
+                    let mut next = rewrapped.clone();
+                    // Same keys and versions: only the reservations made meanwhile differ.
+                    for (name, entry) in next.categories.iter_mut() {
+                        if let Some(now) = current.categories.get(name) {
+                            for (version, latest) in entry.versions.iter_mut().zip(&now.versions) {
+                                version.reserved = latest.reserved;
+                            }
                         }
                     }
-                }
-                next.generation = current.generation;
-                *current = next;
-                Ok((true, Some(current.generation)))
-            })?;
+                    next.generation = current.generation;
+                    *current = next;
+                    Ok((true, Some(current.generation)))
+                })
+                .await?;
             if written.is_some() {
                 let file = self
                     .file
@@ -489,7 +552,9 @@ impl LocalKeyset {
                     .unwrap_or_else(PoisonError::into_inner)
                     .clone();
                 return Ok(Self {
+                    store: self.store.clone(),
                     path: self.path.clone(),
+                    writing: tokio::sync::Mutex::new(()),
                     seen: AtomicU64::new(file.generation),
                     file: Mutex::new(file),
                     provider: new_provider,
@@ -595,7 +660,7 @@ impl LocalKeyset {
             record.wrapped = String::new();
             record.destroyed = Some(now);
             Ok((true, true))
-        })?;
+        }).await?;
         let event = SecurityEvent::new(
             EventKind::SensitiveDelete,
             Outcome::Success,
@@ -648,7 +713,8 @@ impl LocalKeyset {
             }
             file.categories.insert(category.to_string(), entry.clone());
             Ok((true, ()))
-        })?;
+        })
+        .await?;
         if let Some(crypt) = crypt {
             crypt.install_keyring(self.unwrap_category(category.as_str(), &entry).await?)?;
             // As after a rotation: the category exists either way.
@@ -659,7 +725,7 @@ impl LocalKeyset {
 
     /// Raises a category's minimum decryption version (run after a rewrap has finished),
     /// in the file and then in `crypt`.
-    pub fn set_min_decrypt(
+    pub async fn set_min_decrypt(
         &self,
         category: &Category,
         min: u32,
@@ -687,7 +753,8 @@ impl LocalKeyset {
             }
             entry.min_decrypt = entry.min_decrypt.max(min);
             Ok((true, ()))
-        })?;
+        })
+        .await?;
         if let Some(crypt) = crypt {
             crypt.set_min_decrypt(category, min)?;
         }
@@ -696,56 +763,63 @@ impl LocalKeyset {
 }
 
 impl LocalKeyset {
-    /// Read-modify-write of the file, safe against other processes using it: under an
-    /// exclusive lock on `<keyset>.lock`, the file is read from disk (so a rotation or a
-    /// reservation by another process is never overwritten by a stale copy), checked (MAC,
-    /// provider, generation not older than seen), `change` is applied, and the result
-    /// written atomically with the next generation when `change` says it changed
-    /// something. The only way this module writes an existing keyset file.
-    fn update<T>(
+    /// Read-modify-write of the keyset, safe against other processes using it: the
+    /// document is read from the store (so a rotation or a reservation by another process
+    /// is never overwritten by a stale copy), checked (MAC, provider, generation not older
+    /// than seen or than the store's watermark), `change` is applied, and the result
+    /// written with the next generation when `change` says it changed something, by a
+    /// compare-and-swap on the generation read: if another writer got in between, the
+    /// whole step starts again from its document (a few times, then
+    /// [`Error::Store`] with a conflict). The only way this module writes an existing
+    /// keyset.
+    async fn update<T>(
         &self,
-        change: impl FnOnce(&mut KeysetFile) -> Result<(bool, T), Error>,
+        mut change: impl FnMut(&mut KeysetFile) -> Result<(bool, T), Error>,
     ) -> Result<T, Error> {
-        let mut cached = self.file.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut lock_name = self.path.as_os_str().to_owned();
-        lock_name.push(".lock");
-        let mut options = std::fs::OpenOptions::new();
-        options.read(true).write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
+        const ATTEMPTS: usize = 8;
+        let _writing = self.writing.lock().await;
+        for _ in 0..ATTEMPTS {
+            let stored = self
+                .store
+                .load()
+                .await?
+                .ok_or(Error::Keyset("the keyset is no longer stored"))?;
+            let mut current = parse_keyset(&stored.document)?;
+            if current.key_provider != self.provider.key_id() {
+                return Err(Error::KeyProvider(
+                    "the keyset file was replaced by one for another master key",
+                ));
+            }
+            check_mac(&current, &self.integrity)?;
+            let seen = self
+                .seen
+                .load(Ordering::Acquire)
+                .max(self.store.watermark().await?);
+            check_generation(current.generation, seen)?;
+            let (changed, result) = change(&mut current)?;
+            if changed {
+                current.generation = current
+                    .generation
+                    .checked_add(1)
+                    .ok_or(Error::Keyset("generation overflow"))?;
+                sign(&mut current, &self.integrity)?;
+                let next = StoredKeyset {
+                    generation: current.generation,
+                    document: encode_keyset(&current)?,
+                };
+                match self.store.replace(Some(stored.generation), next).await {
+                    Ok(()) => {}
+                    Err(error) if error.kind() == StoreErrorKind::Conflict => continue,
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            self.seen.fetch_max(current.generation, Ordering::AcqRel);
+            *self.file.lock().unwrap_or_else(PoisonError::into_inner) = current;
+            return Ok(result);
         }
-        let lock = options.open(PathBuf::from(lock_name))?;
-        lock.lock()?;
-        let mut current = read_keyset(&self.path)?;
-        if current.key_provider != self.provider.key_id() {
-            return Err(Error::KeyProvider(
-                "the keyset file was replaced by one for another master key",
-            ));
-        }
-        check_mac(&current, &self.integrity)?;
-        let seen = self
-            .seen
-            .load(Ordering::Acquire)
-            .max(read_watermark(&self.path)?);
-        check_generation(current.generation, seen)?;
-        let (changed, result) = change(&mut current)?;
-        if changed {
-            current.generation = current
-                .generation
-                .checked_add(1)
-                .ok_or(Error::Keyset("generation overflow"))?;
-            sign(&mut current, &self.integrity)?;
-            write_private(&self.path, &current, false)?;
-            // After the file: a crash in between leaves the watermark behind (harmless),
-            // never ahead of the file (which would refuse every open).
-            write_watermark(&self.path, current.generation)?;
-        }
-        self.seen.fetch_max(current.generation, Ordering::AcqRel);
-        *cached = current;
-        drop(lock); // closing the file releases the lock
-        Ok(result)
+        Err(Error::Store(StoreError::conflict(
+            "the keyset keeps changing under this update",
+        )))
     }
 }
 
@@ -770,6 +844,7 @@ impl UsageLedger for LocalKeyset {
             entry.reserved += granted;
             Ok((granted > 0, (granted, entry.reserved)))
         })
+        .await
     }
 
     async fn release(&self, category: &Category, version: u32, unused: u64) -> Result<(), Error> {
@@ -782,6 +857,7 @@ impl UsageLedger for LocalKeyset {
             entry.reserved = entry.reserved.saturating_sub(unused);
             Ok((unused > 0, ()))
         })
+        .await
     }
 }
 

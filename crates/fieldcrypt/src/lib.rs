@@ -18,7 +18,8 @@
 //! - Keys: [`KeyProvider`] wraps data keys (a KMS or Vault transit fits it);
 //!   [`LocalMasterKey`] and [`LocalKeyset`] are the local implementation (a keyset file,
 //!   mode 0600, whose keys are wrapped by a master key from `MCPSEC_MASTER_KEY` or a key
-//!   file). [`LocalKeyset::rotate`] adds a primary version; [`rewrap::Rewrap`] moves old data
+//!   file, or any [`KeysetStore`]: a database row or KMS-backed blob, written by
+//!   compare-and-swap). [`LocalKeyset::rotate`] adds a primary version; [`rewrap::Rewrap`] moves old data
 //!   onto it; [`LocalKeyset::set_min_decrypt`] then retires the old versions and
 //!   [`LocalKeyset::destroy_version`] erases them. An older copy of the keyset put back in
 //!   place is refused ([`Error::Rollback`]), and a key version number reused with another
@@ -76,6 +77,8 @@ mod crypt;
 mod error;
 pub mod format;
 mod keyset;
+#[cfg(feature = "testkit")]
+pub mod keyset_store_testkit;
 mod provider;
 pub mod rewrap;
 pub mod subject;
@@ -88,7 +91,10 @@ pub use budget::{BudgetState, MemoryLedger, NonceBudget, UsageLedger};
 pub use crypt::{FieldCrypt, FieldCryptBuilder, KeyUsage, KeyVersion, KeyringSpec};
 pub use error::Error;
 pub use format::{Category, Header};
-pub use keyset::{CategoryInfo, LocalKeyset, MAX_KEYSET_FILE, check_master_key_location};
+pub use keyset::{
+    CategoryInfo, FileKeysetStore, KeysetStore, LocalKeyset, MAX_KEYSET_FILE, MemoryKeysetStore,
+    StoredKeyset, check_master_key_location,
+};
 pub use provider::{
     AuditedKeyProvider, KeyProvider, KeyPurpose, LocalMasterKey, MASTER_KEY_ENV, WrapContext,
 };

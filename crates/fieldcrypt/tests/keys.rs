@@ -112,7 +112,10 @@ async fn keyset_file_round_trip_rotation_and_permissions() {
     ));
 
     // Raising the minimum retires version 1 for every later opener.
-    reopened.set_min_decrypt(&pii, 2, Some(&crypt2)).unwrap();
+    reopened
+        .set_min_decrypt(&pii, 2, Some(&crypt2))
+        .await
+        .unwrap();
     assert!(matches!(
         crypt2.decrypt(&before, &here).await,
         Err(Error::KeyVersionRetired { .. })
@@ -229,7 +232,7 @@ async fn two_processes_sharing_a_keyset_never_overwrite_each_other() {
             .categories()
             .contains(&Category::new("billing").unwrap())
     );
-    a.set_min_decrypt(&pii, v4, Some(&crypt_a)).unwrap();
+    a.set_min_decrypt(&pii, v4, Some(&crypt_a)).await.unwrap();
     c.refresh(&crypt_c).await.unwrap();
     assert_eq!(crypt_c.versions(&pii).unwrap(), (v4, v4));
     std::fs::remove_dir_all(dir).unwrap();

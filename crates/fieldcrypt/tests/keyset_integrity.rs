@@ -225,7 +225,7 @@ async fn keyset_rollback_is_refused_by_a_new_process_via_the_watermark() {
     );
     let old_copy = std::fs::read(&path).unwrap();
     keyset.rotate(&pii(), None).await.unwrap();
-    keyset.set_min_decrypt(&pii(), 2, None).unwrap();
+    keyset.set_min_decrypt(&pii(), 2, None).await.unwrap();
     drop(keyset);
     std::fs::write(&path, &old_copy).unwrap();
     // A fresh process would give version 1 back its power and hand out version 2 again.
@@ -333,7 +333,10 @@ async fn retired_version_key_material_is_destroyed_and_audited() {
     let early = keyset.destroy_version(&pii(), 1, &events).await;
     assert!(matches!(early, Err(Error::InvalidArgument(_))), "{early:?}");
     keyset.rotate(&pii(), Some(&crypt)).await.unwrap();
-    keyset.set_min_decrypt(&pii(), 2, Some(&crypt)).unwrap();
+    keyset
+        .set_min_decrypt(&pii(), 2, Some(&crypt))
+        .await
+        .unwrap();
     let wrapped_v1 = |text: &str| -> String {
         let json: serde_json::Value = serde_json::from_str(text).unwrap();
         json["categories"]["pii"]["versions"][0]["wrapped"]

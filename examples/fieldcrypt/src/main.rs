@@ -124,7 +124,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "rotated pii to version {version}; rewrap: {} rewritten, {} already current, done: {}",
         done.progress.rewrapped, done.progress.current, done.done
     );
-    keyset.set_min_decrypt(&pii, version, Some(&crypt))?;
+    keyset.set_min_decrypt(&pii, version, Some(&crypt)).await?;
     // Retiring stops using version 1; destroying removes its key from the keyset file.
     let destroyed = keyset.destroy_version(&pii, 1, &events).await?;
     println!("pii version 1 retired and destroyed: {destroyed}");

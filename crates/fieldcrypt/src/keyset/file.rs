@@ -115,17 +115,13 @@ pub(super) struct VersionFile {
     pub(super) destroyed: Option<u64>,
 }
 
-pub(super) fn read_keyset(path: &Path) -> Result<KeysetFile, Error> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_KEYSET_FILE + 1)
-        .read_to_end(&mut bytes)?;
+/// Parses and checks the structure of a keyset document (not its MAC).
+pub(super) fn parse_keyset(bytes: &[u8]) -> Result<KeysetFile, Error> {
     if bytes.len() as u64 > MAX_KEYSET_FILE {
         return Err(Error::TooLarge("keyset file"));
     }
     let file: KeysetFile =
-        serde_json::from_slice(&bytes).map_err(|_| Error::Keyset("not a keyset file"))?;
+        serde_json::from_slice(bytes).map_err(|_| Error::Keyset("not a keyset file"))?;
     if file.format != FORMAT {
         return Err(Error::Keyset("unknown keyset format"));
     }
@@ -151,16 +147,11 @@ pub(super) fn read_keyset(path: &Path) -> Result<KeysetFile, Error> {
     Ok(file)
 }
 
-/// Writes `file` atomically with mode 0600: a new temporary file beside it, fsync, rename,
-/// fsync of the directory. With `create_only`, refuses if `path` exists.
-pub(super) fn write_private(
-    path: &Path,
-    file: &KeysetFile,
-    create_only: bool,
-) -> Result<(), Error> {
+/// The document as stored: pretty JSON and a final newline.
+pub(super) fn encode_keyset(file: &KeysetFile) -> Result<Vec<u8>, Error> {
     let mut bytes = serde_json::to_vec_pretty(file).map_err(|_| Error::Keyset("encoding"))?;
     bytes.push(b'\n');
-    write_bytes_private(path, &bytes, create_only)
+    Ok(bytes)
 }
 
 fn watermark_path(keyset: &Path) -> PathBuf {
@@ -206,7 +197,11 @@ pub(super) fn check_generation(found: u64, seen: u64) -> Result<(), Error> {
 
 /// The workspace's one atomic 0600 writer (temporary file, fsync, link or rename, fsync of
 /// the directory).
-fn write_bytes_private(path: &Path, bytes: &[u8], create_only: bool) -> Result<(), Error> {
+pub(super) fn write_bytes_private(
+    path: &Path,
+    bytes: &[u8],
+    create_only: bool,
+) -> Result<(), Error> {
     let existing = if create_only {
         Existing::Refuse
     } else {
