@@ -1,18 +1,12 @@
-//! Conformance suite for [`SigningKeyStore`] backends (feature `testkit`).
-//!
-//! [`signing_key_store_suite!`](crate::signing_key_store_suite) expands into one named
-//! `#[tokio::test]` per case, given an async factory that makes a fresh, empty store in a
-//! namespace of its own (the case's name: a SQL backend makes a schema or table prefix
-//! from it):
+//! Conformance suite for [`SigningKeyStore`] backends (feature `testkit`), in the workspace
+//! convention (`mcpsec_core::testkit::conformance_suite!`): one public async function per
+//! case taking a fresh, empty store, expanded into named tests per backend by
+//! [`signing_key_store_suite!`](crate::signing_key_store_suite):
 //!
 //! ```ignore
-//! mod memory {
-//!     use mcpsec_tokens::{MemorySigningKeyStore, SigningKeyStore};
-//!     use std::sync::Arc;
-//!     mcpsec_tokens::signing_key_store_suite!(|_namespace: String| async move {
-//!         Arc::new(MemorySigningKeyStore::new()) as Arc<dyn SigningKeyStore>
-//!     });
-//! }
+//! mcpsec_tokens::signing_key_store_suite!(memory, |_ns| async {
+//!     Arc::new(MemorySigningKeyStore::new()) as Arc<dyn SigningKeyStore>
+//! });
 //! ```
 #![expect(
     clippy::unwrap_used,
@@ -22,7 +16,6 @@
 
 use crate::{Algorithm, KeyRecord, KeyState, SigningKeyStore};
 use mcpsec_core::{KeyId, StoreErrorKind};
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -48,24 +41,14 @@ fn ring(prefix: &str) -> Vec<KeyRecord> {
 }
 
 /// A new store is empty, at generation 0.
-pub async fn empty_store_is_generation_zero<F, Fut>(make: F, namespace: &str)
-where
-    F: Fn(String) -> Fut,
-    Fut: Future<Output = Arc<dyn SigningKeyStore>>,
-{
-    let store = make(namespace.to_owned()).await;
+pub async fn empty_store_is_generation_zero(store: Arc<dyn SigningKeyStore>) {
     let loaded = store.load().await.unwrap();
     assert_eq!(loaded.generation, 0);
     assert!(loaded.records.is_empty());
 }
 
 /// What `replace` wrote, `load` returns, states and dates included, in order.
-pub async fn replace_then_load_round_trips<F, Fut>(make: F, namespace: &str)
-where
-    F: Fn(String) -> Fut,
-    Fut: Future<Output = Arc<dyn SigningKeyStore>>,
-{
-    let store = make(namespace.to_owned()).await;
+pub async fn replace_then_load_round_trips(store: Arc<dyn SigningKeyStore>) {
     assert_eq!(store.replace(0, ring("a")).await.unwrap(), 1);
     let loaded = store.load().await.unwrap();
     assert_eq!(loaded.generation, 1);
@@ -76,12 +59,7 @@ where
 
 /// A write against a generation that is no longer current is a conflict and changes
 /// nothing.
-pub async fn stale_generation_conflicts<F, Fut>(make: F, namespace: &str)
-where
-    F: Fn(String) -> Fut,
-    Fut: Future<Output = Arc<dyn SigningKeyStore>>,
-{
-    let store = make(namespace.to_owned()).await;
+pub async fn stale_generation_conflicts(store: Arc<dyn SigningKeyStore>) {
     store.replace(0, ring("a")).await.unwrap();
     for stale in [0, 2, u64::MAX] {
         let error = store.replace(stale, ring("b")).await.unwrap_err();
@@ -93,13 +71,8 @@ where
 
 /// Writers racing from the same generation: exactly one wins, and the store holds its
 /// records, not a mix.
-pub async fn concurrent_replace_one_wins<F, Fut>(make: F, namespace: &str)
-where
-    F: Fn(String) -> Fut,
-    Fut: Future<Output = Arc<dyn SigningKeyStore>>,
-{
+pub async fn concurrent_replace_one_wins(store: Arc<dyn SigningKeyStore>) {
     const WRITERS: usize = 8;
-    let store = make(namespace.to_owned()).await;
     let barrier = Arc::new(tokio::sync::Barrier::new(WRITERS));
     let mut tasks = Vec::new();
     for writer in 0..WRITERS {
@@ -123,26 +96,26 @@ where
     assert_eq!(loaded.records, winners[0]);
 }
 
-/// Expands the [`SigningKeyStore`] suite into named tests (one `#[tokio::test]` per case,
-/// multi-threaded) for the backend `$make` builds: an `Fn(String) -> impl Future<Output =
-/// Arc<dyn SigningKeyStore>>` given the case's name as its namespace. Needs `tokio` (with
-/// `macros` and `rt-multi-thread`) in the caller's dev-dependencies.
+/// Expands the [`SigningKeyStore`] suite into named tests in a module named after the
+/// backend: `signing_key_store_suite!(memory, |_ns| async { … })` gives
+/// `memory::concurrent_replace_one_wins` and so on. The factory is called once per test
+/// with that test's `mcpsec_core::testkit::Namespace` and returns a fresh, empty
+/// `Arc<dyn SigningKeyStore>`; the calling crate needs tokio with `macros` and
+/// `rt-multi-thread`.
 #[macro_export]
 macro_rules! signing_key_store_suite {
-    ($make:expr) => {
-        $crate::signing_key_store_suite!(@cases $make;
-            empty_store_is_generation_zero,
-            replace_then_load_round_trips,
-            stale_generation_conflicts,
-            concurrent_replace_one_wins
+    ($backend:ident, $factory:expr $(,)?) => {
+        $crate::testkit::__conformance_suite!(
+            suite = "signing_key_store",
+            cases = [$crate::key_store_testkit],
+            backend = $backend,
+            factory = $factory,
+            tests = [
+                empty_store_is_generation_zero,
+                replace_then_load_round_trips,
+                stale_generation_conflicts,
+                concurrent_replace_one_wins,
+            ],
         );
-    };
-    (@cases $make:expr; $($case:ident),+) => {
-        $(
-            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $case() {
-                $crate::key_store_testkit::$case($make, stringify!($case)).await;
-            }
-        )+
     };
 }

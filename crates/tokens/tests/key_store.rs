@@ -13,15 +13,12 @@ use mcpsec_tokens::{
     Algorithm, Error, KeyRecord, KeyState, MemorySigningKeyProvider, MemorySigningKeyStore,
     SigningKey, SigningKeyStore, SigningKeyring,
 };
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-mod memory {
-    use mcpsec_tokens::{MemorySigningKeyStore, SigningKeyStore};
-    use std::sync::Arc;
-    mcpsec_tokens::signing_key_store_suite!(|_namespace: String| async move {
-        Arc::new(MemorySigningKeyStore::new()) as Arc<dyn SigningKeyStore>
-    });
-}
+mcpsec_tokens::signing_key_store_suite!(memory, |_: mcpsec_core::testkit::Namespace| async {
+    Arc::new(MemorySigningKeyStore::new()) as Arc<dyn SigningKeyStore>
+});
 
 fn key(kid: &str) -> SigningKey {
     SigningKey::generate(KeyId::new(kid).unwrap(), Algorithm::EdDSA).unwrap()
