@@ -1,5 +1,8 @@
-//! Conformance suite for [`ApiKeyStore`] backends (feature `testkit`); the
-//! `AttemptCounter` suite is `mcpsec_core::attempt_counter_suite!`. Call them from a multi-threaded tokio test with a factory of fresh stores.
+//! Conformance suite for [`ApiKeyStore`] backends (feature `testkit`): one public async
+//! function per case, each taking a fresh store, expanded into named tests per backend by
+//! [`api_key_store_suite!`](crate::api_key_store_suite) (the workspace convention, see
+//! `mcpsec_core::testkit::suite`). The `AttemptCounter` suite is
+//! `mcpsec_core::attempt_counter_suite!`.
 #![expect(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,6 +17,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn at(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_767_225_600 + secs)
+}
+
+fn id(name: &str) -> KeyId {
+    KeyId::new(name).unwrap()
 }
 
 fn record(id: &str, owner: &str) -> ApiKeyRecord {
@@ -49,23 +56,25 @@ fn tenant(org: &str) -> Principal {
     )
 }
 
-/// Runs every [`ApiKeyStore`] check against stores made by `make`.
-pub async fn api_key_store_conformance<F>(make: F)
-where
-    F: Fn() -> Arc<dyn ApiKeyStore>,
-{
-    let store = make();
+/// Stores `k1`, `k2` (alice's) and `k3` (bob's), all in `acme`.
+async fn seed(store: &dyn ApiKeyStore) {
+    let acme = tenant("acme");
+    for (key, owner) in [("k1", "alice"), ("k2", "alice"), ("k3", "bob")] {
+        store.insert(&acme, &record(key, owner)).await.unwrap();
+    }
+}
+
+/// A record is stored once, read back whole, and listed under its owner.
+pub async fn insert_get_and_list_by_owner(store: Arc<dyn ApiKeyStore>) {
+    seed(&*store).await;
     let acme = tenant("acme");
     let r = record("k1", "alice");
-    store.insert(&acme, &r).await.unwrap();
     assert!(
         store.insert(&acme, &r).await.is_err(),
         "duplicate ids are refused"
     );
     assert_eq!(store.get(&r.id).await.unwrap(), Some(r.clone()));
-    assert_eq!(store.get(&KeyId::new("nope").unwrap()).await.unwrap(), None);
-    store.insert(&acme, &record("k2", "alice")).await.unwrap();
-    store.insert(&acme, &record("k3", "bob")).await.unwrap();
+    assert_eq!(store.get(&id("nope")).await.unwrap(), None);
     assert_eq!(
         store
             .list_by_owner(&acme, &UserId::new("alice").unwrap())
@@ -74,8 +83,12 @@ where
             .len(),
         2
     );
+}
 
-    // replace_hash is compare-and-set.
+/// `replace_hash` is a compare-and-set on the stored hash.
+pub async fn replace_hash_is_compare_and_set(store: Arc<dyn ApiKeyStore>) {
+    seed(&*store).await;
+    let r = record("k1", "alice");
     assert!(
         store
             .replace_hash(&r.id, &r.hash, "hmac-sha256$v2$BBBB")
@@ -92,49 +105,57 @@ where
         store.get(&r.id).await.unwrap().unwrap().hash,
         "hmac-sha256$v2$BBBB"
     );
+}
 
-    // set_status answers with the status it replaced; a revoked key stays revoked.
+/// `set_status` answers with the status it replaced, a revoked key stays revoked, and
+/// `set_expiry` writes the expiry.
+pub async fn set_status_answers_the_replaced_status_and_revoked_stays(store: Arc<dyn ApiKeyStore>) {
+    seed(&*store).await;
+    let acme = tenant("acme");
+    let k1 = id("k1");
     assert_eq!(
         store
-            .set_status(&acme, &r.id, KeyStatus::Disabled)
+            .set_status(&acme, &k1, KeyStatus::Disabled)
             .await
             .unwrap(),
         Some(KeyStatus::Active)
     );
     assert_eq!(
         store
-            .set_status(&acme, &r.id, KeyStatus::Revoked)
+            .set_status(&acme, &k1, KeyStatus::Revoked)
             .await
             .unwrap(),
         Some(KeyStatus::Disabled)
     );
     assert_eq!(
         store
-            .set_status(&acme, &r.id, KeyStatus::Active)
+            .set_status(&acme, &k1, KeyStatus::Active)
             .await
             .unwrap(),
         Some(KeyStatus::Revoked)
     );
     assert_eq!(
-        store.get(&r.id).await.unwrap().unwrap().status,
+        store.get(&k1).await.unwrap().unwrap().status,
         KeyStatus::Revoked
     );
     assert_eq!(
         store
-            .set_status(&acme, &KeyId::new("nope").unwrap(), KeyStatus::Active)
+            .set_status(&acme, &id("nope"), KeyStatus::Active)
             .await
             .unwrap(),
         None
     );
-
-    assert!(store.set_expiry(&acme, &r.id, Some(at(100))).await.unwrap());
+    assert!(store.set_expiry(&acme, &k1, Some(at(100))).await.unwrap());
     assert_eq!(
-        store.get(&r.id).await.unwrap().unwrap().expires_at,
+        store.get(&k1).await.unwrap().unwrap().expires_at,
         Some(at(100))
     );
+}
 
-    // The tenant face never reaches another organization's keys: they read as absent and
-    // change nothing; a record outside the tenant is not inserted.
+/// The tenant face never reaches another organization's keys: they read as absent and
+/// change nothing; a record outside the tenant is not inserted.
+pub async fn tenant_face_never_reaches_another_organization(store: Arc<dyn ApiKeyStore>) {
+    seed(&*store).await;
     let globex = tenant("globex");
     assert!(
         store
@@ -145,57 +166,51 @@ where
     );
     assert_eq!(
         store
-            .set_status(&globex, &KeyId::new("k2").unwrap(), KeyStatus::Revoked)
+            .set_status(&globex, &id("k2"), KeyStatus::Revoked)
             .await
             .unwrap(),
         None
     );
-    assert!(
-        !store
-            .set_expiry(&globex, &KeyId::new("k2").unwrap(), None)
-            .await
-            .unwrap()
-    );
+    assert!(!store.set_expiry(&globex, &id("k2"), None).await.unwrap());
     assert_eq!(
-        store
-            .get(&KeyId::new("k2").unwrap())
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
+        store.get(&id("k2")).await.unwrap().unwrap().status,
         KeyStatus::Active
     );
     assert!(store.insert(&globex, &record("k4", "alice")).await.is_err());
-    assert_eq!(store.get(&KeyId::new("k4").unwrap()).await.unwrap(), None);
+    assert_eq!(store.get(&id("k4")).await.unwrap(), None);
+}
 
-    // A holder-proved revocation (the one status change without a principal).
+/// A holder-proved revocation (the one status change without a principal) answers with
+/// the status it replaced.
+pub async fn revoke_by_holder_answers_the_replaced_status(store: Arc<dyn ApiKeyStore>) {
+    seed(&*store).await;
     assert_eq!(
-        store
-            .revoke_by_holder(&KeyId::new("k3").unwrap())
-            .await
-            .unwrap(),
+        store.revoke_by_holder(&id("k3")).await.unwrap(),
         Some(KeyStatus::Active)
     );
     assert_eq!(
-        store
-            .revoke_by_holder(&KeyId::new("nope").unwrap())
-            .await
-            .unwrap(),
-        None
+        store.get(&id("k3")).await.unwrap().unwrap().status,
+        KeyStatus::Revoked
     );
+    assert_eq!(store.revoke_by_holder(&id("nope")).await.unwrap(), None);
+}
 
-    // last_used is written at most once per interval.
+/// `last_used_at` is written at most once per interval.
+pub async fn touch_last_used_writes_at_most_once_per_interval(store: Arc<dyn ApiKeyStore>) {
+    seed(&*store).await;
+    let k1 = id("k1");
     let every = Duration::from_secs(300);
-    assert!(store.touch_last_used(&r.id, at(10), every).await.unwrap());
-    assert!(!store.touch_last_used(&r.id, at(200), every).await.unwrap());
-    assert!(store.touch_last_used(&r.id, at(310), every).await.unwrap());
+    assert!(store.touch_last_used(&k1, at(10), every).await.unwrap());
+    assert!(!store.touch_last_used(&k1, at(200), every).await.unwrap());
+    assert!(store.touch_last_used(&k1, at(310), every).await.unwrap());
     assert_eq!(
-        store.get(&r.id).await.unwrap().unwrap().last_used_at,
+        store.get(&k1).await.unwrap().unwrap().last_used_at,
         Some(at(310))
     );
+}
 
-    // Concurrent upgrades: exactly one compare-and-set wins.
-    let shared = make();
+/// Of 32 concurrent hash upgrades of one key exactly one compare-and-set wins.
+pub async fn concurrent_replace_hash_one_wins(shared: Arc<dyn ApiKeyStore>) {
     shared
         .insert(&tenant("acme"), &record("race", "alice"))
         .await
@@ -219,3 +234,32 @@ where
     }
     assert_eq!(wins, 1, "exactly one concurrent replace_hash wins");
 }
+
+/// Expands the [`ApiKeyStore`] suite into named tests in a module named after the backend:
+/// `api_key_store_suite!(memory, |_ns| async { Arc::new(MemoryApiKeyStore::new()) as
+/// Arc<dyn ApiKeyStore> })` gives `memory::concurrent_replace_hash_one_wins` and so on. The
+/// factory is called once per test with that test's `mcpsec_core::testkit::Namespace`; the
+/// calling crate needs tokio with `macros` and `rt-multi-thread`.
+#[macro_export]
+macro_rules! api_key_store_suite {
+    ($backend:ident, $factory:expr $(,)?) => {
+        $crate::testkit::__conformance_suite!(
+            suite = "api_key_store",
+            cases = [$crate::testkit],
+            backend = $backend,
+            factory = $factory,
+            tests = [
+                insert_get_and_list_by_owner,
+                replace_hash_is_compare_and_set,
+                set_status_answers_the_replaced_status_and_revoked_stays,
+                tenant_face_never_reaches_another_organization,
+                revoke_by_holder_answers_the_replaced_status,
+                touch_last_used_writes_at_most_once_per_interval,
+                concurrent_replace_hash_one_wins,
+            ],
+        );
+    };
+}
+
+#[doc(hidden)]
+pub use mcpsec_core::testkit::__conformance_suite;
