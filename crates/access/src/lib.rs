@@ -7,11 +7,17 @@
 //!   parsing for configuration and tolerant parsing for incoming tokens.
 //! - [`Role`] and [`Action`]: the three roles and the canonical list of ten actions, each
 //!   with its scope, roles and ownership ([`Action::spec`] is the table).
-//! - [`Principal`]: the authenticated caller, built by a credential verifier.
-//! - [`authorize`]: role, then scopes, then organization, then ownership; deny by default.
-//!   It returns an [`Authorized`] proof that only it can make, or a [`Denial`] naming the
-//!   rule that failed.
-//! - [`ToolPolicy`]: MCP tool names mapped to actions, unmapped tools denied.
+//! - [`Principal`]: the authenticated caller, made only by a credential verifier
+//!   (`mcpsec-tokens`, `mcpsec-apikeys`) or through the explicitly named [`danger`] module,
+//!   with the credential ([`Credential`]: kind and id) it presented.
+//! - [`Authorizer`]: role, then scopes, then organization, then ownership, then step-up
+//!   ([`StepUpPolicy`]); deny by default. It returns an [`Authorized`] proof that only this
+//!   crate can make, or a [`Denial`] naming the rule that failed
+//!   ([`Denial::StepUpRequired`] carries the RFC 9470 challenge; an API key is refused an
+//!   action that needs step-up with [`Denial::InteractiveOnly`]). [`authorize`] is the
+//!   same decision for actions that need no step-up.
+//! - [`ToolPolicy`]: MCP tool names mapped to a [`ToolRequirement`] (any verified caller,
+//!   or an action), unmapped tools denied.
 //! - [`Memberships`]: the role a verifier gives a principal, read from the user's current
 //!   membership at every request ([`resolve_role`]); conformance suite in `testkit`.
 //! - [`ManagesCredentials`]: the proofs credential lifecycle calls take
@@ -19,15 +25,16 @@
 //!
 //! ```
 //! use mcpsec_access::{
-//!     Action, Authentication, AuthMethods, CredentialKind, Denial, Principal, Resource, Role,
-//!     ScopeSet, authorize,
+//!     Action, Authentication, AuthMethods, CredentialKind, Denial, Resource, Role, ScopeSet,
+//!     authorize, danger,
 //! };
 //! use mcpsec_core::{OrgId, UserId};
 //! use std::time::UNIX_EPOCH;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let org = OrgId::new("acme")?;
-//! let dev = Principal::new(
+//! // A verifier (mcpsec-tokens, mcpsec-apikeys) makes principals; a test names the danger.
+//! let dev = danger::principal(
 //!     UserId::new("ada")?,
 //!     org.clone(),
 //!     Role::Developer,
@@ -60,6 +67,7 @@
 )]
 
 mod action;
+pub mod danger;
 mod decision;
 mod error;
 mod manage;
@@ -67,16 +75,20 @@ mod memberships;
 mod principal;
 mod role;
 mod scope;
+mod stepup;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 mod tools;
 
 pub use action::{Action, ActionSpec, Ownership, Permission, perm};
-pub use decision::{Authorized, Denial, Resource, authorize, authorize_as, permits};
+pub use decision::{Authorized, Authorizer, Denial, Resource, authorize, authorize_as, permits};
 pub use error::Error;
 pub use manage::ManagesCredentials;
 pub use memberships::{Memberships, MemoryMemberships, StoreError, resolve_role};
-pub use principal::{AuthMethod, AuthMethods, Authentication, CredentialKind, Principal};
+pub use principal::{
+    AuthMethod, AuthMethods, Authentication, Credential, CredentialId, CredentialKind, Principal,
+};
 pub use role::Role;
 pub use scope::{IMPLIES, MAX_SCOPE_LEN, Scope, ScopeSet};
-pub use tools::{MAX_TOOL_NAME_LEN, ToolPolicy};
+pub use stepup::{DEFAULT_ACR, Requirement, StepUpPolicy, StepUpRequired};
+pub use tools::{MAX_TOOL_NAME_LEN, ToolAccess, ToolPolicy, ToolRequirement};

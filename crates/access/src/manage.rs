@@ -50,10 +50,9 @@ impl<P> Authorized<P> {
         scopes.is_subset(self.principal().scopes().effective())
     }
 
-    /// Who acted, for the audit trail of an operation done under this proof.
+    /// Who acted, for the audit trail of an operation done under this proof: the API key
+    /// (with its owner) when the proof was made for a key, otherwise the user.
     pub fn actor(&self) -> Actor {
-        Actor::User {
-            user: self.subject().clone(),
-        }
+        self.principal().actor()
     }
 }

@@ -2,7 +2,7 @@
 //! how they proved it.
 
 use crate::{Role, ScopeSet};
-use mcpsec_core::{OrgId, UserId};
+use mcpsec_core::{Actor, KeyId, OrgId, SessionId, TokenId, UserId};
 use std::time::SystemTime;
 
 /// What kind of credential the principal presented.
@@ -14,6 +14,69 @@ pub enum CredentialKind {
     ApiKey,
     /// A first-party session (cookie).
     Session,
+}
+
+/// The identifier of the credential a principal presented: what a per-credential rate limit
+/// keys on, and what an [`Actor::ApiKey`] event names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CredentialId {
+    /// An API key's public id (never the key).
+    Key(KeyId),
+    /// An access token's `jti`.
+    Token(TokenId),
+    /// A first-party session's id.
+    Session(SessionId),
+}
+
+/// The credential a principal presented: its kind and, when the verifier knows it, its id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Credential {
+    kind: CredentialKind,
+    id: Option<CredentialId>,
+}
+
+impl Credential {
+    /// An API key, by its public id. An API key always has one.
+    pub fn api_key(key: KeyId) -> Self {
+        Self {
+            kind: CredentialKind::ApiKey,
+            id: Some(CredentialId::Key(key)),
+        }
+    }
+
+    /// An access token, by its `jti` when it has one (and it is a valid [`TokenId`]).
+    pub fn access_token(jti: Option<TokenId>) -> Self {
+        Self {
+            kind: CredentialKind::AccessToken,
+            id: jti.map(CredentialId::Token),
+        }
+    }
+
+    /// A first-party session, by its id when the host has one.
+    pub fn session(id: Option<SessionId>) -> Self {
+        Self {
+            kind: CredentialKind::Session,
+            id: id.map(CredentialId::Session),
+        }
+    }
+
+    /// The kind of credential.
+    pub fn kind(&self) -> CredentialKind {
+        self.kind
+    }
+
+    /// Its id, if known.
+    pub fn id(&self) -> Option<&CredentialId> {
+        self.id.as_ref()
+    }
+}
+
+/// A credential of `kind` whose id the verifier does not know.
+impl From<CredentialKind> for Credential {
+    fn from(kind: CredentialKind) -> Self {
+        Self { kind, id: None }
+    }
 }
 
 /// An authentication method, by its RFC 8176 `amr` value (plus `email`, which RFC 8176
@@ -147,27 +210,54 @@ pub struct Authentication {
 
 /// The caller of a request, as established by a credential verifier.
 ///
-/// Credential verifiers (`mcpsec-tokens`, `mcpsec-apikeys`, a host's session layer) build
-/// it after checking a credential; everything else only reads it. For API keys, `scopes`
-/// are the key's scopes; the decision intersects them with the owner's role.
+/// Only credential verifiers make one: `mcpsec-tokens` (`VerifiedClaims::principal`),
+/// `mcpsec-apikeys` (`VerifiedKey::principal`), and a host's own verifier through the
+/// explicitly named [`danger::principal`](crate::danger::principal). There is no public
+/// constructor, so code that merely holds request data cannot mint an org admin:
+///
+/// ```compile_fail,E0599
+/// use mcpsec_access::{Authentication, AuthMethods, CredentialKind, Principal, Role, ScopeSet};
+/// use mcpsec_core::{OrgId, UserId};
+///
+/// let forged = Principal::new(
+///     UserId::new("mallory").unwrap(),
+///     OrgId::new("acme").unwrap(),
+///     Role::OrgAdmin,
+///     ScopeSet::parse_strict("org:admin mcp:admin").unwrap(),
+///     CredentialKind::AccessToken,
+///     Authentication { at: None, methods: AuthMethods::EMPTY },
+/// );
+/// ```
+///
+/// Nor can it be written as a struct literal (its fields are private):
+///
+/// ```compile_fail,E0451
+/// use mcpsec_access::{Principal, Role};
+///
+/// let forged = Principal { role: Role::OrgAdmin };
+/// ```
+///
+/// Everything else only reads it. For API keys, `scopes` are the key's scopes; the
+/// decision intersects them with the owner's role.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     subject: UserId,
     org: OrgId,
     role: Role,
     scopes: ScopeSet,
-    credential: CredentialKind,
+    credential: Credential,
     authentication: Authentication,
 }
 
 impl Principal {
-    /// A principal for a verified credential. Only credential verifiers should call this.
-    pub fn new(
+    /// Reached only through [`danger::principal`](crate::danger::principal), so that every
+    /// place outside this crate that mints a principal names the danger.
+    pub(crate) fn new(
         subject: UserId,
         org: OrgId,
         role: Role,
         scopes: ScopeSet,
-        credential: CredentialKind,
+        credential: Credential,
         authentication: Authentication,
     ) -> Self {
         Self {
@@ -202,7 +292,27 @@ impl Principal {
 
     /// The kind of credential presented.
     pub fn credential(&self) -> CredentialKind {
-        self.credential
+        self.credential.kind()
+    }
+
+    /// The credential's id, when the verifier knows it: an API key's id, a token's `jti`,
+    /// a session's id. Per-credential rate limits key on it.
+    pub fn credential_id(&self) -> Option<&CredentialId> {
+        self.credential.id()
+    }
+
+    /// Who acts, for an event: the API key (with its owner) when the credential is one,
+    /// otherwise the user.
+    pub fn actor(&self) -> Actor {
+        match self.credential.id() {
+            Some(CredentialId::Key(key)) => Actor::ApiKey {
+                key: key.clone(),
+                owner: Some(self.subject.clone()),
+            },
+            _ => Actor::User {
+                user: self.subject.clone(),
+            },
+        }
     }
 
     /// When and how the subject authenticated.

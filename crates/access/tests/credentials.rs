@@ -3,13 +3,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use mcpsec_access::{
-    AuthMethods, Authentication, CredentialKind, Principal, Resource, Role, ScopeSet, authorize_as,
-    perm,
+    AuthMethod, AuthMethods, Authentication, Authorizer, CredentialKind, Principal, Resource, Role,
+    ScopeSet, authorize_as, perm,
 };
 use mcpsec_core::{Actor, OrgId, UserId};
+use std::time::UNIX_EPOCH;
 
 fn principal(user: &str, role: Role, scopes: &str) -> Principal {
-    Principal::new(
+    mcpsec_access::danger::principal(
         UserId::new(user).unwrap(),
         OrgId::new("acme").unwrap(),
         role,
@@ -42,9 +43,22 @@ fn manage_tokens_reaches_only_ones_own_credentials() {
 
 #[test]
 fn manage_members_reaches_members_of_the_admins_org_only() {
-    let admin = principal("root", Role::OrgAdmin, "org:admin");
-    let proof =
-        authorize_as::<perm::OrgManageMembers>(&admin, &Resource::of_org(org("acme"))).unwrap();
+    // Managing members is administrative: the admin stepped up with a TOTP code just now.
+    let now = UNIX_EPOCH;
+    let admin = mcpsec_access::danger::principal(
+        id("root"),
+        org("acme"),
+        Role::OrgAdmin,
+        ScopeSet::parse_strict("org:admin").unwrap(),
+        CredentialKind::AccessToken,
+        Authentication {
+            at: Some(now),
+            methods: AuthMethods::of(&[AuthMethod::Pwd, AuthMethod::Otp]),
+        },
+    );
+    let proof = Authorizer::default()
+        .authorize_as::<perm::OrgManageMembers>(&admin, &Resource::of_org(org("acme")), now)
+        .unwrap();
     assert!(proof.may_manage(&id("bob"), &org("acme")));
     assert!(!proof.may_manage(&id("bob"), &org("globex")));
 }

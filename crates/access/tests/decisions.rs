@@ -2,14 +2,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use mcpsec_access::{
-    Action, AuthMethods, Authentication, CredentialKind, Denial, Principal, Resource, Role, Scope,
-    ScopeSet, ToolPolicy, authorize, authorize_as, perm,
+    Action, AuthMethod, AuthMethods, Authentication, Authorizer, CredentialKind, Denial, Principal,
+    Resource, Role, Scope, ScopeSet, ToolPolicy, authorize, authorize_as, perm,
 };
 use mcpsec_core::{EventKind, Label, OrgId, ReasonCode, UserId};
 use std::time::UNIX_EPOCH;
 
 fn principal(role: Role, scopes: &str) -> Principal {
-    Principal::new(
+    mcpsec_access::danger::principal(
         UserId::new("alice").unwrap(),
         OrgId::new("acme").unwrap(),
         role,
@@ -18,6 +18,21 @@ fn principal(role: Role, scopes: &str) -> Principal {
         Authentication {
             at: Some(UNIX_EPOCH),
             methods: AuthMethods::EMPTY,
+        },
+    )
+}
+
+/// The same principal after a TOTP step-up at `UNIX_EPOCH`.
+fn stepped_up(p: Principal) -> Principal {
+    mcpsec_access::danger::principal(
+        p.subject().clone(),
+        p.org().clone(),
+        p.role(),
+        p.scopes(),
+        p.credential(),
+        Authentication {
+            at: Some(UNIX_EPOCH),
+            methods: AuthMethods::of(&[AuthMethod::Pwd, AuthMethod::Otp]),
         },
     )
 }
@@ -103,8 +118,10 @@ fn denials_become_events_without_secrets() {
 
 #[test]
 fn admin_actions_produce_an_authz_admin_event() {
-    let admin = principal(Role::OrgAdmin, "org:admin mcp:admin");
-    let proof = authorize(&admin, Action::OrgManageMembers, &acme()).unwrap();
+    let admin = stepped_up(principal(Role::OrgAdmin, "org:admin mcp:admin"));
+    let proof = Authorizer::default()
+        .authorize(&admin, Action::OrgManageMembers, &acme(), UNIX_EPOCH)
+        .unwrap();
     let event = proof.admin_event(UNIX_EPOCH).expect("admin action");
     assert_eq!(event.kind, EventKind::AuthzAdmin);
     assert!(event.is_critical());
@@ -130,20 +147,20 @@ fn unmapped_tools_are_denied_and_hidden() {
         .unwrap();
     let viewer = principal(Role::Viewer, "mcp:read");
     let tools = ["search_docs", "deploy_server", "drop_database"];
-    assert_eq!(policy.visible(&viewer, tools), ["search_docs"]);
+    assert_eq!(policy.visible(&viewer, tools, UNIX_EPOCH), ["search_docs"]);
     assert!(
         policy
-            .authorize_call(&viewer, "search_docs", &acme())
+            .authorize_call(&viewer, "search_docs", &acme(), UNIX_EPOCH)
             .is_ok()
     );
     assert_eq!(
         policy
-            .authorize_call(&viewer, "drop_database", &acme())
+            .authorize_call(&viewer, "drop_database", &acme(), UNIX_EPOCH)
             .unwrap_err(),
         Denial::UnmappedTool
     );
     let denial = policy
-        .authorize_call(&viewer, "deploy_server", &acme())
+        .authorize_call(&viewer, "deploy_server", &acme(), UNIX_EPOCH)
         .unwrap_err();
     assert!(matches!(denial, Denial::RoleForbids { .. }));
     let event = policy.denied_event(&viewer, "drop_database", Denial::UnmappedTool, UNIX_EPOCH);

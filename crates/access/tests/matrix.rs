@@ -9,7 +9,8 @@
 )]
 
 use mcpsec_access::{
-    Action, AuthMethods, Authentication, CredentialKind, Principal, Resource, ScopeSet, authorize,
+    Action, AuthMethod, AuthMethods, Authentication, Authorizer, CredentialKind, Principal,
+    Resource, ScopeSet,
 };
 use mcpsec_core::{OrgId, UserId};
 use std::time::UNIX_EPOCH;
@@ -89,15 +90,17 @@ enum Case {
 }
 
 fn principal(role: &str, scopes: &str) -> Principal {
-    Principal::new(
+    mcpsec_access::danger::principal(
         UserId::new("alice").unwrap(),
         OrgId::new("acme").unwrap(),
         role.parse().unwrap(),
         ScopeSet::parse_strict(scopes).unwrap(),
         CredentialKind::AccessToken,
+        // Stepped up with TOTP at the decision time, so the matrix shows the role, scope,
+        // org and ownership rules alone (step-up has its own tests in decisions.rs).
         Authentication {
             at: Some(UNIX_EPOCH),
-            methods: AuthMethods::EMPTY,
+            methods: AuthMethods::of(&[AuthMethod::Pwd, AuthMethod::Otp]),
         },
     )
 }
@@ -138,7 +141,12 @@ fn every_role_scope_set_action_and_owner() {
                         Case::OtherOrg => false,
                     };
                     let expected = role_ok && scope_ok && owner_ok;
-                    let got = authorize(&p, action_value, &resource(case));
+                    let got = Authorizer::default().authorize(
+                        &p,
+                        action_value,
+                        &resource(case),
+                        UNIX_EPOCH,
+                    );
                     assert_eq!(
                         got.is_ok(),
                         expected,
@@ -174,7 +182,14 @@ fn roles_as_the_security_model_describes_them() {
     // With every scope, what each role can do is its role alone.
     let can = |role: &str, action: &str| {
         let p = principal(role, &SCOPES.join(" "));
-        authorize(&p, action.parse().unwrap(), &resource(Case::Own)).is_ok()
+        Authorizer::default()
+            .authorize(
+                &p,
+                action.parse().unwrap(),
+                &resource(Case::Own),
+                UNIX_EPOCH,
+            )
+            .is_ok()
     };
     // Org admin: full control.
     for (action, ..) in EXPECTED {

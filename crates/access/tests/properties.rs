@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use std::time::UNIX_EPOCH;
 
 fn principal(role: Role, scopes: ScopeSet) -> Principal {
-    Principal::new(
+    mcpsec_access::danger::principal(
         UserId::new("alice").unwrap(),
         OrgId::new("acme").unwrap(),
         role,

@@ -32,7 +32,7 @@
 //! let keys = ApiKeys::builder(Arc::new(MemoryApiKeyStore::new()), members, hasher).build()?;
 //!
 //! // Ada, signed in with a token that may manage her keys, creates one.
-//! # let caller = Principal::new(ada.clone(), acme.clone(), Role::Developer,
+//! # let caller = mcpsec_access::danger::principal(ada.clone(), acme.clone(), Role::Developer,
 //! #     ScopeSet::parse_strict("user:token mcp:read")?, CredentialKind::AccessToken,
 //! #     Authentication { at: None, methods: AuthMethods::EMPTY });
 //! let proof = authorize_as::<perm::UserManageTokens>(&caller, &Resource::own(&caller))?;

@@ -43,7 +43,7 @@ fn record(id: &str, owner: &str) -> ApiKeyRecord {
 
 /// The principal tenant-scoped calls run as: a member of `org`.
 fn tenant(org: &str) -> Principal {
-    Principal::new(
+    mcpsec_access::danger::principal(
         UserId::new("alice").unwrap(),
         OrgId::new(org).unwrap(),
         Role::Developer,

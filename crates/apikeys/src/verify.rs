@@ -5,7 +5,7 @@ use crate::format::{self, ParsedKey};
 use crate::limits::RateLimitInfo;
 use crate::pool::is_slow;
 use crate::{ApiKeyRecord, ApiKeys, Error, KeyStatus};
-use mcpsec_access::{AuthMethods, Authentication, CredentialKind, Principal, Role};
+use mcpsec_access::{AuthMethods, Authentication, Credential, Principal, Role};
 use mcpsec_core::StoreError;
 use mcpsec_core::{Actor, EventKind, KeyId, Outcome, SecurityEvent, Severity};
 use std::net::{IpAddr, Ipv6Addr};
@@ -82,12 +82,16 @@ impl VerifiedKey {
     /// The [`Principal`] for this request, with the owner's current [`role`](Self::role).
     /// Its scopes are the key's; the decision intersects them with the role.
     pub fn principal(&self) -> Principal {
-        Principal::new(
+        // The workspace's API-key verifier: this value exists only after `verify` checked
+        // the key's hash, status, expiry and the owner's membership, which is what the
+        // danger path asks of its caller. The key id goes with it, so per-key rate limits
+        // and `Actor::ApiKey` events keep it.
+        mcpsec_access::danger::principal(
             self.record.owner.clone(),
             self.record.org.clone(),
             self.role,
             self.record.scopes,
-            CredentialKind::ApiKey,
+            Credential::api_key(self.record.id.clone()),
             Authentication {
                 // An API key is not an authentication event: when its owner last authenticated is
                 // unknown, so no recency check (step-up) can pass with one.

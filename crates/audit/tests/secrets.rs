@@ -73,7 +73,7 @@ async fn log_never_holds_keys_secrets_plaintexts_or_raw_addresses() {
     .clock(clock.clone())
     .build()
     .unwrap();
-    let caller = mcpsec_access::Principal::new(
+    let caller = mcpsec_access::danger::principal(
         ada.clone(),
         OrgId::new("acme").unwrap(),
         mcpsec_access::Role::Developer,

@@ -2,8 +2,7 @@
 
 use crate::Row;
 use mcpsec_access::{
-    Action, AuthMethods, Authentication, CredentialKind, Principal, Resource, Role, ScopeSet,
-    authorize,
+    Action, AuthMethods, Authentication, CredentialKind, Resource, Role, ScopeSet, authorize,
 };
 use mcpsec_core::{OrgId, UserId};
 use std::collections::HashSet;
@@ -15,7 +14,7 @@ use std::time::UNIX_EPOCH;
 /// the obvious way, with the credential's scopes as a `HashSet<String>`.
 pub(crate) fn authorize_row() -> Result<Row, mcpsec_core::Error> {
     let org = OrgId::new("acme")?;
-    let principal = Principal::new(
+    let principal = mcpsec_access::danger::principal(
         UserId::new("ada")?,
         org.clone(),
         Role::Developer,

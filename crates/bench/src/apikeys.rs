@@ -2,8 +2,8 @@
 
 use crate::Row;
 use mcpsec_access::{
-    AuthMethods, Authentication, Authorized, CredentialKind, Principal, Resource, Role, Scope,
-    ScopeSet, authorize_as, perm,
+    AuthMethods, Authentication, Authorized, CredentialKind, Resource, Role, Scope, ScopeSet,
+    authorize_as, perm,
 };
 use mcpsec_apikeys::{
     ApiKeys, Argon2Params, AttemptCounter, Env, Error, HashMode, KeyHasher, MemoryApiKeyStore,
@@ -68,7 +68,7 @@ fn new_key() -> Result<NewKey, Error> {
 
 /// The owner's own `user.manage_tokens` proof, as a token verifier would lead to.
 fn owner_proof() -> Result<Authorized<perm::UserManageTokens>, Error> {
-    let caller = Principal::new(
+    let caller = mcpsec_access::danger::principal(
         owner()?,
         org()?,
         Role::Developer,

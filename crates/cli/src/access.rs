@@ -1,8 +1,8 @@
 //! `mcpsec access check` and `mcpsec access matrix`.
 
 use mcpsec_access::{
-    Action, AuthMethods, Authentication, CredentialKind, Denial, Ownership, Principal, Resource,
-    Role, ScopeSet, authorize,
+    Action, AuthMethod, AuthMethods, Authentication, Authorizer, CredentialKind, Denial, Ownership,
+    Resource, Role, ScopeSet,
 };
 use mcpsec_core::{OrgId, UserId};
 use serde::Serialize;
@@ -98,14 +98,14 @@ fn or_none(s: &str) -> &str {
 }
 
 /// Decides `action` for a principal with `role` and `scopes` on a resource owned as `owner`
-/// says, through [`mcpsec_access::authorize`], the same call a service makes.
+/// says, through [`mcpsec_access::Authorizer::authorize`], the same call a service makes.
 pub fn check(role: Role, scopes: ScopeSet, action: Action, owner: Owner) -> CheckAnswer {
     let decision = decide(role, scopes, action, owner);
     let denial = decision.err();
     CheckAnswer {
         decision: if denial.is_none() { "allow" } else { "deny" },
-        rule: denial.map(Denial::rule),
-        reason: denial.map(|d| d.to_string()),
+        rule: denial.as_ref().map(Denial::rule),
+        reason: denial.as_ref().map(|d| d.to_string()),
         role: role.as_str(),
         scopes: scopes.to_string(),
         effective_scopes: scopes.effective().to_string(),
@@ -116,6 +116,7 @@ pub fn check(role: Role, scopes: ScopeSet, action: Action, owner: Owner) -> Chec
 }
 
 fn decide(role: Role, scopes: ScopeSet, action: Action, owner: Owner) -> Result<(), Denial> {
+    let now = SystemTime::now();
     // Fixed, valid identifiers: the checker reasons about relations, not real users.
     let (Ok(me), Ok(colleague), Ok(stranger), Ok(org), Ok(other_org)) = (
         UserId::new("principal"),
@@ -126,15 +127,18 @@ fn decide(role: Role, scopes: ScopeSet, action: Action, owner: Owner) -> Result<
     ) else {
         return Err(Denial::OtherOrg);
     };
-    let principal = Principal::new(
+    let principal = mcpsec_access::danger::principal(
         me.clone(),
         org.clone(),
         role,
         scopes,
         CredentialKind::AccessToken,
+        // An interactive session that stepped up with TOTP just now: the checker answers
+        // the role, scope, org and ownership question; step-up is a per-request condition
+        // the service's `Authorizer` adds for administrative actions.
         Authentication {
-            at: Some(SystemTime::now()),
-            methods: AuthMethods::EMPTY,
+            at: Some(now),
+            methods: AuthMethods::of(&[AuthMethod::Pwd, AuthMethod::Otp]),
         },
     );
     let resource = match owner {
@@ -143,7 +147,9 @@ fn decide(role: Role, scopes: ScopeSet, action: Action, owner: Owner) -> Result<
         Owner::OtherUser => Resource::owned_by(colleague, org),
         Owner::OtherOrg => Resource::owned_by(stranger, other_org),
     };
-    authorize(&principal, action, &resource).map(|_| ())
+    Authorizer::default()
+        .authorize(&principal, action, &resource, now)
+        .map(|_| ())
 }
 
 /// The role × action table as Markdown: what each role may do when its credential holds

@@ -83,11 +83,10 @@ fn api_keys(f: &Fixture) -> ApiKeys {
 
 async fn create(keys: &ApiKeys, owner: &str) -> (SecretString, KeyId) {
     use mcpsec_access::{
-        AuthMethods, Authentication, CredentialKind, Principal, Resource, Role, ScopeSet,
-        authorize_as, perm,
+        AuthMethods, Authentication, CredentialKind, Resource, Role, ScopeSet, authorize_as, perm,
     };
     let owner = UserId::new(owner).unwrap();
-    let caller = Principal::new(
+    let caller = mcpsec_access::danger::principal(
         owner.clone(),
         OrgId::new("acme").unwrap(),
         Role::Developer,

@@ -13,7 +13,8 @@
 //!   sent through a host's [`EmailSender`].
 //! - [`RecoveryCodes`]: ten 100-bit codes, shown once, stored as keyed hashes bound to the
 //!   user and a key version, each usable once ([`RecoveryCodeStore::consume_once`]).
-//! - [`StepUpPolicy`]: administrative actions need named methods (`otp`, or `hwk` +
+//! - [`StepUpPolicy`] (re-exported from `mcpsec-access`, where the access decision applies
+//!   it through `Authorizer`): administrative actions need named methods (`otp`, or `hwk` +
 //!   `user`) within 15 minutes; otherwise a [`StepUpRequired`] with the `acr_values` and
 //!   `max_age` to ask for.
 //!

@@ -254,7 +254,7 @@ async fn register_then_authenticate_and_step_up() {
 
     // The passkey's amr satisfies step-up for an administrative action.
     let admin = Action::ALL.into_iter().find(|a| a.is_admin()).unwrap();
-    let principal = Principal::new(
+    let principal = mcpsec_access::danger::principal(
         f.user.clone(),
         OrgId::new("acme").unwrap(),
         Role::OrgAdmin,

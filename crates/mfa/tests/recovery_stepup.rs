@@ -207,7 +207,7 @@ async fn recovery_hashes_cannot_be_copied_between_users() {
 }
 
 fn principal(methods: &[AuthMethod], at: SystemTime) -> Principal {
-    Principal::new(
+    mcpsec_access::danger::principal(
         UserId::new("ada").unwrap(),
         OrgId::new("acme").unwrap(),
         Role::OrgAdmin,
@@ -318,7 +318,7 @@ fn key_possession_alone_does_not_satisfy_step_up() {
 fn missing_auth_time_fails_step_up() {
     let now = UNIX_EPOCH + Duration::from_secs(1_767_225_600);
     let policy = StepUpPolicy::new();
-    let unknown = Principal::new(
+    let unknown = mcpsec_access::danger::principal(
         UserId::new("ada").unwrap(),
         OrgId::new("acme").unwrap(),
         Role::OrgAdmin,
@@ -396,7 +396,7 @@ async fn each_factor_reports_its_amr_and_step_up_follows_it() {
     let admin = Action::OrgManageMembers;
     let policy = StepUpPolicy::new();
     let session = |methods: AuthMethods| {
-        Principal::new(
+        mcpsec_access::danger::principal(
             ada.clone(),
             OrgId::new("acme").unwrap(),
             Role::OrgAdmin,

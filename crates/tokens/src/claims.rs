@@ -1,8 +1,8 @@
 //! The claims of a verified token, and the `Principal` they describe.
 
 use crate::{Algorithm, Error};
-use mcpsec_access::{AuthMethods, Authentication, CredentialKind, Principal, Role, ScopeSet};
-use mcpsec_core::{OrgId, UserId};
+use mcpsec_access::{AuthMethods, Authentication, Credential, Principal, Role, ScopeSet};
+use mcpsec_core::{OrgId, TokenId, UserId};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -122,15 +122,19 @@ impl VerifiedClaims {
     /// [`issuer`](VerifiedClaims::issuer)) in its user store and passes what it found.
     /// Scopes, `auth_time` and `amr` still come from the token.
     ///
-    /// Issue 13 reworks `Principal` (composition contracts); until then this is the one
-    /// place an outside identity becomes a principal, and only from verified claims.
+    /// This is the one place an outside identity becomes a principal, and only from
+    /// verified claims.
     pub fn principal_mapped(&self, subject: UserId, org: OrgId, role: Role) -> Principal {
-        Principal::new(
+        // The workspace's token verifier: `VerifiedClaims` exists only after
+        // `TokenVerifier` checked the signature, issuer, audience and lifetime, which is
+        // what the danger path asks of its caller. A `jti` that is not a valid id is left
+        // out rather than altered (the token still verified; only its id is unknown).
+        mcpsec_access::danger::principal(
             subject,
             org,
             role,
             self.scopes,
-            CredentialKind::AccessToken,
+            Credential::access_token(self.jti.as_deref().and_then(|jti| TokenId::new(jti).ok())),
             Authentication {
                 // Unknown stays unknown: `iat` says when the token was minted (perhaps
                 // by a refresh days after the login), not when the user authenticated.

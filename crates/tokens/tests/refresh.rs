@@ -221,18 +221,24 @@ fn proof_of<P: mcpsec_access::Permission>(
     scopes: &str,
     resource: impl FnOnce(&mcpsec_access::Principal) -> mcpsec_access::Resource,
 ) -> mcpsec_access::Authorized<P> {
-    let principal = mcpsec_access::Principal::new(
+    let principal = mcpsec_access::danger::principal(
         UserId::new(user).unwrap(),
         OrgId::new("acme").unwrap(),
         role,
         ScopeSet::parse_strict(scopes).unwrap(),
         mcpsec_access::CredentialKind::AccessToken,
+        // Stepped up with TOTP at the decision time: `org.manage_members` is administrative.
         mcpsec_access::Authentication {
-            at: None,
-            methods: AuthMethods::EMPTY,
+            at: Some(std::time::UNIX_EPOCH),
+            methods: AuthMethods::of(&[
+                mcpsec_access::AuthMethod::Pwd,
+                mcpsec_access::AuthMethod::Otp,
+            ]),
         },
     );
-    mcpsec_access::authorize_as::<P>(&principal, &resource(&principal)).unwrap()
+    mcpsec_access::Authorizer::default()
+        .authorize_as::<P>(&principal, &resource(&principal), std::time::UNIX_EPOCH)
+        .unwrap()
 }
 
 fn own_proof(user: &str) -> mcpsec_access::Authorized<mcpsec_access::perm::UserManageTokens> {

@@ -5,8 +5,8 @@
 //! Run: `cargo run -p example-apikeys`
 
 use mcpsec_access::{
-    Action, AuthMethods, Authentication, CredentialKind, MemoryMemberships, Principal, Resource,
-    Role, ScopeSet, authorize, authorize_as, perm,
+    Action, AuthMethods, Authentication, CredentialKind, MemoryMemberships, Resource, Role,
+    ScopeSet, authorize, authorize_as, perm,
 };
 use mcpsec_apikeys::{
     ApiKeys, Env, HashMode, KeyHasher, MemoryApiKeyStore, NewKey, Pepper, Source,
@@ -33,7 +33,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Ada is signed in (here a principal stands in for a verified session token) and
     // proves she may manage her own keys; a key can grant only scopes she holds.
-    let session = Principal::new(
+    let session = mcpsec_access::danger::principal(
         ada.clone(),
         org.clone(),
         Role::Developer,

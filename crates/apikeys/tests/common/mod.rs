@@ -10,8 +10,8 @@
 )]
 
 use mcpsec_access::{
-    AuthMethods, Authentication, Authorized, CredentialKind, MemoryMemberships, Principal,
-    Resource, Role, ScopeSet, authorize_as, perm,
+    AuthMethod, AuthMethods, Authentication, Authorized, Authorizer, CredentialKind,
+    MemoryMemberships, Principal, Resource, Role, ScopeSet, authorize_as, perm,
 };
 use mcpsec_apikeys::{
     ApiKeyLookup, ApiKeyRecord, ApiKeyStore, ApiKeys, ApiKeysBuilder, Argon2Params, AttemptCounter,
@@ -97,7 +97,7 @@ pub fn members() -> Arc<MemoryMemberships> {
 
 /// A verified caller, as a token verifier would build it.
 pub fn principal(user: &str, org: &str, role: Role, scopes: &str) -> Principal {
-    Principal::new(
+    mcpsec_access::danger::principal(
         UserId::new(user).unwrap(),
         OrgId::new(org).unwrap(),
         role,
@@ -121,15 +121,24 @@ pub fn victim_proof() -> Authorized<perm::UserManageTokens> {
     proof_for("victim", "user:token mcp:read user:read")
 }
 
-/// `admin`'s `org.manage_members` in `org`.
+/// `admin`'s `org.manage_members` in `org`: an administrative action, so the admin
+/// stepped up with TOTP at the decision time.
 pub fn admin_proof(org: &str) -> Authorized<perm::OrgManageMembers> {
-    let p = principal(
-        "admin",
-        org,
+    let now = std::time::UNIX_EPOCH;
+    let p = mcpsec_access::danger::principal(
+        UserId::new("admin").unwrap(),
+        OrgId::new(org).unwrap(),
         Role::OrgAdmin,
-        "org:admin mcp:admin user:write",
+        ScopeSet::parse_strict("org:admin mcp:admin user:write").unwrap(),
+        CredentialKind::AccessToken,
+        Authentication {
+            at: Some(now),
+            methods: AuthMethods::of(&[AuthMethod::Pwd, AuthMethod::Otp]),
+        },
     );
-    authorize_as(&p, &Resource::of_org(OrgId::new(org).unwrap())).unwrap()
+    Authorizer::default()
+        .authorize_as(&p, &Resource::of_org(OrgId::new(org).unwrap()), now)
+        .unwrap()
 }
 
 pub fn ip(n: u8) -> Source {

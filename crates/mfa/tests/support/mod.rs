@@ -92,7 +92,7 @@ impl AttemptCounter for SuspendingCounter {
 pub fn own(
     user: &mcpsec_core::UserId,
 ) -> mcpsec_access::Authorized<mcpsec_access::perm::UserUpdateProfile> {
-    let principal = mcpsec_access::Principal::new(
+    let principal = mcpsec_access::danger::principal(
         user.clone(),
         mcpsec_core::OrgId::new("acme").unwrap(),
         mcpsec_access::Role::Viewer,
