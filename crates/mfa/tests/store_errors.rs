@@ -1,6 +1,6 @@
 //! A backend's failure reaches the caller with its kind and its cause (issue 13: one
 //! `StoreError`); the old `StoreError(&'static str)` kept neither.
-#![allow(clippy::unwrap_used, reason = "tests")]
+#![allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
 
 use mcpsec_core::{ManualClock, MemorySink, SecretBytes, StoreErrorKind, UserId};
 use mcpsec_mfa::{CodeHash, Error, RecoveryCodeStore, RecoveryCodes, StoreError};
