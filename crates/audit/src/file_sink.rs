@@ -716,6 +716,8 @@ impl Writer {
             records: &self.batch_records,
             lines: buf,
         });
+        // The records are stored (or lost): hold no events in memory until the next batch.
+        self.batch_records.clear();
         if let Err(error) = written {
             self.shared.write_failures.fetch_add(1, Ordering::SeqCst);
             // The storage could not undo a partial write: its end is unknown and nothing
