@@ -9,12 +9,14 @@
 )]
 
 use mcpsec_core::testkit::Namespace;
-use mcpsec_core::{ManualClock, SealContext, SecretBytes};
+use mcpsec_core::{ManualClock, SealContext, SecretBytes, StoreError};
 use mcpsec_fieldcrypt::{
     Category, Error, FieldCrypt, FileKeysetStore, KeysetStore, LocalKeyset, LocalMasterKey,
-    MemoryKeysetStore,
+    MemoryKeysetStore, StoredKeyset,
 };
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::Notify;
 
 mcpsec_fieldcrypt::keyset_store_suite!(memory, |_: Namespace| async {
     Arc::new(MemoryKeysetStore::new()) as Arc<dyn KeysetStore>
@@ -38,9 +40,33 @@ fn clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::at_unix(1_764_000_000))
 }
 
+/// A store that holds the first `replace` after it is armed until the test lets it go.
+#[derive(Debug, Default)]
+struct GatedStore {
+    inner: MemoryKeysetStore,
+    armed: AtomicBool,
+    held: Notify,
+    release: Notify,
+}
+
+#[async_trait::async_trait]
+impl KeysetStore for GatedStore {
+    async fn load(&self) -> Result<Option<StoredKeyset>, StoreError> {
+        self.inner.load().await
+    }
+
+    async fn replace(&self, expected: Option<u64>, next: StoredKeyset) -> Result<(), StoreError> {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.held.notify_one();
+            self.release.notified().await;
+        }
+        self.inner.replace(expected, next).await
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_keyset_in_another_store_rotates_and_two_handles_never_lose_a_write() {
-    let store: Arc<dyn KeysetStore> = Arc::new(MemoryKeysetStore::new());
+async fn a_rotation_that_lands_while_another_writes_is_never_lost() {
+    let store = Arc::new(GatedStore::default());
     let pii = Category::new("pii").unwrap();
     let a = Arc::new(
         LocalKeyset::create_in(
@@ -53,19 +79,25 @@ async fn a_keyset_in_another_store_rotates_and_two_handles_never_lose_a_write() 
         .unwrap(),
     );
     assert!(a.path().is_none());
-    let b = Arc::new(
-        LocalKeyset::open_in(store.clone(), master(1), clock())
-            .await
-            .unwrap(),
-    );
-    // Both handles rotate at once: the store's compare-and-swap makes one of them start
-    // again from the other's document, so both versions are kept.
-    let (ra, rb) = tokio::join!(a.rotate(&pii, None), b.rotate(&pii, None));
-    let mut versions = vec![ra.unwrap().0, rb.unwrap().0];
-    versions.sort_unstable();
-    assert_eq!(versions, vec![2, 3]);
+    let b = LocalKeyset::open_in(store.clone(), master(1), clock())
+        .await
+        .unwrap();
+    // A reads the keyset, prepares version 2 and is held at its write…
+    store.armed.store(true, Ordering::SeqCst);
+    let first = tokio::spawn({
+        let (a, pii) = (a.clone(), pii.clone());
+        async move { a.rotate(&pii, None).await.map(|(version, _)| version) }
+    });
+    store.held.notified().await;
+    // …while B rotates to version 2 and writes it.
+    assert_eq!(b.rotate(&pii, None).await.unwrap().0, 2);
+    store.release.notify_one();
+    // A's write was against the old generation: refused by the store, so A starts again
+    // from B's document and takes version 3. Without the compare-and-swap it would
+    // have overwritten B's version 2.
+    assert_eq!(first.await.unwrap().unwrap(), 3);
     let reopened = Arc::new(
-        LocalKeyset::open_in(store, master(1), clock())
+        LocalKeyset::open_in(store.clone(), master(1), clock())
             .await
             .unwrap(),
     );
