@@ -109,8 +109,9 @@ pub trait ChainStorage: Send + std::fmt::Debug {
     }
 }
 
-/// Keeps records in memory; clones share them, so a test can reopen the same storage or
-/// read what a sink stored. [`MemoryChainStorage::refuse_appends`] makes appends fail
+/// Keeps one instance's chain in memory; clones share it, so a test can reopen the same
+/// storage or read what a sink stored. Its head is taken from the records as they are
+/// (memory cannot be edited behind the sink's back, so nothing is re-verified). [`MemoryChainStorage::refuse_appends`] makes appends fail
 /// (storing nothing), as a full disk would.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryChainStorage {
