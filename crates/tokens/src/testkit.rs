@@ -19,8 +19,8 @@
 use crate::{
     ConsumeOutcome, FamilyRecord, RefreshRecord, RefreshTokenStore, SessionGrant, TokenHash,
 };
-use mcpsec_access::{AuthMethods, ScopeSet};
-use mcpsec_core::{TokenId, UserId};
+use mcpsec_access::{AuthMethods, Authentication, CredentialKind, Principal, Role, ScopeSet};
+use mcpsec_core::{OrgId, TokenId, UserId};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -194,6 +194,56 @@ pub async fn second_consume_reports_first_use(store: Arc<dyn RefreshTokenStore>)
     );
 }
 
+fn tenant(user: &str, org: &str) -> Principal {
+    // A suite stands in for a verifier here.
+    mcpsec_access::danger::principal(
+        UserId::new(user).unwrap(),
+        OrgId::new(org).unwrap(),
+        Role::OrgAdmin,
+        ScopeSet::parse_strict("org:admin user:token").unwrap(),
+        CredentialKind::AccessToken,
+        Authentication {
+            at: None,
+            methods: AuthMethods::EMPTY,
+        },
+    )
+}
+
+/// The tenant face (`revoke_family_as`) revokes only the tenant's families: its
+/// organization's, or the tenant's own organization-less session; anything else reads as
+/// absent and stays live.
+pub async fn tenant_revocation_stays_in_the_tenant(store: Arc<dyn RefreshTokenStore>) {
+    // An organization-less session of `conformance-user`.
+    let (own, _) = start(&*store, 80).await;
+    let other = tenant("other", "acme");
+    assert!(!store.revoke_family_as(&other, &own).await.unwrap());
+    assert!(!store.family(&own).await.unwrap().unwrap().revoked);
+    let me = tenant("conformance-user", "acme");
+    assert!(store.revoke_family_as(&me, &own).await.unwrap());
+    assert!(store.family(&own).await.unwrap().unwrap().revoked);
+
+    // A session in `acme`.
+    let id = TokenId::generate().unwrap();
+    let mut in_acme = family(&id);
+    in_acme.grant.org = Some(OrgId::new("acme").unwrap());
+    let first = RefreshRecord {
+        hash: hash(1, 81),
+        family: id.clone(),
+        issued_at: at(0),
+        consumed_at: None,
+        expires_at: at(LIFETIME),
+    };
+    store.create_family(&in_acme, &first).await.unwrap();
+    let globex = tenant("root", "globex");
+    assert!(!store.revoke_family_as(&globex, &id).await.unwrap());
+    assert!(!store.family(&id).await.unwrap().unwrap().revoked);
+    let acme = tenant("root", "acme");
+    assert!(store.revoke_family_as(&acme, &id).await.unwrap());
+    assert!(store.family(&id).await.unwrap().unwrap().revoked);
+    let unknown = TokenId::generate().unwrap();
+    assert!(!store.revoke_family_as(&acme, &unknown).await.unwrap());
+}
+
 /// A revoked family's tokens are never consumed.
 pub async fn revoked_family_consumes_nothing(store: Arc<dyn RefreshTokenStore>) {
     let (id, first) = start(&*store, 30).await;
@@ -343,6 +393,7 @@ macro_rules! refresh_store_suite {
                 concurrent_consume_one_wins,
                 prune_removes_expired_families_and_keeps_live_ones,
                 revoke_all_revokes_every_family_of_the_subject,
+                tenant_revocation_stays_in_the_tenant,
             ],
         );
     };
