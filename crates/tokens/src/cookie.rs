@@ -53,7 +53,7 @@ fn cookie(
 /// absolute lifetime). Marked sensitive, so `http`'s `Debug` does not print it.
 ///
 /// `token` must be a refresh token as [`RefreshTokens`](crate::RefreshTokens) makes them
-/// (`mcp_rt_` and 43 base62 characters), else [`Error::RefreshInvalid`]: any other value
+/// (`mcp_rt_` and 43 base62 characters), else [`RefreshError::Invalid`](crate::RefreshError::Invalid): any other value
 /// could carry `;` and add cookie attributes (`Domain=`, a longer `Max-Age`).
 pub fn refresh_cookie(token: &SecretString, max_age: Duration) -> Result<HeaderValue, Error> {
     crate::refresh::parse(token.expose_secret())?;

@@ -83,22 +83,11 @@ pub enum Error {
     /// Signing failed in the crypto backend.
     #[error("signing failed")]
     Signing,
-    /// The refresh token is malformed or unknown.
-    #[error("invalid refresh token")]
-    RefreshInvalid,
-    /// The refresh token was already used: its family has been revoked.
-    #[error("refresh token reused; the session has been revoked")]
-    RefreshReused,
-    /// The refresh token was used again within the grace window (a client retry); the
-    /// session is kept, but this request gets no new token.
-    #[error("refresh token already rotated")]
-    RefreshRaced,
-    /// The session's family was revoked (logout or earlier reuse).
-    #[error("session revoked")]
-    RefreshRevoked,
-    /// The session passed its absolute or idle lifetime.
-    #[error("session expired")]
-    RefreshExpired,
+    /// A refresh token was refused; the nested reason says why (rustls nests its
+    /// `CertificateError` the same way), so a caller handles every session outcome with
+    /// one arm.
+    #[error(transparent)]
+    Refresh(#[from] RefreshError),
     /// The CSRF token, the double-submit cookie or the request's origin did not check out.
     #[error("cross-site request refused")]
     Csrf,
@@ -132,13 +121,68 @@ impl Error {
             Error::WrongIssuer => ReasonCode::WrongIssuer,
             Error::WrongAudience => ReasonCode::WrongAudience,
             Error::InsufficientScope => ReasonCode::ScopeMissing,
-            Error::RefreshInvalid => ReasonCode::UnknownCredential,
-            Error::RefreshReused | Error::RefreshRaced => ReasonCode::Reused,
-            Error::RefreshRevoked | Error::Revoked => ReasonCode::Revoked,
-            Error::RefreshExpired => ReasonCode::Expired,
+            Error::Refresh(refresh) => refresh.reason_code(),
+            Error::Revoked => ReasonCode::Revoked,
             Error::NotAllowed => ReasonCode::NotOwner,
             Error::NotAMember => ReasonCode::RoleForbids,
             _ => ReasonCode::Malformed,
+        }
+    }
+}
+
+/// Why a refresh token was refused: the session outcomes of
+/// [`RefreshTokens::rotate`](crate::RefreshTokens::rotate) and `revoke`, nested in [`Error::Refresh`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RefreshError {
+    /// The refresh token is malformed or unknown.
+    #[error("invalid refresh token")]
+    Invalid,
+    /// The refresh token was already used: its family has been revoked.
+    #[error("refresh token reused; the session has been revoked")]
+    Reused,
+    /// The refresh token was used again within the grace window (a client retry); the
+    /// session is kept, but this request gets no new token.
+    #[error("refresh token already rotated")]
+    Raced,
+    /// The session's family was revoked (logout or earlier reuse).
+    #[error("session revoked")]
+    Revoked,
+    /// The session passed its absolute or idle lifetime.
+    #[error("session expired")]
+    Expired,
+}
+
+impl RefreshError {
+    /// The reason code for a security event about this refusal.
+    pub fn reason_code(self) -> ReasonCode {
+        match self {
+            Self::Invalid => ReasonCode::UnknownCredential,
+            Self::Reused | Self::Raced => ReasonCode::Reused,
+            Self::Revoked => ReasonCode::Revoked,
+            Self::Expired => ReasonCode::Expired,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_refusals_nest_and_keep_their_reason() {
+        let cases = [
+            (RefreshError::Invalid, ReasonCode::UnknownCredential),
+            (RefreshError::Reused, ReasonCode::Reused),
+            (RefreshError::Raced, ReasonCode::Reused),
+            (RefreshError::Revoked, ReasonCode::Revoked),
+            (RefreshError::Expired, ReasonCode::Expired),
+        ];
+        for (refresh, reason) in cases {
+            let error = Error::from(refresh);
+            assert_eq!(error, Error::Refresh(refresh));
+            assert_eq!(error.reason_code(), reason);
+            assert_eq!(error.to_string(), refresh.to_string());
         }
     }
 }

@@ -6,10 +6,10 @@
 //! token after the grace window means two parties hold the family's tokens: the whole
 //! family is revoked and a critical `authn_token_reuse` event is recorded.
 
-use crate::Error;
 use crate::refresh_store::{
     ConsumeOutcome, FamilyRecord, RefreshRecord, RefreshTokenStore, SessionGrant, TokenHash,
 };
+use crate::{Error, RefreshError};
 use aws_lc_rs::digest;
 use mcpsec_access::{Authorized, ManagesCredentials};
 use mcpsec_core::StoreError;
@@ -155,7 +155,7 @@ impl RefreshTokens {
                         source,
                     )
                     .await;
-                    return Err(Error::RefreshExpired);
+                    return Err(Error::Refresh(RefreshError::Expired));
                 }
                 Ok(IssuedRefresh {
                     token,
@@ -181,7 +181,7 @@ impl RefreshTokens {
                         )
                         .with_severity(Severity::Warning);
                     emit(self.events.as_ref(), event).await;
-                    return Err(Error::RefreshRaced);
+                    return Err(Error::Refresh(RefreshError::Raced));
                 }
                 self.store
                     .revoke_family(&family.id)
@@ -195,7 +195,7 @@ impl RefreshTokens {
                     source,
                 )
                 .await;
-                Err(Error::RefreshReused)
+                Err(Error::Refresh(RefreshError::Reused))
             }
             ConsumeOutcome::FamilyRevoked(family) => {
                 self.report(
@@ -206,9 +206,9 @@ impl RefreshTokens {
                     source,
                 )
                 .await;
-                Err(Error::RefreshRevoked)
+                Err(Error::Refresh(RefreshError::Revoked))
             }
-            ConsumeOutcome::NotFound => Err(Error::RefreshInvalid),
+            ConsumeOutcome::NotFound => Err(Error::Refresh(RefreshError::Invalid)),
         }
     }
 
@@ -224,7 +224,7 @@ impl RefreshTokens {
     /// Revokes a family under `proof`: the user ending their own session
     /// (`user.manage_tokens`), or an org admin ending a member's (`org.manage_members`).
     ///
-    /// An unknown family and another organization's answer [`Error::RefreshInvalid`], so a
+    /// An unknown family and another organization's answer [`RefreshError::Invalid`], so a
     /// proof cannot probe which families exist elsewhere; another member's family under a
     /// `user.manage_tokens` proof is [`Error::NotAllowed`]. A session without an
     /// organization can be ended only by its own user. Neither changes anything.
@@ -238,10 +238,10 @@ impl RefreshTokens {
             .family(family)
             .await
             .map_err(Error::Store)?
-            .ok_or(Error::RefreshInvalid)?;
+            .ok_or(Error::Refresh(RefreshError::Invalid))?;
         let grant = &record.grant;
         let allowed = match &grant.org {
-            Some(org) if org != proof.org() => return Err(Error::RefreshInvalid),
+            Some(org) if org != proof.org() => return Err(Error::Refresh(RefreshError::Invalid)),
             Some(org) => proof.may_manage(&grant.subject, org),
             None => &grant.subject == proof.subject(),
         };
@@ -255,7 +255,7 @@ impl RefreshTokens {
             .map_err(Error::Store)?;
         if !revoked {
             // Gone (pruned) or moved out of the tenant since it was read.
-            return Err(Error::RefreshInvalid);
+            return Err(Error::Refresh(RefreshError::Invalid));
         }
         let event = self
             .event(
@@ -334,9 +334,9 @@ fn new_token() -> Result<(SecretString, TokenHash), Error> {
 pub(crate) fn parse(presented: &str) -> Result<TokenHash, Error> {
     let secret = presented
         .strip_prefix(REFRESH_PREFIX)
-        .ok_or(Error::RefreshInvalid)?;
+        .ok_or(Error::Refresh(RefreshError::Invalid))?;
     if secret.len() != SECRET_LEN || !secret.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(Error::RefreshInvalid);
+        return Err(Error::Refresh(RefreshError::Invalid));
     }
     Ok(hash(presented))
 }

@@ -99,7 +99,7 @@ async fn refresh_reuse_revokes_family() {
             .rotate(first.token.expose_secret(), Some(source))
             .await
             .unwrap_err(),
-        Error::RefreshReused
+        Error::Refresh(mcpsec_tokens::RefreshError::Reused)
     );
     // The legitimate holder's current token is dead too: the family is revoked.
     assert_eq!(
@@ -107,7 +107,7 @@ async fn refresh_reuse_revokes_family() {
             .rotate(second.token.expose_secret(), None)
             .await
             .unwrap_err(),
-        Error::RefreshRevoked
+        Error::Refresh(mcpsec_tokens::RefreshError::Revoked)
     );
     let events = f.events.events();
     let reuse = events
@@ -150,7 +150,7 @@ async fn reuse_within_the_grace_window_is_refused_without_revoking() {
             .rotate(first.token.expose_secret(), None)
             .await
             .unwrap_err(),
-        Error::RefreshRaced
+        Error::Refresh(mcpsec_tokens::RefreshError::Raced)
     );
     assert!(
         f.tokens
@@ -165,7 +165,7 @@ async fn reuse_within_the_grace_window_is_refused_without_revoking() {
             .rotate(first.token.expose_secret(), None)
             .await
             .unwrap_err(),
-        Error::RefreshReused
+        Error::Refresh(mcpsec_tokens::RefreshError::Reused)
     );
 }
 
@@ -184,7 +184,7 @@ async fn idle_and_absolute_lifetimes_end_the_session() {
             .rotate(first.token.expose_secret(), None)
             .await
             .unwrap_err(),
-        Error::RefreshExpired
+        Error::Refresh(mcpsec_tokens::RefreshError::Expired)
     );
 
     let f = fixture(policy);
@@ -204,7 +204,7 @@ async fn idle_and_absolute_lifetimes_end_the_session() {
             .rotate(token.expose_secret(), None)
             .await
             .unwrap_err(),
-        Error::RefreshExpired,
+        Error::Refresh(mcpsec_tokens::RefreshError::Expired),
         "active but past the absolute lifetime"
     );
     assert!(
@@ -263,7 +263,7 @@ async fn logout_revokes_the_family() {
             .rotate(first.token.expose_secret(), None)
             .await
             .unwrap_err(),
-        Error::RefreshRevoked
+        Error::Refresh(mcpsec_tokens::RefreshError::Revoked)
     );
     assert!(
         f.store
@@ -335,7 +335,7 @@ async fn malformed_tokens_never_reach_the_store() {
     ] {
         assert_eq!(
             tokens.rotate(bad, None).await.unwrap_err(),
-            Error::RefreshInvalid,
+            Error::Refresh(mcpsec_tokens::RefreshError::Invalid),
             "{bad}"
         );
     }
@@ -347,7 +347,7 @@ async fn unknown_well_formed_token_is_invalid() {
     let unknown = format!("mcp_rt_{}", "a".repeat(43));
     assert_eq!(
         f.tokens.rotate(&unknown, None).await.unwrap_err(),
-        Error::RefreshInvalid
+        Error::Refresh(mcpsec_tokens::RefreshError::Invalid)
     );
 }
 
@@ -370,7 +370,7 @@ async fn replay_inside_the_grace_window_emits_an_event() {
             .rotate(first.token.expose_secret(), None)
             .await
             .unwrap_err(),
-        Error::RefreshRaced
+        Error::Refresh(mcpsec_tokens::RefreshError::Raced)
     );
     let events = f.events.events();
     let [event] = events.as_slice() else {
@@ -418,7 +418,7 @@ async fn expired_refresh_families_are_pruned() {
             .rotate(token.expose_secret(), None)
             .await
             .unwrap_err(),
-        Error::RefreshInvalid
+        Error::Refresh(mcpsec_tokens::RefreshError::Invalid)
     );
     assert!(
         f.tokens
@@ -518,6 +518,6 @@ async fn refresh_family_revocation_needs_a_proof_that_reaches_it() {
             )
             .await
             .unwrap_err(),
-        Error::RefreshInvalid
+        Error::Refresh(mcpsec_tokens::RefreshError::Invalid)
     );
 }
