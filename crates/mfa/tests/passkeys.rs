@@ -19,9 +19,7 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use mcpsec_access::{
-    Action, AuthMethod, Authentication, CredentialKind, Principal, Role, ScopeSet,
-};
+use mcpsec_access::{Action, AuthMethod, Authentication, CredentialKind, Role, ScopeSet};
 use mcpsec_core::{
     Clock, EventKind, ManualClock, MemorySink, OrgId, SecretBytes, Severity, UserId,
 };
