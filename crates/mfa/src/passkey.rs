@@ -13,7 +13,7 @@ use crate::passkey_store::{
     PasskeyStore, StoredPasskey,
 };
 use crate::{Error, Factor};
-use mcpsec_access::{AuthMethods, Authorized, perm};
+use mcpsec_access::{AuthMethods, Authorized, Principal, perm};
 use mcpsec_core::StoreError;
 use mcpsec_core::hmac::{Domain, MacKey};
 use mcpsec_core::{
@@ -321,7 +321,7 @@ impl Passkeys {
         response: &[u8],
     ) -> Result<Vec<u8>, Error> {
         let user = proof.subject();
-        let result = self.register(user, id, response).await;
+        let result = self.register(proof.principal(), id, response).await;
         match &result {
             Ok(_) => {
                 self.report(
@@ -349,10 +349,11 @@ impl Passkeys {
 
     async fn register(
         &self,
-        user: &UserId,
+        tenant: &Principal,
         id: &CeremonyId,
         response: &[u8],
     ) -> Result<Vec<u8>, Error> {
+        let user = tenant.subject();
         let state = self.take(user, id, CeremonyKind::Registration).await?;
         let state: PasskeyRegistration =
             serde_json::from_slice(state.expose_secret()).map_err(|_| Error::CeremonyUnknown)?;
@@ -370,7 +371,7 @@ impl Passkeys {
         };
         match self
             .store
-            .add_credential(user, stored, MAX_PASSKEYS_PER_USER)
+            .add_credential(tenant, stored, MAX_PASSKEYS_PER_USER)
             .await
             .map_err(Error::Store)?
         {
@@ -502,7 +503,7 @@ impl Passkeys {
         let user = proof.subject();
         let removed = self
             .store
-            .remove_credential(user, credential_id)
+            .remove_credential(proof.principal(), credential_id)
             .await
             .map_err(Error::Store)?;
         if removed {

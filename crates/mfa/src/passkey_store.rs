@@ -5,6 +5,7 @@
 
 use crate::{Error, StoreError};
 use base64::Engine as _;
+use mcpsec_access::Principal;
 use mcpsec_core::{SecretBytes, UserId};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
@@ -174,12 +175,15 @@ pub trait PasskeyStore: Send + Sync + std::fmt::Debug {
         kind: CeremonyKind,
     ) -> Result<Option<CeremonyRecord>, StoreError>;
 
-    /// Registers `passkey` for `user` unless its credential id is already registered (to
+    /// Registers `passkey` for `tenant`'s subject unless its credential id is already registered (to
     /// this user or another) or the user already has `max` passkeys; checked and stored
     /// atomically.
+    ///
+    /// Tenant face: `tenant` is the user registering their own passkey; a SQL backend runs
+    /// it as that principal under row-level security.
     async fn add_credential(
         &self,
-        user: &UserId,
+        tenant: &Principal,
         passkey: StoredPasskey,
         max: usize,
     ) -> Result<CredentialAdded, StoreError>;
@@ -196,10 +200,12 @@ pub trait PasskeyStore: Send + Sync + std::fmt::Debug {
         updated: StoredPasskey,
     ) -> Result<bool, StoreError>;
 
-    /// Removes the user's passkey `credential_id`; whether there was one.
+    /// Removes `tenant`'s subject's passkey `credential_id`; whether there was one.
+    ///
+    /// Tenant face, as [`add_credential`](PasskeyStore::add_credential).
     async fn remove_credential(
         &self,
-        user: &UserId,
+        tenant: &Principal,
         credential_id: &[u8],
     ) -> Result<bool, StoreError>;
 }
@@ -348,10 +354,11 @@ impl PasskeyStore for MemoryPasskeyStore {
 
     async fn add_credential(
         &self,
-        user: &UserId,
+        tenant: &Principal,
         passkey: StoredPasskey,
         max: usize,
     ) -> Result<CredentialAdded, StoreError> {
+        let user = tenant.subject();
         let mut inner = self.lock();
         if inner.owners.contains_key(&passkey.credential_id) {
             return Ok(CredentialAdded::DuplicateId);
@@ -396,9 +403,10 @@ impl PasskeyStore for MemoryPasskeyStore {
 
     async fn remove_credential(
         &self,
-        user: &UserId,
+        tenant: &Principal,
         credential_id: &[u8],
     ) -> Result<bool, StoreError> {
+        let user = tenant.subject();
         let mut inner = self.lock();
         let Some(list) = inner.passkeys.get_mut(user) else {
             return Ok(false);

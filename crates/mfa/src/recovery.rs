@@ -2,7 +2,7 @@
 //! to the user and a key version, each usable once; regenerating replaces the whole set.
 
 use crate::{Error, Factor, StoreError, Verified};
-use mcpsec_access::{Authorized, perm};
+use mcpsec_access::{Authorized, Principal, perm};
 use mcpsec_core::hmac::{Domain, MacKey};
 use mcpsec_core::{
     Actor, EventKind, EventSink, Outcome, ReasonCode, SecretBytes, SecretString, SecurityEvent,
@@ -41,7 +41,15 @@ pub struct Redeemed {
 #[async_trait::async_trait]
 pub trait RecoveryCodeStore: Send + Sync + std::fmt::Debug {
     /// Replaces `user`'s set with `hashes` (the previous codes stop working).
-    async fn replace_set(&self, user: &UserId, hashes: Vec<CodeHash>) -> Result<(), StoreError>;
+    ///
+    /// Tenant face: `tenant` is the user acting on their own account (the subject of the
+    /// `Authorized` proof); a SQL backend runs the statement as that principal under
+    /// row-level security. The set replaced is `tenant`'s subject's.
+    async fn replace_set(
+        &self,
+        tenant: &Principal,
+        hashes: Vec<CodeHash>,
+    ) -> Result<(), StoreError>;
     /// Removes `hash` from `user`'s set if it is there; returns whether it was.
     async fn consume_once(&self, user: &UserId, hash: &CodeHash) -> Result<bool, StoreError>;
     /// How many unused codes `user` has.
@@ -67,9 +75,13 @@ impl MemoryRecoveryStore {
 
 #[async_trait::async_trait]
 impl RecoveryCodeStore for MemoryRecoveryStore {
-    async fn replace_set(&self, user: &UserId, hashes: Vec<CodeHash>) -> Result<(), StoreError> {
+    async fn replace_set(
+        &self,
+        tenant: &Principal,
+        hashes: Vec<CodeHash>,
+    ) -> Result<(), StoreError> {
         self.lock()
-            .insert(user.clone(), hashes.into_iter().collect());
+            .insert(tenant.subject().clone(), hashes.into_iter().collect());
         Ok(())
     }
 
@@ -158,7 +170,7 @@ impl RecoveryCodes {
             codes.push(group(raw.expose_secret()));
         }
         self.store
-            .replace_set(user, hashes)
+            .replace_set(proof.principal(), hashes)
             .await
             .map_err(Error::Store)?;
         self.report(EventKind::AuthnMfaChanged, Outcome::Success, user, None)

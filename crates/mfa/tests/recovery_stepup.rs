@@ -129,12 +129,16 @@ impl SuspendingRecoveryStore {
 
 #[async_trait::async_trait]
 impl RecoveryCodeStore for SuspendingRecoveryStore {
-    async fn replace_set(&self, user: &UserId, hashes: Vec<CodeHash>) -> Result<(), StoreError> {
+    async fn replace_set(
+        &self,
+        tenant: &mcpsec_access::Principal,
+        hashes: Vec<CodeHash>,
+    ) -> Result<(), StoreError> {
         self.written
             .lock()
             .unwrap()
-            .push((user.clone(), hashes.clone()));
-        self.inner.replace_set(user, hashes).await
+            .push((tenant.subject().clone(), hashes.clone()));
+        self.inner.replace_set(tenant, hashes).await
     }
 
     async fn consume_once(&self, user: &UserId, hash: &CodeHash) -> Result<bool, StoreError> {
@@ -188,7 +192,11 @@ async fn recovery_hashes_cannot_be_copied_between_users() {
     let mallory = UserId::new("mallory").unwrap();
     let set = codes.regenerate(&support::own(&ada)).await.unwrap();
     let ada_hashes = store.written.lock().unwrap()[0].1.clone();
-    store.inner.replace_set(&mallory, ada_hashes).await.unwrap();
+    store
+        .inner
+        .replace_set(&support::as_user(&mallory), ada_hashes)
+        .await
+        .unwrap();
     assert!(
         codes
             .redeem(&mallory, set[0].expose_secret())

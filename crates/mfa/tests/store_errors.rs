@@ -18,7 +18,11 @@ fn timed_out() -> StoreError {
 
 #[async_trait::async_trait]
 impl RecoveryCodeStore for TimingOut {
-    async fn replace_set(&self, _: &UserId, _: Vec<CodeHash>) -> Result<(), StoreError> {
+    async fn replace_set(
+        &self,
+        _: &mcpsec_access::Principal,
+        _: Vec<CodeHash>,
+    ) -> Result<(), StoreError> {
         Err(timed_out())
     }
     async fn consume_once(&self, _: &UserId, _: &CodeHash) -> Result<bool, StoreError> {

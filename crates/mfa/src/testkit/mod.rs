@@ -15,3 +15,19 @@ pub mod replay_guard;
 
 #[doc(hidden)]
 pub use mcpsec_core::testkit::__conformance_suite;
+
+/// `user` as the principal a tenant-scoped call runs as (a suite stands in for a verifier).
+#[expect(clippy::unwrap_used, reason = "a test suite: failing loudly is its job")]
+pub(crate) fn as_user(user: &mcpsec_core::UserId) -> mcpsec_access::Principal {
+    mcpsec_access::danger::principal(
+        user.clone(),
+        mcpsec_core::OrgId::new("acme").unwrap(),
+        mcpsec_access::Role::Viewer,
+        mcpsec_access::ScopeSet::of(&[mcpsec_access::Scope::UserWrite]),
+        mcpsec_access::CredentialKind::AccessToken,
+        mcpsec_access::Authentication {
+            at: None,
+            methods: mcpsec_access::AuthMethods::EMPTY,
+        },
+    )
+}

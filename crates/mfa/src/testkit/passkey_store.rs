@@ -187,21 +187,21 @@ pub async fn credentials_are_unique_capped_and_counter_checked(store: Arc<dyn Pa
     assert!(store.credentials(&alice).await.unwrap().is_empty());
     assert_eq!(
         store
-            .add_credential(&alice, passkey(1, 0), MAX)
+            .add_credential(&super::as_user(&alice), passkey(1, 0), MAX)
             .await
             .unwrap(),
         CredentialAdded::Added
     );
     assert_eq!(
         store
-            .add_credential(&alice, passkey(2, 5), MAX)
+            .add_credential(&super::as_user(&alice), passkey(2, 5), MAX)
             .await
             .unwrap(),
         CredentialAdded::Added
     );
     assert_eq!(
         store
-            .add_credential(&bob, passkey(1, 0), MAX)
+            .add_credential(&super::as_user(&bob), passkey(1, 0), MAX)
             .await
             .unwrap(),
         CredentialAdded::DuplicateId,
@@ -209,7 +209,7 @@ pub async fn credentials_are_unique_capped_and_counter_checked(store: Arc<dyn Pa
     );
     assert_eq!(
         store
-            .add_credential(&alice, passkey(1, 0), MAX)
+            .add_credential(&super::as_user(&alice), passkey(1, 0), MAX)
             .await
             .unwrap(),
         CredentialAdded::DuplicateId,
@@ -217,7 +217,7 @@ pub async fn credentials_are_unique_capped_and_counter_checked(store: Arc<dyn Pa
     );
     assert_eq!(
         store
-            .add_credential(&alice, passkey(3, 0), 2)
+            .add_credential(&super::as_user(&alice), passkey(3, 0), 2)
             .await
             .unwrap(),
         CredentialAdded::TooMany,
@@ -262,12 +262,22 @@ pub async fn credentials_are_unique_capped_and_counter_checked(store: Arc<dyn Pa
         .find(|p| p.credential_id == vec![2; 16])
         .unwrap();
     assert_eq!((two.counter, two.passkey.clone()), (6, vec![2, 6]));
-    assert!(store.remove_credential(&alice, &[1; 16]).await.unwrap());
-    assert!(!store.remove_credential(&alice, &[1; 16]).await.unwrap());
+    assert!(
+        store
+            .remove_credential(&super::as_user(&alice), &[1; 16])
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .remove_credential(&super::as_user(&alice), &[1; 16])
+            .await
+            .unwrap()
+    );
     assert_eq!(store.credentials(&alice).await.unwrap().len(), 1);
     assert_eq!(
         store
-            .add_credential(&bob, passkey(1, 0), MAX)
+            .add_credential(&super::as_user(&bob), passkey(1, 0), MAX)
             .await
             .unwrap(),
         CredentialAdded::Added,
@@ -326,7 +336,10 @@ pub async fn one_credential_id_registered_by_32_users_at_once_wins_once(
         let s = Arc::clone(&shared);
         tasks.spawn(async move {
             let user = UserId::new(format!("racer{n}")).unwrap();
-            s.add_credential(&user, passkey(42, 0), MAX).await.unwrap() == CredentialAdded::Added
+            s.add_credential(&super::as_user(&user), passkey(42, 0), MAX)
+                .await
+                .unwrap()
+                == CredentialAdded::Added
         });
     }
     let mut wins = 0;
@@ -351,9 +364,13 @@ pub async fn per_user_maximum_holds_under_32_concurrent_registrations(
     for n in 0..32u8 {
         let s = Arc::clone(&shared);
         tasks.spawn(async move {
-            s.add_credential(&UserId::new("erin").unwrap(), passkey(100 + n, 0), 4)
-                .await
-                .unwrap()
+            s.add_credential(
+                &super::as_user(&UserId::new("erin").unwrap()),
+                passkey(100 + n, 0),
+                4,
+            )
+            .await
+            .unwrap()
         });
     }
     let (mut added, mut too_many) = (0, 0);
@@ -383,7 +400,7 @@ pub async fn counter_update_is_compare_and_set_under_concurrency(shared: Arc<dyn
     let bob = UserId::new("bob").unwrap();
     let auth = CeremonyKind::Authentication;
     shared
-        .add_credential(&bob, passkey(7, 10), MAX)
+        .add_credential(&super::as_user(&bob), passkey(7, 10), MAX)
         .await
         .unwrap();
     let mut tasks = tokio::task::JoinSet::new();

@@ -15,7 +15,7 @@ pub async fn codes_are_single_use_and_replaced_whole(store: Arc<dyn RecoveryCode
     let alice = UserId::new("alice").unwrap();
     assert_eq!(store.remaining(&alice).await.unwrap(), 0);
     store
-        .replace_set(&alice, vec![[1; 32], [2; 32], [3; 32]])
+        .replace_set(&super::as_user(&alice), vec![[1; 32], [2; 32], [3; 32]])
         .await
         .unwrap();
     assert_eq!(store.remaining(&alice).await.unwrap(), 3);
@@ -31,7 +31,10 @@ pub async fn codes_are_single_use_and_replaced_whole(store: Arc<dyn RecoveryCode
             .unwrap(),
         "another user's code"
     );
-    store.replace_set(&alice, vec![[9; 32]]).await.unwrap();
+    store
+        .replace_set(&super::as_user(&alice), vec![[9; 32]])
+        .await
+        .unwrap();
     assert!(
         !store.consume_once(&alice, &[1; 32]).await.unwrap(),
         "regeneration invalidates the old set"
@@ -44,7 +47,10 @@ pub async fn recovery_code_used_32_times_concurrently_succeeds_once(
     shared: Arc<dyn RecoveryCodeStore>,
 ) {
     let carol = UserId::new("carol").unwrap();
-    shared.replace_set(&carol, vec![[5; 32]]).await.unwrap();
+    shared
+        .replace_set(&super::as_user(&carol), vec![[5; 32]])
+        .await
+        .unwrap();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..32 {
         let s = Arc::clone(&shared);

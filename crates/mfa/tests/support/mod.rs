@@ -105,3 +105,8 @@ pub fn own(
     );
     mcpsec_access::authorize_as(&principal, &mcpsec_access::Resource::own(&principal)).unwrap()
 }
+
+/// `user` as the principal a tenant-scoped store call runs as.
+pub fn as_user(user: &mcpsec_core::UserId) -> mcpsec_access::Principal {
+    own(user).principal().clone()
+}
