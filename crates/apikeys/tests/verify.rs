@@ -105,6 +105,19 @@ async fn a_created_key_verifies_and_maps_to_its_owner() {
         principal.credential(),
         mcpsec_access::CredentialKind::ApiKey
     );
+    // The key id travels with the principal: per-key rate limits and `Actor::ApiKey`
+    // events keep it.
+    assert_eq!(
+        principal.credential_id(),
+        Some(&mcpsec_access::CredentialId::Key(record.id.clone()))
+    );
+    assert_eq!(
+        principal.actor(),
+        mcpsec_core::Actor::ApiKey {
+            key: record.id.clone(),
+            owner: Some(record.owner.clone()),
+        }
+    );
     assert!(record.hash.starts_with("hmac-sha256$v1$"));
     assert!(!record.hash.contains(key.expose_secret()));
 }

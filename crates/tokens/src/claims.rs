@@ -144,3 +144,49 @@ impl VerifiedClaims {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcpsec_access::{CredentialId, CredentialKind};
+    use mcpsec_core::TokenId;
+    use std::time::UNIX_EPOCH;
+
+    fn claims(jti: Option<&str>) -> VerifiedClaims {
+        VerifiedClaims {
+            subject: "ada".to_owned(),
+            issuer: "https://issuer.example".to_owned(),
+            expires_at: UNIX_EPOCH,
+            issued_at: UNIX_EPOCH,
+            jti: jti.map(str::to_owned),
+            scopes: ScopeSet::parse_strict("mcp:read").unwrap(),
+            org: Some("acme".to_owned()),
+            role: Some(Role::Developer),
+            auth_time: None,
+            amr: AuthMethods::EMPTY,
+            acr: None,
+            kid: "k1".to_owned(),
+            alg: Algorithm::EdDSA,
+            exp_seconds: 0.0,
+            payload: Arc::new(Map::new()),
+        }
+    }
+
+    #[test]
+    fn principal_carries_the_token_and_its_jti() {
+        let principal = claims(Some("tok-1")).principal().unwrap();
+        assert_eq!(principal.credential(), CredentialKind::AccessToken);
+        assert_eq!(
+            principal.credential_id(),
+            Some(&CredentialId::Token(TokenId::new("tok-1").unwrap()))
+        );
+    }
+
+    #[test]
+    fn a_jti_that_is_not_an_id_is_left_out_not_altered() {
+        let odd = claims(Some("has space/and+base64==")).principal().unwrap();
+        assert_eq!(odd.credential(), CredentialKind::AccessToken);
+        assert_eq!(odd.credential_id(), None);
+        assert_eq!(claims(None).principal().unwrap().credential_id(), None);
+    }
+}
