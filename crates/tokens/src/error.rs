@@ -68,21 +68,12 @@ pub enum Error {
     /// A required scope is not granted.
     #[error("required scope not granted")]
     InsufficientScope,
-    /// A key could not be parsed, generated or used.
-    #[error("invalid key: {0}")]
-    InvalidKey(&'static str),
-    /// A JWK set could not be parsed or is unacceptable.
-    #[error("invalid key set: {0}")]
-    InvalidKeySet(&'static str),
+    /// A key, key set, keyring or the signer failed; the nested reason says which.
+    #[error(transparent)]
+    Key(#[from] KeyError),
     /// A builder was missing a required setting.
     #[error("configuration: {0}")]
     Config(&'static str),
-    /// The keyring has no key in the state the operation needs.
-    #[error("keyring: {0}")]
-    Keyring(&'static str),
-    /// Signing failed in the crypto backend.
-    #[error("signing failed")]
-    Signing,
     /// A refresh token was refused; the nested reason says why (rustls nests its
     /// `CertificateError` the same way), so a caller handles every session outcome with
     /// one arm.
@@ -165,6 +156,25 @@ impl RefreshError {
     }
 }
 
+/// Why a key, a key set, the keyring or signing failed, nested in [`Error::Key`]. The
+/// descriptions are fixed text: never key material, never which byte.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// A key could not be parsed, generated or used.
+    #[error("invalid key: {0}")]
+    Invalid(&'static str),
+    /// A JWK set could not be parsed or is unacceptable.
+    #[error("invalid key set: {0}")]
+    InvalidSet(&'static str),
+    /// The keyring has no key in the state the operation needs.
+    #[error("keyring: {0}")]
+    Keyring(&'static str),
+    /// Signing failed in the crypto backend.
+    #[error("signing failed")]
+    Signing,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +194,13 @@ mod tests {
             assert_eq!(error.reason_code(), reason);
             assert_eq!(error.to_string(), refresh.to_string());
         }
+    }
+
+    #[test]
+    fn key_failures_nest_and_read_as_before() {
+        let error = Error::from(KeyError::InvalidSet("duplicate kid"));
+        assert_eq!(error.to_string(), "invalid key set: duplicate kid");
+        assert!(matches!(error, Error::Key(KeyError::InvalidSet(_))));
+        assert_eq!(Error::from(KeyError::Signing).to_string(), "signing failed");
     }
 }

@@ -136,7 +136,7 @@ impl TokenIssuer {
             .unwrap_or_else(PoisonError::into_inner)
             .current()?;
         let now = unix(self.clock.now());
-        let jti = TokenId::generate().map_err(|_| Error::Signing)?;
+        let jti = TokenId::generate().map_err(|_| Error::Key(crate::KeyError::Signing))?;
         let header = Header {
             alg: key.algorithm().as_str(),
             typ: "at+jwt",
@@ -167,8 +167,8 @@ pub(crate) fn sign_compact<H: Serialize, C: Serialize>(
     header: &H,
     claims: &C,
 ) -> Result<String, Error> {
-    let header = serde_json::to_vec(header).map_err(|_| Error::Signing)?;
-    let claims = serde_json::to_vec(claims).map_err(|_| Error::Signing)?;
+    let header = serde_json::to_vec(header).map_err(|_| Error::Key(crate::KeyError::Signing))?;
+    let claims = serde_json::to_vec(claims).map_err(|_| Error::Key(crate::KeyError::Signing))?;
     let mut token = String::with_capacity(header.len() * 2 + claims.len() * 2 + 400);
     URL_SAFE_NO_PAD.encode_string(&header, &mut token);
     token.push('.');

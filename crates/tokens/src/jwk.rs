@@ -122,12 +122,18 @@ impl Jwk {
             ("RSA", None) => Algorithm::RS256,
             ("EC", Some("P-256")) => Algorithm::ES256,
             ("OKP", Some("Ed25519")) => Algorithm::EdDSA,
-            _ => return Err(Error::InvalidKeySet("unsupported key type or curve")),
+            _ => {
+                return Err(Error::Key(crate::KeyError::InvalidSet(
+                    "unsupported key type or curve",
+                )));
+            }
         };
         match self.alg.as_deref() {
             None => Ok(alg),
             Some(named) if named == alg.as_str() => Ok(alg),
-            Some(_) => Err(Error::InvalidKeySet("alg does not match the key type")),
+            Some(_) => Err(Error::Key(crate::KeyError::InvalidSet(
+                "alg does not match the key type",
+            ))),
         }
     }
 
@@ -138,13 +144,13 @@ impl Jwk {
         let kid = self
             .kid
             .as_deref()
-            .ok_or(Error::InvalidKeySet("key without kid"))?;
+            .ok_or(Error::Key(crate::KeyError::InvalidSet("key without kid")))?;
         // Other issuers' kids are opaque strings (thumbprints with `+/=`, e-mail-like names):
         // accept any printable ASCII up to 256 bytes; it is public, and never logged raw.
         if !printable_kid(kid) {
-            return Err(Error::InvalidKeySet(
+            return Err(Error::Key(crate::KeyError::InvalidSet(
                 "kid must be 1 to 256 printable ASCII characters",
-            ));
+            )));
         }
         let kid = kid.to_owned();
         let alg = self.bound_algorithm()?;
@@ -155,35 +161,39 @@ impl Jwk {
                 let n = strip_leading_zeros(&n);
                 let e = strip_leading_zeros(&e);
                 if n.len() < 256 || n.len() > 1024 {
-                    return Err(Error::InvalidKeySet(
+                    return Err(Error::Key(crate::KeyError::InvalidSet(
                         "RSA modulus must be 2048 to 8192 bits",
-                    ));
+                    )));
                 }
                 if e.is_empty() || e.len() > 4 || e.last().is_none_or(|b| b & 1 == 0) || e == [1] {
-                    return Err(Error::InvalidKeySet(
+                    return Err(Error::Key(crate::KeyError::InvalidSet(
                         "RSA exponent must be odd, at least 3 and fit 32 bits",
-                    ));
+                    )));
                 }
                 jsonwebtoken::DecodingKey::from_rsa_raw_components(n, e)
             }
             Algorithm::ES256 => {
                 let (x, y) = (self.x.as_deref(), self.y.as_deref());
                 if b64(x)?.len() != 32 || b64(y)?.len() != 32 {
-                    return Err(Error::InvalidKeySet("P-256 coordinates must be 32 bytes"));
+                    return Err(Error::Key(crate::KeyError::InvalidSet(
+                        "P-256 coordinates must be 32 bytes",
+                    )));
                 }
                 jsonwebtoken::DecodingKey::from_ec_components(
                     x.unwrap_or_default(),
                     y.unwrap_or_default(),
                 )
-                .map_err(|_| Error::InvalidKeySet("invalid P-256 key"))?
+                .map_err(|_| Error::Key(crate::KeyError::InvalidSet("invalid P-256 key")))?
             }
             Algorithm::EdDSA => {
                 let x = self.x.as_deref();
                 if b64(x)?.len() != 32 {
-                    return Err(Error::InvalidKeySet("Ed25519 keys are 32 bytes"));
+                    return Err(Error::Key(crate::KeyError::InvalidSet(
+                        "Ed25519 keys are 32 bytes",
+                    )));
                 }
                 jsonwebtoken::DecodingKey::from_ed_components(x.unwrap_or_default())
-                    .map_err(|_| Error::InvalidKeySet("invalid Ed25519 key"))?
+                    .map_err(|_| Error::Key(crate::KeyError::InvalidSet("invalid Ed25519 key")))?
             }
         };
         Ok(VerifyingKey { kid, alg, key })
@@ -213,10 +223,12 @@ pub struct SkippedKey {
 }
 
 fn b64(value: Option<&str>) -> Result<Vec<u8>, Error> {
-    let value = value.ok_or(Error::InvalidKeySet("missing key member"))?;
+    let value = value.ok_or(Error::Key(crate::KeyError::InvalidSet(
+        "missing key member",
+    )))?;
     URL_SAFE_NO_PAD
         .decode(value)
-        .map_err(|_| Error::InvalidKeySet("key member is not base64url"))
+        .map_err(|_| Error::Key(crate::KeyError::InvalidSet("key member is not base64url")))
 }
 
 fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
@@ -281,35 +293,37 @@ impl JwkSet {
     /// other types are kept in the document but never become verifying keys.
     pub fn parse(json: &[u8]) -> Result<JwkSet, Error> {
         if json.len() > MAX_JWKS_LEN {
-            return Err(Error::InvalidKeySet("larger than 64 KiB"));
+            return Err(Error::Key(crate::KeyError::InvalidSet(
+                "larger than 64 KiB",
+            )));
         }
         #[derive(Deserialize)]
         struct Raw {
             keys: Vec<serde_json::Value>,
         }
-        let raw: Raw =
-            serde_json::from_slice(json).map_err(|_| Error::InvalidKeySet("not a JWK set"))?;
+        let raw: Raw = serde_json::from_slice(json)
+            .map_err(|_| Error::Key(crate::KeyError::InvalidSet("not a JWK set")))?;
         if raw.keys.len() > MAX_JWKS_KEYS {
-            return Err(Error::InvalidKeySet("too many keys"));
+            return Err(Error::Key(crate::KeyError::InvalidSet("too many keys")));
         }
         let mut keys = Vec::with_capacity(raw.keys.len());
         for value in raw.keys {
             let private: PrivateMembers = serde_json::from_value(value.clone())
-                .map_err(|_| Error::InvalidKeySet("key is not an object"))?;
+                .map_err(|_| Error::Key(crate::KeyError::InvalidSet("key is not an object")))?;
             if private.any() {
-                return Err(Error::InvalidKeySet(
+                return Err(Error::Key(crate::KeyError::InvalidSet(
                     "contains private or symmetric key material",
-                ));
+                )));
             }
-            let jwk: Jwk =
-                serde_json::from_value(value).map_err(|_| Error::InvalidKeySet("malformed key"))?;
+            let jwk: Jwk = serde_json::from_value(value)
+                .map_err(|_| Error::Key(crate::KeyError::InvalidSet("malformed key")))?;
             keys.push(jwk);
         }
         let set = JwkSet { keys };
         let mut kids: Vec<&str> = set.keys.iter().filter_map(|k| k.kid.as_deref()).collect();
         kids.sort_unstable();
         if kids.windows(2).any(|w| w.first() == w.get(1)) {
-            return Err(Error::InvalidKeySet("duplicate kid"));
+            return Err(Error::Key(crate::KeyError::InvalidSet("duplicate kid")));
         }
         Ok(set)
     }

@@ -218,7 +218,7 @@ impl KeyDir {
         let bytes = read_capped(
             &path,
             MAX_JWKS_LEN as u64,
-            Error::InvalidKeySet("larger than 64 KiB"),
+            Error::Key(crate::KeyError::InvalidSet("larger than 64 KiB")),
         )?;
         JwkSet::parse(&bytes).map_err(|source| KeyDirError::Invalid { path, source })
     }
@@ -230,11 +230,11 @@ impl KeyDir {
         let bytes = Zeroizing::new(read_capped(
             &path,
             MAX_KEY_FILE,
-            Error::InvalidKey("PEM larger than 16 KiB"),
+            Error::Key(crate::KeyError::Invalid("PEM larger than 16 KiB")),
         )?);
         let text = std::str::from_utf8(&bytes).map_err(|_| KeyDirError::Invalid {
             path: path.clone(),
-            source: Error::InvalidKey("the key file is not text"),
+            source: Error::Key(crate::KeyError::Invalid("the key file is not text")),
         })?;
         SigningKey::from_pkcs8_pem(kid.clone(), alg, text)
             .map_err(|source| KeyDirError::Invalid { path, source })

@@ -131,7 +131,7 @@ impl SigningKeyring {
     }
 
     /// Builds the keyring `store` describes, taking each private key from `provider`,
-    /// and returns it with the generation it was read at. Refused ([`Error::Keyring`]):
+    /// and returns it with the generation it was read at. Refused ([`KeyError::Keyring`](crate::KeyError::Keyring)):
     /// an empty store, a kid the provider does not hold or holds with another algorithm,
     /// not exactly one current key, more than one next key, or a kid listed twice.
     pub async fn load(
@@ -141,14 +141,13 @@ impl SigningKeyring {
         let stored = store.load().await?;
         let mut entries = Vec::with_capacity(stored.records.len());
         for record in stored.records {
-            let key = provider
-                .signing_key(&record.kid)
-                .await?
-                .ok_or(Error::Keyring("the key provider lacks a stored kid"))?;
+            let key = provider.signing_key(&record.kid).await?.ok_or(Error::Key(
+                crate::KeyError::Keyring("the key provider lacks a stored kid"),
+            ))?;
             if key.kid() != &record.kid || key.algorithm() != record.algorithm {
-                return Err(Error::Keyring(
+                return Err(Error::Key(crate::KeyError::Keyring(
                     "the key provider's key does not match the stored record",
-                ));
+                )));
             }
             entries.push((key, record.state));
         }

@@ -61,10 +61,14 @@ impl SigningKeyring {
     /// key is already published.
     pub fn add_next(&mut self, next: SigningKey) -> Result<(), Error> {
         if self.entries.iter().any(|e| e.key.kid() == next.kid()) {
-            return Err(Error::Keyring("kid already in the keyring"));
+            return Err(Error::Key(crate::KeyError::Keyring(
+                "kid already in the keyring",
+            )));
         }
         if self.entries.iter().any(|e| e.state == KeyState::Next) {
-            return Err(Error::Keyring("a next key is already published"));
+            return Err(Error::Key(crate::KeyError::Keyring(
+                "a next key is already published",
+            )));
         }
         self.entries.push(Entry {
             key: Arc::new(next),
@@ -84,10 +88,14 @@ impl SigningKeyring {
         new_next: SigningKey,
     ) -> Result<(), Error> {
         if self.entries.iter().any(|e| e.key.kid() == new_next.kid()) {
-            return Err(Error::Keyring("kid already in the keyring"));
+            return Err(Error::Key(crate::KeyError::Keyring(
+                "kid already in the keyring",
+            )));
         }
         if !self.entries.iter().any(|e| e.state == KeyState::Next) {
-            return Err(Error::Keyring("no next key published: add_next first"));
+            return Err(Error::Key(crate::KeyError::Keyring(
+                "no next key published: add_next first",
+            )));
         }
         let until = now.checked_add(token_lifetime).unwrap_or(now);
         for entry in &mut self.entries {
@@ -134,15 +142,15 @@ impl SigningKeyring {
             .entries
             .iter()
             .position(|e| e.key.kid() == kid)
-            .ok_or(Error::Keyring("no key with this kid"))?;
+            .ok_or(Error::Key(crate::KeyError::Keyring("no key with this kid")))?;
         if self
             .entries
             .get(index)
             .is_some_and(|e| e.state == KeyState::Current)
         {
-            return Err(Error::Keyring(
+            return Err(Error::Key(crate::KeyError::Keyring(
                 "the current key signs: rotate before removing it",
-            ));
+            )));
         }
         self.entries.remove(index);
         Ok(())
@@ -154,7 +162,7 @@ impl SigningKeyring {
             .iter()
             .find(|e| e.state == KeyState::Current)
             .map(|e| Arc::clone(&e.key))
-            .ok_or(Error::Keyring("no current key"))
+            .ok_or(Error::Key(crate::KeyError::Keyring("no current key")))
     }
 
     /// Every key with its state.
@@ -198,14 +206,14 @@ impl SigningKeyring {
     pub(crate) fn from_entries(entries: Vec<(Arc<SigningKey>, KeyState)>) -> Result<Self, Error> {
         let count = |wanted: KeyState| entries.iter().filter(|(_, s)| *s == wanted).count();
         if count(KeyState::Current) != 1 {
-            return Err(Error::Keyring(
+            return Err(Error::Key(crate::KeyError::Keyring(
                 "a stored keyring needs exactly one current key",
-            ));
+            )));
         }
         if count(KeyState::Next) > 1 {
-            return Err(Error::Keyring(
+            return Err(Error::Key(crate::KeyError::Keyring(
                 "a stored keyring has more than one next key",
-            ));
+            )));
         }
         for (index, (key, _)) in entries.iter().enumerate() {
             if entries
@@ -213,7 +221,9 @@ impl SigningKeyring {
                 .skip(index.saturating_add(1))
                 .any(|(other, _)| other.kid() == key.kid())
             {
-                return Err(Error::Keyring("a stored keyring lists a kid twice"));
+                return Err(Error::Key(crate::KeyError::Keyring(
+                    "a stored keyring lists a kid twice",
+                )));
             }
         }
         Ok(Self {

@@ -34,26 +34,26 @@ pub fn generate_pem(alg: Algorithm, rsa_bits: RsaBits) -> Result<SecretString, E
                 RsaBits::B4096 => aws_lc_rs::rsa::KeySize::Rsa4096,
             };
             let pair = RsaKeyPair::generate(size)
-                .map_err(|_| Error::InvalidKey("RSA generation failed"))?;
+                .map_err(|_| Error::Key(crate::KeyError::Invalid("RSA generation failed")))?;
             let der = pair
                 .as_der()
-                .map_err(|_| Error::InvalidKey("RSA encoding failed"))?;
+                .map_err(|_| Error::Key(crate::KeyError::Invalid("RSA encoding failed")))?;
             Zeroizing::new(der.as_ref().to_vec())
         }
         Algorithm::ES256 => {
             let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
-                .map_err(|_| Error::InvalidKey("P-256 generation failed"))?;
+                .map_err(|_| Error::Key(crate::KeyError::Invalid("P-256 generation failed")))?;
             let doc = pair
                 .to_pkcs8v1()
-                .map_err(|_| Error::InvalidKey("P-256 encoding failed"))?;
+                .map_err(|_| Error::Key(crate::KeyError::Invalid("P-256 encoding failed")))?;
             Zeroizing::new(doc.as_ref().to_vec())
         }
         Algorithm::EdDSA => {
             let pair = Ed25519KeyPair::generate()
-                .map_err(|_| Error::InvalidKey("Ed25519 generation failed"))?;
+                .map_err(|_| Error::Key(crate::KeyError::Invalid("Ed25519 generation failed")))?;
             let doc = pair
                 .to_pkcs8v1()
-                .map_err(|_| Error::InvalidKey("Ed25519 encoding failed"))?;
+                .map_err(|_| Error::Key(crate::KeyError::Invalid("Ed25519 encoding failed")))?;
             Zeroizing::new(doc.as_ref().to_vec())
         }
     };
@@ -63,12 +63,12 @@ pub fn generate_pem(alg: Algorithm, rsa_bits: RsaBits) -> Result<SecretString, E
 /// Decodes with the workspace's one PEM codec; the DER is zeroized when dropped.
 fn pem_decode(pem: &str) -> Result<mcpsec_core::SecretBytes, Error> {
     mcpsec_core::pem::decode_pkcs8_pem(pem).map_err(|e| {
-        Error::InvalidKey(match e {
+        Error::Key(crate::KeyError::Invalid(match e {
             PemError::TooLarge => "PEM larger than 16 KiB",
             PemError::NoEnd => "PEM has no END line",
             PemError::BadBody => "PEM body is not base64",
             _ => "expected a PKCS#8 PRIVATE KEY PEM",
-        })
+        }))
     })
 }
 
@@ -109,20 +109,23 @@ impl SigningKey {
         let pair = match alg {
             Algorithm::RS256 => {
                 let pair = RsaKeyPair::from_pkcs8(der)
-                    .map_err(|_| Error::InvalidKey("not an RSA PKCS#8 key"))?;
+                    .map_err(|_| Error::Key(crate::KeyError::Invalid("not an RSA PKCS#8 key")))?;
                 if pair.public_modulus_len() < 256 {
-                    return Err(Error::InvalidKey("RSA keys must be at least 2048 bits"));
+                    return Err(Error::Key(crate::KeyError::Invalid(
+                        "RSA keys must be at least 2048 bits",
+                    )));
                 }
                 Pair::Rsa(pair)
             }
             Algorithm::ES256 => Pair::Ec(
                 EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
-                    .map_err(|_| Error::InvalidKey("not a P-256 PKCS#8 key"))?,
+                    .map_err(|_| Error::Key(crate::KeyError::Invalid("not a P-256 PKCS#8 key")))?,
             ),
-            Algorithm::EdDSA => Pair::Ed(
-                Ed25519KeyPair::from_pkcs8(der)
-                    .map_err(|_| Error::InvalidKey("not an Ed25519 PKCS#8 key"))?,
-            ),
+            Algorithm::EdDSA => {
+                Pair::Ed(Ed25519KeyPair::from_pkcs8(der).map_err(|_| {
+                    Error::Key(crate::KeyError::Invalid("not an Ed25519 PKCS#8 key"))
+                })?)
+            }
         };
         Ok(Self {
             kid,
@@ -172,13 +175,13 @@ impl SigningKey {
             Pair::Rsa(pair) => {
                 let mut sig = vec![0u8; pair.public_modulus_len()];
                 pair.sign(&RSA_PKCS1_SHA256, &self.rng, message, &mut sig)
-                    .map_err(|_| Error::Signing)?;
+                    .map_err(|_| Error::Key(crate::KeyError::Signing))?;
                 Ok(sig)
             }
             Pair::Ec(pair) => pair
                 .sign(&self.rng, message)
                 .map(|s| s.as_ref().to_vec())
-                .map_err(|_| Error::Signing),
+                .map_err(|_| Error::Key(crate::KeyError::Signing)),
             Pair::Ed(pair) => Ok(pair.sign(message).as_ref().to_vec()),
         }
     }

@@ -86,7 +86,7 @@ pub use cookie::{
     CSRF_COOKIE, CSRF_HEADER, CsrfKey, REFRESH_COOKIE, check_origin, clear_refresh_cookie,
     csrf_cookie, read_cookie, refresh_cookie,
 };
-pub use error::{Error, RefreshError};
+pub use error::{Error, KeyError, RefreshError};
 pub use issue::{
     AccessGrant, DEFAULT_ACCESS_TTL, DEFAULT_MAX_ACCESS_TTL, MIN_ACCESS_TTL, TokenIssuer,
     TokenIssuerBuilder,

@@ -223,7 +223,7 @@ impl RemoteJwks {
     /// again, without a request, until the cooldown has passed). A fetch fails on a
     /// transport error or timeout, a non-2xx answer (redirects included), a body over
     /// [`MAX_JWKS_LEN`], a body [`JwkSet::parse`] refuses, or a set with no usable signing
-    /// key; all are [`Error::InvalidKeySet`].
+    /// key; all are [`KeyError::InvalidSet`](crate::KeyError::InvalidSet).
     pub async fn keys(&self) -> Result<JwkSet, Error> {
         Ok(self.current().await?.set.clone())
     }
@@ -265,7 +265,9 @@ impl RemoteJwks {
         match (fetched, self.last_good()) {
             (_, Some(good)) => Ok(good),
             (Err(error), None) => Err(error),
-            (Ok(()), None) => Err(Error::InvalidKeySet("no JWK set fetched")),
+            (Ok(()), None) => Err(Error::Key(crate::KeyError::InvalidSet(
+                "no JWK set fetched",
+            ))),
         }
     }
 
@@ -366,9 +368,13 @@ impl Fetcher {
             .get("application/jwk-set+json, application/json")
             .await
             .map_err(|e| match e {
-                HttpsError::TooLarge => Error::InvalidKeySet("larger than 64 KiB"),
-                HttpsError::Status(_) => Error::InvalidKeySet("JWKS endpoint did not answer 2xx"),
-                _ => Error::InvalidKeySet("JWKS fetch failed"),
+                HttpsError::TooLarge => {
+                    Error::Key(crate::KeyError::InvalidSet("larger than 64 KiB"))
+                }
+                HttpsError::Status(_) => Error::Key(crate::KeyError::InvalidSet(
+                    "JWKS endpoint did not answer 2xx",
+                )),
+                _ => Error::Key(crate::KeyError::InvalidSet("JWKS fetch failed")),
             })?;
         let set = JwkSet::parse(&body)?;
         // Keys this verifier cannot use (another algorithm or curve) are skipped, not a
@@ -376,7 +382,9 @@ impl Fetcher {
         let usable = set.usable_keys();
         let kids: HashSet<String> = usable.keys.iter().map(|k| k.kid().to_string()).collect();
         if kids.is_empty() {
-            return Err(Error::InvalidKeySet("no usable signing key"));
+            return Err(Error::Key(crate::KeyError::InvalidSet(
+                "no usable signing key",
+            )));
         }
         Ok(Good {
             set,

@@ -56,9 +56,11 @@ impl KeySource {
             KeySource::File(path) => Ok((read_jwks_file(path)?, None)),
             #[cfg(feature = "remote-jwks")]
             KeySource::Remote(remote) => {
-                let good = remote.last_good().ok_or(Error::InvalidKeySet(
-                    "the remote JWKS has not been fetched yet",
-                ))?;
+                let good = remote
+                    .last_good()
+                    .ok_or(Error::Key(crate::KeyError::InvalidSet(
+                        "the remote JWKS has not been fetched yet",
+                    )))?;
                 Ok((good.set.clone(), Some((remote.id(), good.generation))))
             }
         }
@@ -66,13 +68,15 @@ impl KeySource {
 }
 
 fn read_jwks_file(path: &Path) -> Result<JwkSet, Error> {
-    let meta =
-        std::fs::metadata(path).map_err(|_| Error::InvalidKeySet("cannot read the JWKS file"))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|_| Error::Key(crate::KeyError::InvalidSet("cannot read the JWKS file")))?;
     if meta.len() > crate::jwk::MAX_JWKS_LEN as u64 {
-        return Err(Error::InvalidKeySet("larger than 64 KiB"));
+        return Err(Error::Key(crate::KeyError::InvalidSet(
+            "larger than 64 KiB",
+        )));
     }
-    let bytes =
-        std::fs::read(path).map_err(|_| Error::InvalidKeySet("cannot read the JWKS file"))?;
+    let bytes = std::fs::read(path)
+        .map_err(|_| Error::Key(crate::KeyError::InvalidSet("cannot read the JWKS file")))?;
     JwkSet::parse(&bytes)
 }
 
@@ -168,7 +172,9 @@ impl TokenVerifier {
                 remote.refetch().await?;
                 let good = remote
                     .last_good()
-                    .ok_or(Error::InvalidKeySet("no JWK set fetched"))?;
+                    .ok_or(Error::Key(crate::KeyError::InvalidSet(
+                        "no JWK set fetched",
+                    )))?;
                 self.apply_remote(remote.id(), &good).map(|_| ())
             }
             source => {
@@ -460,7 +466,9 @@ fn install(
     remote: Option<(u64, u64)>,
 ) -> Result<(), Error> {
     if usable.keys.is_empty() {
-        return Err(Error::InvalidKeySet("no usable signing key"));
+        return Err(Error::Key(crate::KeyError::InvalidSet(
+            "no usable signing key",
+        )));
     }
     for skipped in &usable.skipped {
         tracing::warn!(

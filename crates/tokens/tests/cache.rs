@@ -112,7 +112,9 @@ fn emergency_removal_of_a_leaked_key() {
 
     assert_eq!(
         ring.remove(&leaked).unwrap_err(),
-        Error::Keyring("the current key signs: rotate before removing it")
+        Error::Key(mcpsec_tokens::KeyError::Keyring(
+            "the current key signs: rotate before removing it"
+        ))
     );
     ring.add_next(key("fresh")).unwrap();
     ring.rotate(clock.now(), Duration::from_secs(3600), key("after"))

@@ -111,7 +111,7 @@ async fn a_store_that_breaks_the_keyring_invariants_is_refused() {
         store.replace(0, records.clone()).await.unwrap();
         let loaded = SigningKeyring::load(&store, &provider).await;
         assert!(
-            matches!(loaded, Err(Error::Keyring(_))),
+            matches!(loaded, Err(Error::Key(mcpsec_tokens::KeyError::Keyring(_)))),
             "{records:?} loaded"
         );
     }

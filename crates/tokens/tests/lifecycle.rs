@@ -30,7 +30,9 @@ fn rotation_moves_keys_through_their_states() {
     assert_eq!(
         ring.rotate(clock.now(), Duration::from_secs(60), ed_key("x"))
             .unwrap_err(),
-        Error::Keyring("no next key published: add_next first")
+        Error::Key(mcpsec_tokens::KeyError::Keyring(
+            "no next key published: add_next first"
+        ))
     );
     ring.add_next(ed_key("b")).unwrap();
     assert!(
@@ -116,7 +118,9 @@ fn jwks_with_private_material_or_duplicates_is_refused() {
     let bytes = serde_json::to_vec(&with_private).unwrap();
     assert_eq!(
         JwkSet::parse(&bytes).unwrap_err(),
-        Error::InvalidKeySet("contains private or symmetric key material")
+        Error::Key(mcpsec_tokens::KeyError::InvalidSet(
+            "contains private or symmetric key material"
+        ))
     );
     let dup = serde_json::to_vec(&JwkSet {
         keys: vec![ed().public_jwk(), ed().public_jwk()],
@@ -124,7 +128,7 @@ fn jwks_with_private_material_or_duplicates_is_refused() {
     .unwrap();
     assert_eq!(
         JwkSet::parse(&dup).unwrap_err(),
-        Error::InvalidKeySet("duplicate kid")
+        Error::Key(mcpsec_tokens::KeyError::InvalidSet("duplicate kid"))
     );
     assert!(JwkSet::parse(&vec![b' '; 70_000]).is_err());
     let round = JwkSet::parse(jwks().to_json().as_bytes()).unwrap();
@@ -468,7 +472,9 @@ fn jwks_with_crt_private_members_is_refused() {
         set["keys"][0][member] = serde_json::json!("AQAB");
         assert_eq!(
             JwkSet::parse(set.to_string().as_bytes()).unwrap_err(),
-            Error::InvalidKeySet("contains private or symmetric key material"),
+            Error::Key(mcpsec_tokens::KeyError::InvalidSet(
+                "contains private or symmetric key material"
+            )),
             "{member}"
         );
     }

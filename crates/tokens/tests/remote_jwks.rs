@@ -561,11 +561,11 @@ async fn fetch_failure_keeps_the_last_good_set() {
     let fresh = remote(&down.url(), &clock);
     assert!(matches!(
         fresh.keys().await.unwrap_err(),
-        Error::InvalidKeySet(_)
+        Error::Key(mcpsec_tokens::KeyError::InvalidSet(_))
     ));
     assert!(matches!(
         fresh.keys().await.unwrap_err(),
-        Error::InvalidKeySet(_)
+        Error::Key(mcpsec_tokens::KeyError::InvalidSet(_))
     ));
     assert_eq!(down.hits(), 1);
     down.reply(Reply::ok(jwks(&[&k1])));
@@ -596,13 +596,19 @@ async fn oversized_body_is_refused() {
         server.reply(reply);
         let remote = remote(&server.url(), &clock);
         let err = remote.keys().await.unwrap_err();
-        assert_eq!(err, Error::InvalidKeySet("larger than 64 KiB"));
+        assert_eq!(
+            err,
+            Error::Key(mcpsec_tokens::KeyError::InvalidSet("larger than 64 KiB"))
+        );
     }
     // A 256 MiB stream is cut off at the cap: the client hangs up instead of reading on.
     server.reply(Reply::stream(vec![b' '; 64 * 1024], 4 * 1024));
     let remote = remote(&server.url(), &clock);
     let err = remote.keys().await.unwrap_err();
-    assert_eq!(err, Error::InvalidKeySet("larger than 64 KiB"));
+    assert_eq!(
+        err,
+        Error::Key(mcpsec_tokens::KeyError::InvalidSet("larger than 64 KiB"))
+    );
     drop(remote);
     assert_eq!(server.hits(), 5);
     assert!(!server.written(5).await, "the client stopped reading");
@@ -618,7 +624,10 @@ async fn redirects_are_not_followed() {
         server.route("/jwks", Reply::redirect(status, &elsewhere));
         let remote = remote(&server.url(), &clock);
         assert!(
-            matches!(remote.keys().await.unwrap_err(), Error::InvalidKeySet(_)),
+            matches!(
+                remote.keys().await.unwrap_err(),
+                Error::Key(mcpsec_tokens::KeyError::InvalidSet(_))
+            ),
             "{status}"
         );
     }
@@ -771,6 +780,6 @@ async fn reload_of_a_remote_verifier_refetches() {
             .audience(AUD)
             .build()
             .unwrap_err(),
-        Error::InvalidKeySet(_)
+        Error::Key(mcpsec_tokens::KeyError::InvalidSet(_))
     ));
 }
