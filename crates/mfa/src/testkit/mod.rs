@@ -17,7 +17,10 @@ pub mod replay_guard;
 pub use mcpsec_core::testkit::__conformance_suite;
 
 /// `user` as the principal a tenant-scoped call runs as (a suite stands in for a verifier).
-#[expect(clippy::unwrap_used, reason = "a test suite: failing loudly is its job")]
+#[expect(
+    clippy::unwrap_used,
+    reason = "a test suite: failing loudly is its job"
+)]
 pub(crate) fn as_user(user: &mcpsec_core::UserId) -> mcpsec_access::Principal {
     mcpsec_access::danger::principal(
         user.clone(),
