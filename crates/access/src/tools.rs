@@ -84,7 +84,12 @@ impl ToolPolicy {
     }
 
     /// The tools of `tools` that `principal` may call at `now`: mapped, and allowed by
-    /// role, scopes and step-up. Order is kept. For `tools/list`.
+    /// role and scopes. Order is kept. For `tools/list`.
+    ///
+    /// A tool whose only missing condition is a step-up stays listed: calling it is how
+    /// the client learns to step up ([`Denial::StepUpRequired`]), and the call itself is
+    /// still refused until it has. A tool that needs step-up is hidden from an API key,
+    /// which can never perform one ([`Denial::InteractiveOnly`]).
     pub fn visible<'a>(
         &self,
         principal: &Principal,
@@ -96,9 +101,10 @@ impl ToolPolicy {
             .filter(|tool| match self.requirement_for(tool) {
                 None => false,
                 Some(ToolRequirement::Authenticated) => true,
-                Some(ToolRequirement::Action(action)) => {
-                    self.authorizer.permits(principal, action, now).is_ok()
-                }
+                Some(ToolRequirement::Action(action)) => matches!(
+                    self.authorizer.permits(principal, action, now),
+                    Ok(()) | Err(Denial::StepUpRequired { .. })
+                ),
             })
             .collect()
     }

@@ -286,8 +286,19 @@ fn admin_tools_need_step_up_through_the_tool_policy() {
         .authorize_call(&pwd, "set_limits", &acme(), now())
         .unwrap_err();
     assert!(matches!(denial, Denial::StepUpRequired { .. }));
-    // Not listed until the caller steps up.
-    assert!(policy.visible(&pwd, ["set_limits"], now()).is_empty());
+    // Still listed, so the client calls it and learns to step up; hidden from a key,
+    // which never can.
+    assert_eq!(policy.visible(&pwd, ["set_limits"], now()), ["set_limits"]);
+    let key = admin(Credential::api_key(key_id()), otp(), Some(now()));
+    assert!(policy.visible(&key, ["set_limits"], now()).is_empty());
+    assert_eq!(
+        policy
+            .authorize_call(&key, "set_limits", &acme(), now())
+            .unwrap_err(),
+        Denial::InteractiveOnly {
+            credential: CredentialKind::ApiKey
+        }
+    );
     let event = policy.denied_event(&pwd, "set_limits", denial, now());
     assert_eq!(event.kind, EventKind::McpToolDenied);
     assert_eq!(event.reason, Some(ReasonCode::StepUpRequired));
