@@ -66,3 +66,24 @@ pub mod readmes {
     #[doc = include_str!("../../fieldcrypt/README.md")]
     pub struct FieldCrypt;
 }
+
+/// The workspace's own documents, run as doctests like the READMEs above: every ```rust
+/// block in `docs/` and the root README compiles here, so a guide cannot drift from the
+/// code. (`docs/architecture.md` holds no Rust; its layout tree is an unlabelled block.)
+#[cfg(doctest)]
+pub mod docs {
+    #[doc = include_str!("../../../README.md")]
+    pub struct Readme;
+    #[doc = include_str!("../../../docs/integration.md")]
+    pub struct Integration;
+    #[doc = include_str!("../../../docs/audit-events.md")]
+    pub struct AuditEvents;
+    #[doc = include_str!("../../../docs/runbooks/audit-checkpoint-key.md")]
+    pub struct AuditCheckpointKey;
+    #[doc = include_str!("../../../docs/runbooks/field-key-rotation.md")]
+    pub struct FieldKeyRotation;
+    #[doc = include_str!("../../../docs/runbooks/pepper-rotation.md")]
+    pub struct PepperRotation;
+    #[doc = include_str!("../../../docs/runbooks/signing-key-rotation.md")]
+    pub struct SigningKeyRotation;
+}
