@@ -6,6 +6,8 @@
 //! AES-256-GCM; the context is bound as associated data, so a sealed value copied to
 //! another row, column or tenant does not open.
 
+use std::sync::Arc;
+
 use crate::{Error, SecretBytes};
 
 /// The largest plaintext a [`Sealer`] must accept: "small secrets", not documents.
@@ -132,9 +134,62 @@ pub trait Sealer: Send + Sync + std::fmt::Debug {
     async fn open(&self, sealed: &[u8], context: &SealContext) -> Result<SecretBytes, Error>;
 }
 
+/// A shared sealer seals: one `FieldCrypt` behind an `Arc` can serve the audited sealer
+/// (`AuditedSealer::new(Arc::clone(&crypt), ..)`) and the rest of the host at once, and an
+/// `Arc<dyn Sealer>` is itself a [`Sealer`].
+#[async_trait::async_trait]
+impl<T: Sealer + ?Sized> Sealer for Arc<T> {
+    async fn seal(&self, plaintext: &[u8], context: &SealContext) -> Result<Vec<u8>, Error> {
+        (**self).seal(plaintext, context).await
+    }
+
+    async fn open(&self, sealed: &[u8], context: &SealContext) -> Result<SecretBytes, Error> {
+        (**self).open(sealed, context).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Seals as the context's AAD followed by the plaintext: enough to show which sealer
+    /// answered and that the context is passed through.
+    #[derive(Debug, Default)]
+    struct EchoSealer;
+
+    #[async_trait::async_trait]
+    impl Sealer for EchoSealer {
+        async fn seal(&self, plaintext: &[u8], context: &SealContext) -> Result<Vec<u8>, Error> {
+            let mut out = context.aad();
+            out.extend_from_slice(plaintext);
+            Ok(out)
+        }
+
+        async fn open(&self, sealed: &[u8], context: &SealContext) -> Result<SecretBytes, Error> {
+            let body = sealed
+                .strip_prefix(context.aad().as_slice())
+                .ok_or(Error::Open)?;
+            Ok(SecretBytes::new(body.to_vec()))
+        }
+    }
+
+    fn takes_sealer<S: Sealer>(sealer: S) -> S {
+        sealer
+    }
+
+    #[tokio::test]
+    async fn an_arc_of_a_sealer_is_a_sealer_sharing_the_same_keys() {
+        let concrete = Arc::new(EchoSealer);
+        let shared = takes_sealer(Arc::clone(&concrete));
+        let dynamic: Arc<dyn Sealer> = concrete.clone();
+        let dynamic = takes_sealer(dynamic);
+        let context = SealContext::new("totp_secrets", "t", "c", "r").unwrap();
+        let sealed = shared.seal(b"seed", &context).await.unwrap();
+        let opened = dynamic.open(&sealed, &context).await.unwrap();
+        assert_eq!(opened.expose_secret(), b"seed");
+        let other = SealContext::new("totp_secrets", "t", "c", "other").unwrap();
+        assert!(dynamic.open(&sealed, &other).await.is_err());
+    }
 
     #[test]
     fn aad_is_injective_over_part_boundaries() {
