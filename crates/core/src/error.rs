@@ -27,6 +27,14 @@ pub enum Error {
     /// Sealing failed (backend unavailable, input too large).
     #[error("sealing failed: {0}")]
     Seal(&'static str),
+    /// Sealing was refused because the sealer holds no key for the seal context's data
+    /// category (a keyset without that category). Category names are not secret; the
+    /// fix is to add the category to the keyset or to seal under one it has.
+    #[error("sealing failed: the keyset has no keyring for data category {category:?}")]
+    SealCategoryMissing {
+        /// The seal context's category.
+        category: String,
+    },
     /// A store (a counter, a cache shared by the fleet) failed; nothing was changed. The
     /// [`StoreError`] says what kind of failure and keeps the backend's cause.
     #[error(transparent)]

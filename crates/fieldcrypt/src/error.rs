@@ -17,8 +17,11 @@ pub enum Error {
     /// The ciphertext was written in a format version this build does not read.
     #[error("unsupported ciphertext format version {0}")]
     UnsupportedVersion(u8),
-    /// No keyring for this data category.
-    #[error("no keyring for data category {0:?}")]
+    /// No keyring for this data category: the keyset lacks it (add it with
+    /// [`LocalKeyset::add_category`](crate::LocalKeyset::add_category), or use a category
+    /// the keyset has). Sealing through core's
+    /// `Sealer` reports it as `mcpsec_core::Error::SealCategoryMissing`, with the name.
+    #[error("the keyset has no keyring for data category {0:?}")]
     UnknownCategory(String),
     /// The keyring has no key with this version.
     #[error("data category {category:?} has no key version {version}")]
@@ -121,6 +124,7 @@ impl From<mcpsec_core::Error> for Error {
             mcpsec_core::Error::InvalidArgument(why) => Self::InvalidArgument(why),
             mcpsec_core::Error::InvalidIdentifier { reason, .. } => Self::InvalidArgument(reason),
             mcpsec_core::Error::Store(inner) => Self::Store(inner),
+            mcpsec_core::Error::SealCategoryMissing { category } => Self::UnknownCategory(category),
             // Sealing, sinks and anything added later: a failed dependency, cause kept.
             other => Self::Store(mcpsec_core::StoreError::from_core("mcpsec-core", other)),
         }
@@ -151,6 +155,23 @@ mod tests {
                 .source()
                 .and_then(|e| e.downcast_ref::<mcpsec_core::Error>()),
             Some(&mcpsec_core::Error::SinkUnavailable("full"))
+        );
+    }
+
+    #[test]
+    fn a_missing_category_keeps_its_name_across_core() {
+        let missing = mcpsec_core::Error::SealCategoryMissing {
+            category: "totp_secrets".to_owned(),
+        };
+        assert!(
+            missing.to_string().contains("\"totp_secrets\""),
+            "{missing}"
+        );
+        let back = Error::from(missing);
+        assert!(matches!(&back, Error::UnknownCategory(c) if c == "totp_secrets"));
+        assert_eq!(
+            back.to_string(),
+            "the keyset has no keyring for data category \"totp_secrets\""
         );
     }
 }

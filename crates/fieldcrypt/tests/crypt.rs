@@ -617,6 +617,32 @@ async fn sealer_interface_maps_errors_to_core() {
     ));
 }
 
+/// Issue 18: sealing into a category the keyset lacks names the category, through the
+/// `Sealer` interface too (it once said only "no keyring for the category").
+#[tokio::test]
+async fn sealing_into_a_missing_category_names_it() {
+    let crypt = crypt_with(CryptoProvider::default());
+    let totp = SealContext::new("totp_secrets", "users", "totp", "ada").unwrap();
+    assert!(matches!(
+        crypt.encrypt(b"x", &totp),
+        Err(Error::UnknownCategory(c)) if c == "totp_secrets"
+    ));
+    let error = crypt.seal(b"x", &totp).await.unwrap_err();
+    assert_eq!(
+        error,
+        mcpsec_core::Error::SealCategoryMissing {
+            category: "totp_secrets".to_owned()
+        }
+    );
+    assert!(error.to_string().contains("\"totp_secrets\""), "{error}");
+    // Not even a valid category name: still named, still refused.
+    let odd = SealContext::new("not a category!", "users", "totp", "ada").unwrap();
+    assert!(matches!(
+        crypt.seal(b"x", &odd).await,
+        Err(mcpsec_core::Error::SealCategoryMissing { category }) if category == "not a category!"
+    ));
+}
+
 #[tokio::test]
 async fn failed_opens_through_sealer_are_recorded() {
     let sink = mcpsec_core::MemorySink::new();

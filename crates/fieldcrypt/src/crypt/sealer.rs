@@ -16,13 +16,17 @@ impl mcpsec_core::Sealer for FieldCrypt {
                 "plaintext larger than the seal cap",
             ));
         }
-        let category = Category::new(context.category())
-            .map_err(|_| mcpsec_core::Error::Seal("no keyring for the category"))?;
+        // A name that is not a valid category cannot be in the keyset either: both say
+        // which category is missing, so the host can fix its keyset or its context.
+        let missing = || mcpsec_core::Error::SealCategoryMissing {
+            category: context.category().to_owned(),
+        };
+        let category = Category::new(context.category()).map_err(|_| missing())?;
         self.with_reservation(&category, || self.encrypt(plaintext, context))
             .await
             .map_err(|error| match error {
-                Error::UnknownCategory(_) => {
-                    mcpsec_core::Error::Seal("no keyring for the category")
+                Error::UnknownCategory(category) => {
+                    mcpsec_core::Error::SealCategoryMissing { category }
                 }
                 Error::NonceBudgetExhausted { .. } => {
                     mcpsec_core::Error::Seal("the category's key must be rotated")
