@@ -44,6 +44,10 @@ impl Resource {
 }
 
 /// Why a request was denied: the first rule, in the order they are checked, that failed.
+///
+/// Every variant a decision on an [`Action`] returns carries that action, so
+/// [`Denial::security_event`] needs only the principal and the time: the caller never
+/// repeats (or mistypes) what was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Denial {
@@ -58,12 +62,21 @@ pub enum Denial {
     ScopeMissing {
         /// The scope the action needs.
         required: Scope,
+        /// The action.
+        action: Action,
     },
     /// The resource belongs to another organization.
-    OtherOrg,
+    OtherOrg {
+        /// The action.
+        action: Action,
+    },
     /// The action is on one's own resources and this one belongs to another user.
-    NotOwner,
-    /// The MCP tool is not mapped to any action; unmapped tools are denied.
+    NotOwner {
+        /// The action.
+        action: Action,
+    },
+    /// The MCP tool is not mapped to any action; unmapped tools are denied. No action to
+    /// carry: [`ToolPolicy::denied_event`](crate::ToolPolicy::denied_event) names the tool.
     UnmappedTool,
     /// The action needs a recent step-up authentication the principal does not have: the
     /// HTTP layer answers with an RFC 9470 `insufficient_user_authentication` challenge
@@ -73,6 +86,8 @@ pub enum Denial {
         acr_values: String,
         /// The `max_age` the client must request.
         max_age: Duration,
+        /// The action.
+        action: Action,
     },
     /// The action needs an interactive step-up and the credential cannot do one (an API
     /// key: nobody is there to answer a challenge). Not a challenge: the client must use
@@ -80,6 +95,8 @@ pub enum Denial {
     InteractiveOnly {
         /// The credential presented.
         credential: CredentialKind,
+        /// The action.
+        action: Action,
     },
     /// The action needs a step-up check and was decided by the free [`authorize`] or
     /// [`authorize_as`], which have no clock or step-up policy: decide it with an
@@ -97,12 +114,27 @@ impl Denial {
         match self {
             Denial::RoleForbids { .. } => "role",
             Denial::ScopeMissing { .. } => "scope",
-            Denial::OtherOrg => "org",
-            Denial::NotOwner => "ownership",
+            Denial::OtherOrg { .. } => "org",
+            Denial::NotOwner { .. } => "ownership",
             Denial::UnmappedTool => "tool",
             Denial::StepUpRequired { .. }
             | Denial::InteractiveOnly { .. }
             | Denial::StepUpNotChecked { .. } => "step_up",
+        }
+    }
+
+    /// The action that was refused; `None` only for [`Denial::UnmappedTool`], where the
+    /// tool maps to no action.
+    pub const fn action(&self) -> Option<Action> {
+        match self {
+            Denial::RoleForbids { action, .. }
+            | Denial::ScopeMissing { action, .. }
+            | Denial::OtherOrg { action }
+            | Denial::NotOwner { action }
+            | Denial::StepUpRequired { action, .. }
+            | Denial::InteractiveOnly { action, .. }
+            | Denial::StepUpNotChecked { action } => Some(*action),
+            Denial::UnmappedTool => None,
         }
     }
 
@@ -111,8 +143,8 @@ impl Denial {
         match self {
             Denial::RoleForbids { .. } => ReasonCode::RoleForbids,
             Denial::ScopeMissing { .. } => ReasonCode::ScopeMissing,
-            Denial::OtherOrg => ReasonCode::OtherOrg,
-            Denial::NotOwner => ReasonCode::NotOwner,
+            Denial::OtherOrg { .. } => ReasonCode::OtherOrg,
+            Denial::NotOwner { .. } => ReasonCode::NotOwner,
             Denial::UnmappedTool => ReasonCode::UnmappedTool,
             Denial::StepUpRequired { .. }
             | Denial::InteractiveOnly { .. }
@@ -120,19 +152,40 @@ impl Denial {
         }
     }
 
-    /// An `authz_fail` event for this denial of `action` to `principal` at `time`.
-    pub fn security_event(
-        &self,
-        principal: &Principal,
-        action: Action,
-        time: SystemTime,
-    ) -> SecurityEvent {
+    /// An `authz_fail` event (`malicious_direct_reference` for another organization's
+    /// resource) for this denial to `principal` at `time`. It names the refused
+    /// [`action`](Denial::action), the principal's organization, and the credential that
+    /// was used ([`Principal::actor`]): for an API key the actor is
+    /// [`Actor::ApiKey`](mcpsec_core::Actor::ApiKey) with the key's id and owner.
+    ///
+    /// ```
+    /// use mcpsec_access::{Action, AuthMethods, Authentication, Authorizer, Credential, Resource, Role, ScopeSet, danger};
+    /// use mcpsec_core::{Actor, KeyId, OrgId, UserId};
+    /// use std::time::UNIX_EPOCH;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let key = KeyId::new("k1")?;
+    /// // Tests stand in for `ApiKeys::verify` here.
+    /// let principal = danger::principal(
+    ///     UserId::new("ada")?, OrgId::new("acme")?, Role::Viewer,
+    ///     ScopeSet::parse_strict("mcp:read")?, Credential::api_key(key.clone()),
+    ///     Authentication { at: None, methods: AuthMethods::EMPTY },
+    /// );
+    /// let denial = Authorizer::default()
+    ///     .authorize(&principal, Action::McpConfigure, &Resource::own(&principal), UNIX_EPOCH)
+    ///     .unwrap_err();
+    /// let event = denial.security_event(&principal, UNIX_EPOCH);
+    /// assert_eq!(event.action.as_ref().map(|a| a.as_str()), Some("mcp.configure"));
+    /// assert!(matches!(event.actor, Actor::ApiKey { key: k, .. } if k == key));
+    /// # Ok(()) }
+    /// ```
+    pub fn security_event(&self, principal: &Principal, time: SystemTime) -> SecurityEvent {
         let kind = match self {
             // Reaching into another tenant is what IDOR probing looks like.
-            Denial::OtherOrg => EventKind::MaliciousDirectReference,
+            Denial::OtherOrg { .. } => EventKind::MaliciousDirectReference,
             _ => EventKind::AuthzFail,
         };
-        principal_event(kind, Outcome::Failure, principal, action, time)
+        principal_event(kind, Outcome::Failure, principal, self.action(), time)
             .with_reason(self.reason_code())
     }
 }
@@ -143,11 +196,15 @@ impl std::fmt::Display for Denial {
             Denial::RoleForbids { role, action } => {
                 write!(f, "role: {role} may not {action}")
             }
-            Denial::ScopeMissing { required } => {
+            Denial::ScopeMissing { required, .. } => {
                 write!(f, "scope: the credential does not grant {required}")
             }
-            Denial::OtherOrg => f.write_str("org: the resource belongs to another organization"),
-            Denial::NotOwner => f.write_str("ownership: the resource belongs to another user"),
+            Denial::OtherOrg { .. } => {
+                f.write_str("org: the resource belongs to another organization")
+            }
+            Denial::NotOwner { .. } => {
+                f.write_str("ownership: the resource belongs to another user")
+            }
             Denial::UnmappedTool => f.write_str("tool: the tool is not mapped to an action"),
             Denial::StepUpRequired { .. } => {
                 f.write_str("step_up: recent multi-factor authentication is required")
@@ -241,6 +298,7 @@ pub fn permits(principal: &Principal, action: Action) -> Result<(), Denial> {
     if !principal.scopes().allows(spec.scope) {
         return Err(Denial::ScopeMissing {
             required: spec.scope,
+            action,
         });
     }
     Ok(())
@@ -401,6 +459,7 @@ impl Authorizer {
         if principal.credential() == CredentialKind::ApiKey {
             return Err(Denial::InteractiveOnly {
                 credential: CredentialKind::ApiKey,
+                action,
             });
         }
         self.step_up
@@ -408,6 +467,7 @@ impl Authorizer {
             .map_err(|challenge| Denial::StepUpRequired {
                 acr_values: challenge.acr_values,
                 max_age: challenge.max_age,
+                action,
             })?;
         // `check` passes only with a known, recent authentication time.
         Ok(principal.authentication().at)
@@ -426,6 +486,7 @@ fn decide_without_step_up<P>(
         return Err(match principal.credential() {
             CredentialKind::ApiKey => Denial::InteractiveOnly {
                 credential: CredentialKind::ApiKey,
+                action,
             },
             _ => Denial::StepUpNotChecked { action },
         });
@@ -436,10 +497,10 @@ fn decide_without_step_up<P>(
 fn check_rules(principal: &Principal, action: Action, resource: &Resource) -> Result<(), Denial> {
     permits(principal, action)?;
     if resource.org() != principal.org() {
-        return Err(Denial::OtherOrg);
+        return Err(Denial::OtherOrg { action });
     }
     if action.spec().ownership == Ownership::Own && resource.owner() != Some(principal.subject()) {
-        return Err(Denial::NotOwner);
+        return Err(Denial::NotOwner { action });
     }
     Ok(())
 }
@@ -461,13 +522,13 @@ fn principal_event(
     kind: EventKind,
     outcome: Outcome,
     principal: &Principal,
-    action: Action,
+    action: Option<Action>,
     time: SystemTime,
 ) -> SecurityEvent {
     let mut event = SecurityEvent::new(kind, outcome, time)
         .with_actor(principal.actor())
         .with_org(principal.org().clone());
-    event.action = action_label(action);
+    event.action = action.and_then(action_label);
     event
 }
 

@@ -137,8 +137,7 @@ impl ToolPolicy {
         denial: Denial,
         time: SystemTime,
     ) -> SecurityEvent {
-        let action = self.action_for(tool).unwrap_or(Action::McpUse);
-        let mut event = denial.security_event(principal, action, time);
+        let mut event = denial.security_event(principal, time);
         if event.kind == mcpsec_core::EventKind::AuthzFail {
             event.kind = mcpsec_core::EventKind::McpToolDenied;
         }

@@ -67,7 +67,9 @@ fn personal_actions_need_an_owner_even_in_the_same_org() {
     let admin = principal(Role::OrgAdmin, "user:token");
     assert_eq!(
         authorize(&admin, Action::UserManageTokens, &acme()).unwrap_err(),
-        Denial::NotOwner
+        Denial::NotOwner {
+            action: Action::UserManageTokens
+        }
     );
     assert!(authorize(&admin, Action::UserManageTokens, &Resource::own(&admin)).is_ok());
 }
@@ -93,14 +95,17 @@ fn denials_become_events_without_secrets() {
     assert_eq!(
         denial,
         Denial::ScopeMissing {
-            required: Scope::McpWrite
+            required: Scope::McpWrite,
+            action: Action::McpConfigure,
         }
     );
     assert_eq!(
         denial.to_string(),
         "scope: the credential does not grant mcp:write"
     );
-    let event = denial.security_event(&dev, Action::McpConfigure, UNIX_EPOCH);
+    // The denial carries the action: the caller does not repeat it.
+    assert_eq!(denial.action(), Some(Action::McpConfigure));
+    let event = denial.security_event(&dev, UNIX_EPOCH);
     assert_eq!(event.kind, EventKind::AuthzFail);
     assert_eq!(event.reason, Some(ReasonCode::ScopeMissing));
     assert_eq!(
@@ -111,7 +116,7 @@ fn denials_become_events_without_secrets() {
     let other = Resource::of_org(OrgId::new("evil").unwrap());
     let cross = authorize(&dev, Action::McpUse, &other).unwrap_err();
     assert_eq!(
-        cross.security_event(&dev, Action::McpUse, UNIX_EPOCH).kind,
+        cross.security_event(&dev, UNIX_EPOCH).kind,
         EventKind::MaliciousDirectReference
     );
 }

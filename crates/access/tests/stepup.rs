@@ -62,6 +62,7 @@ fn admin_action_without_step_up_is_a_challenge_naming_acr_and_max_age() {
         Denial::StepUpRequired {
             acr_values: DEFAULT_ACR.to_owned(),
             max_age: Duration::from_secs(15 * 60),
+            action: Action::OrgManageMembers,
         }
     );
     assert_eq!(denial.rule(), "step_up");
@@ -132,7 +133,8 @@ fn admin_action_by_api_key_is_refused_not_challenged() {
         assert_eq!(
             denial,
             Denial::InteractiveOnly {
-                credential: CredentialKind::ApiKey
+                credential: CredentialKind::ApiKey,
+                action,
             },
             "{action}"
         );
@@ -202,12 +204,7 @@ fn principal_carries_the_credential_and_events_name_the_key() {
     let denial = Authorizer::default()
         .authorize(&key, Action::OrgManageMembers, &acme(), now())
         .unwrap_err();
-    assert_eq!(
-        denial
-            .security_event(&key, Action::OrgManageMembers, now())
-            .actor,
-        expected
-    );
+    assert_eq!(denial.security_event(&key, now()).actor, expected);
     let proof = authorize_as::<perm::UserManageTokens>(&key, &Resource::own(&key)).unwrap();
     assert_eq!(proof.actor(), expected);
 
@@ -230,6 +227,37 @@ fn principal_carries_the_credential_and_events_name_the_key() {
             .credential_id(),
         key.credential_id()
     );
+}
+
+#[test]
+fn a_denials_event_carries_the_action_and_the_api_key_id() {
+    // issue 18: the caller passes the principal and the time, never the action again.
+    let key = admin(Credential::api_key(key_id()), AuthMethods::EMPTY, None);
+    let cases = [
+        Authorizer::default()
+            .authorize(&key, Action::OrgManageMembers, &acme(), now())
+            .unwrap_err(),
+        authorize(
+            &key,
+            Action::McpUse,
+            &Resource::of_org(OrgId::new("evil").unwrap()),
+        )
+        .unwrap_err(),
+    ];
+    for (denial, action) in cases.iter().zip([Action::OrgManageMembers, Action::McpUse]) {
+        assert_eq!(denial.action(), Some(action));
+        let event = denial.security_event(&key, now());
+        assert_eq!(
+            event.action.as_ref().map(mcpsec_core::Label::as_str),
+            Some(action.as_str())
+        );
+        assert!(
+            matches!(&event.actor, Actor::ApiKey { key, .. } if *key == key_id()),
+            "{:?}",
+            event.actor
+        );
+        assert_eq!(event.reason, Some(denial.reason_code()));
+    }
 }
 
 #[test]
@@ -296,7 +324,8 @@ fn admin_tools_need_step_up_through_the_tool_policy() {
             .authorize_call(&key, "set_limits", &acme(), now())
             .unwrap_err(),
         Denial::InteractiveOnly {
-            credential: CredentialKind::ApiKey
+            credential: CredentialKind::ApiKey,
+            action: Action::McpManageSettings,
         }
     );
     let event = policy.denied_event(&pwd, "set_limits", denial, now());

@@ -125,7 +125,7 @@ fn decide(role: Role, scopes: ScopeSet, action: Action, owner: Owner) -> Result<
         OrgId::new("org"),
         OrgId::new("other-org"),
     ) else {
-        return Err(Denial::OtherOrg);
+        return Err(Denial::OtherOrg { action });
     };
     let principal = mcpsec_access::danger::principal(
         me.clone(),

@@ -83,6 +83,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Err(Denial::StepUpRequired {
                     acr_values,
                     max_age,
+                    ..
                 }) => {
                     // The HTTP layer answers 401 insufficient_user_authentication (RFC 9470).
                     println!(
