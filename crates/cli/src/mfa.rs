@@ -155,9 +155,11 @@ pub fn verify(secret: &TotpSecret, code: &str, at: Option<u64>) -> Result<(), Cl
     let code = Zeroizing::new(code.to_owned());
     match secret.check_at(TotpConfig::default(), &code, time_or_now(at)) {
         Ok(_) => Ok(()),
-        Err(e @ (mcpsec_mfa::Error::Malformed | mcpsec_mfa::Error::WrongCode)) => {
-            Err(CliError::Invalid(e.to_string()))
-        }
+        Err(
+            e @ (mcpsec_mfa::Error::Malformed
+            | mcpsec_mfa::Error::WrongLength { .. }
+            | mcpsec_mfa::Error::WrongCode),
+        ) => Err(CliError::Invalid(e.to_string())),
         Err(e) => Err(usage(format!("cannot check the code: {e}"))),
     }
 }
@@ -212,6 +214,11 @@ mod tests {
         assert!(matches!(
             verify(&secret, "12a456", Some(59)),
             Err(CliError::Invalid(_))
+        ));
+        // Issue 18: an 8-digit code is invalid input (exit 1) that names the length.
+        assert!(matches!(
+            verify(&secret, "94287082", Some(59)),
+            Err(CliError::Invalid(message)) if message == "the code must be 6 digits"
         ));
     }
 

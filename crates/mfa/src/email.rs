@@ -427,7 +427,7 @@ impl EmailCodes {
                 Outcome::Failure,
                 Some(ReasonCode::LockedOut),
             ),
-            Err(Error::Malformed) => (
+            Err(Error::Malformed | Error::WrongLength { .. }) => (
                 EventKind::AuthnMfaFail,
                 Outcome::Failure,
                 Some(ReasonCode::Malformed),

@@ -50,7 +50,11 @@
 //! let verified = verifier.verify(&ada, &secret, code.expose_secret()).await?;
 //! let amr = verified.added_to(AuthMethods::of(&[AuthMethod::Pwd])); // into the session
 //! assert!(amr.contains(AuthMethod::Otp));
-//! assert_eq!(verifier.verify(&ada, &secret, code.expose_secret()).await, Err(Error::Replayed));
+//! // The same code twice is a replay: refused, with how long until the next code.
+//! assert!(matches!(
+//!     verifier.verify(&ada, &secret, code.expose_secret()).await,
+//!     Err(Error::WaitForNextCode { .. })
+//! ));
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]

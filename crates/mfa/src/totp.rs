@@ -91,11 +91,19 @@ impl TotpSecret {
     }
 
     /// Seals the secret for storage, bound to `context`.
+    ///
+    /// A sealer's refusal keeps its reason ([`Error::Seal`]: for example a keyset that
+    /// lacks `context`'s category, by name); only a failed store behind the sealer is
+    /// [`Error::Store`].
     pub async fn seal(&self, sealer: &dyn Sealer, context: &SealContext) -> Result<Vec<u8>, Error> {
         sealer
             .seal(self.0.expose_secret(), context)
             .await
-            .map_err(|e| Error::Store(StoreError::from_core("sealing failed", e)))
+            .map_err(|e| match e {
+                mcpsec_core::Error::Store(inner) => Error::Store(inner),
+                mcpsec_core::Error::RandomUnavailable => Error::Random,
+                refused => Error::Seal(refused),
+            })
     }
 
     /// Opens a sealed secret.
@@ -238,6 +246,11 @@ impl TotpSecret {
 }
 
 /// Removes spaces and dashes, then requires exactly `digits` ASCII digits.
+///
+/// Input over 32 characters, empty, or with anything but digits is [`Error::Malformed`];
+/// digits of another length is [`Error::WrongLength`], which names `digits` (the length
+/// is configuration, not a secret) so an 8-digit code sent to a 6-digit verifier is told
+/// what was expected.
 pub fn normalize(input: &str, digits: u8) -> Result<Zeroizing<String>, Error> {
     if input.len() > MAX_CODE_INPUT {
         return Err(Error::Malformed);
@@ -248,8 +261,11 @@ pub fn normalize(input: &str, digits: u8) -> Result<Zeroizing<String>, Error> {
             .filter(|c| !matches!(c, ' ' | '-' | '\t'))
             .collect(),
     );
-    if code.len() != usize::from(digits) || !code.bytes().all(|b| b.is_ascii_digit()) {
+    if code.is_empty() || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Err(Error::Malformed);
+    }
+    if code.len() != usize::from(digits) {
+        return Err(Error::WrongLength { expected: digits });
     }
     Ok(code)
 }
@@ -307,7 +323,13 @@ impl TotpVerifier {
     /// it is checked, so however many requests race, at most `max_failures` wrong codes
     /// are checked before the pause (plus one per expired pause); a right code gives its
     /// attempt back. A paused user is refused without the code being checked. Malformed
-    /// input is counted apart (`max_malformed`) and never pauses well-formed codes.
+    /// input ([`Error::Malformed`], and [`Error::WrongLength`] for digits of another
+    /// length) is counted apart (`max_malformed`) and never pauses well-formed codes.
+    ///
+    /// A right code whose step was already used is refused: [`Error::Replayed`], or
+    /// [`Error::WaitForNextCode`] while it is still the code the authenticator shows (for
+    /// example right after [`PendingEnrollment::confirm`], which spends the current
+    /// step). Both are failures with reason `replayed` and count against the budget.
     pub async fn verify(
         &self,
         user: &UserId,
@@ -317,12 +339,12 @@ impl TotpVerifier {
         let now = self.clock.now();
         let result = match normalize(code, self.config.digits) {
             Ok(code) => self.budgeted(user, secret, &code, now).await,
-            Err(_) => self.malformed(user, now).await,
+            Err(refused) => self.malformed(user, now, refused).await,
         };
         let reason = match &result {
             Ok(_) => None,
-            Err(Error::Replayed) => Some(ReasonCode::Replayed),
-            Err(Error::Malformed) => Some(ReasonCode::Malformed),
+            Err(Error::Replayed | Error::WaitForNextCode { .. }) => Some(ReasonCode::Replayed),
+            Err(Error::Malformed | Error::WrongLength { .. }) => Some(ReasonCode::Malformed),
             Err(Error::TooManyAttempts { .. }) => Some(ReasonCode::RateLimited),
             Err(_) => Some(ReasonCode::WrongCode),
         };
@@ -372,7 +394,7 @@ impl TotpVerifier {
             .map_or(0, |d| d.as_secs());
         let result = self.check(user, secret, code, unix).await;
         match &result {
-            Err(Error::WrongCode | Error::Replayed) => {
+            Err(Error::WrongCode | Error::Replayed | Error::WaitForNextCode { .. }) => {
                 if count == self.budget.max_failures {
                     self.report(
                         EventKind::AuthnLoginFailMax,
@@ -389,8 +411,14 @@ impl TotpVerifier {
         result
     }
 
-    /// Malformed input: counted under its own budget, never against wrong codes.
-    async fn malformed(&self, user: &UserId, now: SystemTime) -> Result<Verified, Error> {
+    /// Malformed input (`refused`, as [`normalize`] said): counted under its own budget,
+    /// never against wrong codes.
+    async fn malformed(
+        &self,
+        user: &UserId,
+        now: SystemTime,
+        refused: Error,
+    ) -> Result<Verified, Error> {
         let subject = format!("mfa:totp-malformed:{user}");
         let attempt = Attempt::count(&*self.counter, &subject, self.budget.window, now).await?;
         if attempt.state.count > self.budget.max_malformed {
@@ -398,7 +426,7 @@ impl TotpVerifier {
                 retry_after: attempt.window_left(),
             });
         }
-        Err(Error::Malformed)
+        Err(refused)
     }
 
     fn pause_left(&self, state: &AttemptState, now: SystemTime) -> Option<Duration> {
@@ -439,10 +467,19 @@ impl TotpVerifier {
             .await
             .map_err(Error::Store)?
         {
-            Ok(Verified::new(Factor::Totp))
-        } else {
-            Err(Error::Replayed)
+            return Ok(Verified::new(Factor::Totp));
         }
+        // Spent. While the authenticator still shows this code (its step is the current
+        // one, or ahead within the skew), "wait for the next code" is the useful answer;
+        // the guard cannot tell a confirmation's step from a login's, so it is a replay
+        // either way (same event, same budget), only the message differs.
+        if step >= unix_seconds / self.config.step {
+            let next = step.saturating_add(1).saturating_mul(self.config.step);
+            return Err(Error::WaitForNextCode {
+                retry_after: Duration::from_secs(next.saturating_sub(unix_seconds)),
+            });
+        }
+        Err(Error::Replayed)
     }
 }
 
@@ -471,8 +508,16 @@ impl PendingEnrollment {
         self.secret.to_base32()
     }
 
-    /// Completes enrollment with a first valid code (which is then spent); returns the
-    /// secret to seal and store for the proof's subject.
+    /// Completes enrollment with a first valid code; returns the secret to seal and store
+    /// for the proof's subject.
+    ///
+    /// **The confirming code is spent**: its time step is recorded in the verifier's
+    /// replay guard exactly as a login would record it, so the code that confirmed the
+    /// enrollment can never also log in. A login in the same 30 s step (the authenticator
+    /// still shows that code) is refused with [`Error::WaitForNextCode`] and its
+    /// `retry_after`, which a host shows as "wait for the next code (N s)" rather than
+    /// as a failed login; the next step's code logs in. Nothing is weakened: one code,
+    /// one use, whichever of confirmation and login used it.
     ///
     /// The user is the one the proof was issued to (`user.update_profile` on their own
     /// profile), never an id from the request: nobody enrolls a factor for someone else.

@@ -107,9 +107,12 @@ async fn a_code_is_accepted_once() {
         .verify(&ada, &secret, code.expose_secret())
         .await
         .unwrap();
+    // The same code again, while the app still shows it: wait for the next one.
     assert_eq!(
         verifier.verify(&ada, &secret, code.expose_secret()).await,
-        Err(Error::Replayed)
+        Err(Error::WaitForNextCode {
+            retry_after: Duration::from_secs(30)
+        })
     );
     // The previous step's code is older than the accepted one: also refused.
     let previous = secret
@@ -187,20 +190,22 @@ async fn input_is_normalised_and_junk_refused() {
             .is_ok()
     );
     let long = "1".repeat(100);
+    let wrong_length = Err(Error::WrongLength { expected: 6 });
     let junks = [
-        "",
-        "12345",
-        "1234567",
-        "12a456",
-        "１２３４５６",
-        long.as_str(),
+        ("", Err(Error::Malformed)),
+        ("12345", wrong_length.clone()),
+        ("1234567", wrong_length.clone()),
+        ("1234 5678", wrong_length),
+        ("12a456", Err(Error::Malformed)),
+        ("１２３４５６", Err(Error::Malformed)),
+        (long.as_str(), Err(Error::Malformed)),
     ];
-    for (i, junk) in junks.into_iter().enumerate() {
+    for (i, (junk, expected)) in junks.into_iter().enumerate() {
         // A user each: the attempt budget would otherwise pause after five failures.
         let user = UserId::new(format!("c{i}")).unwrap();
         assert_eq!(
             verifier.verify(&user, &secret, junk).await,
-            Err(Error::Malformed),
+            expected,
             "{junk:?}"
         );
     }
@@ -430,13 +435,10 @@ async fn a_new_authenticators_first_code_is_not_replayed() {
         "the new authenticator's first code is not a replay of the old one's"
     );
     // The old enrollment still refuses its own replay.
-    assert_eq!(
-        verifier
-            .verify(&ada, &old, code.expose_secret())
-            .await
-            .map(|_| ()),
-        Err(Error::Replayed)
-    );
+    assert!(matches!(
+        verifier.verify(&ada, &old, code.expose_secret()).await,
+        Err(Error::WaitForNextCode { .. })
+    ));
 }
 
 /// Issue 12 item 18: garbage is not a guess. Five malformed inputs must not pause a
@@ -446,9 +448,11 @@ async fn malformed_input_does_not_pause_totp() {
     let (verifier, clock, _, secret) = fixture();
     let ada = UserId::new("ada").unwrap();
     for junk in ["", "12a456", "1234567", "abcdef", "12345"] {
-        assert_eq!(
-            verifier.verify(&ada, &secret, junk).await.map(|_| ()),
-            Err(Error::Malformed),
+        assert!(
+            matches!(
+                verifier.verify(&ada, &secret, junk).await,
+                Err(Error::Malformed | Error::WrongLength { expected: 6 })
+            ),
             "{junk:?}"
         );
     }
@@ -534,4 +538,160 @@ async fn a_right_code_gives_its_attempt_back() {
         verifier.verify(&ada, &secret, wrong).await,
         Err(Error::TooManyAttempts { .. })
     ));
+}
+
+/// Issue 18: an 8-digit code sent to a 6-digit verifier is told which length was
+/// expected, not just "malformed". It stays malformed input for the budget: it never
+/// spends the wrong-code budget, and it is counted under `max_malformed` as before.
+#[tokio::test]
+async fn an_eight_digit_code_to_a_six_digit_verifier_names_the_expected_length() {
+    let (verifier, clock, events, secret) = fixture();
+    let ada = UserId::new("ada").unwrap();
+    let now = mcpsec_core::Clock::unix_seconds(&clock);
+    let eight = TotpConfig {
+        digits: 8,
+        ..TotpConfig::default()
+    };
+    let code = secret.code_at(eight, now).unwrap();
+    let error = verifier
+        .verify(&ada, &secret, code.expose_secret())
+        .await
+        .unwrap_err();
+    assert_eq!(error, Error::WrongLength { expected: 6 });
+    assert_eq!(error.to_string(), "the code must be 6 digits");
+    assert!(!format!("{error} {error:?}").contains(code.expose_secret()));
+    assert_eq!(
+        events.events().last().map(|e| (e.kind, e.reason)),
+        Some((EventKind::AuthnMfaFail, Some(ReasonCode::Malformed)))
+    );
+    // The budget is unchanged: malformed input, counted apart. More than `max_failures`
+    // of them do not pause a right code; over `max_malformed` they are refused.
+    let budget = AttemptBudget::default();
+    for _ in 1..budget.max_malformed {
+        assert_eq!(
+            verifier.verify(&ada, &secret, code.expose_secret()).await,
+            Err(Error::WrongLength { expected: 6 })
+        );
+    }
+    assert!(matches!(
+        verifier.verify(&ada, &secret, code.expose_secret()).await,
+        Err(Error::TooManyAttempts { .. })
+    ));
+    let six = secret.code_at(TotpConfig::default(), now).unwrap();
+    assert!(
+        verifier
+            .verify(&ada, &secret, six.expose_secret())
+            .await
+            .is_ok()
+    );
+    // `check_at` (no verifier, no budget) says the same.
+    assert_eq!(
+        secret.check_at(TotpConfig::default(), code.expose_secret(), now),
+        Err(Error::WrongLength { expected: 6 })
+    );
+}
+
+/// Issue 18: confirming an enrollment spends the current step. A login in the same
+/// step is told to wait for the next code (with how long), never let in; the next
+/// step's code logs in; the confirming code never logs in, then or later.
+#[tokio::test]
+async fn login_right_after_confirmation_waits_for_the_next_code() {
+    let (verifier, clock, events, _) = fixture();
+    clock.advance(Duration::from_secs(12)); // 12 s into a step
+    let ada = UserId::new("ada").unwrap();
+    let pending = PendingEnrollment::begin(TotpConfig::default(), "mcpsec", "ada").unwrap();
+    let app = TotpSecret::from_base32(pending.secret_base32().expose_secret()).unwrap();
+    let at = |clock: &ManualClock| {
+        app.code_at(
+            TotpConfig::default(),
+            mcpsec_core::Clock::unix_seconds(clock),
+        )
+        .unwrap()
+    };
+    let first = at(&clock);
+    let secret = pending
+        .confirm(&verifier, &support::own(&ada), first.expose_secret())
+        .await
+        .unwrap();
+
+    // Same step: the app still shows the confirming code.
+    assert_eq!(
+        verifier.verify(&ada, &secret, first.expose_secret()).await,
+        Err(Error::WaitForNextCode {
+            retry_after: Duration::from_secs(18)
+        })
+    );
+    let last = events.events().last().cloned().unwrap();
+    assert_eq!(
+        (last.kind, last.reason),
+        (EventKind::AuthnMfaFail, Some(ReasonCode::Replayed)),
+        "still recorded as a replay"
+    );
+    clock.advance(Duration::from_secs(17));
+    assert!(matches!(
+        verifier.verify(&ada, &secret, first.expose_secret()).await,
+        Err(Error::WaitForNextCode { retry_after }) if retry_after == Duration::from_secs(1)
+    ));
+
+    // The next step's code logs in, once.
+    clock.advance(Duration::from_secs(1));
+    let next = at(&clock);
+    assert_ne!(next.expose_secret(), first.expose_secret());
+    let _otp = verifier
+        .verify(&ada, &secret, next.expose_secret())
+        .await
+        .unwrap();
+    // The confirming code is still within the skew, and still refused: older now.
+    assert_eq!(
+        verifier.verify(&ada, &secret, first.expose_secret()).await,
+        Err(Error::Replayed)
+    );
+    assert!(matches!(
+        verifier.verify(&ada, &secret, next.expose_secret()).await,
+        Err(Error::WaitForNextCode { .. })
+    ));
+}
+
+/// A sealer that refuses for a reason, or whose store fails.
+#[derive(Debug)]
+struct RefusingSealer(mcpsec_core::Error);
+
+#[async_trait::async_trait]
+impl mcpsec_core::Sealer for RefusingSealer {
+    async fn seal(&self, _: &[u8], _: &SealContext) -> Result<Vec<u8>, mcpsec_core::Error> {
+        Err(self.0.clone())
+    }
+    async fn open(&self, _: &[u8], _: &SealContext) -> Result<SecretBytes, mcpsec_core::Error> {
+        Err(mcpsec_core::Error::Open)
+    }
+}
+
+/// Issue 18: sealing a TOTP secret into a category the keyset lacks says so, by name,
+/// instead of "store unavailable: sealing failed". A failed store stays a store error.
+#[tokio::test]
+async fn sealing_into_a_missing_category_passes_the_reason_through() {
+    let secret = TotpSecret::generate().unwrap();
+    let here = SealContext::new("totp_secrets", "users", "totp", "ada").unwrap();
+    let missing = mcpsec_core::Error::SealCategoryMissing {
+        category: "totp_secrets".to_owned(),
+    };
+    let error = secret
+        .seal(&RefusingSealer(missing.clone()), &here)
+        .await
+        .unwrap_err();
+    assert_eq!(error, Error::Seal(missing));
+    assert_eq!(
+        error.to_string(),
+        "sealing failed: the keyset has no keyring for data category \"totp_secrets\""
+    );
+    let down = mcpsec_core::StoreError::unavailable("kms");
+    assert_eq!(
+        secret
+            .seal(
+                &RefusingSealer(mcpsec_core::Error::Store(down.clone())),
+                &here
+            )
+            .await,
+        Err(Error::Store(down))
+    );
 }
