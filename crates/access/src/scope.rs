@@ -213,6 +213,11 @@ impl ScopeSet {
     /// (`scope-token *( SP scope-token )`, tokens of `%x21 / %x23-5B / %x5D-7E`), at most
     /// [`MAX_SCOPE_LEN`] bytes, every token one of the nine. The empty string is the empty
     /// set. Repeated tokens are accepted (the grammar allows them; a set ignores them).
+    ///
+    /// A comma-separated list (`"mcp:read,mcp:write"`, a common slip) is refused with
+    /// [`Error::InvalidScopeSyntax`] saying that scopes are space-separated, rather than
+    /// as one unknown scope: a comma is legal in a scope token, but none of the nine
+    /// holds one.
     pub fn parse_strict(input: &str) -> Result<ScopeSet, Error> {
         check_len(input)?;
         if input.is_empty() {
@@ -230,6 +235,9 @@ impl ScopeSet {
                     "a scope holds printable ASCII other than space, \" and \\",
                 ));
             }
+            if token.contains(',') {
+                return Err(Error::InvalidScopeSyntax(COMMA_SEPARATED));
+            }
             set = set.with(token.parse()?);
         }
         Ok(set)
@@ -246,6 +254,10 @@ impl ScopeSet {
             .fold(ScopeSet::EMPTY, ScopeSet::with))
     }
 }
+
+/// What [`ScopeSet::parse_strict`] says about `"mcp:read,mcp:write"`.
+const COMMA_SEPARATED: &str =
+    "scopes are space-separated, not comma-separated (write \"mcp:read mcp:write\")";
 
 fn check_len(input: &str) -> Result<(), Error> {
     if input.len() > MAX_SCOPE_LEN {
@@ -380,6 +392,37 @@ mod tests {
         ));
     }
 
+    /// Issue 18: a comma-separated list says scopes are space-separated, instead of
+    /// "unknown scope \"mcp:read,mcp:write\"".
+    #[test]
+    fn comma_separated_scopes_are_told_to_use_spaces() {
+        for input in [
+            "mcp:read,mcp:write",
+            "mcp:read, mcp:write",
+            "mcp:read mcp:write,org:read",
+            ",mcp:read",
+            "mcp:read,",
+        ] {
+            let error = ScopeSet::parse_strict(input).unwrap_err();
+            assert_eq!(
+                error,
+                Error::InvalidScopeSyntax(COMMA_SEPARATED),
+                "{input:?}"
+            );
+            assert!(error.to_string().contains("space-separated"), "{error}");
+        }
+        // The suggestion is right: the same scopes, space-separated, parse.
+        assert_eq!(
+            ScopeSet::parse_strict("mcp:read mcp:write").unwrap(),
+            ScopeSet::of(&[Scope::McpRead, Scope::McpWrite])
+        );
+        // Tolerant parsing (tokens from an issuer) still drops such a token: it grants nothing.
+        assert_eq!(
+            ScopeSet::parse_tolerant("mcp:read,mcp:write").unwrap(),
+            ScopeSet::EMPTY
+        );
+    }
+
     #[test]
     fn tolerant_parsing_drops_what_it_does_not_know() {
         assert_eq!(
@@ -407,6 +450,21 @@ mod tests {
             // Every scope tolerant parsing kept appears verbatim as a token.
             for scope in tolerant.iter() {
                 prop_assert!(input.split(' ').any(|t| t == scope.as_str()));
+            }
+        }
+
+        /// Any set written with commas instead of spaces is refused as comma-separated,
+        /// never parsed as something else.
+        #[test]
+        fn any_comma_joined_set_is_refused_as_comma_separated(bits in 0u16..512) {
+            let set = ScopeSet::from_bits_truncate(bits);
+            let names: Vec<&str> = set.iter().map(Scope::as_str).collect();
+            let joined = names.join(",");
+            if names.len() > 1 {
+                prop_assert_eq!(
+                    ScopeSet::parse_strict(&joined),
+                    Err(Error::InvalidScopeSyntax(COMMA_SEPARATED))
+                );
             }
         }
 
