@@ -1,0 +1,41 @@
+//! PostgreSQL: the engine a fleet shares (feature `postgres`).
+//!
+//! Bring your own pool (`sqlx::PgPool`, with TLS through rustls when the URL asks for it)
+//! or use [`connect`]; [`migrate`] brings the schema up to date under PostgreSQL's
+//! advisory lock, so instances starting together migrate once.
+
+use crate::error::store_error;
+use mcpsec_core::StoreError;
+use sqlx::postgres::PgPoolOptions;
+
+pub use sqlx::PgPool;
+
+/// The migrations in `migrations/postgres`, embedded at compile time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// How a write transaction starts on PostgreSQL. READ COMMITTED is enough for every
+/// transaction in this crate, named here so no server default changes it: each one opens
+/// with a conditional write (`UPDATE … WHERE … RETURNING`, an upsert) or a
+/// `SELECT … FOR UPDATE`, whose row lock serializes it against every other writer of that
+/// row; the statements after it only touch rows that lock protects.
+#[allow(dead_code, reason = "used by the transactional stores")]
+pub(crate) const BEGIN_WRITE: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+
+/// Opens a pool on `url` (`postgres://user@host/db?sslmode=verify-full`) with at most
+/// `max_connections` connections.
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
+    PgPoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .connect(url)
+        .await
+        .map_err(|e| store_error("connect to PostgreSQL", e))
+}
+
+/// Applies every migration not yet applied; safe to run again (idempotent) and from
+/// several instances at once.
+pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+    MIGRATOR
+        .run(pool)
+        .await
+        .map_err(crate::error::migrate_error)
+}
