@@ -16,9 +16,11 @@ pub enum Error {
     /// The format is right but the checksum is not: a typo or junk.
     #[error("API key checksum mismatch")]
     BadChecksum,
-    /// A key of the other environment (a test key where live keys are required).
-    #[error("API key for the wrong environment")]
-    WrongEnv,
+    /// An `mcp_sk_test_` key presented to a service that accepts live keys only: the
+    /// default, unless the builder called
+    /// [`allow_test_keys`](crate::ApiKeysBuilder::allow_test_keys).
+    #[error("test API key refused: this service accepts live keys only")]
+    TestKeyRefused,
     /// No key with this id.
     #[error("unknown API key")]
     Unknown,
@@ -102,7 +104,9 @@ impl Error {
     /// The reason code for the security event about this failure.
     pub fn reason_code(&self) -> ReasonCode {
         match self {
-            Error::Malformed | Error::WrongEnv | Error::BadStoredHash => ReasonCode::Malformed,
+            Error::Malformed | Error::BadStoredHash => ReasonCode::Malformed,
+            // Well formed, but not the type of key this service takes.
+            Error::TestKeyRefused => ReasonCode::WrongType,
             Error::BadChecksum => ReasonCode::BadChecksum,
             Error::Unknown => ReasonCode::UnknownCredential,
             Error::SecretMismatch => ReasonCode::SecretMismatch,

@@ -7,11 +7,13 @@
 //!   expression for secret scanners ([`format::SCANNER_REGEX`]).
 //! - [`KeyHasher`]: only hashes are stored: HMAC-SHA256 with a versioned pepper (default),
 //!   Argon2id, or legacy bcrypt (feature `legacy-bcrypt`), upgraded on use.
-//! - [`ApiKeys`]: create (the plaintext is shown once), list (hints only), rotate with an
-//!   overlap, disable, revoke, each under the caller's `Authorized` proof, and
-//!   [`verify`](ApiKeys::verify), which reads the owner's role from `Memberships`: constant-time, with a dummy
-//!   comparison for unknown ids, throttling of failing *sources* (never of the key), and a
-//!   per-key quota. Slow hashes run on a bounded [`SlowHashPool`], off the async executor.
+//! - [`ApiKeys`]: built with a required event sink and for live keys only unless
+//!   [`ApiKeysBuilder::allow_test_keys`] (`mcp_sk_test_` keys are refused by default);
+//!   create (the plaintext is shown once), list (hints only), rotate with an overlap,
+//!   disable, revoke, each under the caller's `Authorized` proof, and
+//!   [`verify`](ApiKeys::verify), which reads the owner's role from `Memberships`:
+//!   constant-time, with a dummy comparison for unknown ids, throttling of failing
+//!   *sources* (never of the key), and a per-key quota. Slow hashes run on a bounded [`SlowHashPool`], off the async executor.
 //! - [`ApiKeyStore`] and [`AttemptCounter`]: where state lives, with in-memory backends
 //!   and conformance suites (feature `testkit`).
 //!
@@ -21,7 +23,7 @@
 //!     ScopeSet, authorize_as, perm,
 //! };
 //! use mcpsec_apikeys::{ApiKeys, Env, HashMode, KeyHasher, MemoryApiKeyStore, NewKey, Pepper, Source};
-//! use mcpsec_core::{OrgId, UserId};
+//! use mcpsec_core::{MemorySink, OrgId, UserId};
 //! use std::sync::Arc;
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,7 +31,10 @@
 //! let members = Arc::new(MemoryMemberships::new());
 //! members.set(ada.clone(), acme.clone(), Role::Developer);
 //! let hasher = KeyHasher::new(Pepper::generate(1)?, vec![], HashMode::HmacSha256)?;
-//! let keys = ApiKeys::builder(Arc::new(MemoryApiKeyStore::new()), members, hasher).build()?;
+//! // Every refusal is an event: the sink is required (in production, the audit log).
+//! let events = MemorySink::new();
+//! let store = Arc::new(MemoryApiKeyStore::new());
+//! let keys = ApiKeys::builder(store, members, hasher, Arc::new(events.clone())).build()?;
 //!
 //! // Ada, signed in with a token that may manage her keys, creates one.
 //! # let caller = mcpsec_access::danger::principal(ada.clone(), acme.clone(), Role::Developer,

@@ -5,9 +5,7 @@ use crate::format::Env;
 use crate::limits::{KeyQuota, LockoutPolicy};
 use crate::{ApiKeyStore, Error, KeyHasher, SlowHashPool};
 use mcpsec_access::Memberships;
-use mcpsec_core::{
-    AttemptCounter, EventSink, MemoryAttemptCounter, NullSink, SharedClock, SystemClock,
-};
+use mcpsec_core::{AttemptCounter, EventSink, MemoryAttemptCounter, SharedClock, SystemClock};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,18 +33,20 @@ pub struct ApiKeys {
     pub(crate) lockout: LockoutPolicy,
     pub(crate) quota: KeyQuota,
     pub(crate) cache: VerifiedKeyCache,
-    pub(crate) envs: Vec<Env>,
+    /// Whether `mcp_sk_test_` keys verify (off unless the builder allowed them).
+    pub(crate) test_keys: bool,
     pub(crate) last_used_interval: Duration,
     pub(crate) pool: Arc<SlowHashPool>,
     pub(crate) ipv6_prefix: u8,
     pub(crate) throttled_allowance: u64,
 }
 
-/// Builds [`ApiKeys`]. Defaults: memory attempt counter, no event sink, system clock,
-/// [`LockoutPolicy::default`], 600 uses per key per minute, both environments accepted,
-/// slow-hash cache of 60 s and 10,000 keys, a [`SlowHashPool::default`] of its own, IPv6
-/// sources grouped by /64, and a throttled source allowed 3 slow hashes per key id per
-/// window.
+/// Builds [`ApiKeys`]. The event sink is an argument of [`ApiKeys::builder`], never a
+/// default. Defaults: memory attempt counter, system clock, [`LockoutPolicy::default`], 600
+/// uses per key per minute, live keys only (`mcp_sk_test_` keys are refused unless
+/// [`allow_test_keys`](ApiKeysBuilder::allow_test_keys) is called), slow-hash cache of 60 s
+/// and 10,000 keys, a [`SlowHashPool::default`] of its own, IPv6 sources grouped by /64,
+/// and a throttled source allowed 3 slow hashes per key id per window.
 #[derive(Debug)]
 pub struct ApiKeysBuilder {
     store: Arc<dyn ApiKeyStore>,
@@ -59,7 +59,7 @@ pub struct ApiKeysBuilder {
     quota_per_minute: u32,
     cache_ttl: Duration,
     cache_capacity: usize,
-    envs: Vec<Env>,
+    test_keys: bool,
     last_used_interval: Duration,
     pool: Option<Arc<SlowHashPool>>,
     ipv6_prefix: u8,
@@ -69,24 +69,52 @@ pub struct ApiKeysBuilder {
 impl ApiKeys {
     /// Starts a builder for keys kept in `store` and hashed by `hasher`, whose owners'
     /// roles are read from `memberships` at every verification (a key carries no role, and
-    /// an owner who is no longer a member is refused).
+    /// an owner who is no longer a member is refused). Every verification failure, lockout
+    /// and refusal is reported to `events`; there is no default, so a host that wants no
+    /// events says so by passing [`NullSink`](mcpsec_core::NullSink) by name.
+    ///
+    /// A builder without a sink does not compile:
+    ///
+    /// ```compile_fail
+    /// # use mcpsec_apikeys::{ApiKeys, HashMode, KeyHasher, MemoryApiKeyStore, Pepper};
+    /// # use std::sync::Arc;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let members = Arc::new(mcpsec_access::MemoryMemberships::new());
+    /// # let hasher = KeyHasher::new(Pepper::generate(1)?, vec![], HashMode::HmacSha256)?;
+    /// let keys = ApiKeys::builder(Arc::new(MemoryApiKeyStore::new()), members, hasher).build()?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// ```
+    /// # use mcpsec_apikeys::{ApiKeys, HashMode, KeyHasher, MemoryApiKeyStore, Pepper};
+    /// # use mcpsec_core::NullSink;
+    /// # use std::sync::Arc;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let members = Arc::new(mcpsec_access::MemoryMemberships::new());
+    /// # let hasher = KeyHasher::new(Pepper::generate(1)?, vec![], HashMode::HmacSha256)?;
+    /// // No events, as a choice that reads as one.
+    /// let keys = ApiKeys::builder(Arc::new(MemoryApiKeyStore::new()), members, hasher, Arc::new(NullSink))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
     pub fn builder(
         store: Arc<dyn ApiKeyStore>,
         memberships: Arc<dyn Memberships>,
         hasher: KeyHasher,
+        events: Arc<dyn EventSink>,
     ) -> ApiKeysBuilder {
         ApiKeysBuilder {
             store,
             memberships,
             hasher,
             counter: Arc::new(MemoryAttemptCounter::default()),
-            events: Arc::new(NullSink),
+            events,
             clock: Arc::new(SystemClock),
             lockout: LockoutPolicy::default(),
             quota_per_minute: DEFAULT_QUOTA_PER_MINUTE,
             cache_ttl: Duration::from_secs(60),
             cache_capacity: 10_000,
-            envs: vec![Env::Live, Env::Test],
+            test_keys: false,
             last_used_interval: DEFAULT_LAST_USED_INTERVAL,
             pool: None,
             ipv6_prefix: DEFAULT_IPV6_SOURCE_PREFIX,
@@ -99,12 +127,6 @@ impl ApiKeysBuilder {
     /// Where failures are counted (share one across the fleet: Redis).
     pub fn attempt_counter(mut self, counter: Arc<dyn AttemptCounter>) -> Self {
         self.counter = counter;
-        self
-    }
-
-    /// Where security events go.
-    pub fn events(mut self, events: Arc<dyn EventSink>) -> Self {
-        self.events = events;
         self
     }
 
@@ -126,9 +148,11 @@ impl ApiKeysBuilder {
         self
     }
 
-    /// Only keys of these environments verify (for example `[Env::Live]` in production).
-    pub fn accept_envs(mut self, envs: &[Env]) -> Self {
-        self.envs = envs.to_vec();
+    /// Also accepts `mcp_sk_test_` keys (for a development or staging service). Without
+    /// it a test key is refused with [`Error::TestKeyRefused`] and an `authn_login_fail`
+    /// event, so a test key that leaked into production configuration never works there.
+    pub fn allow_test_keys(mut self) -> Self {
+        self.test_keys = true;
         self
     }
 
@@ -167,14 +191,11 @@ impl ApiKeysBuilder {
         self
     }
 
-    /// Builds; fails on an empty quota, no accepted environment, a cache TTL over 10
-    /// minutes, or an IPv6 source prefix outside 32 to 128.
+    /// Builds; fails on an empty quota, a cache TTL over 10 minutes, or an IPv6 source
+    /// prefix outside 32 to 128.
     pub fn build(self) -> Result<ApiKeys, Error> {
         let per_minute = NonZeroU32::new(self.quota_per_minute)
             .ok_or(Error::Config("the quota must be positive"))?;
-        if self.envs.is_empty() {
-            return Err(Error::Config("accept at least one environment"));
-        }
         if self.cache_ttl > Duration::from_secs(600) {
             return Err(Error::Config(
                 "the slow-hash cache TTL is at most 10 minutes",
@@ -198,8 +219,19 @@ impl ApiKeysBuilder {
             events: self.events,
             clock: self.clock,
             lockout: self.lockout,
-            envs: self.envs,
+            test_keys: self.test_keys,
             last_used_interval: self.last_used_interval,
         })
+    }
+}
+
+impl ApiKeys {
+    /// Whether keys of `env` verify here: live keys always, test keys only when the
+    /// builder allowed them.
+    pub(crate) fn accepts(&self, env: Env) -> bool {
+        match env {
+            Env::Live => true,
+            Env::Test => self.test_keys,
+        }
     }
 }

@@ -122,8 +122,10 @@ impl ApiKeys {
             Err(error) => return Err(self.failed(error, None, source, &src, now).await),
         };
         let id = Some(parsed.id());
-        if !self.envs.contains(&parsed.env()) {
-            return Err(self.failed(Error::WrongEnv, id, source, &src, now).await);
+        if !self.accepts(parsed.env()) {
+            return Err(self
+                .failed(Error::TestKeyRefused, id, source, &src, now)
+                .await);
         }
         let throttled = self.throttled_for(&src, now).await?;
         let record = self.store.get(parsed.id()).await.map_err(Error::Store)?;
@@ -321,7 +323,7 @@ impl ApiKeys {
             )
             .await;
         }
-        if !matches!(error, Error::WrongEnv)
+        if !matches!(error, Error::TestKeyRefused)
             && let Some(id) = id
             && let Ok(state) = self
                 .counter

@@ -88,9 +88,9 @@ async fn bad_stored_hash_and_unknown_pepper_take_the_failure_path() {
             store.clone(),
             members(),
             KeyHasher::new(pepper(1), vec![], HashMode::HmacSha256).unwrap(),
+            Arc::new(events.clone()),
         )
         .clock(Arc::new(ManualClock::at_unix(1_767_225_600)))
-        .events(Arc::new(events.clone()))
         .attempt_counter(Arc::new(CountingCounter {
             inner: MemoryAttemptCounter::default(),
             log: log.clone(),

@@ -120,9 +120,9 @@ async fn wrong_secret_and_unknown_id_do_the_same_store_and_counter_work() {
                 store.clone(),
                 members(),
                 KeyHasher::new(pepper(1), vec![], mode).unwrap(),
+                Arc::new(MemorySink::new()),
             )
             .clock(Arc::new(ManualClock::at_unix(1_767_225_600)))
-            .events(Arc::new(MemorySink::new()))
             .attempt_counter(counter)
             .lockout(policy(if throttled { 1 } else { 1_000 }))
             .build()

@@ -11,7 +11,9 @@ use mcpsec_apikeys::{
     ApiKeyLookup, ApiKeys, Argon2Params, Env, Error, HashMode, KeyHasher, KeyStatus, LockoutPolicy,
     MemoryApiKeyStore, NewKey, Pepper, Source,
 };
-use mcpsec_core::{EventKind, ManualClock, MemorySink, OrgId, SecretBytes, SecretString, UserId};
+use mcpsec_core::{
+    EventKind, ManualClock, MemorySink, NullSink, OrgId, SecretBytes, SecretString, UserId,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,9 +42,9 @@ fn fixture_with(
         store.clone(),
         members(),
         KeyHasher::new(pepper(1), vec![], mode).unwrap(),
+        Arc::new(events.clone()),
     )
-    .clock(Arc::new(clock.clone()))
-    .events(Arc::new(events.clone()));
+    .clock(Arc::new(clock.clone()));
     Fixture {
         keys: configure(builder).build().unwrap(),
         store,
@@ -172,19 +174,33 @@ async fn unknown_ids_go_through_the_dummy_comparison_and_look_the_same_to_client
 }
 
 #[tokio::test]
-async fn keys_of_the_other_environment_are_refused_where_configured() {
-    let f = fixture_with(HashMode::HmacSha256, |b| b.accept_envs(&[Env::Live]));
-    let (test_key, _) = f
+async fn a_default_service_refuses_test_keys_with_a_typed_error_and_an_event() {
+    // issue 18: no builder call, so live keys only.
+    let f = fixture();
+    let (test_key, record) = f
         .keys
         .create(&victim_proof(), new_key(Env::Test))
         .await
         .unwrap();
-    assert_eq!(
-        f.keys
-            .verify(test_key.expose_secret(), &ip(1))
-            .await
-            .unwrap_err(),
-        Error::WrongEnv
+    assert!(test_key.expose_secret().starts_with("mcp_sk_test_"));
+    let error = f
+        .keys
+        .verify(test_key.expose_secret(), &ip(1))
+        .await
+        .unwrap_err();
+    assert_eq!(error, Error::TestKeyRefused);
+    assert!(error.to_string().contains("live keys only"), "{error}");
+    assert_eq!(error.client_message(), "invalid key");
+    let events = f.events.events();
+    let event = events
+        .iter()
+        .find(|e| e.kind == EventKind::AuthnLoginFail)
+        .expect("the refusal is reported");
+    assert_eq!(event.reason, Some(mcpsec_core::ReasonCode::WrongType));
+    assert!(
+        matches!(&event.actor, mcpsec_core::Actor::ApiKey { key, .. } if *key == record.id),
+        "{:?}",
+        event.actor
     );
     let (live_key, _) = f
         .keys
@@ -196,6 +212,22 @@ async fn keys_of_the_other_environment_are_refused_where_configured() {
             .verify(live_key.expose_secret(), &ip(1))
             .await
             .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn allow_test_keys_accepts_test_and_live_keys() {
+    let f = fixture_with(HashMode::HmacSha256, |b| b.allow_test_keys());
+    for env in [Env::Test, Env::Live] {
+        let (key, record) = f.keys.create(&victim_proof(), new_key(env)).await.unwrap();
+        let verified = f.keys.verify(key.expose_secret(), &ip(1)).await.unwrap();
+        assert_eq!(verified.record().id, record.id, "{env:?}");
+    }
+    assert!(
+        !f.events
+            .events()
+            .iter()
+            .any(|e| e.kind == EventKind::AuthnLoginFail)
     );
 }
 
@@ -377,6 +409,7 @@ async fn pepper_rotation_rehashes_on_next_use() {
         f.store.clone(),
         members(),
         KeyHasher::new(pepper(2), vec![pepper(1)], HashMode::HmacSha256).unwrap(),
+        Arc::new(NullSink),
     )
     .build()
     .unwrap();
@@ -387,6 +420,7 @@ async fn pepper_rotation_rehashes_on_next_use() {
         f.store.clone(),
         members(),
         KeyHasher::new(pepper(2), vec![], HashMode::HmacSha256).unwrap(),
+        Arc::new(NullSink),
     )
     .build()
     .unwrap();
@@ -479,6 +513,7 @@ async fn argon2_mode_upgrades_hmac_keys_and_vice_versa() {
         f.store.clone(),
         members(),
         KeyHasher::new(pepper(1), vec![], fast_argon2()).unwrap(),
+        Arc::new(NullSink),
     )
     .build()
     .unwrap();

@@ -68,8 +68,8 @@ async fn log_never_holds_keys_secrets_plaintexts_or_raw_addresses() {
         Arc::new(MemoryApiKeyStore::new()),
         Arc::new(members),
         hasher,
+        sink.clone(),
     )
-    .events(sink.clone())
     .clock(clock.clone())
     .build()
     .unwrap();

@@ -10,7 +10,7 @@ use mcpsec_apikeys::{
     MemoryAttemptCounter, NewKey, Pepper, Source, format,
 };
 use mcpsec_core::StoreError;
-use mcpsec_core::{ManualClock, OrgId, SecretBytes, UserId};
+use mcpsec_core::{ManualClock, NullSink, OrgId, SecretBytes, UserId};
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -35,6 +35,7 @@ fn service(
         Arc::new(MemoryApiKeyStore::new()),
         Arc::new(members),
         hasher,
+        Arc::new(NullSink),
     )
     .clock(Arc::new(ManualClock::at_unix(1_767_225_600)))
     .quota_per_minute(u32::MAX);

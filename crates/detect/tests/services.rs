@@ -74,8 +74,8 @@ fn api_keys(f: &Fixture) -> ApiKeys {
         Arc::new(MemoryApiKeyStore::new()),
         Arc::new(members),
         hasher,
+        f.detector.clone(),
     )
-    .events(f.detector.clone())
     .clock(f.clock.clone())
     .build()
     .unwrap()

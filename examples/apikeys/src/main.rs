@@ -26,10 +26,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Roles come from memberships at every verification: a key carries none.
     let members = Arc::new(MemoryMemberships::new());
     members.set(ada.clone(), org.clone(), Role::Developer);
-    let keys = ApiKeys::builder(Arc::new(MemoryApiKeyStore::new()), members, hasher)
-        .clock(Arc::new(clock.clone()))
-        .events(Arc::new(events.clone()))
-        .build()?;
+    let keys = ApiKeys::builder(
+        Arc::new(MemoryApiKeyStore::new()),
+        members,
+        hasher,
+        Arc::new(events.clone()),
+    )
+    .clock(Arc::new(clock.clone()))
+    .build()?;
 
     // Ada is signed in (here a principal stands in for a verified session token) and
     // proves she may manage her own keys; a key can grant only scopes she holds.

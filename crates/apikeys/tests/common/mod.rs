@@ -46,9 +46,9 @@ pub fn fixture_with(
         store.clone(),
         members.clone(),
         KeyHasher::new(pepper(1), vec![], mode).unwrap(),
+        Arc::new(events.clone()),
     )
-    .clock(Arc::new(clock.clone()))
-    .events(Arc::new(events.clone()));
+    .clock(Arc::new(clock.clone()));
     Fixture {
         keys: configure(builder).build().unwrap(),
         store,
