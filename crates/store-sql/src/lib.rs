@@ -99,7 +99,7 @@ macro_rules! for_each_backend {
     };
 }
 
-// mod apikeys;
+mod apikeys;
 mod attempts;
 pub mod error;
 // mod memberships;
@@ -111,7 +111,7 @@ pub mod postgres;
 pub mod sqlite;
 mod timestamp;
 
-// pub use apikeys::SqlApiKeyStore;
+pub use apikeys::SqlApiKeyStore;
 pub use attempts::SqlAttemptCounter;
 pub use error::store_error;
 // pub use memberships::SqlMemberships;

@@ -22,7 +22,6 @@ pub(crate) fn from_db(micros: i64) -> Result<SystemTime, StoreError> {
 }
 
 /// A stored optional time.
-#[allow(dead_code, reason = "used by the API key store")]
 pub(crate) fn from_db_opt(micros: Option<i64>) -> Result<Option<SystemTime>, StoreError> {
     micros.map(from_db).transpose()
 }

@@ -18,3 +18,18 @@ mod attempt_counter {
         crate::pg_or_sqlite!(ns, SqlAttemptCounter as AttemptCounter)
     });
 }
+
+mod api_key_store {
+    use super::common;
+    use mcpsec_apikeys::ApiKeyStore;
+    use mcpsec_core::testkit::Namespace;
+    use mcpsec_store_sql::SqlApiKeyStore;
+    use std::sync::Arc;
+
+    mcpsec_apikeys::api_key_store_suite!(sqlite, |ns: Namespace| async move {
+        Arc::new(SqlApiKeyStore::new(common::sqlite_pool(&ns).await)) as Arc<dyn ApiKeyStore>
+    });
+    mcpsec_apikeys::api_key_store_suite!(postgres, |ns: Namespace| async move {
+        crate::pg_or_sqlite!(ns, SqlApiKeyStore as ApiKeyStore)
+    });
+}
