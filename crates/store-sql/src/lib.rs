@@ -106,7 +106,7 @@ pub mod error;
 // mod mfa;
 #[cfg(feature = "postgres")]
 pub mod postgres;
-// mod refresh;
+mod refresh;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod timestamp;
@@ -116,4 +116,4 @@ pub use attempts::SqlAttemptCounter;
 pub use error::store_error;
 // pub use memberships::SqlMemberships;
 // pub use mfa::{SqlEmailCodeStore, SqlRecoveryStore, SqlReplayGuard};
-// pub use refresh::SqlRefreshStore;
+pub use refresh::SqlRefreshStore;

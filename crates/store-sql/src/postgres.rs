@@ -18,7 +18,6 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgr
 /// with a conditional write (`UPDATE … WHERE … RETURNING`, an upsert) or a
 /// `SELECT … FOR UPDATE`, whose row lock serializes it against every other writer of that
 /// row; the statements after it only touch rows that lock protects.
-#[allow(dead_code, reason = "used by the transactional stores")]
 pub(crate) const BEGIN_WRITE: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 
 /// Opens a pool on `url` (`postgres://user@host/db?sslmode=verify-full`) with at most

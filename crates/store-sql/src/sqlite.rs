@@ -19,7 +19,6 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite
 /// at `BEGIN`, so the transaction is serialized against every other writer from its first
 /// read (SQLite's only isolation level is SERIALIZABLE; a deferred transaction that reads
 /// and then writes could instead fail with `BUSY` when it tries to upgrade its lock).
-#[allow(dead_code, reason = "used by the transactional stores")]
 pub(crate) const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
 /// How long a writer waits for the write lock before failing with a

@@ -33,3 +33,18 @@ mod api_key_store {
         crate::pg_or_sqlite!(ns, SqlApiKeyStore as ApiKeyStore)
     });
 }
+
+mod refresh_store {
+    use super::common;
+    use mcpsec_core::testkit::Namespace;
+    use mcpsec_store_sql::SqlRefreshStore;
+    use mcpsec_tokens::RefreshTokenStore;
+    use std::sync::Arc;
+
+    mcpsec_tokens::refresh_store_suite!(sqlite, |ns: Namespace| async move {
+        Arc::new(SqlRefreshStore::new(common::sqlite_pool(&ns).await)) as Arc<dyn RefreshTokenStore>
+    });
+    mcpsec_tokens::refresh_store_suite!(postgres, |ns: Namespace| async move {
+        crate::pg_or_sqlite!(ns, SqlRefreshStore as RefreshTokenStore)
+    });
+}
