@@ -69,7 +69,7 @@ named_enum!(
     /// What happened, named by the OWASP Logging Vocabulary where it has a name, and with
     /// `mcp_*` / `authn_mfa_*` names of our own where it does not.
     EventKind {
-        /// A login succeeded.
+        /// A login (or credential check: token, API key) succeeded.
         AuthnLoginSuccess = "authn_login_success",
         /// A login (or credential check: token, API key) failed.
         AuthnLoginFail = "authn_login_fail",
@@ -119,6 +119,9 @@ named_enum!(
         SessionRenewed = "session_renewed",
         /// A session expired.
         SessionExpired = "session_expired",
+        /// A session was revoked (logout, admin revocation, refresh-token reuse): the
+        /// access tokens minted from it are refused from now on.
+        SessionRevoked = "session_revoked",
         /// A signing, encryption or hashing key was rotated.
         SysCryptoKeyRotated = "sys_crypto_key_rotated",
         /// Decryption or authentication of stored data failed (tampering or wrong key).
@@ -259,6 +262,9 @@ named_enum!(
         KeyBudgetExhausted = "key_budget_exhausted",
         /// A stored record failed an integrity check.
         Tampered = "tampered",
+        /// A fact the decision needs could not be read (a store failed): refused, since
+        /// unknown is never read as allowed.
+        Unavailable = "unavailable",
     }
 );
 

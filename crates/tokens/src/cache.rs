@@ -85,6 +85,15 @@ impl VerifiedCache {
         inner.order.retain(|k| k != key);
     }
 
+    /// Forgets every token of the session `sid` (a revoked session). A scan: revocations
+    /// are rare, verifications are not, so no second index is kept.
+    pub(crate) fn remove_session(&self, sid: &str) {
+        let mut inner = self.lock();
+        let Inner { entries, order, .. } = &mut *inner;
+        entries.retain(|_, claims| claims.sid.as_deref() != Some(sid));
+        order.retain(|key| entries.contains_key(key));
+    }
+
     /// Forgets every entry and accepts inserts only for `generation` from now on.
     pub(crate) fn reset(&self, generation: u64) {
         let mut inner = self.lock();
@@ -127,6 +136,30 @@ mod tests {
         assert_eq!(off.len(), 0);
     }
 
+    #[test]
+    fn remove_session_drops_only_that_sessions_tokens() {
+        let cache = VerifiedCache::new(10);
+        let with_sid = |sid: Option<&str>| {
+            let mut claims = crate::verify::tests_support::sample_claims();
+            claims.sid = sid.map(str::to_owned);
+            Arc::new(claims)
+        };
+        let (a1, a2, b, none) = (
+            VerifiedCache::key("a1"),
+            VerifiedCache::key("a2"),
+            VerifiedCache::key("b"),
+            VerifiedCache::key("none"),
+        );
+        cache.insert(a1, with_sid(Some("sess-a")), 0);
+        cache.insert(a2, with_sid(Some("sess-a")), 0);
+        cache.insert(b, with_sid(Some("sess-b")), 0);
+        cache.insert(none, with_sid(None), 0);
+        cache.remove_session("sess-a");
+        assert!(cache.get(&a1).is_none() && cache.get(&a2).is_none());
+        assert!(cache.get(&b).is_some() && cache.get(&none).is_some());
+        assert_eq!(cache.lock().order.len(), 2, "the eviction order follows");
+    }
+
     /// Item 1 of issue 12: the keys change between the signature check and the cache
     /// insert (a hook parks the verifying thread exactly there). The token signed by the
     /// removed key must not be served from the cache afterwards.
@@ -144,6 +177,7 @@ mod tests {
         }))
         .issuer("https://auth.example")
         .audience("mcp")
+        .events(mcpsec_core::NullSink)
         .clock(Arc::new(ManualClock::at_unix(NOW)))
         .build()
         .unwrap();
@@ -163,7 +197,10 @@ mod tests {
 
         let racing = verifier.clone();
         let racing_token = token.clone();
-        let first = tokio::task::spawn_blocking(move || racing.verify(&racing_token));
+        let handle = tokio::runtime::Handle::current();
+        // The hook parks this thread, so the verification runs on a blocking thread.
+        let first =
+            tokio::task::spawn_blocking(move || handle.block_on(racing.verify(&racing_token)));
         // The verifying thread has checked the signature with the leaked key and is parked
         // before the insert: remove the key now.
         tokio::task::spawn_blocking(move || reached_rx.recv().unwrap())
@@ -179,7 +216,7 @@ mod tests {
 
         verifier.before_insert = crate::verify::tests_support::Hook::default();
         assert_eq!(
-            verifier.verify(&token).unwrap_err(),
+            verifier.verify(&token).await.unwrap_err(),
             crate::Error::UnknownKey,
             "a token of the removed key was served from the cache"
         );

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-/// The longest `sub`, `org` or `jti` a verified token may carry, in bytes.
+/// The longest `sub`, `org`, `jti` or `sid` a verified token may carry, in bytes.
 ///
 /// These claims are the issuer's data, not mcpsec identifiers: an outside issuer's
 /// `sub: "ada@example.com"`, `org: "Acme Inc"` or base64 `jti` are accepted as any
@@ -23,6 +23,7 @@ pub struct VerifiedClaims {
     pub(crate) expires_at: SystemTime,
     pub(crate) issued_at: SystemTime,
     pub(crate) jti: Option<String>,
+    pub(crate) sid: Option<String>,
     pub(crate) scopes: ScopeSet,
     pub(crate) org: Option<String>,
     pub(crate) role: Option<Role>,
@@ -55,6 +56,13 @@ impl VerifiedClaims {
     /// `jti`, when present, as the issuer wrote it.
     pub fn jti(&self) -> Option<&str> {
         self.jti.as_deref()
+    }
+    /// `sid`, when present: the login session (refresh-token family) the token was minted
+    /// from, as the issuer wrote it. A verifier built with
+    /// [`sessions`](crate::TokenVerifierBuilder::sessions) has checked that the session was
+    /// not revoked.
+    pub fn sid(&self) -> Option<&str> {
+        self.sid.as_deref()
     }
     /// The known scopes of `scope` (unknown ones dropped).
     pub fn scopes(&self) -> ScopeSet {
@@ -159,6 +167,7 @@ mod tests {
             expires_at: UNIX_EPOCH,
             issued_at: UNIX_EPOCH,
             jti: jti.map(str::to_owned),
+            sid: None,
             scopes: ScopeSet::parse_strict("mcp:read").unwrap(),
             org: Some("acme".to_owned()),
             role: Some(Role::Developer),

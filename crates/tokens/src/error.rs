@@ -65,6 +65,14 @@ pub enum Error {
     /// The token's `jti` is on the revocation list.
     #[error("token revoked")]
     Revoked,
+    /// The login session the token was minted from (`sid`) has ended: logout, an admin's
+    /// revocation, or refresh-token reuse.
+    #[error("session revoked")]
+    SessionRevoked,
+    /// The session store could not say whether the token's session was revoked, so the
+    /// token is refused (unknown is never read as "not revoked"). The store's cause is kept.
+    #[error("session revocation check unavailable")]
+    SessionCheckUnavailable(#[source] StoreError),
     /// A required scope is not granted.
     #[error("required scope not granted")]
     InsufficientScope,
@@ -113,7 +121,8 @@ impl Error {
             Error::WrongAudience => ReasonCode::WrongAudience,
             Error::InsufficientScope => ReasonCode::ScopeMissing,
             Error::Refresh(refresh) => refresh.reason_code(),
-            Error::Revoked => ReasonCode::Revoked,
+            Error::Revoked | Error::SessionRevoked => ReasonCode::Revoked,
+            Error::SessionCheckUnavailable(_) | Error::Store(_) => ReasonCode::Unavailable,
             Error::NotAllowed => ReasonCode::NotOwner,
             Error::NotAMember => ReasonCode::RoleForbids,
             _ => ReasonCode::Malformed,

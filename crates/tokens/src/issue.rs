@@ -9,7 +9,11 @@ use serde::Serialize;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// The platform's access-token lifetime: 24 hours; refresh tokens carry the session.
+/// The platform's access-token lifetime: 24 hours; refresh tokens carry the session, and a
+/// token minted from one carries its `sid`, so a verifier built with
+/// [`sessions`](crate::TokenVerifierBuilder::sessions) refuses it as soon as the session is
+/// revoked. A verifier that cannot consult a shared session store should be paired with a
+/// shorter lifetime (see docs/integration.md).
 pub const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(24 * 3600);
 /// The longest access-token lifetime an issuer accepts unless
 /// [`max_ttl`](TokenIssuerBuilder::max_ttl) says otherwise: 24 hours.
@@ -37,6 +41,10 @@ pub struct AccessGrant {
     /// Authentication context class (`acr`), for step-up. Never empty: a verifier
     /// refuses `acr: ""`, so the issuer does not sign it.
     pub acr: Option<String>,
+    /// The login session the token belongs to (`sid`, the refresh-token family id), so that
+    /// revoking the session refuses the token at once. `None` for a token not minted from a
+    /// session; [`AccessGrant::from(&IssuedRefresh)`](crate::IssuedRefresh) sets it.
+    pub sid: Option<TokenId>,
 }
 
 impl AccessGrant {
@@ -50,6 +58,7 @@ impl AccessGrant {
             auth_time: None,
             amr: AuthMethods::EMPTY,
             acr: None,
+            sid: None,
         }
     }
 }
@@ -81,6 +90,8 @@ struct Claims<'a> {
     amr: Vec<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     acr: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sid: Option<&'a str>,
 }
 
 /// Signs access tokens with the keyring's current key.
@@ -125,10 +136,14 @@ impl TokenIssuer {
     /// Signs an access token for `grant`; returns the compact serialization.
     ///
     /// Refuses ([`Error::InvalidClaim`]) a grant its own verifier would refuse: an empty
-    /// `acr`.
+    /// `acr`; and ([`Error::MissingClaim`]`("auth_time")`) a grant that says how the user
+    /// authenticated (`amr`) but not when: a step-up check would have to guess.
     pub fn issue(&self, grant: &AccessGrant) -> Result<String, Error> {
         if grant.acr.as_deref().is_some_and(str::is_empty) {
             return Err(Error::InvalidClaim("acr"));
+        }
+        if grant.amr != AuthMethods::EMPTY && grant.auth_time.is_none() {
+            return Err(Error::MissingClaim("auth_time"));
         }
         let key = self
             .keyring
@@ -155,8 +170,18 @@ impl TokenIssuer {
             auth_time: grant.auth_time.map(unix),
             amr: grant.amr.iter().map(|m| m.as_str()).collect(),
             acr: grant.acr.as_deref(),
+            sid: grant.sid.as_ref().map(TokenId::as_str),
         };
         sign_compact(&key, &header, &claims)
+    }
+
+    /// Signs the access token that goes with a session just started or rotated by
+    /// [`RefreshTokens`](crate::RefreshTokens): its subject, org, role, scopes, the login's
+    /// `auth_time`, `amr` and `acr`, and its `sid`, so revoking the session (logout, reuse
+    /// detected) refuses this token at once at a verifier that checks sessions. Same as
+    /// `issue(&AccessGrant::from(session))`.
+    pub fn issue_for_session(&self, session: &crate::IssuedRefresh) -> Result<String, Error> {
+        self.issue(&AccessGrant::from(session))
     }
 }
 

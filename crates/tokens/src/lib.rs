@@ -11,21 +11,24 @@
 //! - [`RefreshTokens`]: refresh tokens with rotation and reuse detection over a
 //!   [`RefreshTokenStore`]; [`refresh_cookie`], [`CsrfKey`] and [`check_origin`] for the
 //!   refresh endpoint.
-//! - [`TokenIssuer`]: RFC 9068 access tokens (`typ: at+jwt`, `kid`).
-//! - [`TokenVerifier`]: strict verification that refuses to build without an issuer and
-//!   an audience, binds the algorithm to the key, and checks every claim's type. It yields
-//!   [`VerifiedClaims`], which only it can make, and from them a
-//!   [`Principal`](mcpsec_access::Principal).
+//! - [`TokenIssuer`]: RFC 9068 access tokens (`typ: at+jwt`, `kid`); one minted from a
+//!   session ([`issue_for_session`](TokenIssuer::issue_for_session)) carries its `sid`.
+//! - [`TokenVerifier`]: strict verification that refuses to build without an issuer, an
+//!   audience and an [`EventSink`](mcpsec_core::EventSink), binds the algorithm to the key,
+//!   checks every claim's type, refuses a token whose session was revoked
+//!   ([`SessionRevocation`]), and records every outcome. It yields [`VerifiedClaims`],
+//!   which only it can make, and from them a [`Principal`](mcpsec_access::Principal).
 //!
 //! ```
 //! use mcpsec_access::{Action, Resource, Role, ScopeSet, authorize};
-//! use mcpsec_core::{KeyId, OrgId, UserId};
+//! use mcpsec_core::{KeyId, NullSink, OrgId, UserId};
 //! use mcpsec_tokens::{
 //!     AccessGrant, Algorithm, KeySource, SigningKey, SigningKeyring, TokenIssuer, TokenVerifier,
 //! };
 //! use std::sync::{Arc, RwLock};
 //!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let key = SigningKey::generate(KeyId::new("2026-11")?, Algorithm::EdDSA)?;
 //! let keyring = Arc::new(RwLock::new(SigningKeyring::new(key)));
 //! let jwks = keyring.read().map_err(|_| "poisoned")?.jwks();
@@ -34,6 +37,7 @@
 //! let verifier = TokenVerifier::builder(KeySource::Static(jwks))
 //!     .issuer("https://auth.example")
 //!     .audience("mcp")
+//!     .events(NullSink) // by name: the audit log's sink in a real service
 //!     .build()?;
 //!
 //! let mut grant = AccessGrant::new(UserId::new("ada")?, ScopeSet::parse_strict("mcp:read")?);
@@ -41,7 +45,7 @@
 //! grant.role = Some(Role::Developer);
 //! let token = issuer.issue(&grant)?;
 //!
-//! let principal = verifier.verify(&token)?.principal()?;
+//! let principal = verifier.verify(&token).await?.principal()?;
 //! authorize(&principal, Action::McpUse, &Resource::of_org(OrgId::new("acme")?))?;
 //! # Ok(()) }
 //! ```
@@ -74,6 +78,7 @@ mod refresh;
 mod refresh_store;
 #[cfg(feature = "remote-jwks")]
 mod remote;
+mod session;
 mod strict_json;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -111,6 +116,7 @@ pub use remote::{
     DEFAULT_JWKS_COOLDOWN, DEFAULT_JWKS_TIMEOUT, DEFAULT_JWKS_TTL, RemoteJwks, RemoteJwksBuilder,
     verify_with_remote,
 };
+pub use session::{MemorySessionRevocation, SessionRevocation};
 pub use verify::{
     DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, JtiRevocation, KeySource, MAX_LEEWAY, TokenVerifier,
     TokenVerifierBuilder,

@@ -5,13 +5,19 @@
 //! consumes it once, atomically, and returns its successor. Using an already consumed
 //! token after the grace window means two parties hold the family's tokens: the whole
 //! family is revoked and a critical `authn_token_reuse` event is recorded.
+//!
+//! Ending a family (logout, an admin's revocation, "sign out everywhere", reuse detected)
+//! also revokes the session in the [`SessionRevocation`] the service was built with, before
+//! the call returns, and records a `session_revoked` event: a verifier that checks sessions
+//! refuses the access tokens minted from the family at their next use.
 
 use crate::refresh_store::{
     ConsumeOutcome, FamilyRecord, RefreshRecord, RefreshTokenStore, SessionGrant, TokenHash,
 };
-use crate::{Error, RefreshError};
+use crate::session::SessionRevocation;
+use crate::{AccessGrant, DEFAULT_MAX_ACCESS_TTL, Error, MAX_LEEWAY, RefreshError};
 use aws_lc_rs::digest;
-use mcpsec_access::{Authorized, ManagesCredentials};
+use mcpsec_access::{Authorized, ManagesCredentials, perm};
 use mcpsec_core::StoreError;
 use mcpsec_core::{
     Actor, EventKind, EventSink, Label, Outcome, ReasonCode, ResourceId, SecretString,
@@ -60,25 +66,55 @@ pub struct IssuedRefresh {
     pub grant: SessionGrant,
 }
 
+impl From<&IssuedRefresh> for AccessGrant {
+    /// The access token a login or a refresh buys: the session's subject, org, role and
+    /// scopes, the login's `auth_time`, `amr` and `acr` unchanged (a step-up check sees when
+    /// and how the user really authenticated, not when the token was refreshed), and the
+    /// session's id as `sid`, so revoking the session refuses the token at once.
+    fn from(session: &IssuedRefresh) -> Self {
+        let grant = &session.grant;
+        AccessGrant {
+            subject: grant.subject.clone(),
+            org: grant.org.clone(),
+            role: grant.role,
+            scopes: grant.scopes,
+            auth_time: Some(grant.auth_time),
+            amr: grant.amr,
+            acr: grant.acr.clone(),
+            sid: Some(session.family.clone()),
+        }
+    }
+}
+
+/// How long past a family's end a revoked session is remembered: the longest access-token
+/// lifetime an issuer accepts by default, plus the largest verifier leeway. An issuer whose
+/// [`max_ttl`](crate::TokenIssuerBuilder::max_ttl) is raised above
+/// [`DEFAULT_MAX_ACCESS_TTL`] mints tokens that can outlive the record.
+const SESSION_MARGIN: Duration = DEFAULT_MAX_ACCESS_TTL.saturating_add(MAX_LEEWAY);
+
 /// Starts, rotates and revokes refresh-token families.
 #[derive(Debug, Clone)]
 pub struct RefreshTokens {
     store: Arc<dyn RefreshTokenStore>,
+    sessions: Arc<dyn SessionRevocation>,
     events: Arc<dyn EventSink>,
     clock: SharedClock,
     policy: RefreshPolicy,
 }
 
 impl RefreshTokens {
-    /// Refresh tokens kept in `store`, reporting to `events`.
+    /// Refresh tokens kept in `store`, ending sessions in `sessions` (the same
+    /// [`SessionRevocation`] the access-token verifiers consult), reporting to `events`.
     pub fn new(
         store: Arc<dyn RefreshTokenStore>,
+        sessions: Arc<dyn SessionRevocation>,
         events: Arc<dyn EventSink>,
         clock: SharedClock,
         policy: RefreshPolicy,
     ) -> Self {
         Self {
             store,
+            sessions,
             events,
             clock,
             policy,
@@ -187,6 +223,9 @@ impl RefreshTokens {
                     .revoke_family(&family.id)
                     .await
                     .map_err(Error::Store)?;
+                // Two parties hold the family's tokens: the access tokens it bought go too,
+                // before the refusal is returned.
+                let ended = self.end_session(&family, ReasonCode::Reused, source).await;
                 self.report(
                     EventKind::AuthnTokenReuse,
                     Outcome::Failure,
@@ -195,6 +234,7 @@ impl RefreshTokens {
                     source,
                 )
                 .await;
+                ended?;
                 Err(Error::Refresh(RefreshError::Reused))
             }
             ConsumeOutcome::FamilyRevoked(family) => {
@@ -257,6 +297,7 @@ impl RefreshTokens {
             // Gone (pruned) or moved out of the tenant since it was read.
             return Err(Error::Refresh(RefreshError::Invalid));
         }
+        let ended = self.end_session(&record, ReasonCode::Revoked, None).await;
         let event = self
             .event(
                 EventKind::AuthnTokenRevoked,
@@ -267,6 +308,81 @@ impl RefreshTokens {
             )
             .with_actor(proof.actor());
         emit(self.events.as_ref(), event).await;
+        ended
+    }
+
+    /// "Sign out everywhere": revokes every family of the proof's subject, in every
+    /// organization ([`RefreshTokenStore::revoke_all`]), and each one's session, so the
+    /// access tokens they bought are refused at once. Returns how many families it revoked.
+    ///
+    /// Takes the user's own `user.manage_tokens` proof: the store call spans organizations,
+    /// so an org admin's proof cannot reach it (an admin ends a member's sessions one by one
+    /// with [`revoke`](RefreshTokens::revoke)).
+    pub async fn revoke_all(
+        &self,
+        proof: &Authorized<perm::UserManageTokens>,
+    ) -> Result<usize, Error> {
+        let now = self.clock.now();
+        let families = self
+            .store
+            .revoke_all(proof.subject())
+            .await
+            .map_err(Error::Store)?;
+        // No family outlives its absolute lifetime from now.
+        let until = now
+            .checked_add(self.policy.absolute_lifetime)
+            .and_then(|t| t.checked_add(SESSION_MARGIN))
+            .unwrap_or(now);
+        let mut failed = None;
+        for family in &families {
+            match self.sessions.revoke(family, until).await {
+                Ok(()) => {
+                    let mut event =
+                        SecurityEvent::new(EventKind::SessionRevoked, Outcome::Success, now)
+                            .with_actor(proof.actor())
+                            .with_reason(ReasonCode::Revoked);
+                    if let (Ok(kind), Ok(id)) = (
+                        Label::new("refresh_family"),
+                        ResourceId::new(family.as_str()),
+                    ) {
+                        event = event.with_resource(kind, Some(id));
+                    }
+                    emit(self.events.as_ref(), event).await;
+                }
+                Err(error) => failed = Some(error),
+            }
+        }
+        match failed {
+            Some(error) => Err(Error::Store(error)),
+            None => Ok(families.len()),
+        }
+    }
+
+    /// Revokes the session of `family` in the session store, until the last access token
+    /// it can have bought has expired, and records a `session_revoked` event. A store
+    /// failure is returned (the access tokens would otherwise live on unnoticed).
+    async fn end_session(
+        &self,
+        family: &FamilyRecord,
+        reason: ReasonCode,
+        source: Option<IpAddr>,
+    ) -> Result<(), Error> {
+        let until = family
+            .expires_at
+            .checked_add(SESSION_MARGIN)
+            .unwrap_or(family.expires_at);
+        self.sessions
+            .revoke(&family.id, until)
+            .await
+            .map_err(Error::Store)?;
+        self.report(
+            EventKind::SessionRevoked,
+            Outcome::Success,
+            family,
+            reason,
+            source,
+        )
+        .await;
         Ok(())
     }
 

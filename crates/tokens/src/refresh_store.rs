@@ -1,6 +1,5 @@
 //! Where refresh tokens live: the [`RefreshTokenStore`] trait and its in-memory backend.
 
-use crate::AccessGrant;
 use mcpsec_access::{AuthMethods, Principal, Role, ScopeSet};
 use mcpsec_core::{OrgId, TokenId, UserId};
 use std::collections::HashMap;
@@ -18,7 +17,10 @@ impl std::fmt::Debug for TokenHash {
     }
 }
 
-/// What a refresh token carries forward into the access tokens it buys.
+/// What a refresh token carries forward into the access tokens it buys. The session's id
+/// is the family's ([`IssuedRefresh::family`](crate::IssuedRefresh)): mint the access token
+/// from the [`IssuedRefresh`](crate::IssuedRefresh) ([`TokenIssuer::issue_for_session`](crate::TokenIssuer::issue_for_session)),
+/// which carries both, so the token has its `sid`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionGrant {
     /// The user.
@@ -35,23 +37,6 @@ pub struct SessionGrant {
     pub amr: AuthMethods,
     /// The authentication context class of the login (`acr`), for step-up; never empty.
     pub acr: Option<String>,
-}
-
-impl From<&SessionGrant> for AccessGrant {
-    /// The access token a refresh buys: the session's subject, org, role and scopes, and
-    /// the login's `auth_time`, `amr` and `acr` unchanged, so a step-up check sees when and
-    /// how the user really authenticated, not when the token was refreshed.
-    fn from(session: &SessionGrant) -> Self {
-        AccessGrant {
-            subject: session.subject.clone(),
-            org: session.org.clone(),
-            role: session.role,
-            scopes: session.scopes,
-            auth_time: Some(session.auth_time),
-            amr: session.amr,
-            acr: session.acr.clone(),
-        }
-    }
 }
 
 /// One login session: the chain of refresh tokens that rotate from one login.
@@ -159,10 +144,12 @@ pub trait RefreshTokenStore: Send + Sync + std::fmt::Debug {
 
     /// Revokes every family of `subject` in one statement (`UPDATE … SET revoked = true
     /// WHERE subject = $1 AND NOT revoked`), so a family created by a rotation racing the
-    /// call is either revoked or was never the subject's; returns how many families it
-    /// revoked (already revoked ones are not counted). For "sign out everywhere" and for a
-    /// departed or compromised account.
-    async fn revoke_all(&self, subject: &UserId) -> Result<usize, StoreError>;
+    /// call is either revoked or was never the subject's; returns the families it revoked
+    /// (`RETURNING id`; already revoked ones are not listed), whose sessions the caller then
+    /// revokes. For "sign out everywhere" and for a departed or compromised account: call
+    /// it through [`RefreshTokens::revoke_all`](crate::RefreshTokens::revoke_all), which
+    /// also ends the sessions' access tokens.
+    async fn revoke_all(&self, subject: &UserId) -> Result<Vec<TokenId>, StoreError>;
 
     /// Reads a family.
     async fn family(&self, family: &TokenId) -> Result<Option<FamilyRecord>, StoreError>;
@@ -284,12 +271,12 @@ impl RefreshTokenStore for MemoryRefreshStore {
         Ok(theirs)
     }
 
-    async fn revoke_all(&self, subject: &UserId) -> Result<usize, StoreError> {
-        let mut revoked = 0;
+    async fn revoke_all(&self, subject: &UserId) -> Result<Vec<TokenId>, StoreError> {
+        let mut revoked = Vec::new();
         for f in self.lock().families.values_mut() {
             if f.grant.subject == *subject && !f.revoked {
                 f.revoked = true;
-                revoked += 1;
+                revoked.push(f.id.clone());
             }
         }
         Ok(revoked)

@@ -18,7 +18,7 @@
 use crate::Error;
 use crate::VerifiedClaims;
 use crate::jwk::{JwkSet, MAX_JWKS_LEN};
-use crate::verify::TokenVerifier;
+use crate::verify::{Checked, TokenVerifier};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcpsec_core::https::{HttpsEndpoint, HttpsError};
@@ -412,27 +412,41 @@ pub async fn verify_with_remote(
     remote: &RemoteJwks,
     token: &str,
 ) -> Result<VerifiedClaims, Error> {
-    let good = remote.serve().await?;
-    verifier.apply_remote(remote.id(), &good)?;
-    match verifier.verify(token) {
-        Err(Error::UnknownKey) => {}
-        other => return other,
+    // One event for the final answer, as `TokenVerifier::verify` records.
+    let checked = check_with_remote(verifier, remote, token).await;
+    verifier.report(&checked).await;
+    checked.into_result()
+}
+
+async fn check_with_remote(verifier: &TokenVerifier, remote: &RemoteJwks, token: &str) -> Checked {
+    let good = match remote.serve().await {
+        Ok(good) => good,
+        Err(error) => return Checked::failed(error),
+    };
+    if let Err(error) = verifier.apply_remote(remote.id(), &good) {
+        return Checked::failed(error);
+    }
+    let first = verifier.check(token).await;
+    if first.error() != Some(&Error::UnknownKey) {
+        return first;
     }
     // No `kid` at all: no set can help, so no request.
     let Some(kid) = header_kid(token) else {
-        return Err(Error::UnknownKey);
+        return first;
     };
     // A failed refetch keeps the last good set; the token's answer stays UnknownKey.
     let _fetched = remote.refresh_for_unknown_kid().await;
     let Some(good) = remote.last_good() else {
-        return Err(Error::UnknownKey);
+        return first;
     };
     // Take the newest set either way (it may drop keys); verify again only if it has the kid.
-    verifier.apply_remote(remote.id(), &good)?;
-    if !good.kids.contains(&kid) {
-        return Err(Error::UnknownKey);
+    if let Err(error) = verifier.apply_remote(remote.id(), &good) {
+        return Checked::failed(error);
     }
-    verifier.verify(token)
+    if !good.kids.contains(&kid) {
+        return first;
+    }
+    verifier.check(token).await
 }
 
 /// The header's `kid`, read leniently: the verifier has already parsed this header

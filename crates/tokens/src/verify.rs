@@ -5,18 +5,27 @@
 //! unknown `crit`). Every check below is ours, in this order, each with its own error:
 //! size cap → three base64url parts → header (duplicates, `crit`, embedded keys, `typ`,
 //! `kid`, `alg` bound to the key) → signature → claims (duplicates, `exp`, `nbf`, `iat`,
-//! `iss`, `aud`, `sub`, scopes).
+//! `iss`, `aud`, `sub`, scopes) → the `jti` revocation list → the session (`sid`) check.
+//!
+//! Verification is async: a token minted from a login session is refused as soon as the
+//! session is revoked, which needs the shared [`SessionRevocation`] store, and every
+//! outcome is reported to the verifier's [`EventSink`]. There is deliberately no
+//! synchronous `verify`: it could do neither, and would silently skip both.
 
 use crate::cache::{DEFAULT_CACHE_CAPACITY, VerifiedCache};
 use crate::claims::MAX_CLAIM_ID_LEN;
 use crate::jwk::{JwkSet, UsableKeys, VerifyingKey};
 #[cfg(feature = "remote-jwks")]
 use crate::remote::{Good, RemoteJwks};
+use crate::session::SessionRevocation;
 use crate::{Algorithm, Error, VerifiedClaims, strict_json};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcpsec_access::{AuthMethods, Memberships, Principal, Role, Scope, ScopeSet, resolve_role};
-use mcpsec_core::{SharedClock, SystemClock};
+use mcpsec_core::{
+    EventKind, EventSink, Label, OrgId, Outcome, ResourceId, SecurityEvent, SharedClock,
+    SystemClock, TokenId, UserId, emit,
+};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::path::Path;
@@ -107,11 +116,42 @@ struct KeyTable {
     remote: Option<(u64, u64)>,
 }
 
+/// What one verification found: the claims whose signature verified (kept even when a
+/// later check refused them, so the failure event can name the subject), and the answer.
+#[derive(Debug)]
+pub(crate) struct Checked {
+    claims: Option<Arc<VerifiedClaims>>,
+    result: Result<(), Error>,
+}
+
+impl Checked {
+    pub(crate) fn failed(error: Error) -> Self {
+        Self {
+            claims: None,
+            result: Err(error),
+        }
+    }
+
+    #[cfg(feature = "remote-jwks")]
+    pub(crate) fn error(&self) -> Option<&Error> {
+        self.result.as_ref().err()
+    }
+
+    pub(crate) fn into_result(self) -> Result<VerifiedClaims, Error> {
+        self.result?;
+        self.claims
+            .map(|claims| VerifiedClaims::clone(&claims))
+            .ok_or(Error::Malformed)
+    }
+}
+
 /// Verifies access tokens strictly. Build with [`TokenVerifier::builder`].
 #[derive(Debug, Clone)]
 pub struct TokenVerifier {
     cache: Arc<VerifiedCache>,
     revocation: Option<Arc<dyn JtiRevocation>>,
+    sessions: Option<Arc<dyn SessionRevocation>>,
+    events: Arc<dyn EventSink>,
     memberships: Option<Arc<dyn Memberships>>,
     source: KeySource,
     keys: Arc<RwLock<KeyTable>>,
@@ -129,11 +169,13 @@ pub struct TokenVerifier {
 }
 
 /// Builds a [`TokenVerifier`]. [`build`](TokenVerifierBuilder::build) refuses to build
-/// without an issuer and an audience.
+/// without an issuer, an audience and an event sink.
 #[derive(Debug)]
 pub struct TokenVerifierBuilder {
     cache_capacity: usize,
     revocation: Option<Arc<dyn JtiRevocation>>,
+    sessions: Option<Arc<dyn SessionRevocation>>,
+    events: Option<Arc<dyn EventSink>>,
     memberships: Option<Arc<dyn Memberships>>,
     source: KeySource,
     issuer: Option<String>,
@@ -151,6 +193,8 @@ impl TokenVerifier {
         TokenVerifierBuilder {
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             revocation: None,
+            sessions: None,
+            events: None,
             memberships: None,
             source,
             issuer: None,
@@ -231,12 +275,96 @@ impl TokenVerifier {
         Ok(true)
     }
 
-    /// Verifies `token` and returns its claims, or the first check that failed.
+    /// Verifies `token` and returns its claims, or the first check that failed, and
+    /// records the outcome in the verifier's event sink: `authn_login_success`, or
+    /// `authn_login_fail` with the reason code (never any token text; the subject, org and
+    /// `jti` only once the signature verified).
     ///
     /// A token verified before (same bytes, keys unchanged since, its key still present)
-    /// is answered from the cache after re-checking `exp`; the revocation list, when set,
-    /// is consulted either way.
-    pub fn verify(&self, token: &str) -> Result<VerifiedClaims, Error> {
+    /// is answered from the cache after re-checking `exp`; the `jti` revocation list and
+    /// the session store ([`sessions`](TokenVerifierBuilder::sessions)) are consulted
+    /// either way. A token with a `sid` whose session was revoked is
+    /// [`Error::SessionRevoked`] (and its session's cached tokens are dropped); a session
+    /// store that does not answer is [`Error::SessionCheckUnavailable`].
+    pub async fn verify(&self, token: &str) -> Result<VerifiedClaims, Error> {
+        let checked = self.check(token).await;
+        self.report(&checked).await;
+        checked.into_result()
+    }
+
+    /// Every check of [`verify`](TokenVerifier::verify), without the event.
+    pub(crate) async fn check(&self, token: &str) -> Checked {
+        let claims = match self.check_local(token) {
+            Ok(claims) => claims,
+            Err(error) => return Checked::failed(error),
+        };
+        let result = self.check_session(&claims).await;
+        Checked {
+            claims: Some(claims),
+            result,
+        }
+    }
+
+    /// The session check, after the cache: a revoked session's tokens are refused and
+    /// forgotten by the cache; an unknown answer refuses.
+    async fn check_session(&self, claims: &VerifiedClaims) -> Result<(), Error> {
+        let (Some(sessions), Some(sid)) = (&self.sessions, claims.sid.as_deref()) else {
+            return Ok(());
+        };
+        // Our issuer writes family ids; anything else cannot be looked up, so it cannot
+        // be known to be live.
+        let sid = TokenId::new(sid).map_err(|_| Error::InvalidClaim("sid"))?;
+        match sessions.is_revoked(&sid).await {
+            Ok(false) => Ok(()),
+            Ok(true) => {
+                self.cache.remove_session(sid.as_str());
+                Err(Error::SessionRevoked)
+            }
+            Err(error) => Err(Error::SessionCheckUnavailable(error)),
+        }
+    }
+
+    /// Records the outcome of one verification.
+    pub(crate) async fn report(&self, checked: &Checked) {
+        let now = self.clock.now();
+        let mut event = match &checked.result {
+            Ok(()) => SecurityEvent::new(EventKind::AuthnLoginSuccess, Outcome::Success, now),
+            Err(error) => SecurityEvent::new(EventKind::AuthnLoginFail, Outcome::Failure, now)
+                .with_reason(error.reason_code()),
+        };
+        if let Some(claims) = &checked.claims {
+            // Only claims whose signature verified: an unverified `sub` is the attacker's.
+            if let Ok(user) = UserId::new(&claims.subject) {
+                event = event.with_user(user);
+            }
+            if let Some(org) = claims.org.as_deref().and_then(|o| OrgId::new(o).ok()) {
+                event = event.with_org(org);
+            }
+            if let Ok(kind) = Label::new("access_token") {
+                let jti = claims.jti.as_deref().and_then(|j| ResourceId::new(j).ok());
+                event = event.with_resource(kind, jti);
+            }
+        }
+        emit(self.events.as_ref(), event).await;
+    }
+
+    /// Records `sid` as revoked in the verifier's session store until `until` (when the
+    /// last token that can carry it expires) and drops the session's cached tokens. For a
+    /// host that ends sessions outside [`RefreshTokens`](crate::RefreshTokens), which does
+    /// this itself through the shared store. Fails without a session store
+    /// ([`Error::Config`]) or when the store fails ([`Error::Store`]).
+    pub async fn revoke_session(&self, sid: &TokenId, until: SystemTime) -> Result<(), Error> {
+        let sessions = self
+            .sessions
+            .as_ref()
+            .ok_or(Error::Config("the verifier has no session store"))?;
+        sessions.revoke(sid, until).await.map_err(Error::Store)?;
+        self.cache.remove_session(sid.as_str());
+        Ok(())
+    }
+
+    /// The checks that need no store: size, cache or signature and claims, `jti` list.
+    fn check_local(&self, token: &str) -> Result<Arc<VerifiedClaims>, Error> {
         if token.len() > self.max_len {
             return Err(Error::TooLarge);
         }
@@ -269,7 +397,7 @@ impl TokenVerifier {
                 return Err(Error::Revoked);
             }
         }
-        Ok(VerifiedClaims::clone(&claims))
+        Ok(claims)
     }
 
     /// The claims, and the generation of the keys that verified them.
@@ -313,8 +441,12 @@ impl TokenVerifier {
     }
 
     /// [`verify`](TokenVerifier::verify), then requires `scope` (through the hierarchy).
-    pub fn verify_with_scope(&self, token: &str, scope: Scope) -> Result<VerifiedClaims, Error> {
-        let claims = self.verify(token)?;
+    pub async fn verify_with_scope(
+        &self,
+        token: &str,
+        scope: Scope,
+    ) -> Result<VerifiedClaims, Error> {
+        let claims = self.verify(token).await?;
         if !claims.scopes.allows(scope) {
             return Err(Error::InsufficientScope);
         }
@@ -424,6 +556,7 @@ impl TokenVerifier {
             .map(|r| r.parse::<Role>().map_err(|_| Error::InvalidClaim("role")))
             .transpose()?;
         let jti = outside_id(&payload, "jti")?;
+        let sid = outside_id(&payload, "sid")?;
         let auth_time = numeric_date(&payload, "auth_time")?;
         let amr = match payload.get("amr") {
             None => AuthMethods::EMPTY,
@@ -444,6 +577,7 @@ impl TokenVerifier {
             expires_at: time(exp),
             issued_at: time(iat),
             jti,
+            sid,
             scopes,
             org,
             role,
@@ -489,7 +623,7 @@ fn install(
     Ok(())
 }
 
-/// `sub`, `org` or `jti` of a verified token: the issuer's data, not an mcpsec
+/// `sub`, `org`, `jti` or `sid` of a verified token: the issuer's data, not an mcpsec
 /// identifier. Any string of 1 to [`MAX_CLAIM_ID_LEN`] bytes without control characters
 /// (which could forge log lines or headers downstream).
 fn outside_id(payload: &Map<String, Value>, name: &'static str) -> Result<Option<String>, Error> {
@@ -610,6 +744,25 @@ impl TokenVerifierBuilder {
         self
     }
 
+    /// Where verification reports its outcomes (required): the audit log's sink, or
+    /// [`NullSink`](mcpsec_core::NullSink) given by name to discard them. Every
+    /// verification records one event; a sink that refuses is logged, and the answer is
+    /// the same either way.
+    pub fn events(mut self, events: impl EventSink + 'static) -> Self {
+        self.events = Some(Arc::new(events));
+        self
+    }
+
+    /// The session store (shared with [`RefreshTokens`](crate::RefreshTokens)): a token
+    /// that carries a `sid` is refused once its session is revoked, at its next
+    /// verification, cached or not, and refused when the store does not answer. Without
+    /// it, a revoked session's access tokens live out their lifetime: pair such a verifier
+    /// with a shorter token lifetime (docs/integration.md).
+    pub fn sessions(mut self, sessions: Arc<dyn SessionRevocation>) -> Self {
+        self.sessions = Some(sessions);
+        self
+    }
+
     /// Refuse tokens whose `jti` the list says is revoked (and tokens without a `jti`).
     pub fn revocation(mut self, revocation: Arc<dyn JtiRevocation>) -> Self {
         self.revocation = Some(revocation);
@@ -625,9 +778,12 @@ impl TokenVerifierBuilder {
         self
     }
 
-    /// Loads the keys and builds the verifier. Fails without an issuer or an audience,
-    /// with a leeway over 5 minutes, or when the key source yields no usable key.
+    /// Loads the keys and builds the verifier. Fails without an issuer, an audience or an
+    /// event sink, with a leeway over 5 minutes, or when the key source yields no usable key.
     pub fn build(self) -> Result<TokenVerifier, Error> {
+        let events = self.events.ok_or(Error::Config(
+            "an event sink is required (.events(NullSink) to discard events)",
+        ))?;
         let issuer = self
             .issuer
             .filter(|s| !s.is_empty())
@@ -650,6 +806,8 @@ impl TokenVerifierBuilder {
         Ok(TokenVerifier {
             cache: Arc::new(cache),
             revocation: self.revocation,
+            sessions: self.sessions,
+            events,
             memberships: self.memberships,
             source: self.source,
             keys: Arc::new(RwLock::new(table)),
@@ -696,6 +854,7 @@ pub(crate) mod tests_support {
             expires_at: UNIX_EPOCH,
             issued_at: UNIX_EPOCH,
             jti: None,
+            sid: None,
             scopes: ScopeSet::EMPTY,
             org: None,
             role: None,

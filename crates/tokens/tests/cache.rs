@@ -10,8 +10,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-#[test]
-fn a_cached_token_still_expires() {
+#[tokio::test]
+async fn a_cached_token_still_expires() {
     let clock = clock();
     let verifier = verifier(&clock);
     let token = forge(
@@ -19,24 +19,27 @@ fn a_cached_token_still_expires() {
         &header(ed()),
         &with("exp", serde_json::json!(NOW + 100)),
     );
-    assert!(verifier.verify(&token).is_ok());
-    assert!(verifier.verify(&token).is_ok(), "hit");
+    assert!(verifier.verify(&token).await.is_ok());
+    assert!(verifier.verify(&token).await.is_ok(), "hit");
     clock.advance(Duration::from_secs(130));
-    assert_eq!(verifier.verify(&token).unwrap_err(), Error::Expired);
+    assert_eq!(verifier.verify(&token).await.unwrap_err(), Error::Expired);
 }
 
-#[test]
-fn removing_a_key_flushes_the_cache() {
+#[tokio::test]
+async fn removing_a_key_flushes_the_cache() {
     let clock = clock();
     let verifier = verifier(&clock);
     let token = forge(ed(), &header(ed()), &claims());
-    assert!(verifier.verify(&token).is_ok());
+    assert!(verifier.verify(&token).await.is_ok());
     verifier
         .set_keys(&JwkSet {
             keys: vec![rsa().public_jwk()],
         })
         .unwrap();
-    assert_eq!(verifier.verify(&token).unwrap_err(), Error::UnknownKey);
+    assert_eq!(
+        verifier.verify(&token).await.unwrap_err(),
+        Error::UnknownKey
+    );
 }
 
 #[derive(Debug, Default)]
@@ -48,10 +51,11 @@ impl JtiRevocation for Denylist {
     }
 }
 
-#[test]
-fn revocation_is_checked_after_the_cache() {
+#[tokio::test]
+async fn revocation_is_checked_after_the_cache() {
     let denylist = Arc::new(Denylist::default());
     let verifier = TokenVerifier::builder(KeySource::Static(jwks()))
+        .events(mcpsec_core::NullSink)
         .issuer(ISS)
         .audience(AUD)
         .clock(Arc::new(clock()))
@@ -59,22 +63,22 @@ fn revocation_is_checked_after_the_cache() {
         .build()
         .unwrap();
     let token = forge(ed(), &header(ed()), &claims());
-    assert!(verifier.verify(&token).is_ok());
+    assert!(verifier.verify(&token).await.is_ok());
     denylist.0.lock().unwrap().insert("t-1".to_owned());
     assert_eq!(
-        verifier.verify(&token).unwrap_err(),
+        verifier.verify(&token).await.unwrap_err(),
         Error::Revoked,
         "a cached token is revoked too"
     );
     let no_jti = forge(ed(), &header(ed()), &with("jti", serde_json::Value::Null));
     assert_eq!(
-        verifier.verify(&no_jti).unwrap_err(),
+        verifier.verify(&no_jti).await.unwrap_err(),
         Error::MissingClaim("jti")
     );
 }
 
-#[test]
-fn a_failed_verification_is_never_cached() {
+#[tokio::test]
+async fn a_failed_verification_is_never_cached() {
     let clock = clock();
     let verifier = verifier(&clock);
     let early = forge(
@@ -82,15 +86,18 @@ fn a_failed_verification_is_never_cached() {
         &header(ed()),
         &with("nbf", serde_json::json!(NOW + 60)),
     );
-    assert_eq!(verifier.verify(&early).unwrap_err(), Error::NotYetValid);
+    assert_eq!(
+        verifier.verify(&early).await.unwrap_err(),
+        Error::NotYetValid
+    );
     clock.advance(Duration::from_secs(60));
-    assert!(verifier.verify(&early).is_ok());
+    assert!(verifier.verify(&early).await.is_ok());
 }
 
 /// Item 1 of issue 12: `SigningKeyring::remove` takes a leaked key out of the published
 /// set at once, and a verifier given that set stops answering its tokens from the cache.
-#[test]
-fn emergency_removal_of_a_leaked_key() {
+#[tokio::test]
+async fn emergency_removal_of_a_leaked_key() {
     use mcpsec_core::{Clock, KeyId};
     use mcpsec_tokens::{Algorithm, SigningKey, SigningKeyring};
     let clock = clock();
@@ -100,6 +107,7 @@ fn emergency_removal_of_a_leaked_key() {
     let verifier = TokenVerifier::builder(KeySource::Static(JwkSet {
         keys: vec![ring.current().unwrap().public_jwk()],
     }))
+    .events(mcpsec_core::NullSink)
     .issuer(ISS)
     .audience(AUD)
     .clock(std::sync::Arc::new(clock.clone()))
@@ -107,8 +115,8 @@ fn emergency_removal_of_a_leaked_key() {
     .unwrap();
     let current = ring.current().unwrap();
     let token = forge(&current, &header(&current), &claims());
-    assert!(verifier.verify(&token).is_ok());
-    assert!(verifier.verify(&token).is_ok(), "cached");
+    assert!(verifier.verify(&token).await.is_ok());
+    assert!(verifier.verify(&token).await.is_ok(), "cached");
 
     assert_eq!(
         ring.remove(&leaked).unwrap_err(),
@@ -130,5 +138,8 @@ fn emergency_removal_of_a_leaked_key() {
     assert!(ring.remove(&leaked).is_err(), "already gone");
 
     verifier.set_keys(&ring.jwks()).unwrap();
-    assert_eq!(verifier.verify(&token).unwrap_err(), Error::UnknownKey);
+    assert_eq!(
+        verifier.verify(&token).await.unwrap_err(),
+        Error::UnknownKey
+    );
 }

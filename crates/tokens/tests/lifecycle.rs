@@ -162,20 +162,24 @@ async fn jwks_file_source_reads_and_reloads() {
     )
     .unwrap();
     let verifier = TokenVerifier::builder(KeySource::File(path.clone()))
+        .events(mcpsec_core::NullSink)
         .issuer(ISS)
         .audience(AUD)
         .clock(Arc::new(clock()))
         .build()
         .unwrap();
     let rsa_token = forge(rsa(), &header(rsa()), &claims());
-    assert_eq!(verifier.verify(&rsa_token).unwrap_err(), Error::UnknownKey);
+    assert_eq!(
+        verifier.verify(&rsa_token).await.unwrap_err(),
+        Error::UnknownKey
+    );
     std::fs::write(&path, jwks().to_json()).unwrap();
     verifier.reload().await.unwrap();
-    assert!(verifier.verify(&rsa_token).is_ok());
+    assert!(verifier.verify(&rsa_token).await.is_ok());
     std::fs::write(&path, "not json").unwrap();
     assert!(verifier.reload().await.is_err());
     assert!(
-        verifier.verify(&rsa_token).is_ok(),
+        verifier.verify(&rsa_token).await.is_ok(),
         "a failed reload keeps the last good keys"
     );
     std::fs::remove_dir_all(dir).unwrap();
@@ -193,6 +197,7 @@ fn issuer_and_verifier(alg: Algorithm) -> (TokenIssuer, TokenVerifier) {
         .build()
         .unwrap();
     let verifier = TokenVerifier::builder(KeySource::Static(jwks))
+        .events(mcpsec_core::NullSink)
         .issuer(ISS)
         .audience(AUD)
         .clock(clock)
@@ -201,8 +206,8 @@ fn issuer_and_verifier(alg: Algorithm) -> (TokenIssuer, TokenVerifier) {
     (issuer, verifier)
 }
 
-#[test]
-fn issued_tokens_carry_the_rfc9068_header_and_default_lifetime() {
+#[tokio::test]
+async fn issued_tokens_carry_the_rfc9068_header_and_default_lifetime() {
     let (issuer, verifier) = issuer_and_verifier(Algorithm::ES256);
     let token = issuer
         .issue(&AccessGrant::new(
@@ -221,7 +226,7 @@ fn issued_tokens_carry_the_rfc9068_header_and_default_lifetime() {
     assert_eq!(header["typ"], "at+jwt");
     assert_eq!(header["kid"], "k");
     assert_eq!(header["alg"], "ES256");
-    let claims = verifier.verify(&token).unwrap();
+    let claims = verifier.verify(&token).await.unwrap();
     let lifetime = claims
         .expires_at()
         .duration_since(claims.issued_at())
@@ -280,7 +285,11 @@ proptest! {
         grant.amr = if otp { AuthMethods::of(&[AuthMethod::Pwd, AuthMethod::Otp]) } else { AuthMethods::EMPTY };
         grant.auth_time = Some(std::time::UNIX_EPOCH + Duration::from_secs(NOW - auth_ago));
         let token = issuer.issue(&grant).unwrap();
-        let verified = verifier.verify(&token).unwrap();
+        let verified = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(verifier.verify(&token))
+            .unwrap();
         prop_assert_eq!(verified.algorithm(), alg);
         let principal = verified.principal().unwrap();
         prop_assert_eq!(principal.subject(), &grant.subject);
@@ -293,8 +302,8 @@ proptest! {
 }
 
 /// Item 3 of issue 12: keys the verifier cannot use are skipped, the rest is kept.
-#[test]
-fn one_unsupported_key_does_not_refuse_the_jwks() {
+#[tokio::test]
+async fn one_unsupported_key_does_not_refuse_the_jwks() {
     let mut set = serde_json::to_value(JwkSet {
         keys: vec![ed().public_jwk()],
     })
@@ -311,6 +320,7 @@ fn one_unsupported_key_does_not_refuse_the_jwks() {
     let set_json = set.to_string();
     let set = JwkSet::parse(set_json.as_bytes()).unwrap();
     let verifier = TokenVerifier::builder(KeySource::Static(set))
+        .events(mcpsec_core::NullSink)
         .issuer(ISS)
         .audience(AUD)
         .clock(Arc::new(clock()))
@@ -319,6 +329,7 @@ fn one_unsupported_key_does_not_refuse_the_jwks() {
     assert!(
         verifier
             .verify(&forge(ed(), &header(ed()), &claims()))
+            .await
             .is_ok()
     );
     assert_eq!(verifier.skipped_keys(), 2, "both skipped keys are counted");
@@ -336,18 +347,23 @@ fn one_unsupported_key_does_not_refuse_the_jwks() {
 
 /// Item 5 of issue 12: a token without `auth_time` says nothing about when the user
 /// authenticated; its principal must not claim "at `iat`".
-#[test]
-fn missing_auth_time_is_unknown_not_iat() {
+#[tokio::test]
+async fn missing_auth_time_is_unknown_not_iat() {
     let verifier = verifier(&clock());
     let token = forge(ed(), &header(ed()), &claims());
-    let principal = verifier.verify(&token).unwrap().principal().unwrap();
+    let principal = verifier.verify(&token).await.unwrap().principal().unwrap();
     assert_eq!(principal.authentication().at, None);
     let with_time = forge(
         ed(),
         &header(ed()),
         &with("auth_time", serde_json::json!(NOW - 60)),
     );
-    let principal = verifier.verify(&with_time).unwrap().principal().unwrap();
+    let principal = verifier
+        .verify(&with_time)
+        .await
+        .unwrap()
+        .principal()
+        .unwrap();
     assert_eq!(
         principal.authentication().at,
         Some(std::time::UNIX_EPOCH + Duration::from_secs(NOW - 60))
@@ -356,8 +372,8 @@ fn missing_auth_time_is_unknown_not_iat() {
 
 /// Item 6 of issue 12: a retired key stays published until its last token is past `exp`
 /// plus the largest leeway a verifier may use.
-#[test]
-fn retired_key_is_pruned_only_after_exp_plus_leeway() {
+#[tokio::test]
+async fn retired_key_is_pruned_only_after_exp_plus_leeway() {
     let clock = clock();
     let lifetime = Duration::from_secs(600);
     let ring = Arc::new(RwLock::new(SigningKeyring::new(ed_key("old"))));
@@ -375,6 +391,7 @@ fn retired_key_is_pruned_only_after_exp_plus_leeway() {
         ))
         .unwrap();
     let verifier = TokenVerifier::builder(KeySource::Static(ring.read().unwrap().jwks()))
+        .events(mcpsec_core::NullSink)
         .issuer(ISS)
         .audience(AUD)
         .clock(Arc::new(clock.clone()))
@@ -387,25 +404,28 @@ fn retired_key_is_pruned_only_after_exp_plus_leeway() {
     }
     clock.advance(lifetime + Duration::from_secs(10));
     // The verifier still accepts the token (inside its leeway) ...
-    assert!(verifier.verify(&token).is_ok());
+    assert!(verifier.verify(&token).await.is_ok());
     // ... so the key must still be published.
     assert!(ring.write().unwrap().prune(clock.now()).is_empty());
     verifier.set_keys(&ring.read().unwrap().jwks()).unwrap();
-    assert!(verifier.verify(&token).is_ok());
+    assert!(verifier.verify(&token).await.is_ok());
     clock.advance(Duration::from_secs(300));
     assert_eq!(ring.write().unwrap().prune(clock.now()).len(), 1);
 }
 
 /// Item 8 of issue 12: an outside issuer's identifiers are data. E-mail subjects, org
 /// names with spaces and base64 `jti`s verify; control characters and overlong values do not.
-#[test]
-fn outside_identifiers_are_accepted_as_data() {
+#[tokio::test]
+async fn outside_identifiers_are_accepted_as_data() {
     let verifier = verifier(&clock());
     let mut c = claims();
     c["sub"] = serde_json::json!("ada@example.com");
     c["org"] = serde_json::json!("Acme Inc");
     c["jti"] = serde_json::json!("q1w2+e3/r4==");
-    let verified = verifier.verify(&forge(ed(), &header(ed()), &c)).unwrap();
+    let verified = verifier
+        .verify(&forge(ed(), &header(ed()), &c))
+        .await
+        .unwrap();
     assert_eq!(verified.payload()["sub"], "ada@example.com");
     for (name, bad) in [
         ("sub", serde_json::json!("ada\nroot")),
@@ -414,7 +434,7 @@ fn outside_identifiers_are_accepted_as_data() {
         ("sub", serde_json::json!("")),
     ] {
         let token = forge(ed(), &header(ed()), &with(name, bad));
-        assert!(verifier.verify(&token).is_err(), "{name}");
+        assert!(verifier.verify(&token).await.is_err(), "{name}");
     }
 }
 

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 fn verifier_with(members: Arc<MemoryMemberships>) -> TokenVerifier {
     TokenVerifier::builder(KeySource::Static(jwks()))
+        .events(mcpsec_core::NullSink)
         .issuer(ISS)
         .audience(AUD)
         .clock(Arc::new(clock()))
@@ -35,14 +36,14 @@ async fn demoted_user_loses_rights_at_next_request() {
     let verifier = verifier_with(members.clone());
     let token = forge(rsa(), &header(rsa()), &with("role", json!("org_admin")));
 
-    let claims = verifier.verify(&token).unwrap();
+    let claims = verifier.verify(&token).await.unwrap();
     assert_eq!(
         verifier.principal(&claims).await.unwrap().role(),
         Role::OrgAdmin
     );
 
     members.set(user, org, Role::Viewer);
-    let claims = verifier.verify(&token).unwrap();
+    let claims = verifier.verify(&token).await.unwrap();
     assert_eq!(
         verifier.principal(&claims).await.unwrap().role(),
         Role::Viewer
@@ -58,14 +59,14 @@ async fn role_claim_never_raises_the_membership() {
     let verifier = verifier_with(members.clone());
 
     let admin_claim = forge(rsa(), &header(rsa()), &with("role", json!("org_admin")));
-    let claims = verifier.verify(&admin_claim).unwrap();
+    let claims = verifier.verify(&admin_claim).await.unwrap();
     assert_eq!(
         verifier.principal(&claims).await.unwrap().role(),
         Role::Developer
     );
 
     let viewer_claim = forge(rsa(), &header(rsa()), &with("role", json!("viewer")));
-    let claims = verifier.verify(&viewer_claim).unwrap();
+    let claims = verifier.verify(&viewer_claim).await.unwrap();
     assert_eq!(
         verifier.principal(&claims).await.unwrap().role(),
         Role::Viewer
@@ -77,7 +78,7 @@ async fn role_claim_never_raises_the_membership() {
         &header(rsa()),
         &with("role", serde_json::Value::Null),
     );
-    let claims = verifier.verify(&no_claim).unwrap();
+    let claims = verifier.verify(&no_claim).await.unwrap();
     assert_eq!(
         verifier.principal(&claims).await.unwrap().role(),
         Role::Developer
@@ -93,7 +94,7 @@ async fn removed_member_is_refused() {
     let verifier = verifier_with(members.clone());
     let token = forge(rsa(), &header(rsa()), &claims());
     members.remove(&user, &org);
-    let claims = verifier.verify(&token).unwrap();
+    let claims = verifier.verify(&token).await.unwrap();
     assert_eq!(
         verifier.principal(&claims).await.unwrap_err(),
         Error::NotAMember

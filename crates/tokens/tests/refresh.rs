@@ -10,8 +10,9 @@
 use mcpsec_access::{AuthMethod, AuthMethods, Role, ScopeSet};
 use mcpsec_core::{EventKind, ManualClock, MemorySink, OrgId, ReasonCode, TokenId, UserId};
 use mcpsec_tokens::{
-    ConsumeOutcome, Error, FamilyRecord, MemoryRefreshStore, RefreshPolicy, RefreshRecord,
-    RefreshTokenStore, RefreshTokens, SessionGrant, StoreError, TokenHash,
+    ConsumeOutcome, Error, FamilyRecord, MemoryRefreshStore, MemorySessionRevocation,
+    RefreshPolicy, RefreshRecord, RefreshTokenStore, RefreshTokens, SessionGrant, StoreError,
+    TokenHash,
 };
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -25,14 +26,17 @@ struct Fixture {
     clock: ManualClock,
     events: MemorySink,
     store: Arc<MemoryRefreshStore>,
+    sessions: Arc<MemorySessionRevocation>,
 }
 
 fn fixture(policy: RefreshPolicy) -> Fixture {
     let clock = ManualClock::at_unix(1_767_225_600);
     let events = MemorySink::new();
     let store = Arc::new(MemoryRefreshStore::new());
+    let sessions = Arc::new(MemorySessionRevocation::new());
     let tokens = RefreshTokens::new(
         store.clone(),
+        sessions.clone(),
         Arc::new(events.clone()),
         Arc::new(clock.clone()),
         policy,
@@ -42,6 +46,7 @@ fn fixture(policy: RefreshPolicy) -> Fixture {
         clock,
         events,
         store,
+        sessions,
     }
 }
 
@@ -100,6 +105,12 @@ async fn refresh_reuse_revokes_family() {
             .await
             .unwrap_err(),
         Error::Refresh(mcpsec_tokens::RefreshError::Reused)
+    );
+    // The session is revoked before the refusal returns: its access tokens are refused.
+    assert!(
+        mcpsec_tokens::SessionRevocation::is_revoked(&*f.sessions, &first.family)
+            .await
+            .unwrap()
     );
     // The legitimate holder's current token is dead too: the family is revoked.
     assert_eq!(
@@ -295,7 +306,7 @@ impl RefreshTokenStore for Untouchable {
     async fn revoke_family(&self, _: &TokenId) -> Result<(), StoreError> {
         panic!("store touched")
     }
-    async fn revoke_all(&self, _: &UserId) -> Result<usize, StoreError> {
+    async fn revoke_all(&self, _: &UserId) -> Result<Vec<TokenId>, StoreError> {
         panic!("store touched")
     }
     async fn revoke_family_as(
@@ -317,6 +328,7 @@ impl RefreshTokenStore for Untouchable {
 async fn malformed_tokens_never_reach_the_store() {
     let tokens = RefreshTokens::new(
         Arc::new(Untouchable),
+        Arc::new(MemorySessionRevocation::new()),
         Arc::new(MemorySink::new()),
         Arc::new(ManualClock::at_unix(0)),
         RefreshPolicy::default(),
@@ -440,7 +452,8 @@ async fn refresh_keeps_auth_time_amr_and_acr() {
         .rotate(first.token.expose_secret(), None)
         .await
         .unwrap();
-    let access = mcpsec_tokens::AccessGrant::from(&next.grant);
+    let access = mcpsec_tokens::AccessGrant::from(&next);
+    assert_eq!(access.sid.as_ref(), Some(&first.family), "the session's id");
     assert_eq!(access.subject, grant().subject);
     assert_eq!(access.org, grant().org);
     assert_eq!(access.role, grant().role);

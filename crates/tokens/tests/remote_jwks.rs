@@ -308,6 +308,7 @@ fn remote(url: &str, clock: &ManualClock) -> RemoteJwks {
 
 async fn verifier(remote: &RemoteJwks, clock: &ManualClock) -> TokenVerifier {
     TokenVerifier::builder(KeySource::Static(remote.keys().await.unwrap()))
+        .events(mcpsec_core::NullSink)
         .issuer(ISS)
         .audience(AUD)
         .clock(Arc::new(clock.clone()))
@@ -642,6 +643,7 @@ async fn two_verifiers_sharing_one_remote_both_get_its_keys() {
     let other = TokenVerifier::builder(KeySource::Static(JwkSet {
         keys: vec![k1.public_jwk()],
     }))
+    .events(mcpsec_core::NullSink)
     .issuer(ISS)
     .audience(AUD)
     .clock(Arc::new(f.clock.clone()))
@@ -749,13 +751,14 @@ async fn reload_of_a_remote_verifier_refetches() {
     let (k1, k2) = (key("k1"), key("k2"));
     let f = Fixture::new(&[&k1, &k2]).await;
     let verifier = TokenVerifier::builder(KeySource::Remote(Arc::clone(&f.remote)))
+        .events(mcpsec_core::NullSink)
         .issuer(ISS)
         .audience(AUD)
         .clock(Arc::new(f.clock.clone()))
         .build()
         .unwrap();
     let leaked = token(&k2, "t-leaked");
-    verifier.verify(&leaked).unwrap();
+    verifier.verify(&leaked).await.unwrap();
 
     f.server.reply(Reply::ok(jwks(&[&k1])));
     verifier.reload().await.unwrap();
@@ -764,18 +767,25 @@ async fn reload_of_a_remote_verifier_refetches() {
         2,
         "reload fetched, though the set was fresh"
     );
-    assert_eq!(verifier.verify(&leaked).unwrap_err(), Error::UnknownKey);
-    verifier.verify(&token(&k1, "t-ok")).unwrap();
+    assert_eq!(
+        verifier.verify(&leaked).await.unwrap_err(),
+        Error::UnknownKey
+    );
+    verifier.verify(&token(&k1, "t-ok")).await.unwrap();
     // A failed reload keeps the keys it had.
     f.server.reply(Reply::status(500, ""));
     assert!(verifier.reload().await.is_err());
-    verifier.verify(&token(&k1, "t-still")).unwrap();
-    assert_eq!(verifier.verify(&leaked).unwrap_err(), Error::UnknownKey);
+    verifier.verify(&token(&k1, "t-still")).await.unwrap();
+    assert_eq!(
+        verifier.verify(&leaked).await.unwrap_err(),
+        Error::UnknownKey
+    );
 
     // A remote that has fetched nothing yet cannot build a verifier.
     let unfetched = Arc::new(remote(&f.server.url(), &f.clock));
     assert!(matches!(
         TokenVerifier::builder(KeySource::Remote(unfetched))
+            .events(mcpsec_core::NullSink)
             .issuer(ISS)
             .audience(AUD)
             .build()
