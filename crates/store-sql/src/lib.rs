@@ -102,8 +102,8 @@ macro_rules! for_each_backend {
 mod apikeys;
 mod attempts;
 pub mod error;
-// mod memberships;
-// mod mfa;
+mod memberships;
+mod mfa;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod refresh;
@@ -114,6 +114,6 @@ mod timestamp;
 pub use apikeys::SqlApiKeyStore;
 pub use attempts::SqlAttemptCounter;
 pub use error::store_error;
-// pub use memberships::SqlMemberships;
-// pub use mfa::{SqlEmailCodeStore, SqlRecoveryStore, SqlReplayGuard};
+pub use memberships::SqlMemberships;
+pub use mfa::{SqlEmailCodeStore, SqlRecoveryStore, SqlReplayGuard};
 pub use refresh::SqlRefreshStore;

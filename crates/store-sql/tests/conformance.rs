@@ -48,3 +48,110 @@ mod refresh_store {
         crate::pg_or_sqlite!(ns, SqlRefreshStore as RefreshTokenStore)
     });
 }
+
+mod memberships {
+    use super::common;
+    use mcpsec_access::testkit::memberships::MembershipsHarness;
+    use mcpsec_access::{Memberships, Role};
+    use mcpsec_core::testkit::Namespace;
+    use mcpsec_core::{OrgId, UserId};
+    use mcpsec_store_sql::SqlMemberships;
+    use std::sync::Arc;
+
+    /// Writes memberships through the store's own bootstrap calls.
+    struct Harness<DB: sqlx::Database>(Arc<SqlMemberships<DB>>);
+
+    macro_rules! harness {
+        ($db:ty) => {
+            #[async_trait::async_trait]
+            impl MembershipsHarness for Harness<$db> {
+                fn memberships(&self) -> Arc<dyn Memberships> {
+                    Arc::clone(&self.0) as Arc<dyn Memberships>
+                }
+                async fn set(&self, user: &UserId, org: &OrgId, role: Option<Role>) {
+                    match role {
+                        Some(role) => self.0.set_role(user, org, role).await.unwrap(),
+                        None => {
+                            self.0.remove(user, org).await.unwrap();
+                        }
+                    }
+                }
+            }
+        };
+    }
+    harness!(sqlx::Sqlite);
+    harness!(sqlx::Postgres);
+
+    /// Either backend's harness, boxed so one factory can return both.
+    struct Any(Box<dyn MembershipsHarness>);
+
+    #[async_trait::async_trait]
+    impl MembershipsHarness for Any {
+        fn memberships(&self) -> Arc<dyn Memberships> {
+            self.0.memberships()
+        }
+        async fn set(&self, user: &UserId, org: &OrgId, role: Option<Role>) {
+            self.0.set(user, org, role).await
+        }
+    }
+
+    mcpsec_access::memberships_suite!(sqlite, |ns: Namespace| async move {
+        Harness(Arc::new(SqlMemberships::new(
+            common::sqlite_pool(&ns).await,
+        )))
+    });
+    mcpsec_access::memberships_suite!(postgres, |ns: Namespace| async move {
+        match common::pg_pool(&ns).await {
+            Some(pool) => Any(Box::new(Harness(Arc::new(SqlMemberships::new(pool))))),
+            None => Any(Box::new(Harness(Arc::new(SqlMemberships::new(
+                common::sqlite_pool(&ns).await,
+            ))))),
+        }
+    });
+}
+
+mod totp_replay_guard {
+    use super::common;
+    use mcpsec_core::testkit::Namespace;
+    use mcpsec_mfa::TotpReplayGuard;
+    use mcpsec_store_sql::SqlReplayGuard;
+    use std::sync::Arc;
+
+    mcpsec_mfa::totp_replay_guard_suite!(sqlite, |ns: Namespace| async move {
+        Arc::new(SqlReplayGuard::new(common::sqlite_pool(&ns).await)) as Arc<dyn TotpReplayGuard>
+    });
+    mcpsec_mfa::totp_replay_guard_suite!(postgres, |ns: Namespace| async move {
+        crate::pg_or_sqlite!(ns, SqlReplayGuard as TotpReplayGuard)
+    });
+}
+
+mod recovery_store {
+    use super::common;
+    use mcpsec_core::testkit::Namespace;
+    use mcpsec_mfa::RecoveryCodeStore;
+    use mcpsec_store_sql::SqlRecoveryStore;
+    use std::sync::Arc;
+
+    mcpsec_mfa::recovery_store_suite!(sqlite, |ns: Namespace| async move {
+        Arc::new(SqlRecoveryStore::new(common::sqlite_pool(&ns).await))
+            as Arc<dyn RecoveryCodeStore>
+    });
+    mcpsec_mfa::recovery_store_suite!(postgres, |ns: Namespace| async move {
+        crate::pg_or_sqlite!(ns, SqlRecoveryStore as RecoveryCodeStore)
+    });
+}
+
+mod email_code_store {
+    use super::common;
+    use mcpsec_core::testkit::Namespace;
+    use mcpsec_mfa::EmailCodeStore;
+    use mcpsec_store_sql::SqlEmailCodeStore;
+    use std::sync::Arc;
+
+    mcpsec_mfa::email_code_store_suite!(sqlite, |ns: Namespace| async move {
+        Arc::new(SqlEmailCodeStore::new(common::sqlite_pool(&ns).await)) as Arc<dyn EmailCodeStore>
+    });
+    mcpsec_mfa::email_code_store_suite!(postgres, |ns: Namespace| async move {
+        crate::pg_or_sqlite!(ns, SqlEmailCodeStore as EmailCodeStore)
+    });
+}
