@@ -1,7 +1,7 @@
 //! Building one instance's chain: sequence numbers, links, pseudonyms, checkpoints.
 
 use crate::Error;
-use crate::checkpoint::{CheckpointKey, CheckpointPolicy};
+use crate::checkpoint::{CheckpointKey, CheckpointPolicy, CheckpointPublicKey};
 use crate::privacy::Pseudonymizer;
 use crate::record::{Digest, Entry, Record};
 use mcpsec_core::{SecurityEvent, ServiceId};
@@ -17,6 +17,10 @@ pub struct ChainConfig {
     pub pseudonymizer: Option<Arc<Pseudonymizer>>,
     /// Sign checkpoints with this key, on this schedule.
     pub checkpoints: Option<(Arc<CheckpointKey>, CheckpointPolicy)>,
+    /// Public keys of earlier checkpoint keys whose signatures the log may still end on
+    /// (during a rotation). Opening a log whose last checkpoint names any other key than
+    /// these and the current one is refused.
+    pub previous_keys: Vec<CheckpointPublicKey>,
 }
 
 impl ChainConfig {
@@ -26,6 +30,7 @@ impl ChainConfig {
             instance,
             pseudonymizer: None,
             checkpoints: None,
+            previous_keys: Vec::new(),
         }
     }
 
@@ -39,6 +44,26 @@ impl ChainConfig {
     pub fn with_checkpoints(mut self, key: Arc<CheckpointKey>, policy: CheckpointPolicy) -> Self {
         self.checkpoints = Some((key, policy));
         self
+    }
+
+    /// Accept a log whose checkpoints were signed with `previous` (the old key's public
+    /// half) when it is opened: the step that makes a checkpoint-key rotation explicit.
+    /// The new key signs everything from then on; keep this until a prune has rewritten
+    /// the old key's prune records (see docs/runbooks/audit-checkpoint-key.md).
+    pub fn with_previous_key(mut self, previous: CheckpointPublicKey) -> Self {
+        self.previous_keys.push(previous);
+        self
+    }
+
+    /// The public keys a reopened log's signatures must verify with: the current
+    /// checkpoint key's, then the previous ones. Empty without checkpoints.
+    pub fn accepted_keys(&self) -> Vec<CheckpointPublicKey> {
+        match &self.checkpoints {
+            Some((key, _)) => std::iter::once(*key.public_key())
+                .chain(self.previous_keys.iter().copied())
+                .collect(),
+            None => Vec::new(),
+        }
     }
 }
 

@@ -88,6 +88,30 @@ impl CheckpointKey {
         Ok(mcpsec_core::pem::encode_pkcs8_pem(doc.as_ref()))
     }
 
+    /// Writes the key pair: the private key as PKCS#8 PEM to `private` and the public
+    /// key as 64 hex digits to `public`, each atomically with mode 0600 on Unix (core's
+    /// [`write_secret_file`](mcpsec_core::secret_file::write_secret_file)). Never
+    /// overwrites: an existing file is an [`Error::Io`] of kind `AlreadyExists` and is
+    /// left untouched; if the public key cannot be written, the private key just written
+    /// is removed again. Copy the public key to wherever verifiers run.
+    pub fn write_files(&self, private: &Path, public: &Path) -> Result<(), Error> {
+        use mcpsec_core::secret_file::{Existing, write_secret_file};
+        if public.exists() {
+            return Err(Error::io("writing the checkpoint public key")(
+                std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+            ));
+        }
+        let pem = self.to_pem()?;
+        write_secret_file(private, pem.expose_secret().as_bytes(), Existing::Refuse)
+            .map_err(Error::io("writing the checkpoint key"))?;
+        let hex = format!("{}\n", self.public.to_hex());
+        if let Err(e) = write_secret_file(public, hex.as_bytes(), Existing::Refuse) {
+            let _ = std::fs::remove_file(private);
+            return Err(Error::io("writing the checkpoint public key")(e));
+        }
+        Ok(())
+    }
+
     /// The public half, for verifiers.
     pub fn public_key(&self) -> &CheckpointPublicKey {
         &self.public
@@ -348,11 +372,13 @@ pub struct FileCheckpointSink {
 }
 
 impl FileCheckpointSink {
-    /// Opens (creating) `path` for appending.
+    /// Opens (creating, with mode 0600 on Unix) `path` for appending.
     pub fn open(path: &Path) -> Result<FileCheckpointSink, Error> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options
             .open(path)
             .map_err(Error::io("opening the checkpoint mirror"))?;
         Ok(FileCheckpointSink {
@@ -460,6 +486,68 @@ mod tests {
         assert!(!public.verifies(&later));
         let other = CheckpointKey::generate().unwrap();
         assert!(!other.public_key().verifies(&cp));
+    }
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let mut suffix = [0u8; 8];
+        mcpsec_core::fill_random(&mut suffix).unwrap();
+        let dir = std::env::temp_dir().join(format!(
+            "mcpsec-audit-{name}-{}",
+            crate::record::hex(&suffix)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn write_files_creates_0600_key_files_that_read_back_and_never_overwrites() {
+        let dir = scratch("keyfiles");
+        let (private, public) = (dir.join("checkpoint.key"), dir.join("checkpoint.pub"));
+        let key = CheckpointKey::generate().unwrap();
+        key.write_files(&private, &public).unwrap();
+        #[cfg(unix)]
+        for path in [&private, &public] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", path.display());
+        }
+        assert_eq!(
+            CheckpointKey::from_file(&private).unwrap().public_key(),
+            key.public_key()
+        );
+        assert_eq!(
+            CheckpointPublicKey::from_file(&public).unwrap(),
+            *key.public_key()
+        );
+        let before = std::fs::read(&private).unwrap();
+        let other = CheckpointKey::generate().unwrap();
+        let err = other.write_files(&private, &public).unwrap_err();
+        assert!(
+            matches!(&err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists),
+            "{err:?}"
+        );
+        assert_eq!(
+            std::fs::read(&private).unwrap(),
+            before,
+            "never overwritten"
+        );
+        // A public key in the way: the private key is not written either.
+        let lone = dir.join("lone.key");
+        assert!(other.write_files(&lone, &public).is_err());
+        assert!(!lone.exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn file_checkpoint_sink_creates_its_mirror_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch("mirror-mode");
+        let path = dir.join("checkpoints.jsonl");
+        drop(FileCheckpointSink::open(&path).unwrap());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

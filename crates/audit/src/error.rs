@@ -36,6 +36,14 @@ pub enum Error {
     /// Verification found a bad record.
     #[error("{0}")]
     Tampered(Finding),
+    /// Verification found no bad record but had no checkpoint key, so it proved only that
+    /// the file is self-consistent (anyone able to write it can rebuild a consistent
+    /// chain). Verify with the public key, or opt in with
+    /// [`VerifyOptions::unauthenticated`](crate::VerifyOptions::unauthenticated).
+    #[error(
+        "chain unauthenticated: no checkpoint key was given, so only the file's self-consistency was checked"
+    )]
+    Unauthenticated,
     /// A [`ChainStorage`](crate::ChainStorage) backend other than the file failed (a SQL
     /// table unreachable, a unique-key conflict on `(instance, seq)`): the kind says what
     /// to do, the backend's cause is the source.

@@ -272,15 +272,15 @@ pub struct ChainSink {
 pub type FileSink = ChainSink;
 
 impl ChainSink {
-    /// Opens (or creates) the log at `path`, recovers a torn tail, resumes the chain of
-    /// `config.chain.instance` and starts the writer thread.
+    /// Opens (or creates, with mode 0600 on Unix) the log at `path`, recovers a torn
+    /// tail, resumes the chain of `config.chain.instance` and starts the writer thread.
+    ///
+    /// With a checkpoint key, the log's last checkpoint (and its prune records) must be
+    /// signed with that key or one of [`ChainConfig::previous_keys`]: a log signed with
+    /// another key is refused ([`Error::Tampered`], `bad signature`), not adopted.
     pub fn open(path: &Path, config: FileSinkConfig) -> Result<ChainSink, Error> {
         check_config(&config)?;
-        let public: Option<CheckpointPublicKey> = config
-            .chain
-            .checkpoints
-            .as_ref()
-            .map(|(key, _)| *key.public_key());
+        let accepted: Vec<CheckpointPublicKey> = config.chain.accepted_keys();
         let mut mirror_failures = 0u64;
         let mirrored = match &config.mirror {
             // A mirror that cannot be read back tells nothing: the tail is sealed anyway.
@@ -290,13 +290,9 @@ impl ChainSink {
             }),
             None => None,
         };
-        let storage = FileStorage::open(
-            path,
-            &config.chain.instance,
-            public.as_ref(),
-            mirrored.as_ref(),
-        )?
-        .with_write_faults(config.write_faults.clone());
+        let storage =
+            FileStorage::open(path, &config.chain.instance, &accepted, mirrored.as_ref())?
+                .with_write_faults(config.write_faults.clone());
         let torn_bytes = storage.torn_bytes();
         ChainSink::start(Box::new(storage), config, mirror_failures, torn_bytes)
     }

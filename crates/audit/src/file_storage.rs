@@ -24,16 +24,17 @@ pub struct FileStorage {
 }
 
 impl FileStorage {
-    /// Opens (or creates) the log at `path` for `instance`'s chain, checking its last
-    /// checkpoint's signature with `key` and holding it to `mirrored`, the mirror's last
-    /// record (see [`LogFile::open_mirrored`]).
+    /// Opens (or creates, mode 0600) the log at `path` for `instance`'s chain, checking
+    /// its last checkpoint's signature with `keys` (the writer's public key, and during a
+    /// rotation the previous one: a checkpoint signed with any other key is refused) and
+    /// holding it to `mirrored`, the mirror's last record (see [`LogFile::open_mirrored`]).
     pub fn open(
         path: &Path,
         instance: &ServiceId,
-        key: Option<&CheckpointPublicKey>,
+        keys: &[CheckpointPublicKey],
         mirrored: Option<&Record>,
     ) -> Result<FileStorage, Error> {
-        let opened = LogFile::open_mirrored(path, instance, key, mirrored)?;
+        let opened = LogFile::open_mirrored(path, instance, keys, mirrored)?;
         Ok(FileStorage {
             log: opened.log,
             head: StoredHead {

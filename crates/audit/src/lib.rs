@@ -14,7 +14,9 @@
 //!   conformance suite in `testkit` (feature `testkit`). (Feature `tracing`) `TracingSink`
 //!   emits events as `tracing` events beside it.
 //! - [`CheckpointKey`]: Ed25519-signed checkpoints every N records or T seconds, mirrored
-//!   to a [`CheckpointSink`]; [`verify_file`] reports the first bad record and why.
+//!   to a [`CheckpointSink`]; [`verify_file`] reports the first bad record and why, and
+//!   says no to what it cannot authenticate: no key, or (by default) records after the
+//!   last checkpoint ([`VerifyOptions`] names the opt-ins).
 //! - [`Pseudonymizer`]: keyed pseudonyms for source addresses.
 //! - [`prune_file`] and [`FileSink::prune`] (on a live sink): retention by
 //!   [`EventClass`], with signed prune records, streaming the file.
@@ -22,7 +24,8 @@
 //! - [`to_ocsf`] and [`to_ecs`]: exporters.
 //!
 //! ```
-//! use mcpsec_audit::{ChainConfig, FileSink, FileSinkConfig, VerifyOptions, verify_file};
+//! use mcpsec_audit::{ChainConfig, CheckpointKey, CheckpointPolicy, FileSink, FileSinkConfig};
+//! use mcpsec_audit::{VerifyOptions, verify_file};
 //! use mcpsec_core::{EventKind, EventSink, ManualClock, Outcome, SecurityEvent, ServiceId, UserId};
 //! use std::sync::Arc;
 //!
@@ -30,14 +33,20 @@
 //! # let dir = std::env::temp_dir().join(format!("mcpsec-audit-doc-{}", std::process::id()));
 //! # std::fs::create_dir_all(&dir)?; let path = dir.join("audit.jsonl"); let _ = std::fs::remove_file(&path);
 //! let clock = Arc::new(ManualClock::at_unix(1_767_225_600));
-//! let chain = ChainConfig::new(ServiceId::new("api-1")?);
+//! let key = Arc::new(CheckpointKey::generate()?); // in production: CheckpointKey::from_file
+//! let public = *key.public_key();
+//! let chain = ChainConfig::new(ServiceId::new("api-1")?)
+//!     .with_checkpoints(key, CheckpointPolicy::default());
 //! let sink = FileSink::open(&path, FileSinkConfig::new(chain, clock.clone()))?;
 //! let event = SecurityEvent::new(EventKind::AuthnTokenReuse, Outcome::Failure, clock.now())
 //!     .with_user(UserId::new("ada")?);
 //! sink.record(event).await?; // critical: on disk when this returns
-//! sink.close()?;
-//! let report = verify_file(&path, &VerifyOptions::default())?;
-//! assert_eq!(report.records, 1);
+//! sink.close()?; // ends the log on a signed checkpoint
+//! let report = verify_file(&path, &VerifyOptions::with_keys(vec![public]))?;
+//! assert!(report.authenticated);
+//! assert_eq!(report.records, 2); // the event and the checkpoint
+//! // Without a key, verification says no unless told otherwise.
+//! assert!(verify_file(&path, &VerifyOptions::default()).is_err());
 //! # use mcpsec_core::Clock; std::fs::remove_dir_all(&dir)?;
 //! # Ok(()) }
 //! ```

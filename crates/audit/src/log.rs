@@ -6,7 +6,7 @@
 
 use crate::Error;
 use crate::checkpoint::CheckpointPublicKey;
-use crate::record::{Digest, Entry, MAX_LINE, PrunedRun, Record};
+use crate::record::{Digest, Entry, KeyFingerprint, MAX_LINE, PrunedRun, Record};
 use crate::verify::{Finding, Reason, record_lines};
 use mcpsec_core::ServiceId;
 use std::collections::BTreeMap;
@@ -48,12 +48,16 @@ impl LogFile {
     /// chain and checks the chain from its last checkpoint to the head (see
     /// [`LogFile::open_checked`]; this form checks hashes and links, not signatures).
     pub fn open(path: &Path, instance: &ServiceId) -> Result<Opened, Error> {
-        LogFile::open_checked(path, instance, None)
+        LogFile::open_checked(path, instance, &[])
     }
 
-    /// [`LogFile::open`], checking the signature of the chain's last checkpoint with `key`
-    /// when that checkpoint names it (after a rotation the old key's checkpoints are left
-    /// to `verify`).
+    /// [`LogFile::open`], checking the signature of the chain's last checkpoint (or
+    /// unverified-tail record) and of its prune records with `keys`: the writer's key,
+    /// and during a rotation the previous public key. When `keys` is not empty, a signed
+    /// record naming a key outside `keys`, or whose signature does not verify, is
+    /// [`Reason::BadSignature`]: a log signed by someone else is refused, never adopted
+    /// with the check skipped. Empty `keys` checks no signature (a writer without
+    /// checkpoints).
     ///
     /// The lock is an exclusive advisory lock (`flock`) held as long as the `LogFile`
     /// lives: a second writer — another [`FileSink`](crate::FileSink), `mcpsec audit
@@ -67,24 +71,24 @@ impl LogFile {
     pub fn open_checked(
         path: &Path,
         instance: &ServiceId,
-        key: Option<&CheckpointPublicKey>,
+        keys: &[CheckpointPublicKey],
     ) -> Result<Opened, Error> {
-        LogFile::open_mirrored(path, instance, key, None)
+        LogFile::open_mirrored(path, instance, keys, None)
     }
 
     /// [`LogFile::open_checked`], also holding the log to the last record its mirror has
-    /// for `instance` (`mirrored`, when it is that instance's and verifies with `key`):
+    /// for `instance` (`mirrored`, when it is that instance's and verifies with `keys`):
     /// a log that ends before it is [`Reason::Truncated`], one that holds a different
     /// record at its sequence number is [`Reason::Modified`].
     pub fn open_mirrored(
         path: &Path,
         instance: &ServiceId,
-        key: Option<&CheckpointPublicKey>,
+        keys: &[CheckpointPublicKey],
         mirrored: Option<&Record>,
     ) -> Result<Opened, Error> {
         let mirrored = mirrored
             .filter(|m| &m.instance == instance && m.compute_hash() == m.hash)
-            .filter(|m| key.is_none_or(|k| k.verifies(m)))
+            .filter(|m| keys.is_empty() || keys.iter().any(|k| k.verifies(m)))
             .map(|m| (m.seq, m.hash));
         let (mut file, existed) = open_locked(path, true)?;
         if !existed {
@@ -103,7 +107,7 @@ impl LogFile {
                 .map_err(Error::io("cutting the torn tail of the audit log"))?;
             len = clean_end;
         }
-        let found = check_head(&mut file, len, instance, key, mirrored)?;
+        let found = check_head(&mut file, len, instance, keys, mirrored)?;
         Ok(Opened {
             log: LogFile {
                 file,
@@ -269,17 +273,21 @@ pub fn last_lines(path: &Path, n: usize) -> Result<(Vec<Vec<u8>>, u64), Error> {
     Ok((lines, end))
 }
 
-/// Opens `path` (creating it when `create`) and takes the exclusive writer's lock without
+/// Opens `path` (creating it when `create`, with mode 0600 on Unix) and takes the
+/// exclusive writer's lock without
 /// waiting. Returns the file and whether it existed. Retries when the file was replaced
 /// (a prune's rename) between the open and the lock, so the lock is always on the file
 /// that `path` names.
 pub(crate) fn open_locked(path: &Path, create: bool) -> Result<(File, bool), Error> {
     for _ in 0..8 {
         let existed = path.exists();
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(create)
+        let mut options = OpenOptions::new();
+        options.read(true).append(true).create(create);
+        // Security events name users, keys and addresses: a new log is readable by its
+        // owner only (an existing file keeps the mode its operator gave it).
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options
             .open(path)
             .map_err(Error::io("opening the audit log"))?;
         match file.try_lock() {
@@ -395,10 +403,10 @@ fn check_head(
     file: &mut File,
     len: u64,
     instance: &ServiceId,
-    key: Option<&CheckpointPublicKey>,
+    keys: &[CheckpointPublicKey],
     mirrored: Option<(u64, Digest)>,
 ) -> Result<Head, Error> {
-    let runs = leading_runs(file, len, instance, key)?;
+    let runs = leading_runs(file, len, instance, keys)?;
     let covers = |from: u64, to: u64, hash: Digest| {
         runs.get(&from)
             .is_some_and(|run| run.to == to && run.hash == hash)
@@ -457,14 +465,9 @@ fn check_head(
             _ => None,
         };
         if let Some(fingerprint) = anchor
-            && let Some(key) = key.filter(|k| k.fingerprint() == fingerprint)
-            && !key.verifies(&record)
+            && let Some(detail) = signature_fault(keys, fingerprint, &record)
         {
-            break Err((
-                offset,
-                Reason::BadSignature,
-                "the signature does not verify",
-            ));
+            break Err((offset, Reason::BadSignature, detail));
         }
         if let Some((want_seq, want_hash, newer)) = expect {
             if record.seq == want_seq {
@@ -556,7 +559,7 @@ fn leading_runs(
     file: &mut File,
     len: u64,
     instance: &ServiceId,
-    key: Option<&CheckpointPublicKey>,
+    keys: &[CheckpointPublicKey],
 ) -> Result<BTreeMap<u64, PrunedRun>, Error> {
     let mut runs = BTreeMap::new();
     file.seek(SeekFrom::Start(0))
@@ -583,17 +586,31 @@ fn leading_runs(
                 "the contents do not match the record's hash",
             ));
         }
-        if let Some(key) = key.filter(|k| k.fingerprint() == prune.key)
-            && !key.verifies(&record)
-        {
-            return Err(tampered(
-                Reason::BadSignature,
-                "the signature does not verify",
-            ));
+        if let Some(detail) = signature_fault(keys, prune.key, &record) {
+            return Err(tampered(Reason::BadSignature, detail));
         }
         runs.extend(prune.runs.iter().map(|run| (run.from, *run)));
     }
     Ok(runs)
+}
+
+/// Why a signed record naming `fingerprint` is refused by a writer holding `keys`, or
+/// `None` when it verifies (or `keys` is empty: no key configured, nothing to check).
+fn signature_fault(
+    keys: &[CheckpointPublicKey],
+    fingerprint: KeyFingerprint,
+    record: &Record,
+) -> Option<&'static str> {
+    if keys.is_empty() {
+        return None;
+    }
+    match keys.iter().find(|k| k.fingerprint() == fingerprint) {
+        None => Some(
+            "signed with a checkpoint key other than the configured one (after a rotation, configure the previous public key too)",
+        ),
+        Some(key) if !key.verifies(record) => Some("the signature does not verify"),
+        Some(_) => None,
+    }
 }
 
 /// The 1-based line number of the line starting at `offset`.

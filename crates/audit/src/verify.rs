@@ -18,10 +18,17 @@
 //! - `unsigned`: keys were given but no checkpoint or prune record signed with them
 //!   covers any record of this chain (reported at the chain's first line): the whole
 //!   chain is only as trustworthy as the file, so it is refused.
+//! - `unsigned tail`: keys were given and records follow a chain's last signature
+//!   (reported at the first of them), and [`VerifyOptions::allow_unsigned_tail`] was not
+//!   set: anyone able to write the file can cut it after the last checkpoint and append
+//!   other records.
 //! - `malformed`: a line that is not a record.
 //!
-//! Without a checkpoint key, verification proves only that the file is self-consistent:
-//! anyone able to write the file can rebuild a consistent chain. See SECURITY.md.
+//! Verification says no unless told otherwise. Without a checkpoint key it proves only
+//! that the file is self-consistent — anyone able to write the file can rebuild a
+//! consistent chain — so it fails with [`Error::Unauthenticated`] unless the caller opts
+//! in with [`VerifyOptions::unauthenticated`], and even then the [`Report`] says
+//! `authenticated: false`. See SECURITY.md.
 
 use crate::Error;
 use crate::checkpoint::CheckpointPublicKey;
@@ -56,6 +63,9 @@ pub enum Reason {
     Malformed,
     /// Keys were given, but nothing of the chain is covered by a signature.
     Unsigned,
+    /// Keys were given, and records follow the chain's last signature (not allowed
+    /// unless [`VerifyOptions::allow_unsigned_tail`] is set).
+    UnsignedTail,
 }
 
 impl Reason {
@@ -71,6 +81,7 @@ impl Reason {
             Reason::BadSignature => "bad signature",
             Reason::Malformed => "malformed",
             Reason::Unsigned => "unsigned",
+            Reason::UnsignedTail => "unsigned tail",
         }
     }
 }
@@ -106,6 +117,11 @@ pub struct UnverifiedRun {
 /// What a successful verification saw.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
+    /// Whether the chains were authenticated: checkpoint keys were given, and every chain
+    /// is covered by a signature with one of them. `false` means the report proves only
+    /// that the file is self-consistent (possible only with
+    /// [`VerifyOptions::unauthenticated`]): say so wherever the result is shown.
+    pub authenticated: bool,
     /// Lines (records of every kind).
     pub records: u64,
     /// Hash of the last record in the file.
@@ -141,18 +157,77 @@ impl ChainSummary {
     }
 }
 
-/// What verification checks beyond the hash chain.
+/// What verification checks beyond the hash chain, and what it lets pass.
+///
+/// The default refuses what it cannot vouch for: with no key, verification fails with
+/// [`Error::Unauthenticated`] (after checking the chain, so tampering is still reported as
+/// such); with keys, records after a chain's last signature are [`Reason::UnsignedTail`].
+/// Each permissive choice is a named opt-in:
+///
+/// ```
+/// use mcpsec_audit::{CheckpointKey, VerifyOptions};
+/// # fn main() -> Result<(), mcpsec_audit::Error> {
+/// let key = CheckpointKey::generate()?;
+/// // An archived log, closed on a checkpoint: everything must be signed.
+/// let strict = VerifyOptions::with_keys(vec![*key.public_key()]);
+/// // A live log: its last records are not checkpointed yet (the report counts them).
+/// let live = VerifyOptions::with_keys(vec![*key.public_key()]).allow_unsigned_tail();
+/// // No key at hand: self-consistency only, and the report says `authenticated: false`.
+/// let unkeyed = VerifyOptions::unauthenticated();
+/// # let _ = (strict, live, unkeyed); Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
     /// Checkpoint keys (several during a rotation). When given, every checkpoint and
     /// prune record must verify with one of them, and every chain must have at least one
-    /// such record covering it (else [`Reason::Unsigned`]). Records after a chain's last
-    /// signature are not an error — a live log always has some — but they are counted
-    /// in [`ChainSummary::signed_through`] and must be reported.
+    /// such record covering it (else [`Reason::Unsigned`]). Empty: the chain cannot be
+    /// authenticated, and verification fails with [`Error::Unauthenticated`] unless
+    /// [`VerifyOptions::allow_unauthenticated`] is set.
     pub keys: Vec<CheckpointPublicKey>,
     /// Checkpoint records kept elsewhere; the log must contain each one (else
     /// `truncated` or `modified`).
     pub mirrored: Vec<Record>,
+    /// Accept a chain verified without any key (hashes and links only): the
+    /// [`Report`] then says `authenticated: false`. Off by default.
+    pub allow_unauthenticated: bool,
+    /// Accept records after a chain's last signature — a live log always has some — and
+    /// count them in [`ChainSummary::signed_through`] instead of failing with
+    /// [`Reason::UnsignedTail`]. Callers that set it must report them. Off by default.
+    pub allow_unsigned_tail: bool,
+}
+
+impl VerifyOptions {
+    /// Verification with these checkpoint public keys (several during a rotation):
+    /// every chain must be signed through its last record.
+    pub fn with_keys(keys: Vec<CheckpointPublicKey>) -> VerifyOptions {
+        VerifyOptions {
+            keys,
+            ..VerifyOptions::default()
+        }
+    }
+
+    /// Verification without a key, chosen by name: hashes, links and sequence numbers
+    /// only, which anyone able to write the file can forge. The report says
+    /// `authenticated: false`.
+    pub fn unauthenticated() -> VerifyOptions {
+        VerifyOptions {
+            allow_unauthenticated: true,
+            ..VerifyOptions::default()
+        }
+    }
+
+    /// Accept records after a chain's last signature (see
+    /// [`VerifyOptions::allow_unsigned_tail`]).
+    pub fn allow_unsigned_tail(mut self) -> VerifyOptions {
+        self.allow_unsigned_tail = true;
+        self
+    }
+
+    /// Hold the log to checkpoint records mirrored elsewhere.
+    pub fn mirrored(mut self, mirrored: Vec<Record>) -> VerifyOptions {
+        self.mirrored = mirrored;
+        self
+    }
 }
 
 #[derive(Debug, Default)]
@@ -167,6 +242,8 @@ struct ChainState {
     /// a crafted file declares).
     runs: BTreeMap<u64, PrunedRun>,
     signed_through: u64,
+    /// Line of the first record after the last signature (0 when the head is signed).
+    unsigned_from_line: u64,
 }
 
 struct Line {
@@ -292,6 +369,26 @@ pub fn verify_reader<R: BufRead>(mut reader: R, options: &VerifyOptions) -> Resu
             ));
         }
     }
+    if options.keys.is_empty() {
+        if !options.allow_unauthenticated {
+            return Err(Error::Unauthenticated);
+        }
+        return Ok(report);
+    }
+    if !options.allow_unsigned_tail
+        && let Some(line) = chains
+            .values()
+            .filter(|state| state.last_seq > state.signed_through)
+            .map(|state| state.unsigned_from_line.max(state.first_line))
+            .min()
+    {
+        return Err(bad(
+            line,
+            Reason::UnsignedTail,
+            "records from here on follow the chain's last checkpoint and no signature covers them",
+        ));
+    }
+    report.authenticated = true;
     Ok(report)
 }
 
@@ -495,6 +592,9 @@ fn step(
     state.head_line = line;
     if signed {
         state.signed_through = record.seq;
+        state.unsigned_from_line = 0;
+    } else if state.unsigned_from_line == 0 {
+        state.unsigned_from_line = line;
     }
     Ok(())
 }

@@ -96,7 +96,7 @@ async fn burst(total: usize) {
         task.await.unwrap();
     }
     sink.close().unwrap();
-    let report = verify_file(&path, &VerifyOptions::default()).unwrap();
+    let report = verify_file(&path, &VerifyOptions::unauthenticated()).unwrap();
     assert_eq!(report.records, (per_task * 8) as u64);
     assert_eq!(
         report.chains.values().next().unwrap().last_seq,
@@ -173,14 +173,14 @@ async fn crash_between_write_and_sync_loses_no_acknowledged_critical_event() {
     // Keep a fragment of the first unsynced line: a torn write.
     file.set_len(durable + 7).unwrap();
     drop(file);
-    let torn = verify_file(&path, &VerifyOptions::default()).unwrap_err();
+    let torn = verify_file(&path, &VerifyOptions::unauthenticated()).unwrap_err();
     assert!(torn.to_string().contains("torn tail"), "{torn}");
     // Recovery cuts the torn line; the log verifies and holds every acknowledged event.
     let reopened =
         FileSink::open(&path, FileSinkConfig::new(chain(), Arc::new(SystemClock))).unwrap();
     assert!(reopened.torn_bytes() > 0);
     reopened.close().unwrap();
-    verify_file(&path, &VerifyOptions::default()).unwrap();
+    verify_file(&path, &VerifyOptions::unauthenticated()).unwrap();
     let recorded: HashSet<String> = lines(&path)
         .iter()
         .filter_map(|r| match r.event().map(|e| &e.actor) {
@@ -210,7 +210,7 @@ async fn reopening_continues_the_chain() {
         }
         sink.close().unwrap();
     }
-    let report = verify_file(&path, &VerifyOptions::default()).unwrap();
+    let report = verify_file(&path, &VerifyOptions::unauthenticated()).unwrap();
     assert_eq!(report.records, 15);
 }
 
@@ -228,7 +228,7 @@ async fn torn_tail_is_cut_on_open_and_the_rest_verifies() {
     let mut bytes = std::fs::read(&path).unwrap();
     bytes.extend_from_slice(b"{\"seq\":4,\"time\":\"2026-");
     std::fs::write(&path, &bytes).unwrap();
-    let err = verify_file(&path, &VerifyOptions::default()).unwrap_err();
+    let err = verify_file(&path, &VerifyOptions::unauthenticated()).unwrap_err();
     let Error::Tampered(finding) = err else {
         panic!("{err:?}")
     };
@@ -240,7 +240,7 @@ async fn torn_tail_is_cut_on_open_and_the_rest_verifies() {
         .unwrap();
     sink.close().unwrap();
     assert_eq!(
-        verify_file(&path, &VerifyOptions::default())
+        verify_file(&path, &VerifyOptions::unauthenticated())
             .unwrap()
             .records,
         4
@@ -290,6 +290,7 @@ async fn checkpoints_by_count_and_time_are_mirrored_and_pin_the_log() {
     let options = VerifyOptions {
         keys: vec![*key.public_key()],
         mirrored: mirror.checkpoints(),
+        ..VerifyOptions::default()
     };
     let report = verify_file(&path, &options).unwrap();
     assert_eq!(report.signatures_verified, 2);
@@ -544,7 +545,7 @@ async fn a_second_writer_is_refused_while_the_first_holds_the_log() {
         Err(Error::InUse)
     ));
     // Readers take no lock.
-    verify_file(&path, &VerifyOptions::default()).unwrap();
+    verify_file(&path, &VerifyOptions::unauthenticated()).unwrap();
     sink.close().unwrap();
     drop(sink);
     // Closed: the next writer may open it.
@@ -677,6 +678,7 @@ async fn an_idle_writer_still_checkpoints_when_the_time_is_due() {
     let options = VerifyOptions {
         keys: vec![*key.public_key()],
         mirrored: Vec::new(),
+        ..VerifyOptions::default()
     };
     let report = verify_file(&path, &options).unwrap();
     assert_eq!(report.chains.values().next().unwrap().unsigned(), 0);
@@ -733,7 +735,7 @@ async fn a_sink_recovers_from_a_full_disk_and_counts_what_it_lost() {
     assert_eq!(sink.lost_events(), 2);
     assert!(sink.write_failures() >= 1);
 
-    let report = verify_file(&path, &VerifyOptions::default()).unwrap();
+    let report = verify_file(&path, &VerifyOptions::unauthenticated()).unwrap();
     assert_eq!(report.records, 5);
     let records = lines(&path);
     let kinds: Vec<EventKind> = records

@@ -132,7 +132,7 @@ async fn rewritten_unsigned_tail_is_sealed_off_not_signed() {
     }
     write(&path, &records);
     // The forged chain is self-consistent: only a signature could tell.
-    verify_file(&path, &VerifyOptions::default()).unwrap();
+    verify_file(&path, &VerifyOptions::unauthenticated()).unwrap();
 
     clock.advance(Duration::from_secs(5));
     let config = FileSinkConfig::new(signed_chain(&key), Arc::new(clock.clone()))
@@ -158,6 +158,7 @@ async fn rewritten_unsigned_tail_is_sealed_off_not_signed() {
     let options = VerifyOptions {
         keys: vec![*key.public_key()],
         mirrored: mirror.checkpoints(),
+        ..VerifyOptions::default()
     };
     let report = verify_file(&path, &options).unwrap();
     assert_eq!(
@@ -292,7 +293,7 @@ async fn torn_page_before_the_last_line_is_a_torn_tail() {
     bytes.extend_from_slice(b"\0\0\0\n");
     let torn = (300 * 1024 + garbage.len() + 4) as u64;
     std::fs::write(&path, &bytes).unwrap();
-    match verify_file(&path, &VerifyOptions::default()) {
+    match verify_file(&path, &VerifyOptions::unauthenticated()) {
         Err(Error::Tampered(finding)) => {
             assert_eq!(
                 (finding.line, finding.reason),
@@ -307,7 +308,7 @@ async fn torn_page_before_the_last_line_is_a_torn_tail() {
     sink.record(event(&clock, "after")).await.unwrap();
     sink.close().unwrap();
     assert_eq!(
-        verify_file(&path, &VerifyOptions::default())
+        verify_file(&path, &VerifyOptions::unauthenticated())
             .unwrap()
             .records,
         4
@@ -320,7 +321,7 @@ async fn torn_page_before_the_last_line_is_a_torn_tail() {
     middle.extend_from_slice(&lines[2..].concat());
     bytes = middle;
     std::fs::write(&path, &bytes).unwrap();
-    match verify_file(&path, &VerifyOptions::default()) {
+    match verify_file(&path, &VerifyOptions::unauthenticated()) {
         Err(Error::Tampered(finding)) => {
             assert_eq!((finding.line, finding.reason), (3, Reason::Malformed));
         }
@@ -371,6 +372,7 @@ fn a_sealed_chain_verifies_and_a_seal_naming_other_records_does_not() {
         let options = VerifyOptions {
             keys: vec![*key.public_key()],
             mirrored: Vec::new(),
+            ..VerifyOptions::default()
         };
         let report = verify_bytes(bytes.as_bytes(), &options).unwrap();
         assert_eq!(report.unverified.len(), 1);
@@ -394,4 +396,67 @@ fn a_sealed_chain_verifies_and_a_seal_naming_other_records_does_not() {
             other => panic!("{other:?}"),
         }
     }
+}
+
+/// Issue 18: a writer reopening a log whose checkpoints another key signed used to skip
+/// the signature check (the fingerprint did not match, so nothing was checked) and adopt
+/// the chain; now it refuses, and a rotation names the previous key explicitly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_with_a_different_checkpoint_key_is_refused() {
+    let scratch = Scratch::new("other-key");
+    let path = scratch.path("audit.jsonl");
+    let clock = ManualClock::at_unix(1_767_225_600);
+    let old = Arc::new(CheckpointKey::generate().unwrap());
+    let sink = FileSink::open(
+        &path,
+        FileSinkConfig::new(signed_chain(&old), Arc::new(clock.clone())),
+    )
+    .unwrap();
+    sink.record(event(&clock, "ada")).await.unwrap();
+    sink.close().unwrap();
+    let written = std::fs::read(&path).unwrap();
+
+    let new = Arc::new(CheckpointKey::generate().unwrap());
+    match FileSink::open(
+        &path,
+        FileSinkConfig::new(signed_chain(&new), Arc::new(clock.clone())),
+    ) {
+        Err(Error::Tampered(finding)) => {
+            assert_eq!(finding.reason, Reason::BadSignature);
+            assert_eq!(finding.line, 2, "the checkpoint the old key signed");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), written, "nothing appended");
+
+    // A rotation: the previous public key is accepted when named.
+    let rotated = signed_chain(&new).with_previous_key(*old.public_key());
+    let sink =
+        FileSink::open(&path, FileSinkConfig::new(rotated, Arc::new(clock.clone()))).unwrap();
+    sink.record(event(&clock, "bob")).await.unwrap();
+    sink.close().unwrap();
+    let options = VerifyOptions::with_keys(vec![*old.public_key(), *new.public_key()]);
+    let report = verify_file(&path, &options).unwrap();
+    assert_eq!((report.records, report.signatures_verified), (4, 2));
+}
+
+/// Issue 18: the log holds user ids, key ids and addresses; it used to be created with
+/// the process umask (0644 typically).
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_file_is_created_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = Scratch::new("mode");
+    let path = scratch.path("audit.jsonl");
+    let clock = ManualClock::at_unix(1_767_225_600);
+    let key = Arc::new(CheckpointKey::generate().unwrap());
+    let sink = FileSink::open(
+        &path,
+        FileSinkConfig::new(signed_chain(&key), Arc::new(clock.clone())),
+    )
+    .unwrap();
+    sink.record(event(&clock, "ada")).await.unwrap();
+    sink.close().unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
 }

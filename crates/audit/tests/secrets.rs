@@ -134,7 +134,7 @@ async fn log_never_holds_keys_secrets_plaintexts_or_raw_addresses() {
     assert!(sealer.open(&sealed, &other).await.is_err());
 
     sink.close().unwrap();
-    verify_file(&path, &VerifyOptions::default()).unwrap();
+    verify_file(&path, &VerifyOptions::unauthenticated()).unwrap();
     let log = std::fs::read_to_string(&path).unwrap();
     let key_text = key.expose_secret();
     let secret_part = &key_text[key_text.len() - 49..key_text.len() - 6];

@@ -76,23 +76,76 @@ fn finding(bytes: &[u8], options: &VerifyOptions) -> (u64, Reason) {
     }
 }
 
+/// Strict: every chain signed through its last record.
 fn with_key() -> VerifyOptions {
-    VerifyOptions {
-        keys: vec![*KEY.public_key()],
-        mirrored: Vec::new(),
-    }
+    VerifyOptions::with_keys(vec![*KEY.public_key()])
+}
+
+/// A live log: the last records may follow the last checkpoint.
+fn live() -> VerifyOptions {
+    with_key().allow_unsigned_tail()
 }
 
 #[test]
 fn intact_log_verifies_with_and_without_the_key() {
     let lines = log(12, true);
     assert_eq!(lines.len(), 14, "12 events and 2 checkpoints");
-    let report = verify_bytes(&join(&lines), &with_key()).unwrap();
+    let report = verify_bytes(&join(&lines), &live()).unwrap();
     assert_eq!(report.records, 14);
     assert_eq!(report.signatures_verified, 2);
+    assert!(report.authenticated);
     let head = Record::parse(lines[13].as_bytes()).unwrap().hash;
     assert_eq!(report.head, Some(head));
-    verify_bytes(&join(&lines), &VerifyOptions::default()).unwrap();
+    let report = verify_bytes(&join(&lines), &VerifyOptions::unauthenticated()).unwrap();
+    assert!(!report.authenticated, "no key: the report says so");
+    // A log that ends on a checkpoint passes the strict default too.
+    let report = verify_bytes(&join(&lines[..12]), &with_key()).unwrap();
+    assert!(report.authenticated);
+}
+
+/// Issue 18: the default options (no key) used to return `Ok` for any self-consistent
+/// file, which anyone able to write it can produce.
+#[test]
+fn default_options_refuse_an_unkeyed_chain_as_unauthenticated() {
+    let lines = log(12, true);
+    assert!(matches!(
+        verify_bytes(&join(&lines), &VerifyOptions::default()),
+        Err(Error::Unauthenticated)
+    ));
+    let plain = log(3, false);
+    assert!(matches!(
+        verify_bytes(&join(&plain), &VerifyOptions::default()),
+        Err(Error::Unauthenticated)
+    ));
+    // Tampering is still reported as tampering, not as "unauthenticated".
+    let mut edited = plain.clone();
+    edited[1] = edited[1].replace("user-1", "user-9");
+    assert_eq!(
+        finding(&join(&edited), &VerifyOptions::default()),
+        (2, Reason::Modified)
+    );
+    // The opt-in is by name, and the report carries the caveat.
+    let report = verify_bytes(&join(&plain), &VerifyOptions::unauthenticated()).unwrap();
+    assert!(!report.authenticated);
+    assert_eq!(report.records, 3);
+}
+
+/// Issue 18: with a key, records after the last checkpoint used to pass as "ok" (only
+/// counted); the default now refuses them, naming the first one.
+#[test]
+fn with_a_key_an_unsigned_tail_is_refused_unless_allowed() {
+    let lines = log(12, true);
+    // Lines 13 and 14 follow the checkpoint at line 12.
+    assert_eq!(
+        finding(&join(&lines), &with_key()),
+        (13, Reason::UnsignedTail)
+    );
+    let report = verify_bytes(&join(&lines), &live()).unwrap();
+    assert!(report.authenticated);
+    assert_eq!(
+        report.chains[&ServiceId::new("api-1").unwrap()].unsigned(),
+        2
+    );
 }
 
 #[test]
@@ -100,7 +153,7 @@ fn modified_field_is_reported_at_its_line() {
     let mut lines = log(8, false);
     lines[2] = lines[2].replace("user-2", "user-x");
     assert_eq!(
-        finding(&join(&lines), &VerifyOptions::default()),
+        finding(&join(&lines), &VerifyOptions::unauthenticated()),
         (3, Reason::Modified)
     );
 }
@@ -115,7 +168,7 @@ fn modified_record_with_recomputed_hash_is_reported_at_its_line() {
     record.hash = record.compute_hash();
     lines[2] = record.to_json().unwrap();
     assert_eq!(
-        finding(&join(&lines), &VerifyOptions::default()),
+        finding(&join(&lines), &VerifyOptions::unauthenticated()),
         (3, Reason::Modified)
     );
 }
@@ -125,7 +178,7 @@ fn deleted_record_is_reported() {
     let mut lines = log(8, false);
     lines.remove(3);
     assert_eq!(
-        finding(&join(&lines), &VerifyOptions::default()),
+        finding(&join(&lines), &VerifyOptions::unauthenticated()),
         (4, Reason::Deleted)
     );
 }
@@ -143,7 +196,7 @@ fn inserted_record_is_reported_at_the_intruder() {
     forged.hash = forged.compute_hash();
     lines.insert(2, forged.to_json().unwrap());
     assert_eq!(
-        finding(&join(&lines), &VerifyOptions::default()),
+        finding(&join(&lines), &VerifyOptions::unauthenticated()),
         (3, Reason::Inserted)
     );
     // A replayed copy of an old record is an insertion too.
@@ -151,7 +204,7 @@ fn inserted_record_is_reported_at_the_intruder() {
     let old = lines[1].clone();
     lines.insert(6, old);
     assert_eq!(
-        finding(&join(&lines), &VerifyOptions::default()),
+        finding(&join(&lines), &VerifyOptions::unauthenticated()),
         (7, Reason::Inserted)
     );
 }
@@ -161,7 +214,7 @@ fn swapped_records_are_reported_as_reordered() {
     let mut lines = log(8, false);
     lines.swap(4, 5);
     assert_eq!(
-        finding(&join(&lines), &VerifyOptions::default()),
+        finding(&join(&lines), &VerifyOptions::unauthenticated()),
         (5, Reason::Reordered)
     );
 }
@@ -170,7 +223,7 @@ fn swapped_records_are_reported_as_reordered() {
 fn truncation_without_checkpoints_goes_unnoticed() {
     // What a hash chain alone cannot do: a log cut at a line boundary is a valid log.
     let lines = log(8, false);
-    let report = verify_bytes(&join(&lines[..5]), &VerifyOptions::default()).unwrap();
+    let report = verify_bytes(&join(&lines[..5]), &VerifyOptions::unauthenticated()).unwrap();
     assert_eq!(report.records, 5);
 }
 
@@ -183,10 +236,7 @@ fn truncation_before_a_mirrored_checkpoint_is_detected() {
         .filter(|r| matches!(r.entry, Entry::Checkpoint(_)))
         .collect();
     assert_eq!(mirrored.len(), 2);
-    let options = VerifyOptions {
-        keys: vec![*KEY.public_key()],
-        mirrored,
-    };
+    let options = live().mirrored(mirrored);
     verify_bytes(&join(&lines), &options).unwrap();
     // Cut after the first checkpoint: the second mirrored one is missing.
     assert_eq!(
@@ -203,14 +253,14 @@ fn torn_tail_is_reported_as_such() {
     let mut bytes = join(&lines);
     bytes.truncate(bytes.len() - 40);
     assert_eq!(
-        finding(&bytes, &VerifyOptions::default()),
+        finding(&bytes, &VerifyOptions::unauthenticated()),
         (4, Reason::TornTail)
     );
     // A complete record missing only its newline is torn too.
     let mut bytes = join(&lines);
     bytes.pop();
     assert_eq!(
-        finding(&bytes, &VerifyOptions::default()),
+        finding(&bytes, &VerifyOptions::unauthenticated()),
         (4, Reason::TornTail)
     );
 }
@@ -222,6 +272,7 @@ fn forged_or_foreign_checkpoints_are_bad_signatures() {
     let options = VerifyOptions {
         keys: vec![*other.public_key()],
         mirrored: Vec::new(),
+        ..VerifyOptions::default()
     };
     assert_eq!(finding(&join(&lines), &options), (6, Reason::BadSignature));
     // An attacker without the key rewrites an event and re-signs with their own key.
@@ -243,7 +294,7 @@ fn garbage_line_is_malformed() {
     let mut lines = log(4, false);
     lines.insert(2, "{\"not\":\"a record\"}".to_owned());
     assert_eq!(
-        finding(&join(&lines), &VerifyOptions::default()),
+        finding(&join(&lines), &VerifyOptions::unauthenticated()),
         (3, Reason::Malformed)
     );
 }
@@ -276,7 +327,7 @@ fn with_the_key_a_chain_without_any_checkpoint_is_refused() {
     let forged = log(4, false);
     assert_eq!(finding(&join(&forged), &with_key()), (1, Reason::Unsigned));
     // Without a key it is only self-consistent, which is all that is claimed then.
-    verify_bytes(&join(&forged), &VerifyOptions::default()).unwrap();
+    verify_bytes(&join(&forged), &VerifyOptions::unauthenticated()).unwrap();
 }
 
 #[test]
@@ -291,12 +342,17 @@ fn records_after_the_last_checkpoint_are_counted_as_unsigned() {
     forged.prev = last.hash;
     forged.hash = forged.compute_hash();
     cut.push(forged.to_json().unwrap());
-    let report = verify_bytes(&join(&cut), &with_key()).unwrap();
+    let report = verify_bytes(&join(&cut), &live()).unwrap();
     let chain = report.chains[&ServiceId::new("api-1").unwrap()];
     assert_eq!((chain.last_seq, chain.signed_through), (13, 12));
     assert_eq!(chain.unsigned(), 1);
+    // By default the forged tail is refused, at its line.
+    assert_eq!(
+        finding(&join(&cut), &with_key()),
+        (13, Reason::UnsignedTail)
+    );
     // The intact log's last two events come after its last checkpoint too.
-    let report = verify_bytes(&join(&lines), &with_key()).unwrap();
+    let report = verify_bytes(&join(&lines), &live()).unwrap();
     assert_eq!(
         report.chains[&ServiceId::new("api-1").unwrap()].unsigned(),
         2
@@ -338,13 +394,13 @@ pub fn overflowing_log() -> Vec<u8> {
 #[test]
 fn sequence_numbers_at_u64_max_are_findings_not_panics() {
     let bytes = overflowing_log();
-    let (line, _) = finding(&bytes, &VerifyOptions::default());
+    let (line, _) = finding(&bytes, &VerifyOptions::unauthenticated());
     assert_eq!(line, 2);
     assert!(verify_bytes(&bytes, &with_key()).is_err());
     // The u64::MAX chain alone.
     let text = String::from_utf8(bytes).unwrap();
     let tail: Vec<String> = text.lines().skip(2).map(str::to_owned).collect();
-    let (line, reason) = finding(&join(&tail), &VerifyOptions::default());
+    let (line, reason) = finding(&join(&tail), &VerifyOptions::unauthenticated());
     assert_eq!(line, 1, "{reason:?}");
     // Write it as a fuzz seed when asked (kept in fuzz/seeds/audit_record/overflow).
     if let Ok(dir) = std::env::var("MCPSEC_WRITE_SEED") {

@@ -87,10 +87,7 @@ fn verify(records: &[Record]) -> crate::Report {
         r.write_json(&mut text).unwrap();
         text.push(b'\n');
     }
-    let options = VerifyOptions {
-        keys: vec![*KEY.public_key()],
-        ..VerifyOptions::default()
-    };
+    let options = VerifyOptions::with_keys(vec![*KEY.public_key()]).allow_unsigned_tail();
     verify_bytes(&text, &options).expect("the stored chain verifies")
 }
 
@@ -275,10 +272,14 @@ impl Drop for FileHarness {
 impl ChainStorageHarness for FileHarness {
     async fn open(&self) -> Box<dyn ChainStorage> {
         let instance = ServiceId::new("conformance").unwrap();
-        let storage =
-            crate::FileStorage::open(&self.path(), &instance, Some(KEY.public_key()), None)
-                .unwrap()
-                .with_write_faults(Some(self.faults.clone()));
+        let storage = crate::FileStorage::open(
+            &self.path(),
+            &instance,
+            std::slice::from_ref(KEY.public_key()),
+            None,
+        )
+        .unwrap()
+        .with_write_faults(Some(self.faults.clone()));
         Box::new(storage)
     }
     async fn stored(&self) -> Vec<Record> {
