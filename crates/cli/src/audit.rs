@@ -1,11 +1,11 @@
 //! `mcpsec audit append|verify|tail|export|keygen` (`bench-commit` is in `mcpsec-bench`).
 
-use crate::tokens::{CliError, write_private};
+use crate::tokens::CliError;
 use mcpsec_audit::record::{Digest, MAX_LINE};
 use mcpsec_audit::{
     ChainConfig, CheckpointKey, CheckpointPolicy, CheckpointPublicKey, Entry, Error, FileStorage,
-    Pseudonymizer, Record, VerifyOptions, append_once, last_lines, record_lines, to_ecs, to_ocsf,
-    verify_file,
+    Pseudonymizer, Reason, Record, VerifyOptions, append_once, last_lines, record_lines, to_ecs,
+    to_ocsf, verify_file,
 };
 use mcpsec_core::{Actor, Clock, SecretBytes, SecurityEvent, ServiceId, SystemClock};
 use std::io::{BufRead, Read, Write};
@@ -25,6 +25,7 @@ fn usage(message: impl Into<String>) -> CliError {
 fn audit_error(e: Error) -> CliError {
     match e {
         Error::Tampered(finding) => CliError::Invalid(finding.to_string()),
+        Error::Unauthenticated => CliError::Invalid(e.to_string()),
         other => usage(other.to_string()),
     }
 }
@@ -105,26 +106,47 @@ pub fn append_with(
     key: Option<&Path>,
     pseudonym_key: Option<&Path>,
 ) -> Result<(usize, Digest), CliError> {
+    append_rotated(log, instance, events, key, pseudonym_key, &[])
+}
+
+/// [`append_with`] during a checkpoint-key rotation: the log's last checkpoint may be
+/// signed with one of `previous` (public key files of earlier keys) instead of `key`.
+/// With a key, a checkpoint signed with any other key refuses the append (exit 1).
+pub fn append_rotated(
+    log: &Path,
+    instance: &str,
+    events: Vec<SecurityEvent>,
+    key: Option<&Path>,
+    pseudonym_key: Option<&Path>,
+    previous: &[PathBuf],
+) -> Result<(usize, Digest), CliError> {
     let instance = ServiceId::new(instance).map_err(|e| usage(format!("--instance: {e}")))?;
     let mut config = ChainConfig::new(instance.clone());
     if let Some(path) = pseudonym_key {
         config = config.with_pseudonymizer(Arc::new(read_pseudonymizer(path)?));
     }
-    let mut public = None;
     if let Some(path) = key {
         let key = CheckpointKey::from_file(path).map_err(audit_error)?;
-        public = Some(*key.public_key());
         config = config.with_checkpoints(Arc::new(key), CheckpointPolicy::default());
+        for path in previous {
+            let public = CheckpointPublicKey::from_file(path).map_err(audit_error)?;
+            config = config.with_previous_key(public);
+        }
+    } else if !previous.is_empty() {
+        return Err(usage(
+            "--previous-checkpoint-key needs --checkpoint-key (the new private key)",
+        ));
     }
     // Takes the writer's lock (another writer: exit 2, nothing touched) and checks the
-    // chain from its last checkpoint to the head (tampered: exit 1, nothing appended).
-    let mut storage =
-        FileStorage::open(log, &instance, public.as_ref(), None).map_err(|e| match e {
-            Error::Tampered(finding) => CliError::Invalid(format!(
-                "{finding}; refusing to append to a chain that does not verify"
-            )),
-            other => audit_error(other),
-        })?;
+    // chain from its last checkpoint to the head (tampered, or signed with another key:
+    // exit 1, nothing appended).
+    let accepted = config.accepted_keys();
+    let mut storage = FileStorage::open(log, &instance, &accepted, None).map_err(|e| match e {
+        Error::Tampered(finding) => CliError::Invalid(format!(
+            "{finding}; refusing to append to a chain that does not verify"
+        )),
+        other => audit_error(other),
+    })?;
     if storage.torn_bytes() > 0 {
         eprintln!(
             "note: cut a torn last line of {} bytes",
@@ -172,18 +194,45 @@ fn read_pseudonymizer(path: &Path) -> Result<Pseudonymizer, CliError> {
     Pseudonymizer::new(&SecretBytes::from_slice(&key)).map_err(|e| bad(&e.to_string()))
 }
 
-/// `verify`: `ok: N records, head <hash>`, or the first bad record (exit 1).
-///
-/// With keys, a chain that no signature covers is refused (exit 1: anyone who can write
-/// the file could have forged it), and records after a chain's last checkpoint are named
-/// on the ok line — `ok: N records, head H (api-1: 3 unsigned after seq 40)` — since a
-/// log cut after its last checkpoint with other records appended looks just like that.
-/// A file holding several instances' chains also lists each chain's head
-/// (`; chains: api-1 <hash>, api-2 <hash>`).
+/// What `verify` lets pass; each is a flag, off by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VerifyAllow {
+    /// `--allow-unsigned`: without a checkpoint key, accept a chain checked only for
+    /// self-consistency (the ok line then says `; unauthenticated: no checkpoint key`).
+    pub unsigned: bool,
+    /// `--allow-unsigned-tail`: with keys, accept records after a chain's last
+    /// checkpoint (a live log), named on the ok line.
+    pub unsigned_tail: bool,
+}
+
+/// `verify` with the defaults: refuses an unauthenticated chain and an unsigned tail.
 pub fn verify(
     file: &Path,
     keys: &[PathBuf],
     checkpoints: Option<&Path>,
+) -> Result<String, CliError> {
+    verify_allowing(file, keys, checkpoints, VerifyAllow::default())
+}
+
+/// `verify`: `ok: N records, head <hash>`, or the first bad record (exit 1).
+///
+/// Without a checkpoint key the chain cannot be authenticated (anyone able to write the
+/// file can rebuild a consistent one): exit 1 with `chain unauthenticated: …` after the
+/// chain was checked, unless `allow.unsigned`; then exit 0 and the ok line ends with
+/// `; unauthenticated: no checkpoint key`. A bad record is reported as such either way.
+///
+/// With keys, a chain that no signature covers is refused (exit 1: anyone who can write
+/// the file could have forged it), and so are records after a chain's last checkpoint
+/// (`line N: unsigned tail: …`) — a log cut after its last checkpoint with other records
+/// appended looks just like that — unless `allow.unsigned_tail`; then they are named on
+/// the ok line: `ok: N records, head H (api-1: 3 unsigned after seq 40)`.
+/// A file holding several instances' chains also lists each chain's head
+/// (`; chains: api-1 <hash>, api-2 <hash>`).
+pub fn verify_allowing(
+    file: &Path,
+    keys: &[PathBuf],
+    checkpoints: Option<&Path>,
+    allow: VerifyAllow,
 ) -> Result<String, CliError> {
     let keys = keys
         .iter()
@@ -194,7 +243,20 @@ pub fn verify(
         None => Vec::new(),
     };
     let with_keys = !keys.is_empty();
-    let report = verify_file(file, &VerifyOptions { keys, mirrored }).map_err(verify_error)?;
+    let mut options = VerifyOptions::with_keys(keys).mirrored(mirrored);
+    options.allow_unauthenticated = allow.unsigned;
+    options.allow_unsigned_tail = allow.unsigned_tail;
+    let report = verify_file(file, &options).map_err(|e| match e {
+        Error::Unauthenticated => CliError::Invalid(format!(
+            "{e}; give the public key with --checkpoint-key PUBKEY, or accept an unauthenticated chain with --allow-unsigned"
+        )),
+        Error::Tampered(finding) if finding.reason == Reason::UnsignedTail => {
+            CliError::Invalid(format!(
+                "{finding}; a live log's last records may be accepted with --allow-unsigned-tail"
+            ))
+        }
+        other => verify_error(other),
+    })?;
     let head = report
         .head
         .map_or_else(|| "none".to_owned(), |h| h.to_string());
@@ -237,6 +299,9 @@ pub fn verify(
             .map(|(instance, chain)| format!("{instance} {}", chain.head))
             .collect();
         line.push_str(&format!("; chains: {}", heads.join(", ")));
+    }
+    if !report.authenticated {
+        line.push_str("; unauthenticated: no checkpoint key");
     }
     Ok(line)
 }
@@ -468,7 +533,7 @@ pub fn export(file: &Path, format: Format, out: &mut impl Write) -> Result<usize
 pub struct KeyFiles {
     /// The private key (PKCS#8 PEM, mode 0600).
     pub private_key: PathBuf,
-    /// The public key (64 hex digits).
+    /// The public key (64 hex digits, mode 0600: copy it to wherever verifiers run).
     pub public_key: PathBuf,
     /// The key's fingerprint, as records name it.
     pub fingerprint: String,
@@ -488,13 +553,13 @@ pub fn keygen(dir: &Path) -> Result<KeyFiles, CliError> {
             public_key.display()
         )));
     }
-    let pem = key.to_pem().map_err(audit_error)?;
-    write_private(&private_key, pem.expose_secret().as_bytes())?;
-    let public = format!("{}\n", key.public_key().to_hex());
-    if let Err(e) = std::fs::write(&public_key, public) {
-        let _ = std::fs::remove_file(&private_key);
-        return Err(usage(format!("cannot write {}: {e}", public_key.display())));
-    }
+    // Both files mode 0600, atomically, never overwritten (the library's own writer).
+    key.write_files(&private_key, &public_key).map_err(|e| {
+        usage(format!(
+            "cannot write the key files in {}: {e}",
+            dir.display()
+        ))
+    })?;
     Ok(KeyFiles {
         private_key,
         public_key,

@@ -779,22 +779,38 @@ enum AuditCommand {
         #[arg(long, default_value = "mcpsec-cli")]
         instance: String,
         /// Sign a checkpoint after the batch with this private key (from `audit keygen`).
+        /// The log's last checkpoint must be signed with it (else exit 1).
         #[arg(long, value_name = "KEY")]
         checkpoint_key: Option<PathBuf>,
+        /// During a key rotation: the previous key's public file, whose checkpoints the
+        /// log may still end on. Repeatable; needs --checkpoint-key.
+        #[arg(long, value_name = "PUBKEY")]
+        previous_checkpoint_key: Vec<PathBuf>,
         /// Replace source addresses by keyed pseudonyms; FILE holds the key as hex
         /// (at least 64 digits: `openssl rand -hex 32`).
         #[arg(long, value_name = "FILE")]
         pseudonym_key: Option<PathBuf>,
     },
-    /// Verify the chain. Intact: `ok: N records, head <hash>`, exit 0. Otherwise exit 1
-    /// with the first bad record's line number and the reason.
+    /// Verify the chain. Intact and signed: `ok: N records, head <hash>`, exit 0.
+    /// Otherwise exit 1 with the first bad record's line number and the reason; without
+    /// a checkpoint key, exit 1 (chain unauthenticated) unless --allow-unsigned.
     Verify {
         /// The log file.
         file: PathBuf,
         /// Checkpoint public key (from `audit keygen`); repeat for a rotation. With it,
-        /// every checkpoint and prune record must be validly signed.
+        /// every checkpoint and prune record must be validly signed, and every record
+        /// covered by one (see --allow-unsigned-tail).
         #[arg(long, value_name = "PUBKEY")]
         checkpoint_key: Vec<PathBuf>,
+        /// Without a checkpoint key, accept a chain checked only for self-consistency
+        /// (exit 0; the ok line says `unauthenticated`). Anyone able to write the file can
+        /// forge such a chain.
+        #[arg(long)]
+        allow_unsigned: bool,
+        /// With a key, accept records after a chain's last checkpoint (a live log); the
+        /// ok line names them.
+        #[arg(long)]
+        allow_unsigned_tail: bool,
         /// Checkpoints mirrored elsewhere (JSON lines): the log must contain each one,
         /// which detects truncation.
         #[arg(long, value_name = "FILE")]
@@ -855,15 +871,17 @@ fn run_audit(command: AuditCommand) -> Result<(), CliError> {
             log,
             instance,
             checkpoint_key,
+            previous_checkpoint_key,
             pseudonym_key,
         } => {
             let events = audit::read_events(std::io::stdin().lock())?;
-            let (count, head) = audit::append_with(
+            let (count, head) = audit::append_rotated(
                 &log,
                 &instance,
                 events,
                 checkpoint_key.as_deref(),
                 pseudonym_key.as_deref(),
+                &previous_checkpoint_key,
             )?;
             println!("appended {count} records, head {head}");
         }
@@ -871,10 +889,18 @@ fn run_audit(command: AuditCommand) -> Result<(), CliError> {
             file,
             checkpoint_key,
             checkpoints,
-        } => println!(
-            "{}",
-            audit::verify(&file, &checkpoint_key, checkpoints.as_deref())?
-        ),
+            allow_unsigned,
+            allow_unsigned_tail,
+        } => {
+            let allow = audit::VerifyAllow {
+                unsigned: allow_unsigned,
+                unsigned_tail: allow_unsigned_tail,
+            };
+            println!(
+                "{}",
+                audit::verify_allowing(&file, &checkpoint_key, checkpoints.as_deref(), allow)?
+            );
+        }
         AuditCommand::Tail {
             file,
             lines,

@@ -33,11 +33,11 @@ fn documented_event_appends_and_verifies() {
     );
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).starts_with("appended 1 records, head "));
-    let out = run(&["audit", "verify", &log], None);
+    let out = run(&["audit", "verify", &log, "--allow-unsigned"], None);
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.starts_with("ok: 1 records, head "), "{text}");
-    let head = text.trim().rsplit(' ').next().unwrap();
+    let head = text.split(' ').nth(4).unwrap().trim_end_matches(';');
     assert_eq!(head.len(), 64);
     // The record holds the event exactly as given.
     let record: Value = serde_json::from_str(
@@ -115,10 +115,10 @@ fn keygen_checkpoints_and_truncation_with_the_mirror() {
     let private = format!("{keys}/checkpoint.key");
     let public = format!("{keys}/checkpoint.pub");
     #[cfg(unix)]
-    {
+    for file in [&private, &public] {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&private).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
+        let mode = std::fs::metadata(file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
     }
     assert_eq!(
         code(&run(&["audit", "keygen", "--out", &keys], None)),
@@ -280,7 +280,13 @@ fn with_the_key_a_chain_without_checkpoints_fails_and_an_unsigned_tail_is_named(
         Some(&format!("{line}\n{line}\n")),
     );
     assert_eq!(code(&out), Some(0));
-    assert_eq!(code(&run(&["audit", "verify", &forged], None)), Some(0));
+    assert_eq!(
+        code(&run(
+            &["audit", "verify", &forged, "--allow-unsigned"],
+            None
+        )),
+        Some(0)
+    );
     let out = run(
         &["audit", "verify", &forged, "--checkpoint-key", &public],
         None,
@@ -291,8 +297,9 @@ fn with_the_key_a_chain_without_checkpoints_fails_and_an_unsigned_tail_is_named(
         "{}",
         stderr(&out)
     );
-    // Cut after the last checkpoint and append other events (without the key): the
-    // chain still verifies, but the ok line names the unsigned tail.
+    // Cut after the last checkpoint and append other events (without the key): refused
+    // by default (issue 18); accepted as a live log's tail only when asked, and then the
+    // ok line names it.
     let out = run(
         &["audit", "append", "--log", &log, "--instance", "mcpsec-cli"],
         Some(&format!("{line}\n{line}\n{line}\n")),
@@ -300,6 +307,23 @@ fn with_the_key_a_chain_without_checkpoints_fails_and_an_unsigned_tail_is_named(
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
     let out = run(
         &["audit", "verify", &log, "--checkpoint-key", &public],
+        None,
+    );
+    assert_eq!(code(&out), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("line 7: unsigned tail"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(
+        &[
+            "audit",
+            "verify",
+            &log,
+            "--checkpoint-key",
+            &public,
+            "--allow-unsigned-tail",
+        ],
         None,
     );
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
@@ -373,7 +397,10 @@ fn append_with_a_pseudonym_key_never_writes_the_address() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains("192.0.2.10"), "{text}");
     assert!(text.contains("\"source_pseudonym\""), "{text}");
-    assert_eq!(code(&run(&["audit", "verify", &log], None)), Some(0));
+    assert_eq!(
+        code(&run(&["audit", "verify", &log, "--allow-unsigned"], None)),
+        Some(0)
+    );
     // A short or non-hex key is a usage error, and nothing is appended.
     std::fs::write(&key, "5a5a\n").unwrap();
     let out = run(
@@ -434,7 +461,7 @@ fn verify_lists_each_chains_head_when_a_file_holds_several() {
         assert_eq!(code(&out), Some(0), "{}", stderr(&out));
         heads.push(stdout(&out).trim().rsplit(' ').next().unwrap().to_owned());
     }
-    let out = run(&["audit", "verify", &log], None);
+    let out = run(&["audit", "verify", &log, "--allow-unsigned"], None);
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
@@ -489,4 +516,130 @@ fn append_with_the_key_seals_an_unsigned_tail_and_verify_names_it() {
         "{}",
         stdout(&out)
     );
+}
+
+/// Issue 18: `verify` without a key used to print a plain `ok` for any self-consistent
+/// file (which anyone able to write it can produce). Now exit 1 naming the reason, unless
+/// `--allow-unsigned`, and then the ok line still says unauthenticated.
+#[test]
+fn verify_without_a_key_exits_1_unless_allow_unsigned() {
+    let dir = Scratch::new("audit", "unauthenticated");
+    let log = dir.path("audit.jsonl");
+    let line = documented_event();
+    let out = run(
+        &["audit", "append", "--log", &log],
+        Some(&format!("{line}\n{line}\n")),
+    );
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let out = run(&["audit", "verify", &log], None);
+    assert_eq!(code(&out), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("invalid: chain unauthenticated") && err.contains("--allow-unsigned"),
+        "{err}"
+    );
+    let out = run(&["audit", "verify", &log, "--allow-unsigned"], None);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("ok: 2 records, head "), "{text}");
+    assert!(
+        text.trim_end()
+            .ends_with("; unauthenticated: no checkpoint key"),
+        "{text}"
+    );
+    // With a key given, --allow-unsigned changes nothing: the chain is checked as signed.
+    let keys = Scratch::new("audit", "unauthenticated-keys");
+    let (_, public, _) = signed_log(&keys);
+    let out = run(
+        &[
+            "audit",
+            "verify",
+            &log,
+            "--checkpoint-key",
+            &public,
+            "--allow-unsigned",
+        ],
+        None,
+    );
+    assert_eq!(code(&out), Some(1));
+    assert!(
+        stderr(&out).contains("line 1: unsigned"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Issue 18: `append --checkpoint-key` onto a log whose last checkpoint another key signed
+/// used to skip the check and sign over it; now exit 1, nothing appended, unless the
+/// previous key is named for a rotation.
+#[test]
+fn append_with_another_checkpoint_key_is_refused_unless_named_as_previous() {
+    let dir = Scratch::new("audit", "other-key");
+    let (_, old_public, log) = signed_log(&dir);
+    let new = dir.path("new-keys");
+    assert_eq!(
+        code(&run(&["audit", "keygen", "--out", &new], None)),
+        Some(0)
+    );
+    let new_private = format!("{new}/checkpoint.key");
+    let new_public = format!("{new}/checkpoint.pub");
+    let line = documented_event();
+    let before = std::fs::read(&log).unwrap();
+    let append = |extra: &[&str]| {
+        let mut args = vec![
+            "audit",
+            "append",
+            "--log",
+            &log,
+            "--checkpoint-key",
+            &new_private,
+        ];
+        args.extend_from_slice(extra);
+        run(&args, Some(&format!("{line}\n")))
+    };
+    let out = append(&[]);
+    assert_eq!(code(&out), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("bad signature") && stderr(&out).contains("refusing"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read(&log).unwrap(), before, "nothing appended");
+    let out = append(&["--previous-checkpoint-key", &old_public]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let out = run(
+        &[
+            "audit",
+            "verify",
+            &log,
+            "--checkpoint-key",
+            &old_public,
+            "--checkpoint-key",
+            &new_public,
+        ],
+        None,
+    );
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("ok: 8 records, head "),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// Issue 18: the log file holds user ids and addresses: created 0600.
+#[cfg(unix)]
+#[test]
+fn append_creates_the_log_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Scratch::new("audit", "log-mode");
+    let log = dir.path("audit.jsonl");
+    let out = run(
+        &["audit", "append", "--log", &log],
+        Some(&format!("{}\n", documented_event())),
+    );
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let mode = std::fs::metadata(&log).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
 }
