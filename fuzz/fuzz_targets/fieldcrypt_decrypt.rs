@@ -5,21 +5,29 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcpsec_core::{SealContext, SecretBytes};
+use mcpsec_core::{NullSink, SealContext, SecretBytes};
 use mcpsec_fieldcrypt::format::{self, Category};
 use mcpsec_fieldcrypt::{CryptoProvider, FieldCrypt, KeyVersion, KeyringSpec};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 fn crypt(provider: CryptoProvider) -> FieldCrypt {
-    FieldCrypt::builder()
+    FieldCrypt::builder(Arc::new(NullSink))
         .provider(provider)
         .keyring(KeyringSpec {
             category: Category::new("pii").unwrap(),
             primary: 2,
             min_decrypt: 1,
             versions: vec![
-                KeyVersion { version: 1, key: SecretBytes::new(vec![1; 32]), reserved: 0 },
-                KeyVersion { version: 2, key: SecretBytes::new(vec![2; 32]), reserved: 0 },
+                KeyVersion {
+                    version: 1,
+                    key: SecretBytes::new(vec![1; 32]),
+                    reserved: 0,
+                },
+                KeyVersion {
+                    version: 2,
+                    key: SecretBytes::new(vec![2; 32]),
+                    reserved: 0,
+                },
             ],
             index_key: SecretBytes::new(vec![3; 32]),
         })
@@ -40,7 +48,12 @@ fn ready<F: std::future::Future>(future: F) -> F::Output {
 
 fn crypts() -> &'static (FieldCrypt, FieldCrypt) {
     static CRYPTS: OnceLock<(FieldCrypt, FieldCrypt)> = OnceLock::new();
-    CRYPTS.get_or_init(|| (crypt(CryptoProvider::rust_crypto()), crypt(CryptoProvider::aws_lc())))
+    CRYPTS.get_or_init(|| {
+        (
+            crypt(CryptoProvider::rust_crypto()),
+            crypt(CryptoProvider::aws_lc()),
+        )
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -64,7 +77,17 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let sealed = rust.encrypt(data, &context).unwrap();
-    assert_eq!(ready(aws.decrypt(&sealed, &context)).unwrap().expose_secret(), data);
+    assert_eq!(
+        ready(aws.decrypt(&sealed, &context))
+            .unwrap()
+            .expose_secret(),
+        data
+    );
     let text = aws.encrypt_text(data, &context).unwrap();
-    assert_eq!(ready(rust.decrypt_text(&text, &context)).unwrap().expose_secret(), data);
+    assert_eq!(
+        ready(rust.decrypt_text(&text, &context))
+            .unwrap()
+            .expose_secret(),
+        data
+    );
 });

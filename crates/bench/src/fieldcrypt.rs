@@ -8,18 +8,19 @@
 use crate::Row;
 use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit};
-use mcpsec_core::{SealContext, SecretBytes};
+use mcpsec_core::{NullSink, SealContext, SecretBytes};
 use mcpsec_fieldcrypt::{
     Category, CryptoProvider, Error, FieldCrypt, KeyVersion, KeyringSpec, NonceBudget,
 };
 use std::hint::black_box;
+use std::sync::Arc;
 
 /// The associated data length fieldcrypt binds for the benchmark's context, so the
 /// baseline authenticates as many bytes.
 const CONTEXT: (&str, &str, &str, &str) = ("pii", "users", "email", "user-1234567890");
 
 fn crypt(provider: CryptoProvider) -> Result<FieldCrypt, Error> {
-    FieldCrypt::builder()
+    FieldCrypt::builder(Arc::new(NullSink))
         .provider(provider)
         // Benchmarks encrypt far more than a real key version would: no budget limit.
         .nonce_budget(NonceBudget {

@@ -5,7 +5,7 @@
 //! key file may not sit in the keyset's directory.
 
 use crate::tokens::CliError;
-use mcpsec_core::{SealContext, SealContextSyntaxError, SystemClock};
+use mcpsec_core::{NullSink, SealContext, SealContextSyntaxError, SystemClock};
 use mcpsec_fieldcrypt::format::{self, Header, MAX_TEXT};
 use mcpsec_fieldcrypt::{
     Category, CategoryInfo, FieldCrypt, KeyProvider, LocalKeyset, LocalMasterKey, NonceBudget,
@@ -120,8 +120,10 @@ fn open(
         reserve_block: 1,
         ..NonceBudget::default()
     };
+    // An operator's one-off command has no audit log to write to: no events, by name.
+    let builder = FieldCrypt::builder(Arc::new(NullSink)).nonce_budget(budget);
     let crypt = runtime
-        .block_on(set.field_crypt(FieldCrypt::builder().nonce_budget(budget)))
+        .block_on(set.field_crypt(builder))
         .map_err(|e| usage(format!("{}: {e}", keyset.display())))?;
     Ok((set, crypt))
 }

@@ -203,7 +203,7 @@ impl FieldCrypt {
     ///
     /// Every failure is also recorded as a `sys_crypto_fail` event (resource: the
     /// context's category; reason `malformed` or `decrypt_failed`) in the builder's
-    /// [event sink](FieldCryptBuilder::events), as [`Sealer::open`](mcpsec_core::Sealer::open)
+    /// [event sink](FieldCrypt::builder), as [`Sealer::open`](mcpsec_core::Sealer::open)
     /// does: a burst of them is tampering or a key problem. A sink that refuses the event
     /// does not change the result; the refusal is logged (see [`mcpsec_core::emit`]).
     pub async fn decrypt(

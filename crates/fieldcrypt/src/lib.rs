@@ -30,13 +30,15 @@
 //! - [`subject`]: per-user or per-tenant data keys; [`FieldCrypt::shred_subject`] erases.
 //!
 //! ```
-//! use mcpsec_core::{SealContext, SecretBytes};
+//! use mcpsec_core::{EventKind, MemorySink, SealContext, SecretBytes};
 //! use mcpsec_fieldcrypt::{Category, Error, FieldCrypt, KeyVersion, KeyringSpec};
+//! use std::sync::Arc;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let pii = Category::new("pii")?;
-//! let crypt = FieldCrypt::builder()
+//! let events = MemorySink::new(); // in production: the audit log (`NullSink` by name for none)
+//! let crypt = FieldCrypt::builder(Arc::new(events.clone()))
 //!     .keyring(KeyringSpec {
 //!         category: pii.clone(),
 //!         primary: 1,
@@ -53,8 +55,9 @@
 //!
 //! // The same ciphertext pasted into another row does not decrypt.
 //! let elsewhere = SealContext::new("pii", "users", "phone", "user-43")?;
-//! // Failures are also recorded as `sys_crypto_fail` events (`FieldCryptBuilder::events`).
 //! assert!(matches!(crypt.decrypt_text(&stored, &elsewhere).await, Err(Error::Decrypt)));
+//! // Failures are also recorded as `sys_crypto_fail` events in the builder's sink.
+//! assert!(events.events().iter().any(|e| e.kind == EventKind::SysCryptoFail));
 //! # Ok(())
 //! # }
 //! ```

@@ -19,7 +19,7 @@ fn pii() -> Category {
 }
 
 fn crypt(ledger: Arc<MemoryLedger>, budget: NonceBudget) -> FieldCrypt {
-    FieldCrypt::builder()
+    FieldCrypt::builder(Arc::new(mcpsec_core::NullSink))
         .keyring(KeyringSpec {
             category: pii(),
             primary: 1,
@@ -130,7 +130,10 @@ async fn clean_shutdown_returns_the_unused_reservation_to_the_keyset_file() {
             .await
             .unwrap(),
     );
-    let crypt = keyset.field_crypt(FieldCrypt::builder()).await.unwrap();
+    let crypt = keyset
+        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)))
+        .await
+        .unwrap();
     crypt.encrypt(b"x", &here()).unwrap();
     assert_eq!(crypt.usage()[0].reserved, 1024);
     assert_eq!(crypt.release_reservations().await.unwrap(), 1023);
@@ -139,7 +142,10 @@ async fn clean_shutdown_returns_the_unused_reservation_to_the_keyset_file() {
             .await
             .unwrap(),
     );
-    let crypt = reopened.field_crypt(FieldCrypt::builder()).await.unwrap();
+    let crypt = reopened
+        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)))
+        .await
+        .unwrap();
     // The file held 1 (the one nonce used); opening reserves a first block ahead.
     assert_eq!(crypt.usage()[0].reserved, 1 + 1024);
     assert_eq!(crypt.usage()[0].this_process, 0);

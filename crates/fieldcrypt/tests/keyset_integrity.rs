@@ -98,7 +98,10 @@ async fn rekey_does_not_lose_a_concurrent_rotation() {
             .unwrap(),
     );
     let b = Arc::new(LocalKeyset::open(&path, master(1), clock()).await.unwrap());
-    let crypt_b = b.field_crypt(FieldCrypt::builder()).await.unwrap();
+    let crypt_b = b
+        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)))
+        .await
+        .unwrap();
     let gate = Arc::new(GatedProvider {
         inner: master(2),
         gated: AtomicBool::new(true),
@@ -122,7 +125,10 @@ async fn rekey_does_not_lose_a_concurrent_rotation() {
     assert_eq!(info[0].versions, vec![1, v2], "the rekey kept B's rotation");
     let reopened = Arc::new(LocalKeyset::open(&path, master(2), clock()).await.unwrap());
     assert_eq!(reopened.info()[0].versions, vec![1, v2]);
-    let crypt = reopened.field_crypt(FieldCrypt::builder()).await.unwrap();
+    let crypt = reopened
+        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)))
+        .await
+        .unwrap();
     assert_eq!(
         crypt.decrypt(&sealed, &here).await.unwrap().expose_secret(),
         b"written under v2"
@@ -200,7 +206,10 @@ async fn keyset_rollback_is_refused_by_a_handle_that_saw_newer() {
             .unwrap(),
     );
     let old_copy = std::fs::read(&path).unwrap();
-    let crypt = keyset.field_crypt(FieldCrypt::builder()).await.unwrap();
+    let crypt = keyset
+        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)))
+        .await
+        .unwrap();
     keyset.rotate(&pii(), Some(&crypt)).await.unwrap();
     // Someone restores the older, intact copy (a backup).
     std::fs::write(&path, &old_copy).unwrap();
@@ -270,7 +279,10 @@ async fn rotate_after_an_undetected_restore_is_a_key_mismatch_not_decrypt() {
         std::fs::read(&path).unwrap(),
         std::fs::read(&watermark).unwrap(),
     );
-    let crypt = keyset.field_crypt(FieldCrypt::builder()).await.unwrap();
+    let crypt = keyset
+        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)))
+        .await
+        .unwrap();
     keyset.rotate(&pii(), Some(&crypt)).await.unwrap();
     let here = SealContext::new("pii", "users", "email", "u1").unwrap();
     let under_first_v2 = crypt.encrypt(b"lost with the restore", &here).unwrap();
@@ -278,7 +290,10 @@ async fn rotate_after_an_undetected_restore_is_a_key_mismatch_not_decrypt() {
     std::fs::write(&path, old_file).unwrap();
     std::fs::write(&watermark, old_watermark).unwrap();
     let restored = Arc::new(LocalKeyset::open(&path, master(1), clock()).await.unwrap());
-    let crypt = restored.field_crypt(FieldCrypt::builder()).await.unwrap();
+    let crypt = restored
+        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)))
+        .await
+        .unwrap();
     let (again, _) = restored.rotate(&pii(), Some(&crypt)).await.unwrap();
     assert_eq!(again, 2, "the number is handed out again");
     let result = crypt.decrypt(&under_first_v2, &here).await;
@@ -290,7 +305,7 @@ async fn rotate_after_an_undetected_restore_is_a_key_mismatch_not_decrypt() {
 }
 
 fn single(key: u8) -> FieldCrypt {
-    FieldCrypt::builder()
+    FieldCrypt::builder(Arc::new(mcpsec_core::NullSink))
         .keyring(KeyringSpec {
             category: pii(),
             primary: 1,
@@ -327,7 +342,10 @@ async fn retired_version_key_material_is_destroyed_and_audited() {
             .await
             .unwrap(),
     );
-    let crypt = keyset.field_crypt(FieldCrypt::builder()).await.unwrap();
+    let crypt = keyset
+        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)))
+        .await
+        .unwrap();
     let events = MemorySink::new();
     // Only a retired version can be destroyed.
     let early = keyset.destroy_version(&pii(), 1, &events).await;

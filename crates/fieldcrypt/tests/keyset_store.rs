@@ -102,7 +102,10 @@ async fn a_rotation_that_lands_while_another_writes_is_never_lost() {
             .unwrap(),
     );
     assert_eq!(reopened.info()[0].versions, vec![1, 2, 3]);
-    let crypt = reopened.field_crypt(FieldCrypt::builder()).await.unwrap();
+    let crypt = reopened
+        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)))
+        .await
+        .unwrap();
     let here = SealContext::new("pii", "t", "c", "r").unwrap();
     let sealed = crypt.encrypt(b"x", &here).unwrap();
     assert_eq!(

@@ -69,9 +69,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let crypt = keyset
         .field_crypt(
-            FieldCrypt::builder()
+            FieldCrypt::builder(Arc::new(events.clone()))
                 .subject_keys(Arc::new(MemorySubjectKeyStore::new()))
-                .events(Arc::new(events.clone()))
                 .clock(clock.clone()),
         )
         .await?;

@@ -6,11 +6,12 @@ use crate::Error;
 use crate::backend::CryptoProvider;
 use crate::budget::{MemoryLedger, NonceBudget, UsageLedger};
 use crate::subject::SubjectKeyStore;
-use mcpsec_core::{Clock, EventSink, NullSink, SystemClock};
+use mcpsec_core::{Clock, EventSink, SystemClock};
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-/// Builds a [`FieldCrypt`].
+/// Builds a [`FieldCrypt`]. Its event sink is an argument of [`FieldCrypt::builder`],
+/// never a default.
 #[derive(Debug)]
 pub struct FieldCryptBuilder {
     provider: CryptoProvider,
@@ -51,13 +52,6 @@ impl FieldCryptBuilder {
     /// Enables per-subject data keys (crypto-shredding) kept in `store`.
     pub fn subject_keys(mut self, store: Arc<dyn SubjectKeyStore>) -> Self {
         self.subjects = Some(store);
-        self
-    }
-
-    /// Where security events go (decryption failures through the `Sealer` interface,
-    /// shredding, rotation). Default: discarded.
-    pub fn events(mut self, sink: Arc<dyn EventSink>) -> Self {
-        self.events = sink;
         self
     }
 
@@ -105,15 +99,34 @@ impl FieldCryptBuilder {
 }
 
 impl FieldCrypt {
-    /// A builder with the RustCrypto backend, the default budget and no keyrings.
-    pub fn builder() -> FieldCryptBuilder {
+    /// A builder with the RustCrypto backend, the default budget and no keyrings,
+    /// reporting to `events`: decryption failures through the `Sealer` interface,
+    /// shredding, rotation and nonce-budget warnings. There is no default sink, so a host
+    /// that wants no events says so by passing [`NullSink`](mcpsec_core::NullSink) by name.
+    ///
+    /// A builder without a sink does not compile:
+    ///
+    /// ```compile_fail
+    /// use mcpsec_fieldcrypt::FieldCrypt;
+    /// let crypt = FieldCrypt::builder().build();
+    /// ```
+    ///
+    /// ```
+    /// use mcpsec_core::NullSink;
+    /// use mcpsec_fieldcrypt::FieldCrypt;
+    /// use std::sync::Arc;
+    /// // No events, as a choice that reads as one.
+    /// let crypt = FieldCrypt::builder(Arc::new(NullSink)).build();
+    /// assert!(crypt.is_ok());
+    /// ```
+    pub fn builder(events: Arc<dyn EventSink>) -> FieldCryptBuilder {
         FieldCryptBuilder {
             provider: CryptoProvider::default(),
             budget: NonceBudget::default(),
             ledger: None,
             rings: Vec::new(),
             subjects: None,
-            events: Arc::new(NullSink),
+            events,
             clock: Arc::new(SystemClock),
         }
     }
