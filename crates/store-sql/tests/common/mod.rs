@@ -31,32 +31,40 @@ impl Drop for SqliteFiles {
 
 /// A migrated SQLite database in a temporary file of its own.
 pub async fn sqlite_pool(ns: &Namespace) -> SqlitePool {
+    sqlite_pools(ns).await.0
+}
+
+/// Two pools on one migrated SQLite file: two instances sharing a database.
+pub async fn sqlite_pools(ns: &Namespace) -> (SqlitePool, SqlitePool) {
     let path = std::env::temp_dir().join(format!(
         "mcpsec-store-sql-{}-{}.db",
         ns.as_str(),
         std::process::id()
     ));
-    let files = Arc::new(SqliteFiles(path.clone()));
     drop(SqliteFiles(path.clone())); // a leftover of an earlier run
+    let files = Arc::new(SqliteFiles(path.clone()));
     let options = SqliteConnectOptions::new()
         .filename(&path)
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .foreign_keys(true)
         .busy_timeout(mcpsec_store_sql::sqlite::BUSY_TIMEOUT);
-    let pool = SqlitePoolOptions::new()
-        .max_connections(6)
-        .after_connect(move |_, _| {
-            let _keep = Arc::clone(&files);
-            Box::pin(async { Ok(()) })
-        })
-        .connect_with(options)
-        .await
-        .expect("open a temporary SQLite database");
-    mcpsec_store_sql::sqlite::migrate(&pool)
+    let open = || {
+        let files = Arc::clone(&files);
+        SqlitePoolOptions::new()
+            .max_connections(6)
+            .after_connect(move |_, _| {
+                let _keep = Arc::clone(&files);
+                Box::pin(async { Ok(()) })
+            })
+            .connect_with(options.clone())
+    };
+    let first = open().await.expect("open a temporary SQLite database");
+    mcpsec_store_sql::sqlite::migrate(&first)
         .await
         .expect("migrate SQLite");
-    pool
+    let second = open().await.expect("open it again");
+    (first, second)
 }
 
 /// Drops a test's PostgreSQL schema when dropped.
@@ -100,6 +108,11 @@ pub fn database_url() -> Option<String> {
 /// without `MCPSEC_TEST_DATABASE_URL`. Panics (fails the test) when the variable is set
 /// and the server cannot be reached.
 pub async fn pg_pool(ns: &Namespace) -> Option<PgPool> {
+    Some(pg_pools(ns).await?.0)
+}
+
+/// Two pools on one fresh, migrated schema: two instances sharing a database.
+pub async fn pg_pools(ns: &Namespace) -> Option<(PgPool, PgPool)> {
     let url = database_url()?;
     let schema = ns.as_str().to_owned();
     let mut admin = sqlx::PgConnection::connect(&url)
@@ -119,19 +132,22 @@ pub async fn pg_pool(ns: &Namespace) -> Option<PgPool> {
     let options = PgConnectOptions::from_str(&url)
         .expect("parse MCPSEC_TEST_DATABASE_URL")
         .options([("search_path", schema.as_str())]);
-    let pool = PgPoolOptions::new()
-        .max_connections(6)
-        .after_connect(move |_, _| {
-            let _keep = Arc::clone(&guard);
-            Box::pin(async { Ok(()) })
-        })
-        .connect_with(options)
-        .await
-        .expect("connect to the test database");
-    mcpsec_store_sql::postgres::migrate(&pool)
+    let open = || {
+        let guard = Arc::clone(&guard);
+        PgPoolOptions::new()
+            .max_connections(6)
+            .after_connect(move |_, _| {
+                let _keep = Arc::clone(&guard);
+                Box::pin(async { Ok(()) })
+            })
+            .connect_with(options.clone())
+    };
+    let first = open().await.expect("connect to the test database");
+    mcpsec_store_sql::postgres::migrate(&first)
         .await
         .expect("migrate PostgreSQL");
-    Some(pool)
+    let second = open().await.expect("connect again");
+    Some((first, second))
 }
 
 /// `Arc::new($store::new(pool))` on PostgreSQL, or on SQLite when no PostgreSQL is
