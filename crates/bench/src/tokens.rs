@@ -32,11 +32,13 @@ pub(crate) fn rows() -> Result<Vec<Row>, Error> {
         .audience(AUD)
         .clock(clock.clone())
         .cache_capacity(0)
+        .events(mcpsec_core::NullSink)
         .build()?;
     let cached = TokenVerifier::builder(KeySource::Static(jwks))
         .issuer(ISS)
         .audience(AUD)
         .clock(clock)
+        .events(mcpsec_core::NullSink)
         .build()?;
     let mut grant = AccessGrant::new(
         UserId::new("ada").map_err(|_| Error::Config("sub"))?,
@@ -63,8 +65,13 @@ pub(crate) fn rows() -> Result<Vec<Row>, Error> {
     header.kid = Some(kid.to_string());
     let claims = raw_claims(&token)?;
 
+    // Verification is async (session check, events); with no session store and NullSink
+    // it completes at its first poll, so a current-thread runtime adds only its entry cost.
+    let uncached_rt = current_thread()?;
+    let cached_rt = current_thread()?;
     // Both sides must succeed, or the comparison measures an early failure.
-    let ours_ok = uncached.verify(&token).is_ok() && cached.verify(&token).is_ok();
+    let ours_ok = uncached_rt.block_on(uncached.verify(&token)).is_ok()
+        && cached_rt.block_on(cached.verify(&token)).is_ok();
     let raw_ok = jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation).is_ok()
         && jsonwebtoken::encode(&header, &claims, &encoding).is_ok();
     if !(ours_ok && raw_ok) {
@@ -82,7 +89,11 @@ pub(crate) fn rows() -> Result<Vec<Row>, Error> {
             name: "tokens.verify_rs256",
             baseline: "jsonwebtoken_decode",
             op: Box::new(move || {
-                black_box(uncached.verify(black_box(&verify_token)).is_ok());
+                black_box(
+                    uncached_rt
+                        .block_on(uncached.verify(black_box(&verify_token)))
+                        .is_ok(),
+                );
             }),
             base: Box::new(move || {
                 let decoded = jsonwebtoken::decode::<serde_json::Value>(
@@ -97,7 +108,11 @@ pub(crate) fn rows() -> Result<Vec<Row>, Error> {
             name: "tokens.verify_rs256_cached",
             baseline: "jsonwebtoken_decode",
             op: Box::new(move || {
-                black_box(cached.verify(black_box(&cached_token)).is_ok());
+                black_box(
+                    cached_rt
+                        .block_on(cached.verify(black_box(&cached_token)))
+                        .is_ok(),
+                );
             }),
             base: Box::new(move || {
                 let decoded = jsonwebtoken::decode::<serde_json::Value>(
@@ -124,13 +139,14 @@ pub(crate) fn rows() -> Result<Vec<Row>, Error> {
 /// `tokens.refresh_rotate` on the memory store, against its raw primitives: 32 bytes
 /// from the OS CSPRNG and one SHA-256.
 pub(crate) fn refresh_row() -> Result<Row, Error> {
-    use mcpsec_tokens::{MemoryRefreshStore, RefreshPolicy, RefreshTokens, SessionGrant};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .map_err(|_| Error::Config("runtime"))?;
+    use mcpsec_tokens::{
+        MemoryRefreshStore, MemorySessionRevocation, RefreshPolicy, RefreshTokens, SessionGrant,
+    };
+    let runtime = current_thread()?;
     let clock = Arc::new(ManualClock::at_unix(1_767_225_600));
     let tokens = RefreshTokens::new(
         Arc::new(MemoryRefreshStore::new()),
+        Arc::new(MemorySessionRevocation::new()),
         Arc::new(mcpsec_core::NullSink),
         clock.clone(),
         RefreshPolicy::default(),
@@ -162,6 +178,12 @@ pub(crate) fn refresh_row() -> Result<Row, Error> {
             ));
         }),
     })
+}
+
+fn current_thread() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|_| Error::Config("runtime"))
 }
 
 /// The payload of an issued token, so the baseline signs the same claims.

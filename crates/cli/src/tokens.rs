@@ -4,7 +4,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcpsec_access::{AuthMethods, Role, Scope, ScopeSet};
 use mcpsec_core::secret_file::{Existing, write_secret_file};
-use mcpsec_core::{KeyId, OrgId, SystemClock, UserId};
+use mcpsec_core::{KeyId, NullSink, OrgId, SystemClock, UserId};
 use mcpsec_tokens::{
     AccessGrant, Algorithm, KeyDir, KeySource, RsaBits, SigningKey, SigningKeyring, TokenIssuer,
     TokenVerifier,
@@ -162,12 +162,14 @@ pub fn verify(
     let claims = if jwks.starts_with("https://") || jwks.starts_with("http://") {
         verify_remote(jwks, iss, aud, token)?
     } else {
-        TokenVerifier::builder(KeySource::File(PathBuf::from(jwks)))
+        let verifier = TokenVerifier::builder(KeySource::File(PathBuf::from(jwks)))
             .issuer(iss)
             .audience(aud)
+            // A one-shot diagnostic prints its answer; it has no audit log to report to.
+            .events(NullSink)
             .build()
-            .map_err(|e| usage(format!("--jwks: {e}")))?
-            .verify(token)
+            .map_err(|e| usage(format!("--jwks: {e}")))?;
+        runtime()?.block_on(verifier.verify(token))
     };
     let claims = claims.map_err(|e| CliError::Invalid(e.to_string()))?;
     if let Some(scope) = require
@@ -185,11 +187,7 @@ type Verified = Result<mcpsec_tokens::VerifiedClaims, mcpsec_tokens::Error>;
 /// Fetches the JWKS from `url` (HTTPS; plain HTTP only to loopback) and verifies. A fetch
 /// failure is an input error (exit 2); a bad token an invalid one (exit 1).
 fn verify_remote(url: &str, iss: &str, aud: &str, token: &str) -> Result<Verified, CliError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| usage(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(async {
+    runtime()?.block_on(async {
         let remote = Arc::new(
             mcpsec_tokens::RemoteJwks::builder(url)
                 .build()
@@ -202,10 +200,18 @@ fn verify_remote(url: &str, iss: &str, aud: &str, token: &str) -> Result<Verifie
         let verifier = TokenVerifier::builder(KeySource::Remote(Arc::clone(&remote)))
             .issuer(iss)
             .audience(aud)
+            .events(NullSink)
             .build()
             .map_err(|e| usage(format!("--jwks: {e}")))?;
         Ok(mcpsec_tokens::verify_with_remote(&verifier, &remote, token).await)
     })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| usage(format!("cannot start the runtime: {e}")))
 }
 
 /// Decodes header and claims without verifying anything, for `token inspect`.

@@ -225,7 +225,7 @@ impl RefreshTokens {
                     .map_err(Error::Store)?;
                 // Two parties hold the family's tokens: the access tokens it bought go too,
                 // before the refusal is returned.
-                let ended = self.end_session(&family, ReasonCode::Reused, source).await;
+                let ended = self.end_session(&family).await;
                 self.report(
                     EventKind::AuthnTokenReuse,
                     Outcome::Failure,
@@ -234,6 +234,8 @@ impl RefreshTokens {
                     source,
                 )
                 .await;
+                self.report_ended(&ended, &family, ReasonCode::Reused, source)
+                    .await;
                 ended?;
                 Err(Error::Refresh(RefreshError::Reused))
             }
@@ -297,7 +299,7 @@ impl RefreshTokens {
             // Gone (pruned) or moved out of the tenant since it was read.
             return Err(Error::Refresh(RefreshError::Invalid));
         }
-        let ended = self.end_session(&record, ReasonCode::Revoked, None).await;
+        let ended = self.end_session(&record).await;
         let event = self
             .event(
                 EventKind::AuthnTokenRevoked,
@@ -308,6 +310,8 @@ impl RefreshTokens {
             )
             .with_actor(proof.actor());
         emit(self.events.as_ref(), event).await;
+        self.report_ended(&ended, &record, ReasonCode::Revoked, None)
+            .await;
         ended
     }
 
@@ -359,14 +363,9 @@ impl RefreshTokens {
     }
 
     /// Revokes the session of `family` in the session store, until the last access token
-    /// it can have bought has expired, and records a `session_revoked` event. A store
-    /// failure is returned (the access tokens would otherwise live on unnoticed).
-    async fn end_session(
-        &self,
-        family: &FamilyRecord,
-        reason: ReasonCode,
-        source: Option<IpAddr>,
-    ) -> Result<(), Error> {
+    /// it can have bought has expired. A store failure is returned (the access tokens would
+    /// otherwise live on unnoticed).
+    async fn end_session(&self, family: &FamilyRecord) -> Result<(), Error> {
         let until = family
             .expires_at
             .checked_add(SESSION_MARGIN)
@@ -374,16 +373,27 @@ impl RefreshTokens {
         self.sessions
             .revoke(&family.id, until)
             .await
-            .map_err(Error::Store)?;
-        self.report(
-            EventKind::SessionRevoked,
-            Outcome::Success,
-            family,
-            reason,
-            source,
-        )
-        .await;
-        Ok(())
+            .map_err(Error::Store)
+    }
+
+    /// Records the `session_revoked` event of a successful [`end_session`](Self::end_session).
+    async fn report_ended(
+        &self,
+        ended: &Result<(), Error>,
+        family: &FamilyRecord,
+        reason: ReasonCode,
+        source: Option<IpAddr>,
+    ) {
+        if ended.is_ok() {
+            self.report(
+                EventKind::SessionRevoked,
+                Outcome::Success,
+                family,
+                reason,
+                source,
+            )
+            .await;
+        }
     }
 
     fn expired(&self, family: &FamilyRecord, now: SystemTime) -> Option<ReasonCode> {

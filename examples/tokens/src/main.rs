@@ -1,14 +1,15 @@
 //! Shows a login session with mcpsec-tokens: a signing keyring and its JWKS, an access
 //! token verified strictly into a `Principal`, refresh-token rotation, what happens when
-//! a stolen refresh token is replayed, and a signing-key rotation.
+//! a stolen refresh token is replayed (the session ends, and its access tokens with it),
+//! and a signing-key rotation.
 //!
 //! Run: `cargo run -p example-tokens`
 
 use mcpsec_access::{Action, AuthMethod, AuthMethods, Resource, Role, ScopeSet, authorize};
 use mcpsec_core::{Clock, KeyId, ManualClock, MemorySink, OrgId, UserId};
 use mcpsec_tokens::{
-    AccessGrant, Algorithm, KeySource, MemoryRefreshStore, RefreshPolicy, RefreshTokens,
-    SessionGrant, SigningKey, SigningKeyring, TokenIssuer, TokenVerifier,
+    Algorithm, KeySource, MemoryRefreshStore, MemorySessionRevocation, RefreshPolicy,
+    RefreshTokens, SessionGrant, SigningKey, SigningKeyring, TokenIssuer, TokenVerifier,
 };
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -17,6 +18,9 @@ use std::time::Duration;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let clock = ManualClock::at_unix(1_767_225_600);
     let events = MemorySink::new();
+    // Ended sessions, shared by the refresh service and every verifier (SQL or Redis in a
+    // fleet).
+    let sessions = Arc::new(MemorySessionRevocation::new());
 
     // Keys: one signing now, one published ahead of its turn.
     let mut ring = SigningKeyring::new(SigningKey::generate(
@@ -40,6 +44,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .issuer("https://auth.example")
         .audience("mcp-server")
         .clock(Arc::new(clock.clone()))
+        .events(events.clone())
+        .sessions(sessions.clone())
         .build()?;
 
     // Login: a refresh family and an access token.
@@ -54,15 +60,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let refresh = RefreshTokens::new(
         Arc::new(MemoryRefreshStore::new()),
+        sessions,
         Arc::new(events.clone()),
         Arc::new(clock.clone()),
         RefreshPolicy::default(),
     );
     let login = refresh.start(session.clone()).await?;
-    let access = issuer.issue(&AccessGrant::from(&session))?;
+    // The access token carries the session (`sid`): ending the session refuses it.
+    let access = issuer.issue_for_session(&login)?;
 
     // A request: verify, then decide.
-    let principal = verifier.verify(&access)?.principal()?;
+    let principal = verifier.verify(&access).await?.principal()?;
     let proof = authorize(
         &principal,
         Action::McpConfigure,
@@ -87,9 +95,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "legitimate client after the replay: {}",
         after.err().map_or("accepted?!".into(), |e| e.to_string())
     );
+    println!(
+        "the session's access token after the replay: {}",
+        verifier
+            .verify(&access)
+            .await
+            .err()
+            .map_or("accepted?!".into(), |e| e.to_string())
+    );
     for event in events.events() {
         println!("event: {} ({:?})", event.kind, event.severity);
     }
+
+    // Ada logs in again.
+    let login = refresh.start(session).await?;
+    let access = issuer.issue_for_session(&login)?;
 
     // Signing-key rotation: the next key signs, the old one verifies until its tokens expire.
     ring.write().map_err(|_| "keyring lock poisoned")?.rotate(
@@ -98,14 +118,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         SigningKey::generate(KeyId::new("2026-03")?, Algorithm::RS256)?,
     )?;
     verifier.set_keys(&ring.read().map_err(|_| "keyring lock poisoned")?.jwks())?;
-    let new_access = issuer.issue(&AccessGrant::from(&session))?;
+    let new_access = issuer.issue_for_session(&login)?;
     println!(
         "new tokens are signed by {}",
-        verifier.verify(&new_access)?.kid()
+        verifier.verify(&new_access).await?.kid()
     );
     println!(
         "old token still verifies: {}",
-        verifier.verify(&access).is_ok()
+        verifier.verify(&access).await.is_ok()
     );
     Ok(())
 }
