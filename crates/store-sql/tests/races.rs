@@ -1,7 +1,12 @@
 //! Races across two instances: 32 tasks on a multi-thread runtime, half on each of two
 //! pools over one database (two service instances sharing it), all using one secret at
 //! once. Exactly one wins, and the state afterwards is the winner's alone.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
