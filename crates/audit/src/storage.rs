@@ -79,8 +79,11 @@ pub trait ChainSync: Send + std::fmt::Debug {
 pub trait ChainStorage: Send + std::fmt::Debug {
     /// Where the chain stood when this storage was opened. A backend that can be tampered
     /// with checks the records from the last signed one to the head (hashes, numbers,
-    /// links) before answering, as [`LogFile::open_checked`](crate::LogFile::open_checked)
-    /// does; the sink appends after this head.
+    /// links, and the last signed record's signature with the writer's
+    /// [`ChainConfig::accepted_keys`](crate::ChainConfig::accepted_keys), refusing one
+    /// that names any other key) before answering, as
+    /// [`LogFile::open_checked`](crate::LogFile::open_checked) does; the sink appends
+    /// after this head.
     fn opened_head(&self) -> StoredHead;
 
     /// Appends `batch` after the last stored record: all of it or none of it. Not durable
