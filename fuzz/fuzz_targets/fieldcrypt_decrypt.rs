@@ -8,10 +8,10 @@ use libfuzzer_sys::fuzz_target;
 use mcpsec_core::{NullSink, SealContext, SecretBytes};
 use mcpsec_fieldcrypt::format::{self, Category};
 use mcpsec_fieldcrypt::{CryptoProvider, FieldCrypt, KeyVersion, KeyringSpec};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 fn crypt(provider: CryptoProvider) -> FieldCrypt {
-    FieldCrypt::builder(Arc::new(NullSink))
+    FieldCrypt::builder(NullSink)
         .provider(provider)
         .keyring(KeyringSpec {
             category: Category::new("pii").unwrap(),

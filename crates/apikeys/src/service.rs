@@ -70,8 +70,9 @@ impl ApiKeys {
     /// Starts a builder for keys kept in `store` and hashed by `hasher`, whose owners'
     /// roles are read from `memberships` at every verification (a key carries no role, and
     /// an owner who is no longer a member is refused). Every verification failure, lockout
-    /// and refusal is reported to `events`; there is no default, so a host that wants no
-    /// events says so by passing [`NullSink`](mcpsec_core::NullSink) by name.
+    /// and refusal is reported to `events` (any sink, or an `Arc` of one to share it); there
+    /// is no default, so a host that wants no events says so by passing
+    /// [`NullSink`](mcpsec_core::NullSink) by name.
     ///
     /// A builder without a sink does not compile:
     ///
@@ -93,7 +94,7 @@ impl ApiKeys {
     /// # let members = Arc::new(mcpsec_access::MemoryMemberships::new());
     /// # let hasher = KeyHasher::new(Pepper::generate(1)?, vec![], HashMode::HmacSha256)?;
     /// // No events, as a choice that reads as one.
-    /// let keys = ApiKeys::builder(Arc::new(MemoryApiKeyStore::new()), members, hasher, Arc::new(NullSink))
+    /// let keys = ApiKeys::builder(Arc::new(MemoryApiKeyStore::new()), members, hasher, NullSink)
     ///     .build()?;
     /// # Ok(()) }
     /// ```
@@ -101,14 +102,14 @@ impl ApiKeys {
         store: Arc<dyn ApiKeyStore>,
         memberships: Arc<dyn Memberships>,
         hasher: KeyHasher,
-        events: Arc<dyn EventSink>,
+        events: impl EventSink + 'static,
     ) -> ApiKeysBuilder {
         ApiKeysBuilder {
             store,
             memberships,
             hasher,
             counter: Arc::new(MemoryAttemptCounter::default()),
-            events,
+            events: Arc::new(events),
             clock: Arc::new(SystemClock),
             lockout: LockoutPolicy::default(),
             quota_per_minute: DEFAULT_QUOTA_PER_MINUTE,

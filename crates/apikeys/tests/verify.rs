@@ -409,7 +409,7 @@ async fn pepper_rotation_rehashes_on_next_use() {
         f.store.clone(),
         members(),
         KeyHasher::new(pepper(2), vec![pepper(1)], HashMode::HmacSha256).unwrap(),
-        Arc::new(NullSink),
+        NullSink,
     )
     .build()
     .unwrap();
@@ -420,7 +420,7 @@ async fn pepper_rotation_rehashes_on_next_use() {
         f.store.clone(),
         members(),
         KeyHasher::new(pepper(2), vec![], HashMode::HmacSha256).unwrap(),
-        Arc::new(NullSink),
+        NullSink,
     )
     .build()
     .unwrap();
@@ -513,7 +513,7 @@ async fn argon2_mode_upgrades_hmac_keys_and_vice_versa() {
         f.store.clone(),
         members(),
         KeyHasher::new(pepper(1), vec![], fast_argon2()).unwrap(),
-        Arc::new(NullSink),
+        NullSink,
     )
     .build()
     .unwrap();

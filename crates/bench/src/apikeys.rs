@@ -35,7 +35,7 @@ fn service(
         Arc::new(MemoryApiKeyStore::new()),
         Arc::new(members),
         hasher,
-        Arc::new(NullSink),
+        NullSink,
     )
     .clock(Arc::new(ManualClock::at_unix(1_767_225_600)))
     .quota_per_minute(u32::MAX);

@@ -13,14 +13,13 @@ use mcpsec_fieldcrypt::{
     Category, CryptoProvider, Error, FieldCrypt, KeyVersion, KeyringSpec, NonceBudget,
 };
 use std::hint::black_box;
-use std::sync::Arc;
 
 /// The associated data length fieldcrypt binds for the benchmark's context, so the
 /// baseline authenticates as many bytes.
 const CONTEXT: (&str, &str, &str, &str) = ("pii", "users", "email", "user-1234567890");
 
 fn crypt(provider: CryptoProvider) -> Result<FieldCrypt, Error> {
-    FieldCrypt::builder(Arc::new(NullSink))
+    FieldCrypt::builder(NullSink)
         .provider(provider)
         // Benchmarks encrypt far more than a real key version would: no budget limit.
         .nonce_budget(NonceBudget {

@@ -121,7 +121,7 @@ fn open(
         ..NonceBudget::default()
     };
     // An operator's one-off command has no audit log to write to: no events, by name.
-    let builder = FieldCrypt::builder(Arc::new(NullSink)).nonce_budget(budget);
+    let builder = FieldCrypt::builder(NullSink).nonce_budget(budget);
     let crypt = runtime
         .block_on(set.field_crypt(builder))
         .map_err(|e| usage(format!("{}: {e}", keyset.display())))?;

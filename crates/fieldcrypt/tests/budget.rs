@@ -19,7 +19,7 @@ fn pii() -> Category {
 }
 
 fn crypt(ledger: Arc<MemoryLedger>, budget: NonceBudget) -> FieldCrypt {
-    FieldCrypt::builder(Arc::new(mcpsec_core::NullSink))
+    FieldCrypt::builder(mcpsec_core::NullSink)
         .keyring(KeyringSpec {
             category: pii(),
             primary: 1,
@@ -131,7 +131,7 @@ async fn clean_shutdown_returns_the_unused_reservation_to_the_keyset_file() {
             .unwrap(),
     );
     let crypt = keyset
-        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)))
+        .field_crypt(FieldCrypt::builder(mcpsec_core::NullSink))
         .await
         .unwrap();
     crypt.encrypt(b"x", &here()).unwrap();
@@ -143,7 +143,7 @@ async fn clean_shutdown_returns_the_unused_reservation_to_the_keyset_file() {
             .unwrap(),
     );
     let crypt = reopened
-        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)))
+        .field_crypt(FieldCrypt::builder(mcpsec_core::NullSink))
         .await
         .unwrap();
     // The file held 1 (the one nonce used); opening reserves a first block ahead.

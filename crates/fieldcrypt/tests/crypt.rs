@@ -65,7 +65,7 @@ fn spec(category: &str, versions: &[u32], primary: u32, min: u32) -> KeyringSpec
 }
 
 fn crypt_with(provider: CryptoProvider) -> FieldCrypt {
-    FieldCrypt::builder(Arc::new(mcpsec_core::NullSink))
+    FieldCrypt::builder(mcpsec_core::NullSink)
         .provider(provider)
         .keyring(spec("pii", &[1], 1, 1))
         .keyring(spec("oauth_tokens", &[1], 1, 1))
@@ -151,7 +151,7 @@ fn every_single_bit_flip_is_rejected() {
 
 #[tokio::test]
 async fn every_single_bit_flip_of_a_subject_keyed_ciphertext_is_rejected() {
-    let crypt = FieldCrypt::builder(Arc::new(mcpsec_core::NullSink))
+    let crypt = FieldCrypt::builder(mcpsec_core::NullSink)
         .keyring(spec("pii", &[1], 1, 1))
         .subject_keys(Arc::new(mcpsec_fieldcrypt::MemorySubjectKeyStore::new()))
         .build()
@@ -221,7 +221,7 @@ fn context_swaps_are_rejected() {
 #[test]
 fn header_edits_are_detected() {
     // Re-labelling a ciphertext as another category or version fails even where both exist.
-    let crypt = FieldCrypt::builder(Arc::new(mcpsec_core::NullSink))
+    let crypt = FieldCrypt::builder(mcpsec_core::NullSink)
         .keyring(spec("pii", &[1, 2], 2, 1))
         .build()
         .unwrap();
@@ -281,7 +281,7 @@ fn unknown_and_oversized_inputs_are_typed_errors() {
 
 #[test]
 fn rotation_keeps_old_versions_readable_until_the_minimum_is_raised() {
-    let crypt = FieldCrypt::builder(Arc::new(mcpsec_core::NullSink))
+    let crypt = FieldCrypt::builder(mcpsec_core::NullSink)
         .keyring(spec("pii", &[1], 1, 1))
         .build()
         .unwrap();
@@ -337,11 +337,11 @@ fn rotation_keeps_old_versions_readable_until_the_minimum_is_raised() {
 
 #[test]
 fn a_version_the_keyring_never_had_is_unknown() {
-    let writer = FieldCrypt::builder(Arc::new(mcpsec_core::NullSink))
+    let writer = FieldCrypt::builder(mcpsec_core::NullSink)
         .keyring(spec("pii", &[1, 5], 5, 1))
         .build()
         .unwrap();
-    let reader = FieldCrypt::builder(Arc::new(mcpsec_core::NullSink))
+    let reader = FieldCrypt::builder(mcpsec_core::NullSink)
         .keyring(spec("pii", &[1], 1, 1))
         .build()
         .unwrap();
@@ -355,25 +355,25 @@ fn a_version_the_keyring_never_had_is_unknown() {
 #[test]
 fn the_builder_refuses_inconsistent_keyrings() {
     assert!(
-        FieldCrypt::builder(Arc::new(mcpsec_core::NullSink))
+        FieldCrypt::builder(mcpsec_core::NullSink)
             .keyring(spec("pii", &[1], 2, 1))
             .build()
             .is_err()
     );
     assert!(
-        FieldCrypt::builder(Arc::new(mcpsec_core::NullSink))
+        FieldCrypt::builder(mcpsec_core::NullSink)
             .keyring(spec("pii", &[1, 2], 1, 2))
             .build()
             .is_err()
     );
     assert!(
-        FieldCrypt::builder(Arc::new(mcpsec_core::NullSink))
+        FieldCrypt::builder(mcpsec_core::NullSink)
             .keyring(spec("pii", &[1], 1, 0))
             .build()
             .is_err()
     );
     assert!(
-        FieldCrypt::builder(Arc::new(mcpsec_core::NullSink))
+        FieldCrypt::builder(mcpsec_core::NullSink)
             .keyring(spec("pii", &[1], 1, 1))
             .keyring(spec("pii", &[1], 1, 1))
             .build()
@@ -382,7 +382,7 @@ fn the_builder_refuses_inconsistent_keyrings() {
     let mut short = spec("pii", &[1], 1, 1);
     short.versions[0].key = SecretBytes::new(vec![1; 16]);
     assert!(
-        FieldCrypt::builder(Arc::new(mcpsec_core::NullSink))
+        FieldCrypt::builder(mcpsec_core::NullSink)
             .keyring(short)
             .build()
             .is_err()
@@ -392,7 +392,7 @@ fn the_builder_refuses_inconsistent_keyrings() {
 #[test]
 fn nonce_budget_warns_then_refuses_and_reserves_ahead() {
     let ledger = Arc::new(MemoryLedger::new());
-    let crypt = FieldCrypt::builder(Arc::new(mcpsec_core::NullSink))
+    let crypt = FieldCrypt::builder(mcpsec_core::NullSink)
         .keyring(spec("pii", &[1], 1, 1))
         .nonce_budget(NonceBudget {
             warn_at: 5,
@@ -457,7 +457,7 @@ fn the_budget_holds_for_several_processes_sharing_a_ledger() {
     };
     let fleet: Vec<FieldCrypt> = (0..3)
         .map(|_| {
-            FieldCrypt::builder(Arc::new(mcpsec_core::NullSink))
+            FieldCrypt::builder(mcpsec_core::NullSink)
                 .keyring(spec("pii", &[1], 1, 1))
                 .nonce_budget(budget)
                 .ledger(ledger.clone())
@@ -484,7 +484,7 @@ fn the_budget_holds_for_several_processes_sharing_a_ledger() {
 fn a_restart_resumes_the_count_from_the_reservation() {
     let mut resumed = spec("pii", &[1], 1, 1);
     resumed.versions[0].reserved = 7;
-    let crypt = FieldCrypt::builder(Arc::new(mcpsec_core::NullSink))
+    let crypt = FieldCrypt::builder(mcpsec_core::NullSink)
         .keyring(resumed)
         .nonce_budget(NonceBudget {
             warn_at: 5,
@@ -526,7 +526,7 @@ fn nonce_budget_must_be_sane() {
         },
     ] {
         assert!(
-            FieldCrypt::builder(Arc::new(mcpsec_core::NullSink))
+            FieldCrypt::builder(mcpsec_core::NullSink)
                 .nonce_budget(budget)
                 .build()
                 .is_err()

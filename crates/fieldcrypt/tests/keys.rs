@@ -72,7 +72,7 @@ async fn keyset_file_round_trip_rotation_and_permissions() {
     );
 
     let crypt = keyset
-        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)))
+        .field_crypt(FieldCrypt::builder(mcpsec_core::NullSink))
         .await
         .unwrap();
     let here = SealContext::new("pii", "users", "email", "u1").unwrap();
@@ -94,7 +94,7 @@ async fn keyset_file_round_trip_rotation_and_permissions() {
     // A second process opening the file reads both.
     let reopened = Arc::new(LocalKeyset::open(&path, master(1), clock()).await.unwrap());
     let crypt2 = reopened
-        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)))
+        .field_crypt(FieldCrypt::builder(mcpsec_core::NullSink))
         .await
         .unwrap();
     assert_eq!(
@@ -128,7 +128,7 @@ async fn keyset_file_round_trip_rotation_and_permissions() {
     ));
     let third = Arc::new(LocalKeyset::open(&path, master(1), clock()).await.unwrap());
     let crypt3 = third
-        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)))
+        .field_crypt(FieldCrypt::builder(mcpsec_core::NullSink))
         .await
         .unwrap();
     assert!(matches!(
@@ -154,7 +154,7 @@ async fn nonce_reservations_are_written_to_the_keyset() {
         ..mcpsec_fieldcrypt::NonceBudget::default()
     };
     let crypt = keyset
-        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)).nonce_budget(budget))
+        .field_crypt(FieldCrypt::builder(mcpsec_core::NullSink).nonce_budget(budget))
         .await
         .unwrap();
     let here = SealContext::new("pii", "t", "c", "r").unwrap();
@@ -167,7 +167,7 @@ async fn nonce_reservations_are_written_to_the_keyset() {
     // A restart resumes from the durable total (two blocks of 4), never below the 5 used.
     let reopened = Arc::new(LocalKeyset::open(&path, master(1), clock()).await.unwrap());
     let crypt = reopened
-        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)).nonce_budget(budget))
+        .field_crypt(FieldCrypt::builder(mcpsec_core::NullSink).nonce_budget(budget))
         .await
         .unwrap();
     // The file held 8; opening reserves a first block (4) ahead.
@@ -193,7 +193,7 @@ async fn two_processes_sharing_a_keyset_never_overwrite_each_other() {
         ..mcpsec_fieldcrypt::NonceBudget::default()
     };
     let crypt_b = b
-        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)).nonce_budget(budget))
+        .field_crypt(FieldCrypt::builder(mcpsec_core::NullSink).nonce_budget(budget))
         .await
         .unwrap();
     let pii = Category::new("pii").unwrap();
@@ -218,11 +218,11 @@ async fn two_processes_sharing_a_keyset_never_overwrite_each_other() {
     // A third instance loaded before the rotations catches up with `refresh`.
     let c = Arc::new(LocalKeyset::open(&path, master(1), clock()).await.unwrap());
     let crypt_c = c
-        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)))
+        .field_crypt(FieldCrypt::builder(mcpsec_core::NullSink))
         .await
         .unwrap();
     let crypt_a = a
-        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)))
+        .field_crypt(FieldCrypt::builder(mcpsec_core::NullSink))
         .await
         .unwrap();
     let here = SealContext::new("pii", "t", "c", "r2").unwrap();
@@ -270,7 +270,7 @@ async fn rekeying_moves_the_keyset_to_a_new_master_key_without_touching_data() {
         ..mcpsec_fieldcrypt::NonceBudget::default()
     };
     let crypt = keyset
-        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)).nonce_budget(budget))
+        .field_crypt(FieldCrypt::builder(mcpsec_core::NullSink).nonce_budget(budget))
         .await
         .unwrap();
     let here = SealContext::new("pii", "t", "c", "r").unwrap();
@@ -313,7 +313,7 @@ async fn rekeying_moves_the_keyset_to_a_new_master_key_without_touching_data() {
     let reopened = Arc::new(LocalKeyset::open(&path, master(2), clock()).await.unwrap());
     for set in [rekeyed, reopened] {
         let crypt = set
-            .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)))
+            .field_crypt(FieldCrypt::builder(mcpsec_core::NullSink))
             .await
             .unwrap();
         assert_eq!(
@@ -447,7 +447,7 @@ async fn audited_provider_records_every_key_access() {
             .unwrap(),
     );
     keyset
-        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)))
+        .field_crypt(FieldCrypt::builder(mcpsec_core::NullSink))
         .await
         .unwrap();
     let kinds: Vec<_> = sink.events().iter().map(|e| e.kind).collect();
@@ -541,7 +541,7 @@ fn ring(versions: &[u32], primary: u32) -> KeyringSpec {
 
 #[tokio::test]
 async fn rewrap_resumes_after_interruption_losing_nothing_and_doing_nothing_twice() {
-    let crypt = FieldCrypt::builder(Arc::new(mcpsec_core::NullSink))
+    let crypt = FieldCrypt::builder(mcpsec_core::NullSink)
         .keyring(ring(&[1], 1))
         .build()
         .unwrap();
@@ -627,7 +627,7 @@ async fn rewrap_resumes_after_interruption_losing_nothing_and_doing_nothing_twic
 
 #[tokio::test]
 async fn rewrap_leaves_rows_changed_under_it_and_counts_failures() {
-    let crypt = FieldCrypt::builder(Arc::new(mcpsec_core::NullSink))
+    let crypt = FieldCrypt::builder(mcpsec_core::NullSink)
         .keyring(ring(&[1, 2], 1))
         .build()
         .unwrap();
@@ -674,7 +674,7 @@ async fn rewrap_leaves_rows_changed_under_it_and_counts_failures() {
 
 #[test]
 fn blind_indexes_are_deterministic_per_column_and_normalised() {
-    let crypt = FieldCrypt::builder(Arc::new(mcpsec_core::NullSink))
+    let crypt = FieldCrypt::builder(mcpsec_core::NullSink)
         .keyring(ring(&[1], 1))
         .build()
         .unwrap();
@@ -732,7 +732,7 @@ fn blind_indexes_are_deterministic_per_column_and_normalised() {
     // A different index key gives different values.
     let mut other = ring(&[1], 1);
     other.index_key = SecretBytes::new(vec![0xbb; 32]);
-    let other = FieldCrypt::builder(Arc::new(mcpsec_core::NullSink))
+    let other = FieldCrypt::builder(mcpsec_core::NullSink)
         .keyring(other)
         .build()
         .unwrap();
@@ -849,7 +849,7 @@ async fn shredding_a_subject_makes_its_data_unreadable() {
 #[tokio::test]
 async fn subject_data_survives_rotation_once_subject_keys_are_rewrapped() {
     let store = Arc::new(MemorySubjectKeyStore::new());
-    let crypt = FieldCrypt::builder(Arc::new(mcpsec_core::NullSink))
+    let crypt = FieldCrypt::builder(mcpsec_core::NullSink)
         .keyring(ring(&[1], 1))
         .subject_keys(store.clone())
         .build()
@@ -895,7 +895,7 @@ async fn subject_data_survives_rotation_once_subject_keys_are_rewrapped() {
 #[tokio::test]
 async fn wrapped_subject_keys_never_open_as_host_fields() {
     let store = Arc::new(MemorySubjectKeyStore::new());
-    let crypt = FieldCrypt::builder(Arc::new(mcpsec_core::NullSink))
+    let crypt = FieldCrypt::builder(mcpsec_core::NullSink)
         .keyring(ring(&[1], 1))
         .subject_keys(store.clone())
         .build()
@@ -918,7 +918,7 @@ async fn wrapped_subject_keys_never_open_as_host_fields() {
 
 #[tokio::test]
 async fn subject_keys_need_a_store() {
-    let crypt = FieldCrypt::builder(Arc::new(mcpsec_core::NullSink))
+    let crypt = FieldCrypt::builder(mcpsec_core::NullSink)
         .keyring(ring(&[1], 1))
         .build()
         .unwrap();

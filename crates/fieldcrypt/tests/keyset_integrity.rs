@@ -99,7 +99,7 @@ async fn rekey_does_not_lose_a_concurrent_rotation() {
     );
     let b = Arc::new(LocalKeyset::open(&path, master(1), clock()).await.unwrap());
     let crypt_b = b
-        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)))
+        .field_crypt(FieldCrypt::builder(mcpsec_core::NullSink))
         .await
         .unwrap();
     let gate = Arc::new(GatedProvider {
@@ -126,7 +126,7 @@ async fn rekey_does_not_lose_a_concurrent_rotation() {
     let reopened = Arc::new(LocalKeyset::open(&path, master(2), clock()).await.unwrap());
     assert_eq!(reopened.info()[0].versions, vec![1, v2]);
     let crypt = reopened
-        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)))
+        .field_crypt(FieldCrypt::builder(mcpsec_core::NullSink))
         .await
         .unwrap();
     assert_eq!(
@@ -207,7 +207,7 @@ async fn keyset_rollback_is_refused_by_a_handle_that_saw_newer() {
     );
     let old_copy = std::fs::read(&path).unwrap();
     let crypt = keyset
-        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)))
+        .field_crypt(FieldCrypt::builder(mcpsec_core::NullSink))
         .await
         .unwrap();
     keyset.rotate(&pii(), Some(&crypt)).await.unwrap();
@@ -280,7 +280,7 @@ async fn rotate_after_an_undetected_restore_is_a_key_mismatch_not_decrypt() {
         std::fs::read(&watermark).unwrap(),
     );
     let crypt = keyset
-        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)))
+        .field_crypt(FieldCrypt::builder(mcpsec_core::NullSink))
         .await
         .unwrap();
     keyset.rotate(&pii(), Some(&crypt)).await.unwrap();
@@ -291,7 +291,7 @@ async fn rotate_after_an_undetected_restore_is_a_key_mismatch_not_decrypt() {
     std::fs::write(&watermark, old_watermark).unwrap();
     let restored = Arc::new(LocalKeyset::open(&path, master(1), clock()).await.unwrap());
     let crypt = restored
-        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)))
+        .field_crypt(FieldCrypt::builder(mcpsec_core::NullSink))
         .await
         .unwrap();
     let (again, _) = restored.rotate(&pii(), Some(&crypt)).await.unwrap();
@@ -305,7 +305,7 @@ async fn rotate_after_an_undetected_restore_is_a_key_mismatch_not_decrypt() {
 }
 
 fn single(key: u8) -> FieldCrypt {
-    FieldCrypt::builder(Arc::new(mcpsec_core::NullSink))
+    FieldCrypt::builder(mcpsec_core::NullSink)
         .keyring(KeyringSpec {
             category: pii(),
             primary: 1,
@@ -343,7 +343,7 @@ async fn retired_version_key_material_is_destroyed_and_audited() {
             .unwrap(),
     );
     let crypt = keyset
-        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)))
+        .field_crypt(FieldCrypt::builder(mcpsec_core::NullSink))
         .await
         .unwrap();
     let events = MemorySink::new();

@@ -103,7 +103,7 @@ async fn a_rotation_that_lands_while_another_writes_is_never_lost() {
     );
     assert_eq!(reopened.info()[0].versions, vec![1, 2, 3]);
     let crypt = reopened
-        .field_crypt(FieldCrypt::builder(Arc::new(mcpsec_core::NullSink)))
+        .field_crypt(FieldCrypt::builder(mcpsec_core::NullSink))
         .await
         .unwrap();
     let here = SealContext::new("pii", "t", "c", "r").unwrap();

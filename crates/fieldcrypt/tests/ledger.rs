@@ -67,7 +67,7 @@ fn here() -> SealContext {
 }
 
 fn crypt(ledger: Arc<GatedLedger>, budget: NonceBudget) -> FieldCrypt {
-    FieldCrypt::builder(Arc::new(mcpsec_core::NullSink))
+    FieldCrypt::builder(mcpsec_core::NullSink)
         .keyring(KeyringSpec {
             category: pii(),
             primary: 1,

@@ -100,7 +100,7 @@ impl FieldCryptBuilder {
 
 impl FieldCrypt {
     /// A builder with the RustCrypto backend, the default budget and no keyrings,
-    /// reporting to `events`: decryption failures through the `Sealer` interface,
+    /// reporting to `events` (any sink, or an `Arc` of one to share it): decryption failures through the `Sealer` interface,
     /// shredding, rotation and nonce-budget warnings. There is no default sink, so a host
     /// that wants no events says so by passing [`NullSink`](mcpsec_core::NullSink) by name.
     ///
@@ -114,19 +114,18 @@ impl FieldCrypt {
     /// ```
     /// use mcpsec_core::NullSink;
     /// use mcpsec_fieldcrypt::FieldCrypt;
-    /// use std::sync::Arc;
     /// // No events, as a choice that reads as one.
-    /// let crypt = FieldCrypt::builder(Arc::new(NullSink)).build();
+    /// let crypt = FieldCrypt::builder(NullSink).build();
     /// assert!(crypt.is_ok());
     /// ```
-    pub fn builder(events: Arc<dyn EventSink>) -> FieldCryptBuilder {
+    pub fn builder(events: impl EventSink + 'static) -> FieldCryptBuilder {
         FieldCryptBuilder {
             provider: CryptoProvider::default(),
             budget: NonceBudget::default(),
             ledger: None,
             rings: Vec::new(),
             subjects: None,
-            events,
+            events: Arc::new(events),
             clock: Arc::new(SystemClock),
         }
     }
