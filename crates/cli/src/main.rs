@@ -184,7 +184,8 @@ enum TokenCommand {
 enum ApikeyCommand {
     /// Generate a key and print it on one line (shown once: store only its hash).
     Generate {
-        /// The key's environment.
+        /// The key's environment. Services accept live keys only unless built with
+        /// `allow_test_keys()`.
         #[arg(long, value_enum, default_value = "live")]
         env: EnvArg,
         /// Print one JSON object {key, id, env, hint}.
@@ -297,9 +298,9 @@ enum RecoveryCommand {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum EnvArg {
-    /// Production keys.
+    /// Production keys (`mcp_sk_live_`).
     Live,
-    /// Test keys.
+    /// Test keys (`mcp_sk_test_`), for a development service.
     Test,
 }
 

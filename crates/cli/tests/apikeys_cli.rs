@@ -127,6 +127,15 @@ fn generate_test_env() {
 
     let out = run(&["apikey", "generate", "--env", "staging"], None);
     assert_eq!(code(&out), Some(2));
+
+    // issue 18: services refuse test keys by default; the help says how to allow them.
+    let out = run(&["apikey", "generate", "--help"], None);
+    assert_eq!(code(&out), Some(0));
+    assert!(
+        stdout(&out).contains("allow_test_keys()"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
