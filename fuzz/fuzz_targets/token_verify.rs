@@ -7,7 +7,7 @@
 //! Signing oracle: the input is also signed, as the payload, with the verifier's own key
 //! under a valid header, so claim parsing is fuzzed past the signature. Whatever verifies
 //! must keep the verifier's promises: the configured issuer and audience, not expired,
-//! `iat` not in the future, `sub`/`org`/`jti` non-empty, capped and free of control
+//! `iat` not in the future, `sub`/`org`/`jti`/`sid` non-empty, capped and free of control
 //! characters, and a payload that is a JSON object without duplicate members.
 #![no_main]
 
@@ -15,12 +15,14 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use libfuzzer_sys::fuzz_target;
 use mcpsec_access::{Role, ScopeSet};
-use mcpsec_core::{KeyId, ManualClock, OrgId, SharedClock, UserId};
+use mcpsec_core::{KeyId, ManualClock, NullSink, OrgId, SharedClock, UserId};
 use mcpsec_tokens::{
     AccessGrant, Algorithm, DEFAULT_LEEWAY, KeySource, MAX_CLAIM_ID_LEN, SigningKey,
     SigningKeyring, TokenIssuer, TokenVerifier, VerifiedClaims,
 };
+use std::future::Future;
 use std::sync::{Arc, OnceLock, RwLock};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, UNIX_EPOCH};
 
 const ISSUER: &str = "https://auth.fuzz.example";
@@ -58,6 +60,7 @@ fn setup() -> &'static Setup {
             .issuer(ISSUER)
             .audience(AUDIENCE)
             .clock(clock)
+            .events(NullSink)
             .build()
             .expect("verifier builds");
         let mut grant = AccessGrant::new(
@@ -67,9 +70,7 @@ fn setup() -> &'static Setup {
         grant.org = Some(OrgId::new("acme").unwrap());
         grant.role = Some(Role::Developer);
         let token = issuer.issue(&grant).expect("token issues");
-        verifier
-            .verify(&token)
-            .expect("the setup token verifies at setup");
+        verify(&verifier, &token).expect("the setup token verifies at setup");
         let mut parts = token.split('.');
         let (Some(header_b64), Some(_), Some(signature_b64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -86,6 +87,19 @@ fn setup() -> &'static Setup {
     })
 }
 
+/// Drives the verifier's future: without a session store and with `NullSink` nothing in
+/// it waits, so one poll finishes it (and no async runtime is needed).
+fn verify(verifier: &TokenVerifier, token: &str) -> Result<VerifiedClaims, mcpsec_tokens::Error> {
+    let mut future = std::pin::pin!(verifier.verify(token));
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(result) => result,
+        Poll::Pending => panic!("verification waited, with nothing to wait on"),
+    }
+}
+
 /// What every token that verified must satisfy, whatever its payload said.
 fn check_verified(claims: &VerifiedClaims) {
     let now = UNIX_EPOCH + Duration::from_secs(NOW);
@@ -94,9 +108,14 @@ fn check_verified(claims: &VerifiedClaims) {
     assert_eq!(claims.issuer(), ISSUER);
     assert!(claims.expires_at() + slack > now, "expired token verified");
     assert!(claims.issued_at() <= now + slack, "future iat verified");
-    for id in [Some(claims.subject()), claims.org(), claims.jti()]
-        .into_iter()
-        .flatten()
+    for id in [
+        Some(claims.subject()),
+        claims.org(),
+        claims.jti(),
+        claims.sid(),
+    ]
+    .into_iter()
+    .flatten()
     {
         assert!(!id.is_empty() && id.len() <= MAX_CLAIM_ID_LEN, "{id:?}");
         assert!(!id.chars().any(char::is_control), "{id:?}");
@@ -123,7 +142,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(signature) = setup.key.sign(signed.as_bytes()) {
         signed.push('.');
         URL_SAFE_NO_PAD.encode_string(signature, &mut signed);
-        if let Ok(claims) = setup.verifier.verify(&signed) {
+        if let Ok(claims) = verify(&setup.verifier, &signed) {
             assert!(
                 serde_json::from_slice::<serde_json::Value>(data).is_ok_and(|v| v.is_object()),
                 "a payload that is not a JSON object verified"
@@ -133,7 +152,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     if let Ok(input) = std::str::from_utf8(data)
-        && setup.verifier.verify(input).is_ok()
+        && verify(&setup.verifier, input).is_ok()
     {
         assert_eq!(input, setup.token, "only the setup token may verify");
     }
@@ -145,7 +164,7 @@ fuzz_target!(|data: &[u8]| {
             URL_SAFE_NO_PAD.encode(data),
             setup.signature_b64
         );
-        if setup.verifier.verify(&spliced).is_ok() {
+        if verify(&setup.verifier, &spliced).is_ok() {
             assert_eq!(
                 spliced, setup.token,
                 "a spliced payload verified under the original signature"
