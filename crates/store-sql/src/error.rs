@@ -14,7 +14,7 @@ use mcpsec_core::{StoreError, StoreErrorKind};
 /// | connection refused, I/O, TLS, pool closed, crashed worker, PostgreSQL classes 08 (connection), 53 (resources), 57P01–57P03 (shutdown), SQLite `CANTOPEN`/`IOERR`/`FULL`/`READONLY` | [`Unavailable`](StoreErrorKind::Unavailable) |
 /// | pool timed out, statement timeout (57014), lock timeout (55P03), SQLite `BUSY`/`LOCKED` | [`Timeout`](StoreErrorKind::Timeout) |
 /// | serialization failure (40001), deadlock (40P01), unique violation | [`Conflict`](StoreErrorKind::Conflict) |
-/// | a row that does not decode, a missing column, a missing row that had to exist, undefined table or column (42xxx: schema not migrated), SQLite `CORRUPT`/`NOTADB` | [`Corrupt`](StoreErrorKind::Corrupt) |
+/// | a row that does not decode, a missing column, a missing row that had to exist, undefined table or column (PostgreSQL 42xxx, SQLite `ERROR`: schema not migrated), SQLite `CORRUPT`/`NOTADB` | [`Corrupt`](StoreErrorKind::Corrupt) |
 /// | other constraint violations (not null, check, foreign key, exclusion), bad data (22xxx), anything else | [`Rejected`](StoreErrorKind::Rejected) |
 pub fn store_error(what: &'static str, error: sqlx::Error) -> StoreError {
     StoreError::new(kind_of(&error), what).with_source(error)
@@ -77,6 +77,7 @@ fn database_kind(db: &dyn sqlx::error::DatabaseError) -> StoreErrorKind {
         && let Ok(extended) = code.parse::<u32>()
     {
         return match extended & 0xff {
+            1 => Corrupt,                    // ERROR: no such table or column (not migrated)
             5 | 6 => Timeout,                // BUSY, LOCKED: busy_timeout ran out
             8 | 10 | 13 | 14 => Unavailable, // READONLY, IOERR, FULL, CANTOPEN
             11 | 26 => Corrupt,              // CORRUPT, NOTADB
@@ -194,6 +195,7 @@ mod tests {
             sqlx::Error::RowNotFound,
             db("42P01", ErrorKind::Other), // undefined_table
             db("11", ErrorKind::Other),
+            db("1", ErrorKind::Other), // SQLITE_ERROR: no such table
         ] {
             assert_eq!(kind_of(&e), StoreErrorKind::Corrupt, "{e}");
         }

@@ -6,7 +6,9 @@
 
 use crate::error::store_error;
 use mcpsec_core::StoreError;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+use std::str::FromStr;
 
 pub use sqlx::PgPool;
 
@@ -22,10 +24,23 @@ pub(crate) const BEGIN_WRITE: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 
 /// Opens a pool on `url` (`postgres://user@host/db?sslmode=verify-full`) with at most
 /// `max_connections` connections.
+///
+/// One connection is opened first and on its own, so an unreachable server fails at once
+/// as [`Unavailable`](mcpsec_core::StoreErrorKind::Unavailable) (the pool would retry until
+/// its acquire timeout and report a [`Timeout`](mcpsec_core::StoreErrorKind::Timeout)).
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
+    let options =
+        PgConnectOptions::from_str(url).map_err(|e| store_error("parse the PostgreSQL URL", e))?;
+    let probe = PgConnection::connect_with(&options)
+        .await
+        .map_err(|e| store_error("connect to PostgreSQL", e))?;
+    probe
+        .close()
+        .await
+        .map_err(|e| store_error("connect to PostgreSQL", e))?;
     PgPoolOptions::new()
         .max_connections(max_connections.max(1))
-        .connect(url)
+        .connect_with(options)
         .await
         .map_err(|e| store_error("connect to PostgreSQL", e))
 }
