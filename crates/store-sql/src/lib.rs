@@ -51,6 +51,9 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!("mcpsec-store-sql needs a backend: enable feature `sqlite`, `postgres` or both");
+
 /// Declares a store type: a pool of either backend, `new`, `pool`, `Clone` and a `Debug`
 /// that names the backend only.
 macro_rules! sql_store {
@@ -117,3 +120,8 @@ pub use error::store_error;
 pub use memberships::SqlMemberships;
 pub use mfa::{SqlEmailCodeStore, SqlRecoveryStore, SqlReplayGuard};
 pub use refresh::SqlRefreshStore;
+
+/// The README's example, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
