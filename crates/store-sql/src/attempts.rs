@@ -48,6 +48,32 @@ fn state((failures, start, last): (i64, i64, i64)) -> Result<AttemptState, mcpse
 
 macro_rules! impl_attempt_counter {
     ($db:ty, $begin:expr, $for_update:literal) => {
+        impl SqlAttemptCounter<$db> {
+            /// Deletes every subject whose window (of length `window`) has ended at `now`
+            /// or whose count is back to zero; returns how many went. The memory counter
+            /// bounds its subjects; a table is bounded by calling this on a schedule.
+            ///
+            /// One statement: a failure racing it either restarted the window first (the
+            /// row no longer matches when re-checked under its lock, and stays) or lands
+            /// after it (and starts a new row).
+            pub async fn prune(
+                &self,
+                window: Duration,
+                now: SystemTime,
+            ) -> Result<u64, mcpsec_core::StoreError> {
+                let done = sqlx::query(
+                    "DELETE FROM attempt_counters
+                     WHERE failures = 0 OR $1 - window_start >= $2",
+                )
+                .bind(to_db(now)?)
+                .bind(duration_to_db(window))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| store_error("prune failure counts", e))?;
+                Ok(done.rows_affected())
+            }
+        }
+
         #[async_trait::async_trait]
         impl AttemptCounter for SqlAttemptCounter<$db> {
             async fn record_failure(

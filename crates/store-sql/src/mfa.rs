@@ -148,6 +148,30 @@ macro_rules! impl_mfa_stores {
             }
         }
 
+        impl SqlEmailCodeStore<$db> {
+            /// Deletes the challenges that expired and the cooldowns that ended at or
+            /// before `now`; returns how many rows went. Call it on a schedule: a challenge
+            /// nobody attempts is otherwise never removed.
+            pub async fn prune(&self, now: SystemTime) -> Result<u64, StoreError> {
+                let now = to_db(now)?;
+                // Two independent single-statement deletes: a row either expired (and
+                // nothing can revive it: `put` replaces it, `attempt` refuses it) or stays.
+                let challenges = sqlx::query("DELETE FROM email_challenges WHERE expires_at <= $1")
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| store_error("prune email challenges", e))?
+                    .rows_affected();
+                let cooldowns = sqlx::query("DELETE FROM email_cooldowns WHERE until_at <= $1")
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| store_error("prune email cooldowns", e))?
+                    .rows_affected();
+                Ok(challenges.saturating_add(cooldowns))
+            }
+        }
+
         #[async_trait::async_trait]
         impl EmailCodeStore for SqlEmailCodeStore<$db> {
             async fn put(&self, key: &ChallengeKey, record: ChallengeRecord) -> Result<(), StoreError> {
