@@ -31,6 +31,23 @@ pub(crate) fn migrate_error(error: sqlx::migrate::MigrateError) -> StoreError {
     }
 }
 
+/// How many times a write transaction chosen as a deadlock or serialization victim is run
+/// again before its [`Conflict`](StoreErrorKind::Conflict) is returned.
+pub(crate) const VICTIM_RETRIES: usize = 3;
+
+/// Whether `error` says the database rolled the whole transaction back to break a
+/// deadlock (40P01) or a serialization conflict (40001). Nothing of it happened, so running
+/// it again is safe even for an operation that is not idempotent (a refresh consume).
+pub(crate) fn rolled_back_as_victim(error: &StoreError) -> bool {
+    use std::error::Error as _;
+    error
+        .source()
+        .and_then(|s| s.downcast_ref::<sqlx::Error>())
+        .and_then(sqlx::Error::as_database_error)
+        .and_then(sqlx::error::DatabaseError::code)
+        .is_some_and(|code| code == "40P01" || code == "40001")
+}
+
 /// A stored value that does not parse as the type it should be.
 pub(crate) fn corrupt<E>(what: &'static str) -> impl FnOnce(E) -> StoreError
 where
@@ -212,6 +229,24 @@ mod tests {
         ] {
             assert_eq!(kind_of(&e), StoreErrorKind::Rejected, "{e}");
         }
+    }
+
+    #[test]
+    fn only_deadlock_and_serialization_victims_are_run_again() {
+        for code in ["40P01", "40001"] {
+            assert!(rolled_back_as_victim(&store_error(
+                "x",
+                db(code, ErrorKind::Other)
+            )));
+        }
+        for e in [
+            db("23505", ErrorKind::UniqueViolation),
+            db("57014", ErrorKind::Other),
+            sqlx::Error::PoolTimedOut,
+        ] {
+            assert!(!rolled_back_as_victim(&store_error("x", e)));
+        }
+        assert!(!rolled_back_as_victim(&StoreError::conflict("no source")));
     }
 
     #[test]

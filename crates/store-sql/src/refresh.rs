@@ -1,6 +1,6 @@
 //! [`RefreshTokenStore`] on SQL (tables `refresh_families` and `refresh_tokens`).
 
-use crate::error::{corrupt, store_error};
+use crate::error::{VICTIM_RETRIES, corrupt, rolled_back_as_victim, store_error};
 use crate::timestamp::{from_db, from_db_opt, to_db};
 use mcpsec_access::{AuthMethod, AuthMethods, Principal, Role, ScopeSet};
 use mcpsec_core::{OrgId, TokenId, UserId};
@@ -134,6 +134,96 @@ macro_rules! impl_refresh_store {
                 row.map(|row| family_row!(row).into_record()).transpose()
             }
 
+            /// One run of [`consume_once`](RefreshTokenStore::consume_once).
+            async fn consume_in_transaction(
+                &self,
+                hash: &TokenHash,
+                successor: &TokenHash,
+                now: SystemTime,
+            ) -> Result<ConsumeOutcome, StoreError> {
+                let now_db = to_db(now)?;
+                // One write transaction (PostgreSQL: READ COMMITTED; SQLite: IMMEDIATE,
+                // i.e. serialized). It opens with the conditional UPDATE: its
+                // `consumed_at IS NULL` is re-checked under the token's row lock, so of
+                // concurrent consumers exactly one gets a row back; the others change
+                // nothing. The successor and the family's last use follow in the same
+                // transaction, so an error rolls the consume back.
+                let mut tx = self
+                    .pool
+                    .begin_with($begin)
+                    .await
+                    .map_err(|e| store_error("begin consuming a refresh token", e))?;
+                let won: Option<String> = sqlx::query_scalar(
+                    "UPDATE refresh_tokens SET consumed_at = $2
+                     WHERE hash = $1 AND consumed_at IS NULL
+                       AND EXISTS (SELECT 1 FROM refresh_families f
+                                   WHERE f.id = refresh_tokens.family_id AND NOT f.revoked)
+                     RETURNING family_id",
+                )
+                .bind(&hash.0[..])
+                .bind(now_db)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| store_error("consume a refresh token", e))?;
+                let Some(family_id) = won else {
+                    tx.rollback()
+                        .await
+                        .map_err(|e| store_error("end a refresh consume", e))?;
+                    return self.explain(hash).await;
+                };
+                // The family as it was before this use.
+                let family = Self::read_family(&mut *tx, &family_id)
+                    .await?
+                    .ok_or(StoreError::corrupt("a refresh token without its family"))?;
+                sqlx::query(INSERT_TOKEN)
+                    .bind(&successor.0[..])
+                    .bind(family_id.as_str())
+                    .bind(family.grant.subject.as_str())
+                    .bind(now_db)
+                    .bind(None::<i64>)
+                    .bind(to_db(family.expires_at)?)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| store_error("store the successor refresh token", e))?;
+                sqlx::query("UPDATE refresh_families SET last_used_at = $2 WHERE id = $1")
+                    .bind(family_id.as_str())
+                    .bind(now_db)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| store_error("record a refresh family use", e))?;
+                tx.commit()
+                    .await
+                    .map_err(|e| store_error("commit a refresh consume", e))?;
+                Ok(ConsumeOutcome::Consumed(family))
+            }
+
+            /// One run of [`prune`](RefreshTokenStore::prune).
+            async fn prune_in_transaction(&self, now: SystemTime) -> Result<usize, StoreError> {
+                let now = to_db(now)?;
+                // One write transaction: expired families go with their tokens (ON DELETE
+                // CASCADE), then tokens past their own expiry.
+                let mut tx = self
+                    .pool
+                    .begin_with($begin)
+                    .await
+                    .map_err(|e| store_error("begin pruning refresh families", e))?;
+                let families = sqlx::query("DELETE FROM refresh_families WHERE expires_at <= $1")
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| store_error("prune refresh families", e))?
+                    .rows_affected();
+                sqlx::query("DELETE FROM refresh_tokens WHERE expires_at <= $1")
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| store_error("prune refresh tokens", e))?;
+                tx.commit()
+                    .await
+                    .map_err(|e| store_error("commit a refresh prune", e))?;
+                usize::try_from(families).map_err(corrupt("a row count"))
+            }
+
             /// Why a consume that changed nothing changed nothing (a read after the
             /// conditional write failed; nothing is written on it).
             async fn explain(&self, hash: &TokenHash) -> Result<ConsumeOutcome, StoreError> {
@@ -221,60 +311,18 @@ macro_rules! impl_refresh_store {
                 successor: &TokenHash,
                 now: SystemTime,
             ) -> Result<ConsumeOutcome, StoreError> {
-                let now_db = to_db(now)?;
-                // One write transaction (PostgreSQL: READ COMMITTED; SQLite: IMMEDIATE,
-                // i.e. serialized). It opens with the conditional UPDATE: its
-                // `consumed_at IS NULL` is re-checked under the token's row lock, so of
-                // concurrent consumers exactly one gets a row back; the others change
-                // nothing. The successor and the family's last use follow in the same
-                // transaction, so an error rolls the consume back.
-                let mut tx = self
-                    .pool
-                    .begin_with($begin)
-                    .await
-                    .map_err(|e| store_error("begin consuming a refresh token", e))?;
-                let won: Option<String> = sqlx::query_scalar(
-                    "UPDATE refresh_tokens SET consumed_at = $2
-                     WHERE hash = $1 AND consumed_at IS NULL
-                       AND EXISTS (SELECT 1 FROM refresh_families f
-                                   WHERE f.id = refresh_tokens.family_id AND NOT f.revoked)
-                     RETURNING family_id",
-                )
-                .bind(&hash.0[..])
-                .bind(now_db)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(|e| store_error("consume a refresh token", e))?;
-                let Some(family_id) = won else {
-                    tx.rollback()
-                        .await
-                        .map_err(|e| store_error("end a refresh consume", e))?;
-                    return self.explain(hash).await;
-                };
-                // The family as it was before this use.
-                let family = Self::read_family(&mut *tx, &family_id)
-                    .await?
-                    .ok_or(StoreError::corrupt("a refresh token without its family"))?;
-                sqlx::query(INSERT_TOKEN)
-                    .bind(&successor.0[..])
-                    .bind(family_id.as_str())
-                    .bind(family.grant.subject.as_str())
-                    .bind(now_db)
-                    .bind(None::<i64>)
-                    .bind(to_db(family.expires_at)?)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| store_error("store the successor refresh token", e))?;
-                sqlx::query("UPDATE refresh_families SET last_used_at = $2 WHERE id = $1")
-                    .bind(family_id.as_str())
-                    .bind(now_db)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| store_error("record a refresh family use", e))?;
-                tx.commit()
-                    .await
-                    .map_err(|e| store_error("commit a refresh consume", e))?;
-                Ok(ConsumeOutcome::Consumed(family))
+                // A deadlock victim (a consume racing `prune` of the same family, which
+                // takes the family's and the tokens' locks in the other order) was rolled
+                // back whole: run it again, a bounded number of times.
+                let mut tries = 0;
+                loop {
+                    match self.consume_in_transaction(hash, successor, now).await {
+                        Err(e) if tries < VICTIM_RETRIES && rolled_back_as_victim(&e) => {
+                            tries += 1;
+                        }
+                        outcome => return outcome,
+                    }
+                }
             }
 
             async fn revoke_family(&self, family: &TokenId) -> Result<(), StoreError> {
@@ -329,29 +377,16 @@ macro_rules! impl_refresh_store {
             }
 
             async fn prune(&self, now: SystemTime) -> Result<usize, StoreError> {
-                let now = to_db(now)?;
-                // One write transaction: expired families go with their tokens (ON DELETE
-                // CASCADE), then tokens past their own expiry.
-                let mut tx = self
-                    .pool
-                    .begin_with($begin)
-                    .await
-                    .map_err(|e| store_error("begin pruning refresh families", e))?;
-                let families = sqlx::query("DELETE FROM refresh_families WHERE expires_at <= $1")
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| store_error("prune refresh families", e))?
-                    .rows_affected();
-                sqlx::query("DELETE FROM refresh_tokens WHERE expires_at <= $1")
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| store_error("prune refresh tokens", e))?;
-                tx.commit()
-                    .await
-                    .map_err(|e| store_error("commit a refresh prune", e))?;
-                usize::try_from(families).map_err(corrupt("a row count"))
+                // A deadlock victim (see `consume_once`) is run again, boundedly.
+                let mut tries = 0;
+                loop {
+                    match self.prune_in_transaction(now).await {
+                        Err(e) if tries < VICTIM_RETRIES && rolled_back_as_victim(&e) => {
+                            tries += 1;
+                        }
+                        pruned => return pruned,
+                    }
+                }
             }
         }
     };
