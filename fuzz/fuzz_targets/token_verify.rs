@@ -56,11 +56,10 @@ fn setup() -> &'static Setup {
             .clock(clock.clone())
             .build()
             .expect("issuer builds");
-        let verifier = TokenVerifier::builder(KeySource::Static(jwks))
+        let verifier = TokenVerifier::builder(KeySource::Static(jwks), NullSink)
             .issuer(ISSUER)
             .audience(AUDIENCE)
             .clock(clock)
-            .events(NullSink)
             .build()
             .expect("verifier builds");
         let mut grant = AccessGrant::new(

@@ -27,18 +27,16 @@ pub(crate) fn rows() -> Result<Vec<Row>, Error> {
         .audience(AUD)
         .clock(clock.clone())
         .build()?;
-    let uncached = TokenVerifier::builder(KeySource::Static(jwks.clone()))
+    let uncached = TokenVerifier::builder(KeySource::Static(jwks.clone()), mcpsec_core::NullSink)
         .issuer(ISS)
         .audience(AUD)
         .clock(clock.clone())
         .cache_capacity(0)
-        .events(mcpsec_core::NullSink)
         .build()?;
-    let cached = TokenVerifier::builder(KeySource::Static(jwks))
+    let cached = TokenVerifier::builder(KeySource::Static(jwks), mcpsec_core::NullSink)
         .issuer(ISS)
         .audience(AUD)
         .clock(clock)
-        .events(mcpsec_core::NullSink)
         .build()?;
     let mut grant = AccessGrant::new(
         UserId::new("ada").map_err(|_| Error::Config("sub"))?,

@@ -162,11 +162,10 @@ pub fn verify(
     let claims = if jwks.starts_with("https://") || jwks.starts_with("http://") {
         verify_remote(jwks, iss, aud, token)?
     } else {
-        let verifier = TokenVerifier::builder(KeySource::File(PathBuf::from(jwks)))
+        // A one-shot diagnostic prints its answer; it has no audit log to report to.
+        let verifier = TokenVerifier::builder(KeySource::File(PathBuf::from(jwks)), NullSink)
             .issuer(iss)
             .audience(aud)
-            // A one-shot diagnostic prints its answer; it has no audit log to report to.
-            .events(NullSink)
             .build()
             .map_err(|e| usage(format!("--jwks: {e}")))?;
         runtime()?.block_on(verifier.verify(token))
@@ -197,10 +196,9 @@ fn verify_remote(url: &str, iss: &str, aud: &str, token: &str) -> Result<Verifie
             .keys()
             .await
             .map_err(|e| usage(format!("--jwks: {e}")))?;
-        let verifier = TokenVerifier::builder(KeySource::Remote(Arc::clone(&remote)))
+        let verifier = TokenVerifier::builder(KeySource::Remote(Arc::clone(&remote)), NullSink)
             .issuer(iss)
             .audience(aud)
-            .events(NullSink)
             .build()
             .map_err(|e| usage(format!("--jwks: {e}")))?;
         Ok(mcpsec_tokens::verify_with_remote(&verifier, &remote, token).await)

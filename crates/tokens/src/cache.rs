@@ -172,12 +172,14 @@ mod tests {
         const NOW: u64 = 1_767_225_600;
         let leaked = SigningKey::generate(KeyId::new("leaked").unwrap(), Algorithm::EdDSA).unwrap();
         let other = SigningKey::generate(KeyId::new("other").unwrap(), Algorithm::EdDSA).unwrap();
-        let mut verifier = TokenVerifier::builder(KeySource::Static(JwkSet {
-            keys: vec![leaked.public_jwk(), other.public_jwk()],
-        }))
+        let mut verifier = TokenVerifier::builder(
+            KeySource::Static(JwkSet {
+                keys: vec![leaked.public_jwk(), other.public_jwk()],
+            }),
+            mcpsec_core::NullSink,
+        )
         .issuer("https://auth.example")
         .audience("mcp")
-        .events(mcpsec_core::NullSink)
         .clock(Arc::new(ManualClock::at_unix(NOW)))
         .build()
         .unwrap();

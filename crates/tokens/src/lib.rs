@@ -34,10 +34,10 @@
 //! let jwks = keyring.read().map_err(|_| "poisoned")?.jwks();
 //!
 //! let issuer = TokenIssuer::builder(keyring).issuer("https://auth.example").audience("mcp").build()?;
-//! let verifier = TokenVerifier::builder(KeySource::Static(jwks))
+//! // Events to NullSink, by name: the audit log's sink in a real service.
+//! let verifier = TokenVerifier::builder(KeySource::Static(jwks), NullSink)
 //!     .issuer("https://auth.example")
 //!     .audience("mcp")
-//!     .events(NullSink) // by name: the audit log's sink in a real service
 //!     .build()?;
 //!
 //! let mut grant = AccessGrant::new(UserId::new("ada")?, ScopeSet::parse_strict("mcp:read")?);

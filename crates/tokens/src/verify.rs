@@ -169,13 +169,14 @@ pub struct TokenVerifier {
 }
 
 /// Builds a [`TokenVerifier`]. [`build`](TokenVerifierBuilder::build) refuses to build
-/// without an issuer, an audience and an event sink.
+/// without an issuer and an audience; the event sink is an argument of
+/// [`TokenVerifier::builder`].
 #[derive(Debug)]
 pub struct TokenVerifierBuilder {
     cache_capacity: usize,
     revocation: Option<Arc<dyn JtiRevocation>>,
     sessions: Option<Arc<dyn SessionRevocation>>,
-    events: Option<Arc<dyn EventSink>>,
+    events: Arc<dyn EventSink>,
     memberships: Option<Arc<dyn Memberships>>,
     source: KeySource,
     issuer: Option<String>,
@@ -188,13 +189,23 @@ pub struct TokenVerifierBuilder {
 }
 
 impl TokenVerifier {
-    /// Starts a builder with keys from `source`.
-    pub fn builder(source: KeySource) -> TokenVerifierBuilder {
+    /// Starts a builder with keys from `source`, reporting every verification to `events`:
+    /// the audit log's sink, or [`NullSink`](mcpsec_core::NullSink) written by name to
+    /// discard them (an `Arc` of a shared sink works too). Every verification records one
+    /// event; a sink that refuses is logged, and the answer is the same either way.
+    ///
+    /// There is no default, so a verifier cannot drop its events by omission:
+    ///
+    /// ```compile_fail,E0061
+    /// # use mcpsec_tokens::{JwkSet, KeySource, TokenVerifier};
+    /// let builder = TokenVerifier::builder(KeySource::Static(JwkSet { keys: vec![] }));
+    /// ```
+    pub fn builder(source: KeySource, events: impl EventSink + 'static) -> TokenVerifierBuilder {
         TokenVerifierBuilder {
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             revocation: None,
             sessions: None,
-            events: None,
+            events: Arc::new(events),
             memberships: None,
             source,
             issuer: None,
@@ -744,15 +755,6 @@ impl TokenVerifierBuilder {
         self
     }
 
-    /// Where verification reports its outcomes (required): the audit log's sink, or
-    /// [`NullSink`](mcpsec_core::NullSink) given by name to discard them. Every
-    /// verification records one event; a sink that refuses is logged, and the answer is
-    /// the same either way.
-    pub fn events(mut self, events: impl EventSink + 'static) -> Self {
-        self.events = Some(Arc::new(events));
-        self
-    }
-
     /// The session store (shared with [`RefreshTokens`](crate::RefreshTokens)): a token
     /// that carries a `sid` is refused once its session is revoked, at its next
     /// verification, cached or not, and refused when the store does not answer. Without
@@ -778,12 +780,9 @@ impl TokenVerifierBuilder {
         self
     }
 
-    /// Loads the keys and builds the verifier. Fails without an issuer, an audience or an
-    /// event sink, with a leeway over 5 minutes, or when the key source yields no usable key.
+    /// Loads the keys and builds the verifier. Fails without an issuer or an audience,
+    /// with a leeway over 5 minutes, or when the key source yields no usable key.
     pub fn build(self) -> Result<TokenVerifier, Error> {
-        let events = self.events.ok_or(Error::Config(
-            "an event sink is required (.events(NullSink) to discard events)",
-        ))?;
         let issuer = self
             .issuer
             .filter(|s| !s.is_empty())
@@ -807,7 +806,7 @@ impl TokenVerifierBuilder {
             cache: Arc::new(cache),
             revocation: self.revocation,
             sessions: self.sessions,
-            events,
+            events: self.events,
             memberships: self.memberships,
             source: self.source,
             keys: Arc::new(RwLock::new(table)),

@@ -38,13 +38,11 @@ async fn accepts_a_well_formed_token_for_each_algorithm() {
 
 #[test]
 fn builder_refuses_without_issuer_or_audience() {
-    let no_iss = TokenVerifier::builder(KeySource::Static(jwks()))
-        .events(mcpsec_core::NullSink)
+    let no_iss = TokenVerifier::builder(KeySource::Static(jwks()), mcpsec_core::NullSink)
         .audience(AUD)
         .build();
     assert_eq!(no_iss.unwrap_err(), Error::Config("an issuer is required"));
-    let no_aud = TokenVerifier::builder(KeySource::Static(jwks()))
-        .events(mcpsec_core::NullSink)
+    let no_aud = TokenVerifier::builder(KeySource::Static(jwks()), mcpsec_core::NullSink)
         .issuer(ISS)
         .build();
     assert_eq!(
@@ -262,8 +260,7 @@ async fn rejects_missing_or_wrongly_typed_exp() {
 #[tokio::test]
 async fn exp_equal_to_now_is_expired_with_zero_leeway() {
     let clock = clock();
-    let strict = TokenVerifier::builder(KeySource::Static(jwks()))
-        .events(mcpsec_core::NullSink)
+    let strict = TokenVerifier::builder(KeySource::Static(jwks()), mcpsec_core::NullSink)
         .issuer(ISS)
         .audience(AUD)
         .leeway(Duration::ZERO)
@@ -417,8 +414,7 @@ async fn expired_key_stops_verifying_once_removed() {
         .unwrap();
     let old_key = ring.current().unwrap();
     let old_token = forge(&old_key, &header(&old_key), &claims());
-    let verifier = TokenVerifier::builder(KeySource::Static(ring.jwks()))
-        .events(mcpsec_core::NullSink)
+    let verifier = TokenVerifier::builder(KeySource::Static(ring.jwks()), mcpsec_core::NullSink)
         .issuer(ISS)
         .audience(AUD)
         .clock(std::sync::Arc::new(clock.clone()))

@@ -54,8 +54,7 @@ impl JtiRevocation for Denylist {
 #[tokio::test]
 async fn revocation_is_checked_after_the_cache() {
     let denylist = Arc::new(Denylist::default());
-    let verifier = TokenVerifier::builder(KeySource::Static(jwks()))
-        .events(mcpsec_core::NullSink)
+    let verifier = TokenVerifier::builder(KeySource::Static(jwks()), mcpsec_core::NullSink)
         .issuer(ISS)
         .audience(AUD)
         .clock(Arc::new(clock()))
@@ -104,10 +103,12 @@ async fn emergency_removal_of_a_leaked_key() {
     let key = |kid: &str| SigningKey::generate(KeyId::new(kid).unwrap(), Algorithm::EdDSA).unwrap();
     let mut ring = SigningKeyring::new(key("leaked"));
     let leaked = KeyId::new("leaked").unwrap();
-    let verifier = TokenVerifier::builder(KeySource::Static(JwkSet {
-        keys: vec![ring.current().unwrap().public_jwk()],
-    }))
-    .events(mcpsec_core::NullSink)
+    let verifier = TokenVerifier::builder(
+        KeySource::Static(JwkSet {
+            keys: vec![ring.current().unwrap().public_jwk()],
+        }),
+        mcpsec_core::NullSink,
+    )
     .issuer(ISS)
     .audience(AUD)
     .clock(std::sync::Arc::new(clock.clone()))

@@ -161,8 +161,7 @@ async fn jwks_file_source_reads_and_reloads() {
         .to_json(),
     )
     .unwrap();
-    let verifier = TokenVerifier::builder(KeySource::File(path.clone()))
-        .events(mcpsec_core::NullSink)
+    let verifier = TokenVerifier::builder(KeySource::File(path.clone()), mcpsec_core::NullSink)
         .issuer(ISS)
         .audience(AUD)
         .clock(Arc::new(clock()))
@@ -196,8 +195,7 @@ fn issuer_and_verifier(alg: Algorithm) -> (TokenIssuer, TokenVerifier) {
         .clock(clock.clone())
         .build()
         .unwrap();
-    let verifier = TokenVerifier::builder(KeySource::Static(jwks))
-        .events(mcpsec_core::NullSink)
+    let verifier = TokenVerifier::builder(KeySource::Static(jwks), mcpsec_core::NullSink)
         .issuer(ISS)
         .audience(AUD)
         .clock(clock)
@@ -319,8 +317,7 @@ async fn one_unsupported_key_does_not_refuse_the_jwks() {
     keys.push(ps256);
     let set_json = set.to_string();
     let set = JwkSet::parse(set_json.as_bytes()).unwrap();
-    let verifier = TokenVerifier::builder(KeySource::Static(set))
-        .events(mcpsec_core::NullSink)
+    let verifier = TokenVerifier::builder(KeySource::Static(set), mcpsec_core::NullSink)
         .issuer(ISS)
         .audience(AUD)
         .clock(Arc::new(clock()))
@@ -390,13 +387,15 @@ async fn retired_key_is_pruned_only_after_exp_plus_leeway() {
             ScopeSet::EMPTY,
         ))
         .unwrap();
-    let verifier = TokenVerifier::builder(KeySource::Static(ring.read().unwrap().jwks()))
-        .events(mcpsec_core::NullSink)
-        .issuer(ISS)
-        .audience(AUD)
-        .clock(Arc::new(clock.clone()))
-        .build()
-        .unwrap();
+    let verifier = TokenVerifier::builder(
+        KeySource::Static(ring.read().unwrap().jwks()),
+        mcpsec_core::NullSink,
+    )
+    .issuer(ISS)
+    .audience(AUD)
+    .clock(Arc::new(clock.clone()))
+    .build()
+    .unwrap();
     {
         let mut ring = ring.write().unwrap();
         ring.add_next(ed_key("new")).unwrap();

@@ -12,8 +12,7 @@ use serde_json::json;
 use std::sync::Arc;
 
 fn verifier_with(members: Arc<MemoryMemberships>) -> TokenVerifier {
-    TokenVerifier::builder(KeySource::Static(jwks()))
-        .events(mcpsec_core::NullSink)
+    TokenVerifier::builder(KeySource::Static(jwks()), mcpsec_core::NullSink)
         .issuer(ISS)
         .audience(AUD)
         .clock(Arc::new(clock()))

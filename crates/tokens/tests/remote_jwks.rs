@@ -307,13 +307,15 @@ fn remote(url: &str, clock: &ManualClock) -> RemoteJwks {
 }
 
 async fn verifier(remote: &RemoteJwks, clock: &ManualClock) -> TokenVerifier {
-    TokenVerifier::builder(KeySource::Static(remote.keys().await.unwrap()))
-        .events(mcpsec_core::NullSink)
-        .issuer(ISS)
-        .audience(AUD)
-        .clock(Arc::new(clock.clone()))
-        .build()
-        .unwrap()
+    TokenVerifier::builder(
+        KeySource::Static(remote.keys().await.unwrap()),
+        mcpsec_core::NullSink,
+    )
+    .issuer(ISS)
+    .audience(AUD)
+    .clock(Arc::new(clock.clone()))
+    .build()
+    .unwrap()
 }
 
 fn kids(set: &JwkSet) -> Vec<String> {
@@ -640,10 +642,12 @@ async fn two_verifiers_sharing_one_remote_both_get_its_keys() {
     let (k1, k2) = (key("k1"), key("k2"));
     let f = Fixture::new(&[&k1, &k2]).await;
     // A second verifier that started with only k1.
-    let other = TokenVerifier::builder(KeySource::Static(JwkSet {
-        keys: vec![k1.public_jwk()],
-    }))
-    .events(mcpsec_core::NullSink)
+    let other = TokenVerifier::builder(
+        KeySource::Static(JwkSet {
+            keys: vec![k1.public_jwk()],
+        }),
+        mcpsec_core::NullSink,
+    )
     .issuer(ISS)
     .audience(AUD)
     .clock(Arc::new(f.clock.clone()))
@@ -750,13 +754,15 @@ async fn one_unsupported_key_does_not_refuse_the_remote_set() {
 async fn reload_of_a_remote_verifier_refetches() {
     let (k1, k2) = (key("k1"), key("k2"));
     let f = Fixture::new(&[&k1, &k2]).await;
-    let verifier = TokenVerifier::builder(KeySource::Remote(Arc::clone(&f.remote)))
-        .events(mcpsec_core::NullSink)
-        .issuer(ISS)
-        .audience(AUD)
-        .clock(Arc::new(f.clock.clone()))
-        .build()
-        .unwrap();
+    let verifier = TokenVerifier::builder(
+        KeySource::Remote(Arc::clone(&f.remote)),
+        mcpsec_core::NullSink,
+    )
+    .issuer(ISS)
+    .audience(AUD)
+    .clock(Arc::new(f.clock.clone()))
+    .build()
+    .unwrap();
     let leaked = token(&k2, "t-leaked");
     verifier.verify(&leaked).await.unwrap();
 
@@ -784,8 +790,7 @@ async fn reload_of_a_remote_verifier_refetches() {
     // A remote that has fetched nothing yet cannot build a verifier.
     let unfetched = Arc::new(remote(&f.server.url(), &f.clock));
     assert!(matches!(
-        TokenVerifier::builder(KeySource::Remote(unfetched))
-            .events(mcpsec_core::NullSink)
+        TokenVerifier::builder(KeySource::Remote(unfetched), mcpsec_core::NullSink)
             .issuer(ISS)
             .audience(AUD)
             .build()

@@ -59,11 +59,10 @@ fn host_with(sessions: Arc<dyn SessionRevocation>) -> Host {
         .build()
         .unwrap();
     let verified = MemorySink::new();
-    let verifier = TokenVerifier::builder(KeySource::Static(jwks))
+    let verifier = TokenVerifier::builder(KeySource::Static(jwks), verified.clone())
         .issuer(ISS)
         .audience(AUD)
         .clock(Arc::new(clock.clone()))
-        .events(verified.clone())
         .sessions(Arc::clone(&sessions))
         .build()
         .unwrap();
@@ -390,39 +389,15 @@ async fn verifier_emits_success_and_failure_events() {
     }
 }
 
-#[test]
-fn verifier_without_an_event_sink_does_not_build() {
-    let key =
-        SigningKey::generate(mcpsec_core::KeyId::new("k1").unwrap(), Algorithm::EdDSA).unwrap();
-    let jwks = mcpsec_tokens::JwkSet {
-        keys: vec![key.public_jwk()],
-    };
-    let built = TokenVerifier::builder(KeySource::Static(jwks.clone()))
-        .issuer(ISS)
-        .audience(AUD)
-        .build();
-    assert!(matches!(built, Err(Error::Config(_))));
-    assert!(
-        TokenVerifier::builder(KeySource::Static(jwks))
-            .issuer(ISS)
-            .audience(AUD)
-            .events(mcpsec_core::NullSink)
-            .build()
-            .is_ok(),
-        "NullSink, given by name, is a choice"
-    );
-}
-
 #[tokio::test]
 async fn sid_is_capped_and_checked_like_the_other_claim_ids() {
     use common::{claims, ed, forge, header};
     let clock = common::clock();
     let sessions: Arc<dyn SessionRevocation> = Arc::new(MemorySessionRevocation::new());
-    let verifier = TokenVerifier::builder(KeySource::Static(common::jwks()))
+    let verifier = TokenVerifier::builder(KeySource::Static(common::jwks()), mcpsec_core::NullSink)
         .issuer(common::ISS)
         .audience(common::AUD)
         .clock(Arc::new(clock.clone()))
-        .events(mcpsec_core::NullSink)
         .sessions(sessions)
         .build()
         .unwrap();

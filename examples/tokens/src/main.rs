@@ -40,11 +40,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .audience("mcp-server")
         .clock(Arc::new(clock.clone()))
         .build()?;
-    let verifier = TokenVerifier::builder(KeySource::Static(jwks))
+    let verifier = TokenVerifier::builder(KeySource::Static(jwks), events.clone())
         .issuer("https://auth.example")
         .audience("mcp-server")
         .clock(Arc::new(clock.clone()))
-        .events(events.clone())
         .sessions(sessions.clone())
         .build()?;
 

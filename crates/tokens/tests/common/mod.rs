@@ -41,8 +41,7 @@ pub fn jwks() -> JwkSet {
 }
 
 pub fn verifier(clock: &ManualClock) -> TokenVerifier {
-    TokenVerifier::builder(KeySource::Static(jwks()))
-        .events(mcpsec_core::NullSink)
+    TokenVerifier::builder(KeySource::Static(jwks()), mcpsec_core::NullSink)
         .issuer(ISS)
         .audience(AUD)
         .clock(Arc::new(clock.clone()))
