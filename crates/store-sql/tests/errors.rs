@@ -264,3 +264,13 @@ async fn postgres_connection_killed_mid_transaction_is_unavailable_and_leaves_no
         .unwrap();
     assert_eq!(left, 0, "nothing of the killed transaction is left");
 }
+
+#[tokio::test]
+async fn sqlite_tables_are_strict_a_wrong_type_is_rejected() {
+    let pool = common::sqlite_pool(&ns("sqlite", "strict")).await;
+    let e = sqlx::query("INSERT INTO attempt_counters VALUES ('s', 'many', 0, 0)")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert_eq!(store_error("insert", e).kind(), StoreErrorKind::Rejected);
+}

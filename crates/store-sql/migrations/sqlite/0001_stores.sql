@@ -1,29 +1,30 @@
 -- mcpsec stores, SQLite (kept in step with migrations/postgres). Times are INTEGER
 -- microseconds since the Unix epoch, as on PostgreSQL. Every table that holds a user's or
 -- an organization's resource carries user_id and/or org_id (row-level security is a
--- PostgreSQL feature; the columns keep the two schemas alike).
+-- PostgreSQL feature; the columns keep the two schemas alike). Tables are STRICT: a
+-- value of the wrong type is refused, not stored under type affinity.
 
 CREATE TABLE attempt_counters (
     subject      TEXT PRIMARY KEY,
     failures     INTEGER NOT NULL CHECK (failures >= 0),
     window_start INTEGER NOT NULL,
     last_failure INTEGER NOT NULL
-);
+) STRICT;
 
 CREATE TABLE orgs (
     id TEXT PRIMARY KEY
-);
+) STRICT;
 
 CREATE TABLE users (
     id TEXT PRIMARY KEY
-);
+) STRICT;
 
 CREATE TABLE memberships (
     user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     org_id  TEXT NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
     role    TEXT NOT NULL CHECK (role IN ('org_admin', 'developer', 'viewer')),
     PRIMARY KEY (user_id, org_id)
-);
+) STRICT;
 CREATE INDEX memberships_org ON memberships (org_id);
 
 CREATE TABLE api_keys (
@@ -43,7 +44,7 @@ CREATE TABLE api_keys (
     previous_status TEXT CHECK (previous_status IN ('active', 'disabled', 'revoked')),
     hint            TEXT NOT NULL,
     created_by      TEXT NOT NULL
-);
+) STRICT;
 CREATE INDEX api_keys_owner ON api_keys (org_id, user_id);
 
 CREATE TABLE refresh_families (
@@ -59,7 +60,7 @@ CREATE TABLE refresh_families (
     last_used_at INTEGER NOT NULL,
     expires_at   INTEGER NOT NULL,
     revoked      INTEGER NOT NULL DEFAULT 0 CHECK (revoked IN (0, 1))
-);
+) STRICT;
 CREATE INDEX refresh_families_user ON refresh_families (user_id);
 CREATE INDEX refresh_families_org ON refresh_families (org_id);
 CREATE INDEX refresh_families_expiry ON refresh_families (expires_at);
@@ -72,7 +73,7 @@ CREATE TABLE refresh_tokens (
     issued_at   INTEGER NOT NULL,
     consumed_at INTEGER,
     expires_at  INTEGER NOT NULL
-);
+) STRICT;
 CREATE INDEX refresh_tokens_family ON refresh_tokens (family_id);
 CREATE INDEX refresh_tokens_expiry ON refresh_tokens (expires_at);
 
@@ -81,20 +82,20 @@ CREATE TABLE totp_replay (
     enrollment BLOB NOT NULL CHECK (length(enrollment) = 16),
     last_step  INTEGER NOT NULL CHECK (last_step >= 0),
     PRIMARY KEY (user_id, enrollment)
-);
+) STRICT;
 
 -- One row per user with a recovery set: replacing a set locks it first, so two concurrent
 -- replacements cannot interleave their deletes and inserts into a mixed set.
 CREATE TABLE recovery_code_sets (
     user_id    TEXT PRIMARY KEY,
     generation INTEGER NOT NULL
-);
+) STRICT;
 
 CREATE TABLE recovery_codes (
     user_id TEXT NOT NULL,
     hash    BLOB NOT NULL CHECK (length(hash) = 32),
     PRIMARY KEY (user_id, hash)
-);
+) STRICT;
 
 CREATE TABLE email_challenges (
     user_id    TEXT NOT NULL,
@@ -105,11 +106,11 @@ CREATE TABLE email_challenges (
     expires_at INTEGER NOT NULL,
     attempts   INTEGER NOT NULL CHECK (attempts >= 0),
     PRIMARY KEY (user_id, purpose, flow)
-);
+) STRICT;
 
 CREATE TABLE email_cooldowns (
     user_id  TEXT NOT NULL,
     purpose  TEXT NOT NULL,
     until_at INTEGER NOT NULL,
     PRIMARY KEY (user_id, purpose)
-);
+) STRICT;
