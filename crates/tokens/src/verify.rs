@@ -343,9 +343,14 @@ impl TokenVerifier {
             Err(error) => SecurityEvent::new(EventKind::AuthnLoginFail, Outcome::Failure, now)
                 .with_reason(error.reason_code()),
         };
+        // Our session store failing is not the user's failure: it names no user, so
+        // failure-counting rules (brute force) do not count an outage against everyone.
+        let ours = matches!(checked.result, Err(Error::SessionCheckUnavailable(_)));
         if let Some(claims) = &checked.claims {
             // Only claims whose signature verified: an unverified `sub` is the attacker's.
-            if let Ok(user) = UserId::new(&claims.subject) {
+            if let Ok(user) = UserId::new(&claims.subject)
+                && !ours
+            {
                 event = event.with_user(user);
             }
             if let Some(org) = claims.org.as_deref().and_then(|o| OrgId::new(o).ok()) {

@@ -180,6 +180,18 @@ async fn reuse_detection_revokes_the_sessions_access_tokens() {
             Error::SessionRevoked
         );
     }
+    let refused = host.verified.events().pop().unwrap();
+    assert_eq!(
+        (refused.kind, refused.reason),
+        (EventKind::AuthnLoginFail, Some(ReasonCode::Revoked))
+    );
+    assert_eq!(
+        refused.actor,
+        Actor::User {
+            user: UserId::new("alice").unwrap()
+        },
+        "a revoked session's token verified: the event names whose it was"
+    );
     let events = host.sessions_log.events();
     let ended = events
         .iter()
@@ -273,6 +285,11 @@ async fn session_store_unavailable_fails_closed() {
     let failed = host.verified.events().pop().unwrap();
     assert_eq!(failed.kind, EventKind::AuthnLoginFail);
     assert_eq!(failed.reason, Some(ReasonCode::Unavailable));
+    assert_eq!(
+        failed.actor,
+        Actor::Anonymous,
+        "an outage of our store is not counted against the user"
+    );
 
     // A token not minted from a session has nothing to check.
     let plain = host
