@@ -3,7 +3,7 @@
 //! The mcpsec store traits on SQL: SQLite, the embedded default that needs no server
 //! (feature `sqlite`, on by default), and PostgreSQL, the engine a fleet shares (feature
 //! `postgres`). Both run the same schema (one migration set per backend, embedded at
-//! compile time and applied by [`sqlite::migrate`] / [`postgres::migrate`]) and the same
+//! compile time and applied by `sqlite::migrate` / `postgres::migrate`) and the same
 //! queries, and every implementation passes its trait's conformance suite on both.
 //!
 //! Start with a pool and run the migrations, then wrap the pool in the store you need:
