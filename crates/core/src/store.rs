@@ -19,6 +19,12 @@ use std::sync::Arc;
 pub enum StoreErrorKind {
     /// The backend could not be reached or refused to serve (connection refused, pool
     /// exhausted, read-only replica, an event sink that refused). Retrying later may work.
+    ///
+    /// A connection lost while a write was in flight (during its statement or its
+    /// `COMMIT`) also lands here, and then whether the write happened is unknown, as with
+    /// [`Timeout`](Self::Timeout): a store's operations are built so that repeating one is
+    /// safe or fails closed (a refresh token whose consume did commit is, on retry, a
+    /// reused token, and its session is revoked).
     Unavailable,
     /// The backend did not answer in time. Whether a write landed is unknown to the
     /// caller; the store's own atomicity decides (a retry must be safe to repeat).

@@ -16,6 +16,13 @@ use mcpsec_core::{StoreError, StoreErrorKind};
 /// | serialization failure (40001), deadlock (40P01), unique violation | [`Conflict`](StoreErrorKind::Conflict) |
 /// | a row that does not decode, a missing column, a missing row that had to exist, undefined table or column (PostgreSQL 42xxx, SQLite `ERROR`: schema not migrated), SQLite `CORRUPT`/`NOTADB` | [`Corrupt`](StoreErrorKind::Corrupt) |
 /// | other constraint violations (not null, check, foreign key, exclusion), bad data (22xxx), anything else | [`Rejected`](StoreErrorKind::Rejected) |
+///
+/// An I/O error is [`Unavailable`](StoreErrorKind::Unavailable) wherever it happens. Before
+/// `COMMIT` (a connection killed mid-transaction) the database rolls the transaction back,
+/// so nothing happened; during `COMMIT` or a single autocommitted statement the outcome is
+/// unknown to the caller. No operation here is made unsafe by that: each one either is
+/// safe to repeat or, repeated after it did happen, fails closed (a consumed refresh token
+/// presented again is reuse; a recovery code used twice is refused).
 pub fn store_error(what: &'static str, error: sqlx::Error) -> StoreError {
     StoreError::new(kind_of(&error), what).with_source(error)
 }
