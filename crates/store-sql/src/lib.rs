@@ -13,10 +13,19 @@
 //! | [`SqlAttemptCounter`] | [`mcpsec_core::AttemptCounter`] |
 //! | [`SqlApiKeyStore`] | [`mcpsec_apikeys::ApiKeyLookup`], [`mcpsec_apikeys::ApiKeyStore`] |
 //! | [`SqlRefreshStore`] | [`mcpsec_tokens::RefreshTokenStore`] |
+//! | [`SqlSessionRevocation`] | [`mcpsec_tokens::SessionRevocation`] |
+//! | [`SqlSigningKeyStore`] | [`mcpsec_tokens::SigningKeyStore`] (compare-and-swap on the generation) |
+//! | [`SqlChainStorage`] | [`mcpsec_audit::ChainStorage`] (one chain per instance) |
 //! | [`SqlMemberships`] | [`mcpsec_access::Memberships`] |
 //! | [`SqlReplayGuard`] | [`mcpsec_mfa::TotpReplayGuard`] |
 //! | [`SqlRecoveryStore`] | [`mcpsec_mfa::RecoveryCodeStore`] |
 //! | [`SqlEmailCodeStore`] | [`mcpsec_mfa::EmailCodeStore`] |
+//! | [`SqlPasskeyStore`] | [`mcpsec_mfa::PasskeyStore`] |
+//! | [`SqlTotpEnrollments`] | its own API: TOTP enrollments, the secret only sealed by the host's [`mcpsec_core::Sealer`] |
+//! | [`SqlKeysetStore`] | [`mcpsec_fieldcrypt::KeysetStore`] |
+//! | [`SqlUsageLedger`] | [`mcpsec_fieldcrypt::UsageLedger`] |
+//! | [`SqlSubjectKeyStore`] | [`mcpsec_fieldcrypt::SubjectKeyStore`] |
+//! | [`SqlRewrapCheckpoints`] | [`mcpsec_fieldcrypt::rewrap::RewrapCheckpoints`] |
 //!
 //! Every rule that must hold once (a refresh token consumed once, a recovery code used
 //! once, a TOTP step accepted once, exact failure counts) is one statement
@@ -45,9 +54,9 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Not here yet (issue 14): passkeys and ceremonies, keyset, nonce ledger and subject
-//! keys, signing-key metadata, audit chain storage, row-level security policies. The
-//! schema already carries `user_id`/`org_id` on every tenant table for the policies.
+//! Not here yet (issue 14): audit chain retention, row-level
+//! security policies. The schema already carries `user_id`/`org_id`
+//! on every tenant table for the policies.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -104,22 +113,38 @@ macro_rules! for_each_backend {
 
 mod apikeys;
 mod attempts;
+mod audit;
 pub mod error;
+mod fieldcrypt;
 mod memberships;
 mod mfa;
+mod passkeys;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod refresh;
+pub mod rls;
+mod sessions;
+mod signing_keys;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod timestamp;
+mod totp;
 
 pub use apikeys::SqlApiKeyStore;
 pub use attempts::SqlAttemptCounter;
+pub use audit::SqlChainStorage;
 pub use error::store_error;
+pub use fieldcrypt::{SqlKeysetStore, SqlRewrapCheckpoints, SqlSubjectKeyStore, SqlUsageLedger};
 pub use memberships::SqlMemberships;
 pub use mfa::{SqlEmailCodeStore, SqlRecoveryStore, SqlReplayGuard};
+pub use passkeys::SqlPasskeyStore;
 pub use refresh::SqlRefreshStore;
+pub use sessions::SqlSessionRevocation;
+pub use signing_keys::SqlSigningKeyStore;
+pub use totp::{
+    Confirmation, EnrollmentState, LoadedEnrollment, SqlTotpEnrollments, TOTP_SEAL_CATEGORY,
+    TotpEnrollmentError,
+};
 
 /// The README's example, compiled as a doctest.
 #[cfg(doctest)]
