@@ -15,9 +15,9 @@ use mcpsec_core::testkit::Namespace;
 use mcpsec_core::{ManualClock, NullSink, SealContext, SecretBytes, StoreErrorKind};
 use mcpsec_fieldcrypt::{
     Category, FieldCrypt, KeyVersion, KeyringSpec, KeysetStore, LocalKeyset, LocalMasterKey,
-    StoredKeyset, UsageLedger,
+    StoredKeyset, Subject, SubjectKeyStore, UsageLedger,
 };
-use mcpsec_store_sql::{SqlKeysetStore, SqlUsageLedger};
+use mcpsec_store_sql::{SqlKeysetStore, SqlSubjectKeyStore, SqlUsageLedger};
 use std::sync::Arc;
 
 mod subject_key_store {
@@ -174,6 +174,34 @@ async fn reservations_never_pass_the_budget(ledgers: [Arc<dyn UsageLedger>; 2]) 
     );
 }
 
+/// Subject keys are listed and paged in byte order of the canonical subject (what Rust's
+/// string order is), whatever the database's collation: `B` before `a`, `org:` before
+/// `user:`.
+async fn subject_keys_page_in_byte_order(store: Arc<dyn SubjectKeyStore>) {
+    let subjects = ["user:a", "user:B", "org:Z", "user:_b", "org:a"];
+    for canonical in subjects {
+        let subject = Subject::parse_canonical(canonical).unwrap();
+        store
+            .create(&pii(), &subject, 1, canonical.as_bytes().to_vec())
+            .await
+            .unwrap();
+    }
+    let mut expected: Vec<&str> = subjects.to_vec();
+    expected.sort_unstable();
+    let mut listed = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .list_active(&pii(), after.as_deref(), 2)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.subject.canonical());
+        listed.extend(page.iter().map(|k| k.subject.canonical()));
+    }
+    assert_eq!(listed, expected);
+}
+
 /// A keyring for `pii` whose key the test holds, so two instances can share it.
 fn shared_keyring() -> KeyringSpec {
     KeyringSpec {
@@ -306,6 +334,14 @@ macro_rules! two_instances {
                     return;
                 };
                 rotations_on_two_instances_are_both_kept(keysets(&a, &b)).await;
+            }
+
+            #[tokio::test]
+            async fn subject_keys_are_paged_in_byte_order() {
+                let Some((a, _)) = pools("byte_order").await else {
+                    return;
+                };
+                subject_keys_page_in_byte_order(Arc::new(SqlSubjectKeyStore::new(a))).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
