@@ -80,8 +80,8 @@ const TAIL: &str = "
           (SELECT MAX(seq) FROM audit_records WHERE instance = $1 AND signed), 1)
     ORDER BY seq";
 
-const INSERT: &str =
-    "INSERT INTO audit_records (instance, seq, signed, line) VALUES ($1, $2, $3, $4)";
+/// Rows per `INSERT` (4 parameters each: far below SQLite's and PostgreSQL's limits).
+const INSERT_CHUNK: usize = 256;
 
 fn store(what: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
     move |e| Error::Store(store_error(what, e))
@@ -337,15 +337,23 @@ macro_rules! impl_chain_storage {
                     .map_err(store("begin an audit append"))
                     .map_err(Failure::RolledBack)?;
                 let keep = if fault { rows.len() / 2 } else { rows.len() };
-                for (seq, signed, line) in rows.iter().take(keep) {
-                    sqlx::query(INSERT)
-                        .bind(self.instance.as_str())
-                        .bind(*seq)
-                        .bind(*signed)
-                        .bind(*line)
+                // Multi-row INSERTs of INSERT_CHUNK rows: a group commit of thousands of
+                // records costs a few round trips, not one per record.
+                for chunk in rows.get(..keep).unwrap_or_default().chunks(INSERT_CHUNK) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO audit_records (instance, seq, signed, line) ",
+                    );
+                    insert.push_values(chunk, |mut row, &(seq, signed, line)| {
+                        row.push_bind(self.instance.as_str())
+                            .push_bind(seq)
+                            .push_bind(signed)
+                            .push_bind(line);
+                    });
+                    insert
+                        .build()
                         .execute(&mut *tx)
                         .await
-                        .map_err(store("append an audit record"))
+                        .map_err(store("append audit records"))
                         .map_err(Failure::RolledBack)?;
                 }
                 if fault {

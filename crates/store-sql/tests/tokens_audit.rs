@@ -245,6 +245,25 @@ mod chain_storage {
         records.iter().filter(|r| r.event().is_some()).count()
     }
 
+    /// `n` records of a new chain of `instance`, and their JSON lines.
+    fn batch(instance: &ServiceId, user: &str, n: usize) -> (Vec<Record>, Vec<u8>) {
+        let mut chain = Chain::resume(
+            ChainConfig::new(instance.clone()),
+            0,
+            mcpsec_audit::Digest::GENESIS,
+        );
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+        let records: Vec<Record> = (0..n)
+            .map(|_| chain.append(critical(user), now).unwrap())
+            .collect();
+        let mut lines = Vec::new();
+        for r in &records {
+            r.write_json(&mut lines).unwrap();
+            lines.push(b'\n');
+        }
+        (records, lines)
+    }
+
     macro_rules! chain_tests {
         ($module:ident, $db:ty, $pools:path) => {
             mod $module {
@@ -374,6 +393,38 @@ mod chain_storage {
                     }
                 }
 
+                /// A batch longer than one multi-row INSERT is stored whole, in order,
+                /// and reopens at its last record.
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn a_large_batch_is_stored_whole() {
+                    let Some((pool, _)) = pools("large_batch").await else {
+                        return;
+                    };
+                    let instance = ServiceId::new("api-1").unwrap();
+                    let mut storage =
+                        SqlChainStorage::<$db>::open(pool.clone(), instance.clone(), &[])
+                            .await
+                            .unwrap();
+                    let (records, lines) = batch(&instance, "ada", 600);
+                    storage
+                        .append_batch(Batch {
+                            records: &records,
+                            lines: &lines,
+                        })
+                        .unwrap();
+                    assert_eq!(storage.position(), 600);
+                    let text = SqlChainStorage::<$db>::export_jsonl(&pool, &instance)
+                        .await
+                        .unwrap();
+                    assert_eq!(text, lines);
+                    let reopened = SqlChainStorage::<$db>::open(pool, instance, &[])
+                        .await
+                        .unwrap();
+                    let head = reopened.opened_head();
+                    assert_eq!((head.last_seq, head.unsigned_tail), (600, Some((1, 600))));
+                    assert_eq!(head.head, records[599].hash);
+                }
+
                 /// Two storages writing one instance's chain: the second writer's batch
                 /// hits the key `(instance, seq)` and is refused whole as a conflict.
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -389,32 +440,14 @@ mod chain_storage {
                         SqlChainStorage::<$db>::open(pool_b.clone(), instance.clone(), &[])
                             .await
                             .unwrap();
-                    let batch = |user: &str| {
-                        let mut chain = Chain::resume(
-                            ChainConfig::new(instance.clone()),
-                            0,
-                            mcpsec_audit::Digest::GENESIS,
-                        );
-                        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
-                        let records = vec![
-                            chain.append(critical(user), now).unwrap(),
-                            chain.append(critical(user), now).unwrap(),
-                        ];
-                        let mut lines = Vec::new();
-                        for r in &records {
-                            r.write_json(&mut lines).unwrap();
-                            lines.push(b'\n');
-                        }
-                        (records, lines)
-                    };
-                    let (records, lines) = batch("ada");
+                    let (records, lines) = batch(&instance, "ada", 2);
                     first
                         .append_batch(Batch {
                             records: &records,
                             lines: &lines,
                         })
                         .unwrap();
-                    let (records, lines) = batch("eve");
+                    let (records, lines) = batch(&instance, "eve", 2);
                     match second.append_batch(Batch {
                         records: &records,
                         lines: &lines,
