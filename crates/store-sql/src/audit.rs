@@ -280,6 +280,21 @@ macro_rules! impl_chain_storage {
                 instance: ServiceId,
                 keys: &[CheckpointPublicKey],
             ) -> Result<Self, Error> {
+                Self::open_mirrored(pool, instance, keys, None).await
+            }
+
+            /// [`open`](Self::open), also holding the chain to `mirrored`, the last record
+            /// the checkpoint mirror has for `instance` (used when it is that instance's
+            /// and verifies with `keys`), as
+            /// [`LogFile::open_mirrored`](mcpsec_audit::LogFile::open_mirrored) does: a
+            /// chain that ends before it is [`Reason::Truncated`], one that holds another
+            /// record at its number is [`Reason::Modified`].
+            pub async fn open_mirrored(
+                pool: sqlx::Pool<$db>,
+                instance: ServiceId,
+                keys: &[CheckpointPublicKey],
+                mirrored: Option<&Record>,
+            ) -> Result<Self, Error> {
                 let runtime = Handle::try_current()
                     .ok()
                     .filter(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread)
@@ -292,6 +307,44 @@ macro_rules! impl_chain_storage {
                     .await
                     .map_err(store("read the audit chain's tail"))?;
                 let opened = check_tail(&instance, keys, rows)?;
+                let mirrored = mirrored
+                    .filter(|m| m.instance == instance && m.compute_hash() == m.hash)
+                    .filter(|m| keys.is_empty() || keys.iter().any(|k| k.verifies(m)));
+                if let Some(mirrored) = mirrored {
+                    if mirrored.seq > opened.last_seq {
+                        return Err(tampered(
+                            opened.last_seq.saturating_add(1),
+                            Reason::Truncated,
+                            "the chain ends before a mirrored checkpoint",
+                        ));
+                    }
+                    let seq = i64::try_from(mirrored.seq).map_err(|_| {
+                        tampered(mirrored.seq, Reason::Malformed, "a number out of range")
+                    })?;
+                    let line: Option<String> = sqlx::query_scalar(
+                        "SELECT line FROM audit_records WHERE instance = $1 AND seq = $2",
+                    )
+                    .bind(instance.as_str())
+                    .bind(seq)
+                    .fetch_optional(&pool)
+                    .await
+                    .map_err(store("read the mirrored audit record"))?;
+                    let stored = line.map(|l| Record::parse(l.as_bytes())).transpose()?;
+                    let Some(stored) = stored else {
+                        return Err(tampered(
+                            mirrored.seq,
+                            Reason::Deleted,
+                            "the mirrored checkpoint's record is missing",
+                        ));
+                    };
+                    if stored.hash != mirrored.hash || stored.compute_hash() != stored.hash {
+                        return Err(tampered(
+                            mirrored.seq,
+                            Reason::Modified,
+                            "differs from the mirrored checkpoint",
+                        ));
+                    }
+                }
                 Ok(Self {
                     pool,
                     instance,

@@ -425,6 +425,77 @@ mod chain_storage {
                     assert_eq!(head.head, records[599].hash);
                 }
 
+                /// A chain cut back before the checkpoint its mirror holds, or holding
+                /// another record there, is refused on open.
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn open_holds_the_chain_to_its_mirrored_checkpoint() {
+                    let Some((pool, _)) = pools("mirrored").await else {
+                        return;
+                    };
+                    let key = Arc::new(CheckpointKey::generate().unwrap());
+                    let keys = vec![*key.public_key()];
+                    let instance = ServiceId::new("api-1").unwrap();
+                    let storage =
+                        SqlChainStorage::<$db>::open(pool.clone(), instance.clone(), &keys)
+                            .await
+                            .unwrap();
+                    let chain = ChainConfig::new(instance.clone())
+                        .with_checkpoints(Arc::clone(&key), CheckpointPolicy::default());
+                    let sink = ChainSink::with_storage(
+                        Box::new(storage),
+                        FileSinkConfig::new(chain, clock()),
+                    )
+                    .unwrap();
+                    sink.append(critical("ada")).await.unwrap();
+                    sink.close().unwrap();
+                    drop(sink);
+                    let stored = parse(
+                        &SqlChainStorage::<$db>::export_jsonl(&pool, &instance)
+                            .await
+                            .unwrap(),
+                    );
+                    let checkpoint = stored.last().unwrap().clone();
+                    assert_eq!(checkpoint.seq, 2);
+                    SqlChainStorage::<$db>::open_mirrored(
+                        pool.clone(),
+                        instance.clone(),
+                        &keys,
+                        Some(&checkpoint),
+                    )
+                    .await
+                    .expect("the chain holds its mirrored checkpoint");
+                    sqlx::query("DELETE FROM audit_records WHERE seq = 2")
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                    match SqlChainStorage::<$db>::open_mirrored(
+                        pool.clone(),
+                        instance,
+                        &keys,
+                        Some(&checkpoint),
+                    )
+                    .await
+                    {
+                        Err(Error::Tampered(finding)) => {
+                            assert_eq!(finding.reason, Reason::Truncated)
+                        }
+                        other => panic!("opened a truncated chain: {other:?}"),
+                    }
+                }
+
+                /// Opening on a current-thread runtime is refused (the sink's writer
+                /// thread could not run queries there).
+                #[tokio::test(flavor = "current_thread")]
+                async fn open_needs_a_multi_thread_runtime() {
+                    let Some((pool, _)) = pools("current_thread").await else {
+                        return;
+                    };
+                    let opened =
+                        SqlChainStorage::<$db>::open(pool, ServiceId::new("api-1").unwrap(), &[])
+                            .await;
+                    assert!(matches!(opened, Err(Error::Config(_))), "{opened:?}");
+                }
+
                 /// Two storages writing one instance's chain: the second writer's batch
                 /// hits the key `(instance, seq)` and is refused whole as a conflict.
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
