@@ -246,7 +246,7 @@ pub fn verify_allowing(
     let mut options = VerifyOptions::with_keys(keys).mirrored(mirrored);
     options.allow_unauthenticated = allow.unsigned;
     options.allow_unsigned_tail = allow.unsigned_tail;
-    let report = verify_file(file, &options).map_err(|e| match e {
+    let report = verify_with_progress(file, &options).map_err(|e| match e {
         Error::Unauthenticated => CliError::Invalid(format!(
             "{e}; give the public key with --checkpoint-key PUBKEY, or accept an unauthenticated chain with --allow-unsigned"
         )),
@@ -304,6 +304,27 @@ pub fn verify_allowing(
         line.push_str("; unauthenticated: no checkpoint key");
     }
     Ok(line)
+}
+
+/// [`verify_file`] with a progress bar over the file's bytes, on standard error when it
+/// is a terminal (a large log takes a while); piped, nothing extra is written.
+fn verify_with_progress(
+    file: &Path,
+    options: &VerifyOptions,
+) -> Result<mcpsec_audit::verify::Report, Error> {
+    let Ok(opened) = std::fs::File::open(file) else {
+        // The library reports an unopenable log in its own words.
+        return verify_file(file, options);
+    };
+    let total = opened.metadata().map_or(0, |m| m.len());
+    let bar = crate::progress::bytes(total, "verifying");
+    let reader = crate::progress::Counted::new(
+        std::io::BufReader::with_capacity(256 * 1024, opened),
+        bar.clone(),
+    );
+    let result = mcpsec_audit::verify::verify_reader(reader, options);
+    bar.finish_and_clear();
+    result
 }
 
 /// Verification's errors: a bad record, or mirrored checkpoints that are not intact or

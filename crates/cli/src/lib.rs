@@ -9,7 +9,10 @@
 //! - [`apikeys`]: `mcpsec apikey generate|inspect|hash|verify|new-pepper`.
 //! - [`audit`]: `mcpsec audit append|verify|tail|export|keygen`.
 //! - [`crypt`]: `mcpsec crypt keygen|encrypt|decrypt|rotate|info`.
+//! - [`db`]: `mcpsec db migrate` and `mcpsec user add` on SQLite or PostgreSQL.
 //! - [`mfa`]: `mcpsec totp enroll|code|verify` and `mcpsec recovery generate`.
+//! - [`progress`]: progress bars on a terminal, nothing when piped.
+//! - [`stored_keys`]: `mcpsec apikey create|list|revoke`, keys kept in the database.
 //! - [`tokens`]: `mcpsec keys generate` and `mcpsec token issue|verify|inspect`.
 //!
 //! ```
@@ -36,5 +39,8 @@ pub mod access;
 pub mod apikeys;
 pub mod audit;
 pub mod crypt;
+pub mod db;
 pub mod mfa;
+pub mod progress;
+pub mod stored_keys;
 pub mod tokens;

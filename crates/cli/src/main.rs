@@ -9,7 +9,9 @@ use mcpsec_apikeys::Env;
 use mcpsec_cli::access::{self, Owner};
 use mcpsec_cli::apikeys::{self, KeyInfo};
 use mcpsec_cli::audit;
+use mcpsec_cli::db;
 use mcpsec_cli::mfa;
+use mcpsec_cli::stored_keys;
 use mcpsec_cli::tokens::{self, CliError, IssueOptions};
 use mcpsec_tokens::{Algorithm, RsaBits};
 use std::path::PathBuf;
@@ -50,6 +52,12 @@ enum Command {
     /// Field encryption: keysets, encrypt, decrypt, rotate, inspect ciphertexts.
     #[command(subcommand)]
     Crypt(CryptCommand),
+    /// The SQL database (SQLite or PostgreSQL) the stores live in: migrations.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Users and their role in an organization, in the SQL database.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Time mcpsec operations against the raw primitives they are built on, like
     /// `openssl speed`.
     #[cfg(feature = "bench")]
@@ -236,6 +244,95 @@ enum ApikeyCommand {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Create a key for a member of an organization and store its hash in the database.
+    /// The key is printed once on stdout (one line); store it now.
+    Create {
+        /// SQLite path, sqlite: URL, or postgres:// URL.
+        #[arg(long, value_name = "URL")]
+        database_url: String,
+        /// The key's owner: a member of --org (see `mcpsec user add`).
+        #[arg(long, value_name = "USER")]
+        owner: String,
+        /// The owner's organization.
+        #[arg(long, value_name = "ORG")]
+        org: String,
+        /// Scopes, space-separated ("mcp:read org:read"); strict parsing.
+        #[arg(long, value_parser = parse_scopes, allow_hyphen_values = true)]
+        scopes: ScopeSet,
+        /// The key's name (letters, digits, `.`, `_`, `-`).
+        #[arg(long, value_name = "N", default_value = "cli")]
+        name: String,
+        /// Lifetime from now, e.g. 90d, 12h (default: never expires).
+        #[arg(long, value_name = "DURATION", value_parser = parse_expiry)]
+        expires: Option<std::time::Duration>,
+        /// The key's environment.
+        #[arg(long, value_enum, default_value = "live")]
+        env: EnvArg,
+        /// File holding the pepper as base64 text (default: the file named by
+        /// MCPSEC_APIKEY_PEPPER_FILE).
+        #[arg(long, value_name = "FILE")]
+        pepper_file: Option<PathBuf>,
+        /// The pepper's version, recorded in the hash.
+        #[arg(long, default_value_t = 1)]
+        pepper_version: u32,
+        /// Print one JSON object {key, id, env, hint, owner, org, name, scopes, expires_at}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a user's keys: id, organization, name, hint, status, created, expires, scopes.
+    /// Never a key or its hash.
+    List {
+        /// SQLite path, sqlite: URL, or postgres:// URL.
+        #[arg(long, value_name = "URL")]
+        database_url: String,
+        /// Whose keys.
+        #[arg(long, value_name = "USER")]
+        owner: String,
+        /// Only this organization's (default: every organization holding one).
+        #[arg(long, value_name = "ORG")]
+        org: Option<String>,
+        /// Print one JSON array of {id, org, name, hint, env, scopes, status, created_at,
+        /// expires_at, last_used_at}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key for good, by its id (`mcpsec apikey list` shows it).
+    Revoke {
+        /// SQLite path, sqlite: URL, or postgres:// URL.
+        #[arg(long, value_name = "URL")]
+        database_url: String,
+        /// The key id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DbCommand {
+    /// Create or update the schema (idempotent); prints each migration applied.
+    Migrate {
+        /// SQLite path (created if missing), sqlite: URL, or postgres:// URL.
+        #[arg(long, value_name = "URL")]
+        database_url: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Make NAME a member of ORG with ROLE, creating the organization and the user when
+    /// new, or change their role: the operator's bootstrap.
+    Add {
+        /// SQLite path, sqlite: URL, or postgres:// URL.
+        #[arg(long, value_name = "URL")]
+        database_url: String,
+        /// The organization.
+        #[arg(long, value_name = "ORG")]
+        org: String,
+        /// org_admin, developer or viewer.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// The user id.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -373,6 +470,14 @@ fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
     Ok(ttl)
 }
 
+fn parse_expiry(s: &str) -> Result<std::time::Duration, String> {
+    let lifetime = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if lifetime.is_zero() {
+        return Err("the lifetime must be positive".to_owned());
+    }
+    Ok(lifetime)
+}
+
 fn parse_unix_seconds(s: &str) -> Result<u64, String> {
     match s.parse::<u64>() {
         Ok(t) if t <= mfa::MAX_UNIX_SECONDS => Ok(t),
@@ -447,6 +552,8 @@ fn main() -> ExitCode {
         Command::Recovery(command) => finish(run_recovery(command)),
         Command::Audit(command) => finish(run_audit(command)),
         Command::Crypt(command) => finish(run_crypt(command)),
+        Command::Db(command) => finish(run_db(command)),
+        Command::User(command) => finish(run_user(command)),
     }
 }
 
@@ -566,6 +673,58 @@ fn run_apikey(command: ApikeyCommand) -> Result<ExitCode, CliError> {
         ApikeyCommand::NewPepper { out } => {
             apikeys::new_pepper(&out)?;
             println!("pepper: {} (mode 0600; keep it secret)", out.display());
+        }
+        ApikeyCommand::Create {
+            database_url,
+            owner,
+            org,
+            scopes,
+            name,
+            expires,
+            env,
+            pepper_file,
+            pepper_version,
+            json,
+        } => {
+            let request = stored_keys::CreateRequest {
+                database_url,
+                owner,
+                org,
+                scopes,
+                name,
+                env: env.into(),
+                expires,
+                pepper_file: stored_keys::pepper_path(pepper_file)?,
+                pepper_version,
+            };
+            let (key, record) = stored_keys::create(&request)?;
+            stored_keys::write_created(&key, &record, json, &mut std::io::stdout().lock())?;
+            eprintln!(
+                "created API key {} (…{}) for {} in {}; it is shown once: store it now",
+                record.id, record.hint, record.owner, record.org
+            );
+        }
+        ApikeyCommand::List {
+            database_url,
+            owner,
+            org,
+            json,
+        } => {
+            let keys = stored_keys::list(&database_url, &owner, org.as_deref())?;
+            stored_keys::write_list(&keys, json, &mut std::io::stdout().lock())?;
+        }
+        ApikeyCommand::Revoke { database_url, id } => {
+            let revoked = stored_keys::revoke(&database_url, &id)?;
+            let id = id.trim();
+            let whose = revoked
+                .owner
+                .map(|(owner, org)| format!(" (owner {owner}, org {org})"))
+                .unwrap_or_default();
+            if revoked.already {
+                println!("{id} was already revoked{whose}");
+            } else {
+                println!("revoked {id}{whose}");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -953,6 +1112,37 @@ fn run_audit(command: AuditCommand) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The `db` commands.
+fn run_db(command: DbCommand) -> Result<(), CliError> {
+    let DbCommand::Migrate { database_url } = command;
+    let url = db::DatabaseUrl::parse(&database_url)?;
+    let report =
+        db::runtime()?.block_on(async { db::Database::open(&url, true).await?.migrate().await })?;
+    print!("{}", report.to_text());
+    Ok(())
+}
+
+/// The `user` commands.
+fn run_user(command: UserCommand) -> Result<(), CliError> {
+    let UserCommand::Add {
+        database_url,
+        org,
+        role,
+        name,
+    } = command;
+    let url = db::DatabaseUrl::parse(&database_url)?;
+    let user = db::user_id("NAME", &name)?;
+    let org = db::org_id("--org", &org)?;
+    db::runtime()?.block_on(async {
+        db::Database::open(&url, false)
+            .await?
+            .add_user(&user, &org, role)
+            .await
+    })?;
+    println!("user {user}: {} in {org}", role.as_str());
+    Ok(())
+}
+
 /// The `recovery` commands.
 fn run_recovery(command: RecoveryCommand) -> Result<(), CliError> {
     let RecoveryCommand::Generate { count, json } = command;
@@ -994,6 +1184,11 @@ fn finish(result: Result<(), CliError>) -> ExitCode {
 
 #[cfg(feature = "bench")]
 fn run_bench(json: bool, filter: Option<&str>, budget: std::time::Duration) -> ExitCode {
+    // Once, on stderr (stdout stays the table or the JSON): the store.pg_* rows need a
+    // database URL.
+    if let Some(notice) = mcpsec_bench::pg_skip_notice(filter) {
+        eprintln!("{notice}");
+    }
     let mut rows = match mcpsec_bench::rows(filter) {
         Ok(rows) => rows,
         Err(e) => return fail(&format!("cannot set up the benchmarks: {e}")),
