@@ -36,6 +36,8 @@ const PRUNE_BATCH: i64 = 64;
 ///
 /// Never [`CeremonyStored::Full`]: the table is bounded by expiry, each start deleting a
 /// batch of expired ceremonies, and by [`prune`](Self::prune) on a schedule.
+/// A user's `passkey_users` row (a user id and a counter) stays once made: deleting it
+/// could race a start that is about to lock it.
 pub struct SqlPasskeyStore<DB: sqlx::Database> {
     pool: sqlx::Pool<DB>,
     clock: SharedClock,
@@ -292,16 +294,22 @@ macro_rules! impl_passkey_store {
                 let outcome = if added.is_some() {
                     CredentialAdded::Added
                 } else {
-                    // Nothing was written; which refusal it was, for the answer (a
-                    // duplicate id wins over the maximum, as in memory).
-                    let taken: i64 = sqlx::query_scalar(
-                        "SELECT COUNT(*) FROM passkey_credentials WHERE credential_id = $1",
+                    // Nothing was written; which refusal it was, for the answer only.
+                    // Under the user's lock their count is exact: below `max`, only the
+                    // id's primary key can have refused it. At `max`, a duplicate id wins
+                    // over the maximum (as in memory) where it is visible; a statement
+                    // under row-level security sees only the user's own ids.
+                    let (own, taken): (i64, i64) = sqlx::query_as(
+                        "SELECT
+                             (SELECT COUNT(*) FROM passkey_credentials WHERE user_id = $1),
+                             (SELECT COUNT(*) FROM passkey_credentials WHERE credential_id = $2)",
                     )
+                    .bind(user)
                     .bind(passkey.credential_id.as_slice())
                     .fetch_one(&mut *tx)
                     .await
-                    .map_err(|e| store_error("read a passkey credential id", e))?;
-                    if taken > 0 {
+                    .map_err(|e| store_error("read a user's passkeys", e))?;
+                    if taken > 0 || own < limit_to_db(max) {
                         CredentialAdded::DuplicateId
                     } else {
                         CredentialAdded::TooMany
