@@ -5,6 +5,9 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn rows(c: &mut Criterion) {
+    if let Some(notice) = mcpsec_bench::pg_skip_notice(None) {
+        eprintln!("{notice}");
+    }
     for mut row in mcpsec_bench::rows(None).unwrap() {
         let mut group = c.benchmark_group(row.name);
         group.bench_function("mcpsec", |b| b.iter(&mut row.op));

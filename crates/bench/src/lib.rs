@@ -9,6 +9,11 @@
 //!
 //! - [`rows`] builds the rows (all, or those whose name contains a filter) and [`measure`]
 //!   times one for a budget; [`Measurement`] is exactly what `mcpsec bench --json` prints.
+//! - The `store.*` rows time the SQL stores of `mcpsec-store-sql` beside the raw
+//!   statement at their core: SQLite on a temporary file, and PostgreSQL when
+//!   `MCPSEC_BENCH_DATABASE_URL` (or `MCPSEC_TEST_DATABASE_URL`) names a database (in a
+//!   fresh schema, dropped afterwards); without one [`pg_skip_notice`] says they were
+//!   left out.
 //! - [`audit::commit`] is `mcpsec audit bench-commit`: group-commit throughput and latency.
 //! - `cargo bench -p mcpsec-bench` runs the same rows under criterion.
 //!
@@ -38,9 +43,11 @@ pub mod audit;
 mod fieldcrypt;
 mod mfa;
 mod row;
+mod store;
 mod tokens;
 
 pub use row::{Measurement, Row, measure, rows};
+pub use store::pg_skip_notice;
 
 /// Every library crate's README example, run as a doctest here: this crate depends on all
 /// of them, and a README whose example no longer compiles fails `cargo test -p
