@@ -687,7 +687,7 @@ fn run_apikey(command: ApikeyCommand) -> Result<ExitCode, CliError> {
             json,
         } => {
             let request = stored_keys::CreateRequest {
-                database_url,
+                database_url: database_url.clone(),
                 owner,
                 org,
                 scopes,
@@ -698,7 +698,24 @@ fn run_apikey(command: ApikeyCommand) -> Result<ExitCode, CliError> {
                 pepper_version,
             };
             let (key, record) = stored_keys::create(&request)?;
-            stored_keys::write_created(&key, &record, json, &mut std::io::stdout().lock())?;
+            let printed =
+                stored_keys::write_created(&key, &record, json, &mut std::io::stdout().lock());
+            if let Err(error) = printed {
+                // Nobody saw the key: revoke it so no live key lingers that no one holds.
+                let revoked = stored_keys::revoke(&database_url, record.id.as_str()).is_ok();
+                return Err(CliError::Usage(format!(
+                    "{}; key {} {}",
+                    match error {
+                        CliError::Usage(m) | CliError::Invalid(m) => m,
+                    },
+                    record.id,
+                    if revoked {
+                        "revoked"
+                    } else {
+                        "NOT revoked: revoke it with `mcpsec apikey revoke`"
+                    }
+                )));
+            }
             eprintln!(
                 "created API key {} (…{}) for {} in {}; it is shown once: store it now",
                 record.id, record.hint, record.owner, record.org
@@ -721,9 +738,9 @@ fn run_apikey(command: ApikeyCommand) -> Result<ExitCode, CliError> {
                 .map(|(owner, org)| format!(" (owner {owner}, org {org})"))
                 .unwrap_or_default();
             if revoked.already {
-                println!("{id} was already revoked{whose}");
+                write_out(&format!("{id} was already revoked{whose}\n"))?;
             } else {
-                println!("revoked {id}{whose}");
+                write_out(&format!("revoked {id}{whose}\n"))?;
             }
         }
     }
@@ -1118,8 +1135,16 @@ fn run_db(command: DbCommand) -> Result<(), CliError> {
     let url = db::DatabaseUrl::parse(&database_url)?;
     let report =
         db::runtime()?.block_on(async { db::Database::open(&url, true).await?.migrate().await })?;
-    print!("{}", report.to_text());
-    Ok(())
+    write_out(&report.to_text())
+}
+
+/// Writes `text` to standard output; a closed pipe is an error, not a panic.
+fn write_out(text: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| CliError::Usage(format!("cannot write the answer: {e}")))
 }
 
 /// The `user` commands.
@@ -1139,8 +1164,7 @@ fn run_user(command: UserCommand) -> Result<(), CliError> {
             .add_user(&user, &org, role)
             .await
     })?;
-    println!("user {user}: {} in {org}", role.as_str());
-    Ok(())
+    write_out(&format!("user {user}: {} in {org}\n", role.as_str()))
 }
 
 /// The `recovery` commands.
