@@ -37,7 +37,8 @@ enum Command {
     /// Access tokens: issue, verify, inspect.
     #[command(subcommand)]
     Token(TokenCommand),
-    /// API keys (`mcp_sk_…`): generate, inspect, hash, verify; peppers.
+    /// API keys (`mcp_sk_…`): generate, inspect, hash, verify; peppers; create, list and
+    /// revoke keys stored in the SQL database.
     #[command(subcommand)]
     Apikey(ApikeyCommand),
     /// TOTP second factors: enroll, print a code, verify a code.
