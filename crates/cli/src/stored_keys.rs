@@ -1,10 +1,10 @@
-//! `mcpsec apikey create|list|revoke`: API keys kept in the database (mcpsec-store-sql),
-//! through [`ApiKeys`] like a service would, so the same rules hold: a revoked key stays
-//! revoked, a key is listed by its hint only, the plaintext is returned once.
+//! `mcpsec apikey create|list|revoke`: API keys kept in the database (mcpsec-store-sql).
 //!
+//! `create` goes through [`ApiKeys`] like a service would, so the same rules hold: the
+//! plaintext is returned once, only its peppered hash is stored, scopes parse strictly.
 //! The operator holds the database's credentials, which already reach every row; the CLI
 //! states that with an operator principal — an org admin of the key's organization named
-//! [`OPERATOR`], made through `mcpsec_access::danger` — and authorizes each call as
+//! [`OPERATOR`], made through `mcpsec_access::danger` — and authorizes the creation as
 //! `org.manage_members` without step-up (there is no interactive session to step up). The
 //! principal holds exactly the scopes of the key it creates plus `org:admin`, so the
 //! library's "a credential only mints narrower ones" check passes and nothing else widens.
