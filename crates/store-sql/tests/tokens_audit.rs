@@ -425,8 +425,8 @@ mod chain_storage {
                     assert_eq!(head.head, records[599].hash);
                 }
 
-                /// A chain cut back before the checkpoint its mirror holds, or holding
-                /// another record there, is refused on open.
+                /// A chain whose last checkpoint another key signed, or cut back before
+                /// the checkpoint its mirror holds, is refused on open.
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn open_holds_the_chain_to_its_mirrored_checkpoint() {
                     let Some((pool, _)) = pools("mirrored").await else {
@@ -464,6 +464,19 @@ mod chain_storage {
                     )
                     .await
                     .expect("the chain holds its mirrored checkpoint");
+                    let other = CheckpointKey::generate().unwrap();
+                    match SqlChainStorage::<$db>::open(
+                        pool.clone(),
+                        instance.clone(),
+                        &[*other.public_key()],
+                    )
+                    .await
+                    {
+                        Err(Error::Tampered(finding)) => {
+                            assert_eq!((finding.reason, finding.line), (Reason::BadSignature, 2))
+                        }
+                        other => panic!("adopted a chain signed with another key: {other:?}"),
+                    }
                     sqlx::query("DELETE FROM audit_records WHERE seq = 2")
                         .execute(&pool)
                         .await
