@@ -362,34 +362,45 @@ fn pg_refresh_row(pg: &Rc<PgBench>) -> Result<Row, Error> {
     refresh_row(PG_REFRESH, Rc::clone(&pg.runtime), store, raw_consume, keep)
 }
 
+/// Stores `count` active API keys with ids `{prefix}{i:08}` (`i` from 0), owner and
+/// organization given as SQL expressions of `i`, in one `INSERT … SELECT` (setup only).
+fn store_keys(
+    pg: &PgBench,
+    prefix: &'static str,
+    owner: &'static str,
+    org: &'static str,
+    count: u64,
+) -> Result<(), Error> {
+    let last = i64::try_from(count.saturating_sub(1)).unwrap_or(i64::MAX);
+    let insert = format!(
+        "INSERT INTO api_keys (id, hash, user_id, org_id, scopes, env, name, created_at, \
+         expires_at, last_used_at, status, hint, created_by)
+         SELECT $1 || lpad(i::text, 8, '0'), $2, {owner}, {org}, $3, 'live', 'bench-key',
+                1767225600000000 + i, NULL, NULL, 'active', 'a1b2', {owner}
+         FROM generate_series(0, $4::bigint) AS i"
+    );
+    pg.runtime
+        .block_on(
+            sqlx::query(sqlx::AssertSqlSafe(insert))
+                .bind(prefix)
+                .bind("hmac-sha256$v1$bm90LWEtcmVhbC1tYWMtb25seS1hLWJlbmNoLWZpeHR1cmUA")
+                .bind(ScopeSet::ALL.to_string())
+                .bind(last)
+                .execute(&pg.pool),
+        )
+        .map_err(|e| store_error("store.pg_* rows: store the benchmark API keys", e))?;
+    Ok(())
+}
+
 /// `store.pg_apikey_lookup`: `SqlApiKeyStore`'s pre-authentication `get` by key id (one
 /// `SELECT` by primary key, then the row decoded and validated into an `ApiKeyRecord`)
 /// against the same `SELECT` run raw, its row fetched and not decoded. Both sides cycle
 /// through the same [`KEYS`] stored keys in the same order.
 fn pg_apikey_row(pg: &Rc<PgBench>) -> Result<Row, Error> {
     let ids: Vec<String> = (0..KEYS).map(|i| format!("benchkey{i:08}")).collect();
-    let key_ids = ids
-        .iter()
-        .map(KeyId::new)
-        .collect::<Result<Vec<_>, _>>()?;
-    let scopes = ScopeSet::ALL.to_string();
-    pg.runtime.block_on(async {
-        for id in &ids {
-            sqlx::query(
-                "INSERT INTO api_keys (id, hash, user_id, org_id, scopes, env, name, \
-                 created_at, expires_at, last_used_at, status, hint, created_by)
-                 VALUES ($1, $2, 'ada', 'acme', $3, 'live', 'bench-key', 1767225600000000,
-                         NULL, NULL, 'active', 'a1b2', 'ada')",
-            )
-            .bind(id.as_str())
-            .bind("hmac-sha256$v1$bm90LWEtcmVhbC1tYWMtb25seS1hLWJlbmNoLWZpeHR1cmUA")
-            .bind(scopes.as_str())
-            .execute(&pg.pool)
-            .await
-            .map_err(|e| store_error("store.pg_apikey_lookup: store the keys", e))?;
-        }
-        Ok::<_, StoreError>(())
-    })?;
+    let key_ids = ids.iter().map(KeyId::new).collect::<Result<Vec<_>, _>>()?;
+    // One statement: keys `benchkey00000000`… spread over 100 users in 10 organizations.
+    store_keys(pg, "benchkey", "'u' || (i % 100)", "'o' || (i % 10)", KEYS)?;
     let store = SqlApiKeyStore::new(pg.pool.clone());
     let ours_ok = key_ids
         .iter()
