@@ -443,3 +443,63 @@ fn pg_apikey_row(pg: &Rc<PgBench>) -> Result<Row, Error> {
         }),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sqlite_row_runs_and_removes_its_database() {
+        let mut rows = rows(Some(SQLITE_REFRESH)).unwrap();
+        assert_eq!(rows.len(), 1);
+        let m = crate::measure(&mut rows[0], Duration::from_millis(20));
+        assert_eq!(
+            (m.name, m.baseline),
+            (SQLITE_REFRESH, "raw_update_returning")
+        );
+        assert!(m.ns_per_op > 0.0 && m.baseline_ns_per_op > 0.0);
+        drop(rows);
+        let prefix = format!("mcpsec-bench-{}-", std::process::id());
+        let left = std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|entry| entry.file_name().to_string_lossy().starts_with(&prefix))
+            .count();
+        assert_eq!(left, 0);
+    }
+
+    /// With a database URL (CI sets one), every PostgreSQL row runs and its schema is
+    /// dropped with the rows; without one they are left out and the notice names them.
+    #[test]
+    fn the_postgres_rows_run_in_a_schema_they_drop() {
+        let Some(url) = database_url() else {
+            assert!(rows(Some("store.pg")).unwrap().is_empty());
+            let notice = pg_skip_notice(Some("store.pg")).unwrap();
+            assert!(PG_ROWS.iter().all(|name| notice.contains(name)), "{notice}");
+            return;
+        };
+        assert_eq!(pg_skip_notice(None), None);
+        let mut rows = rows(Some("store.pg")).unwrap();
+        let names: Vec<_> = rows.iter().map(|row| row.name).collect();
+        assert_eq!(names, PG_ROWS);
+        for row in &mut rows {
+            let m = crate::measure(row, Duration::from_millis(20));
+            assert!(
+                m.ns_per_op > 0.0 && m.baseline_ns_per_op > 0.0,
+                "{}",
+                m.name
+            );
+        }
+        drop(rows);
+        let runtime = runtime().unwrap();
+        let left: i64 = runtime.block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname LIKE $1")
+                .bind(format!("mcpsec_bench_{}_%", std::process::id()))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+        });
+        assert_eq!(left, 0);
+    }
+}
