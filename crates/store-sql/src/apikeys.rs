@@ -1,6 +1,7 @@
 //! [`ApiKeyLookup`] and [`ApiKeyStore`] on SQL (table `api_keys`).
 
 use crate::error::{corrupt, store_error};
+use crate::rls::TenantScope;
 use crate::timestamp::{duration_to_db, from_db, from_db_opt, to_db};
 use mcpsec_access::{Principal, ScopeSet};
 use mcpsec_apikeys::{ApiKeyLookup, ApiKeyRecord, ApiKeyStore, Env, KeyStatus, StoreError};
@@ -180,7 +181,9 @@ macro_rules! impl_api_key_store {
                 if &record.org != tenant.org() {
                     return Err(StoreError::conflict("the record is outside the tenant"));
                 }
+                // As the tenant (PostgreSQL: under row-level security, see `crate::rls`).
                 // A duplicate id is a unique violation: Conflict.
+                let mut tx = <$db as TenantScope>::begin_tenant(&self.pool, tenant).await?;
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO api_keys ({COLUMNS})
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
@@ -198,10 +201,12 @@ macro_rules! impl_api_key_store {
                 .bind(status_str(record.status))
                 .bind(record.hint.as_str())
                 .bind(record.created_by.as_str())
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| store_error("insert an API key", e))?;
-                Ok(())
+                tx.commit()
+                    .await
+                    .map_err(|e| store_error("commit an API key", e))
             }
 
             async fn list_by_owner(
@@ -209,15 +214,19 @@ macro_rules! impl_api_key_store {
                 tenant: &Principal,
                 owner: &UserId,
             ) -> Result<Vec<ApiKeyRecord>, StoreError> {
+                let mut tx = <$db as TenantScope>::begin_tenant(&self.pool, tenant).await?;
                 let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "SELECT {COLUMNS} FROM api_keys WHERE org_id = $1 AND user_id = $2
                      ORDER BY created_at, id"
                 )))
                 .bind(tenant.org().as_str())
                 .bind(owner.as_str())
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *tx)
                 .await
                 .map_err(|e| store_error("list API keys", e))?;
+                tx.commit()
+                    .await
+                    .map_err(|e| store_error("end listing API keys", e))?;
                 rows.into_iter()
                     .map(|row| key_row!(row).into_record())
                     .collect()
@@ -230,7 +239,8 @@ macro_rules! impl_api_key_store {
                 status: KeyStatus,
             ) -> Result<Option<KeyStatus>, StoreError> {
                 // One statement: the old status goes to `previous_status` (SET reads the
-                // old row) and is returned; a revoked key keeps `revoked`.
+                // old row) and is returned; a revoked key keeps `revoked`. As the tenant.
+                let mut tx = <$db as TenantScope>::begin_tenant(&self.pool, tenant).await?;
                 let previous: Option<String> = sqlx::query_scalar(
                     "UPDATE api_keys SET previous_status = status,
                          status = CASE WHEN status = 'revoked' THEN status ELSE $3 END
@@ -239,9 +249,12 @@ macro_rules! impl_api_key_store {
                 .bind(id.as_str())
                 .bind(tenant.org().as_str())
                 .bind(status_str(status))
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(|e| store_error("set an API key status", e))?;
+                tx.commit()
+                    .await
+                    .map_err(|e| store_error("commit an API key status", e))?;
                 previous.map(|s| status_from(&s)).transpose()
             }
 
@@ -251,15 +264,19 @@ macro_rules! impl_api_key_store {
                 id: &KeyId,
                 expires_at: Option<SystemTime>,
             ) -> Result<bool, StoreError> {
+                let mut tx = <$db as TenantScope>::begin_tenant(&self.pool, tenant).await?;
                 let done = sqlx::query(
                     "UPDATE api_keys SET expires_at = $3 WHERE id = $1 AND org_id = $2",
                 )
                 .bind(id.as_str())
                 .bind(tenant.org().as_str())
                 .bind(expires_at.map(to_db).transpose()?)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| store_error("set an API key expiry", e))?;
+                tx.commit()
+                    .await
+                    .map_err(|e| store_error("commit an API key expiry", e))?;
                 Ok(done.rows_affected() == 1)
             }
         }

@@ -1,6 +1,7 @@
 //! [`RefreshTokenStore`] on SQL (tables `refresh_families` and `refresh_tokens`).
 
 use crate::error::{VICTIM_RETRIES, corrupt, rolled_back_as_victim, store_error};
+use crate::rls::TenantScope;
 use crate::timestamp::{from_db, from_db_opt, to_db};
 use mcpsec_access::{AuthMethod, AuthMethods, Principal, Role, ScopeSet};
 use mcpsec_core::{OrgId, TokenId, UserId};
@@ -340,7 +341,9 @@ macro_rules! impl_refresh_store {
                 family: &TokenId,
             ) -> Result<bool, StoreError> {
                 // One statement: the tenant condition is part of the WHERE clause (the
-                // organization's family, or the tenant's own organization-less session).
+                // organization's family, or the tenant's own organization-less session),
+                // run as the tenant (PostgreSQL: under row-level security, `crate::rls`).
+                let mut tx = <$db as TenantScope>::begin_tenant(&self.pool, tenant).await?;
                 let done = sqlx::query(
                     "UPDATE refresh_families SET revoked = TRUE
                      WHERE id = $1
@@ -350,9 +353,12 @@ macro_rules! impl_refresh_store {
                 .bind(family.as_str())
                 .bind(tenant.org().as_str())
                 .bind(tenant.subject().as_str())
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| store_error("revoke a refresh family", e))?;
+                tx.commit()
+                    .await
+                    .map_err(|e| store_error("commit a refresh family revocation", e))?;
                 Ok(done.rows_affected() == 1)
             }
 

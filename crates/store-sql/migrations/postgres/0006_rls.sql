@@ -1,0 +1,159 @@
+-- Row-level security (issue 14, PostgreSQL only: SQLite has no policies).
+--
+-- Tenant-scoped statements run as the role `mcpsec_app` (`SET LOCAL ROLE`) with the
+-- principal in transaction-local settings `mcpsec.user_id`, `mcpsec.org_id` and
+-- `mcpsec.role` (see `mcpsec_store_sql::rls`); the policies below bound the rows such a
+-- statement can see or change, whatever its WHERE clause says. No principal (a setting
+-- unset or empty) matches nothing. Which rows a role may reach follows the access crate's
+-- action table (`mcpsec access matrix`); tests/rls.rs walks that table against these
+-- policies and fails on any difference.
+--
+-- The role that runs this migration (the schema's owner, the one the pool connects as)
+-- keeps every row through the `owner_service` policy: it runs the pre-authentication
+-- lookups (an API key by id, a refresh token by hash), logins and maintenance, which have
+-- no principal. `mcpsec_app` is granted nothing else, so tables only those paths use
+-- (attempt counters, TOTP replay, recovery codes, email challenges, ...) are out of its
+-- reach entirely.
+--
+-- Roles and the `mcpsec` schema are shared by every schema of the cluster/database, and
+-- instances (or tests, one schema each) migrate concurrently: everything shared is
+-- created under one advisory lock, if absent, or replaced.
+
+SELECT pg_advisory_xact_lock(7236286015443250006);
+
+DO $$
+DECLARE
+    app record;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'mcpsec_app') THEN
+        CREATE ROLE mcpsec_app NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+    END IF;
+    -- A role of that name made by someone else must still be one the policies bind.
+    SELECT rolsuper, rolbypassrls, rolcanlogin INTO app FROM pg_roles
+     WHERE rolname = 'mcpsec_app';
+    IF app.rolsuper OR app.rolbypassrls OR app.rolcanlogin THEN
+        RAISE EXCEPTION 'role mcpsec_app must be NOLOGIN NOSUPERUSER NOBYPASSRLS';
+    END IF;
+    -- The pool's role must be allowed to `SET ROLE mcpsec_app`.
+    IF NOT pg_has_role(current_user, 'mcpsec_app', 'MEMBER') THEN
+        EXECUTE format('GRANT mcpsec_app TO %I', current_user);
+    END IF;
+END
+$$;
+
+CREATE SCHEMA IF NOT EXISTS mcpsec;
+GRANT USAGE ON SCHEMA mcpsec TO PUBLIC;
+
+-- The principal, mirroring Supabase's auth.uid(): NULL when unset or empty.
+CREATE OR REPLACE FUNCTION mcpsec.uid() RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ SELECT NULLIF(current_setting('mcpsec.user_id', true), '') $$;
+CREATE OR REPLACE FUNCTION mcpsec.org_id() RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ SELECT NULLIF(current_setting('mcpsec.org_id', true), '') $$;
+CREATE OR REPLACE FUNCTION mcpsec.role() RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ SELECT NULLIF(current_setting('mcpsec.role', true), '') $$;
+
+-- This schema (a deployment's, or one test's).
+DO $$
+BEGIN
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO mcpsec_app', current_schema());
+END
+$$;
+
+-- Only what tenant-scoped statements need.
+GRANT SELECT, INSERT, UPDATE ON api_keys TO mcpsec_app;
+GRANT SELECT, UPDATE ON refresh_families TO mcpsec_app;
+GRANT SELECT ON refresh_tokens TO mcpsec_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON totp_enrollments TO mcpsec_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON mcp_services TO mcpsec_app;
+GRANT SELECT ON memberships TO mcpsec_app;
+
+-- Enabled and forced (the owner is bound too), with the owner's service policy.
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['api_keys', 'refresh_families', 'refresh_tokens',
+                             'totp_enrollments', 'mcp_services', 'memberships']
+    LOOP
+        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
+        EXECUTE format('CREATE POLICY owner_service ON %I TO %I USING (true) WITH CHECK (true)',
+                       t, current_user);
+    END LOOP;
+END
+$$;
+
+-- API keys: `user.manage_tokens` (own keys; org_admin, developer). An org admin does not
+-- see another member's keys. A key is inserted only into the principal's organization
+-- (the store contract; who may mint for whom is the Rust check's).
+CREATE POLICY tenant_select ON api_keys FOR SELECT TO mcpsec_app
+    USING (user_id = mcpsec.uid() AND org_id = mcpsec.org_id()
+           AND mcpsec.role() IN ('org_admin', 'developer'));
+CREATE POLICY tenant_update ON api_keys FOR UPDATE TO mcpsec_app
+    USING (user_id = mcpsec.uid() AND org_id = mcpsec.org_id()
+           AND mcpsec.role() IN ('org_admin', 'developer'))
+    WITH CHECK (user_id = mcpsec.uid() AND org_id = mcpsec.org_id());
+CREATE POLICY tenant_insert ON api_keys FOR INSERT TO mcpsec_app
+    WITH CHECK (org_id = mcpsec.org_id() AND mcpsec.role() IN ('org_admin', 'developer'));
+
+-- Sessions (refresh families): one's own (`user.manage_tokens`: org_admin, developer; a
+-- session without an organization is its user's alone), and an org admin's reach over the
+-- organization's sessions (`org.manage_members`). Read and revoke only.
+CREATE POLICY tenant_select ON refresh_families FOR SELECT TO mcpsec_app
+    USING ((user_id = mcpsec.uid() AND (org_id IS NULL OR org_id = mcpsec.org_id())
+            AND mcpsec.role() IN ('org_admin', 'developer'))
+           OR (org_id = mcpsec.org_id() AND mcpsec.role() = 'org_admin'));
+CREATE POLICY tenant_update ON refresh_families FOR UPDATE TO mcpsec_app
+    USING ((user_id = mcpsec.uid() AND (org_id IS NULL OR org_id = mcpsec.org_id())
+            AND mcpsec.role() IN ('org_admin', 'developer'))
+           OR (org_id = mcpsec.org_id() AND mcpsec.role() = 'org_admin'))
+    WITH CHECK ((user_id = mcpsec.uid() AND (org_id IS NULL OR org_id = mcpsec.org_id()))
+                OR org_id = mcpsec.org_id());
+
+-- Refresh tokens (hashes): one's own, read only.
+CREATE POLICY tenant_select ON refresh_tokens FOR SELECT TO mcpsec_app
+    USING (user_id = mcpsec.uid() AND mcpsec.role() IN ('org_admin', 'developer'));
+
+-- TOTP enrollments: one's own (`user.update_profile`: every role).
+CREATE POLICY tenant_all ON totp_enrollments FOR ALL TO mcpsec_app
+    USING (user_id = mcpsec.uid() AND mcpsec.role() IN ('org_admin', 'developer', 'viewer'))
+    WITH CHECK (user_id = mcpsec.uid()
+                AND mcpsec.role() IN ('org_admin', 'developer', 'viewer'));
+
+-- Memberships: one's own rows (what the service policies below read), and an org admin's
+-- view of the organization's.
+CREATE POLICY tenant_select ON memberships FOR SELECT TO mcpsec_app
+    USING (user_id = mcpsec.uid()
+           OR (org_id = mcpsec.org_id() AND mcpsec.role() = 'org_admin'));
+
+-- MCP services, the organization's: seen by every member (`mcp.use`), changed by org
+-- admins and developers (`mcp.configure`). The role must be the caller's current one in
+-- that organization, read from `memberships`, not only the principal's claim.
+CREATE POLICY tenant_select ON mcp_services FOR SELECT TO mcpsec_app
+    USING (org_id = mcpsec.org_id()
+           AND mcpsec.role() IN ('org_admin', 'developer', 'viewer')
+           AND EXISTS (SELECT 1 FROM memberships m
+                        WHERE m.user_id = mcpsec.uid() AND m.org_id = mcp_services.org_id
+                          AND m.role = mcpsec.role()));
+CREATE POLICY tenant_insert ON mcp_services FOR INSERT TO mcpsec_app
+    WITH CHECK (org_id = mcpsec.org_id() AND user_id = mcpsec.uid()
+                AND mcpsec.role() IN ('org_admin', 'developer')
+                AND EXISTS (SELECT 1 FROM memberships m
+                             WHERE m.user_id = mcpsec.uid() AND m.org_id = mcp_services.org_id
+                               AND m.role = mcpsec.role()));
+CREATE POLICY tenant_update ON mcp_services FOR UPDATE TO mcpsec_app
+    USING (org_id = mcpsec.org_id()
+           AND mcpsec.role() IN ('org_admin', 'developer')
+           AND EXISTS (SELECT 1 FROM memberships m
+                        WHERE m.user_id = mcpsec.uid() AND m.org_id = mcp_services.org_id
+                          AND m.role = mcpsec.role()))
+    WITH CHECK (org_id = mcpsec.org_id());
+CREATE POLICY tenant_delete ON mcp_services FOR DELETE TO mcpsec_app
+    USING (org_id = mcpsec.org_id()
+           AND mcpsec.role() IN ('org_admin', 'developer')
+           AND EXISTS (SELECT 1 FROM memberships m
+                        WHERE m.user_id = mcpsec.uid() AND m.org_id = mcp_services.org_id
+                          AND m.role = mcpsec.role()));
