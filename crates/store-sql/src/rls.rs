@@ -148,7 +148,7 @@ mod postgres {
         F: for<'c> FnOnce(&'c mut PgConnection) -> Work<'c, T>,
     {
         let mut tx = begin_as(pool, principal).await?;
-        let out = work(&mut *tx).await?;
+        let out = work(&mut tx).await?;
         tx.commit()
             .await
             .map_err(|e| store_error("commit a transaction as a principal", e))?;

@@ -22,11 +22,12 @@ use sqlx::{Executor, PgPool, Row};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// The tables the policies guard, each with its key column.
-const PROTECTED: [(&str, &str); 6] = [
+const PROTECTED: [(&str, &str); 7] = [
     ("api_keys", "id"),
     ("refresh_families", "id"),
     ("refresh_tokens", "family_id"),
     ("totp_enrollments", "user_id"),
+    ("passkey_credentials", "user_id"),
     ("mcp_services", "id"),
     ("memberships", "user_id"),
 ];
@@ -73,6 +74,9 @@ async fn seed(pool: &PgPool, users: &[(&str, &str, Role)]) {
              INSERT INTO totp_enrollments (user_id, enrollment, sealed_secret, config,
                                            created_at)
                  VALUES ('{user}', '\\x00000000000000000000000000000000', '\\x00', 'sha1', 0);
+             INSERT INTO passkey_credentials (credential_id, user_id, counter, passkey,
+                                              created_at)
+                 VALUES (convert_to('{user}', 'UTF8'), '{user}', 0, '\\x00', 0);
              INSERT INTO mcp_services (id, org_id, user_id, name, created_at)
                  VALUES ('s-{user}', '{org}', '{user}', 'svc-{user}', 0);"
         );
@@ -101,6 +105,7 @@ async fn updatable(pool: &PgPool, who: &Principal, table: &str, key: &str, value
         "api_keys" | "mcp_services" => "name",
         "refresh_families" => "revoked",
         "totp_enrollments" => "config",
+        "passkey_credentials" => "counter",
         other => panic!("no update for {other}"),
     };
     let mut tx = rls::begin_as(pool, who).await.unwrap();
@@ -199,6 +204,7 @@ async fn a_user_neither_reads_nor_changes_another_users_rows() {
         ("refresh_families", "id", "f-bob"),
         ("refresh_tokens", "family_id", "f-bob"),
         ("totp_enrollments", "user_id", "bob"),
+        ("passkey_credentials", "user_id", "bob"),
     ] {
         assert_eq!(visible(&pool, &alice, table, key, bobs).await, 0, "{table}");
     }
@@ -206,6 +212,7 @@ async fn a_user_neither_reads_nor_changes_another_users_rows() {
         ("api_keys", "id", "k-bob"),
         ("refresh_families", "id", "f-bob"),
         ("totp_enrollments", "user_id", "bob"),
+        ("passkey_credentials", "user_id", "bob"),
     ] {
         assert_eq!(
             updatable(&pool, &alice, table, key, bobs).await,
@@ -413,6 +420,18 @@ const COVERED: &[Covered] = &[
     },
     Covered {
         table: "totp_enrollments",
+        key: "user_id",
+        write: true,
+        actions: &[Action::UserUpdateProfile],
+    },
+    Covered {
+        table: "passkey_credentials",
+        key: "user_id",
+        write: false,
+        actions: &[Action::UserUpdateProfile],
+    },
+    Covered {
+        table: "passkey_credentials",
         key: "user_id",
         write: true,
         actions: &[Action::UserUpdateProfile],

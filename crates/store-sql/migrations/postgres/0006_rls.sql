@@ -67,6 +67,7 @@ GRANT SELECT, INSERT, UPDATE ON api_keys TO mcpsec_app;
 GRANT SELECT, UPDATE ON refresh_families TO mcpsec_app;
 GRANT SELECT ON refresh_tokens TO mcpsec_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON totp_enrollments TO mcpsec_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON passkey_credentials TO mcpsec_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON mcp_services TO mcpsec_app;
 GRANT SELECT ON memberships TO mcpsec_app;
 
@@ -76,7 +77,8 @@ DECLARE
     t text;
 BEGIN
     FOREACH t IN ARRAY ARRAY['api_keys', 'refresh_families', 'refresh_tokens',
-                             'totp_enrollments', 'mcp_services', 'memberships']
+                             'totp_enrollments', 'passkey_credentials', 'mcp_services',
+                             'memberships']
     LOOP
         EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
@@ -119,6 +121,13 @@ CREATE POLICY tenant_select ON refresh_tokens FOR SELECT TO mcpsec_app
 
 -- TOTP enrollments: one's own (`user.update_profile`: every role).
 CREATE POLICY tenant_all ON totp_enrollments FOR ALL TO mcpsec_app
+    USING (user_id = mcpsec.uid() AND mcpsec.role() IN ('org_admin', 'developer', 'viewer'))
+    WITH CHECK (user_id = mcpsec.uid()
+                AND mcpsec.role() IN ('org_admin', 'developer', 'viewer'));
+
+-- Passkeys (public keys): one's own (`user.update_profile`: every role). Ceremonies in
+-- progress and the per-user ceremony counter are pre-authentication state: not granted.
+CREATE POLICY tenant_all ON passkey_credentials FOR ALL TO mcpsec_app
     USING (user_id = mcpsec.uid() AND mcpsec.role() IN ('org_admin', 'developer', 'viewer'))
     WITH CHECK (user_id = mcpsec.uid()
                 AND mcpsec.role() IN ('org_admin', 'developer', 'viewer'));
