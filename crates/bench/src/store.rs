@@ -34,7 +34,8 @@ const SQLITE_REFRESH: &str = "store.sqlite_refresh_consume";
 /// The PostgreSQL rows' names (left out without a database URL).
 const PG_REFRESH: &str = "store.pg_refresh_consume";
 const PG_APIKEY: &str = "store.pg_apikey_lookup";
-const PG_ROWS: [&str; 2] = [PG_REFRESH, PG_APIKEY];
+const PG_RLS: &str = "store.pg_rls_overhead";
+const PG_ROWS: [&str; 3] = [PG_REFRESH, PG_APIKEY, PG_RLS];
 
 /// The variables naming the PostgreSQL database, in order of preference.
 const URL_VARS: [&str; 2] = ["MCPSEC_BENCH_DATABASE_URL", "MCPSEC_TEST_DATABASE_URL"];
@@ -51,6 +52,16 @@ const RAW_CONSUME: &str = "UPDATE refresh_tokens SET consumed_at = $2
 const RAW_KEY_BY_ID: &str = "SELECT id, hash, user_id, org_id, scopes, env, name, created_at, \
                              expires_at, last_used_at, status, hint, created_by \
                              FROM api_keys WHERE id = $1";
+
+/// `SqlApiKeyStore::list_by_owner`'s query: one user's keys in one organization.
+const LIST_BY_OWNER: &str = "SELECT id, hash, user_id, org_id, scopes, env, name, created_at, \
+                             expires_at, last_used_at, status, hint, created_by \
+                             FROM api_keys WHERE org_id = $1 AND user_id = $2 \
+                             ORDER BY created_at, id";
+
+/// How many keys the listing row's user has, and how many other keys share the table.
+const OWN_KEYS: u64 = 10;
+const OTHER_KEYS: u64 = 1000;
 
 /// How many API keys the lookup row stores and cycles through.
 const KEYS: u64 = 1000;
@@ -72,6 +83,9 @@ pub(crate) fn rows(filter: Option<&str>) -> Result<Vec<Row>, Error> {
         }
         if wanted(PG_APIKEY) {
             rows.push(pg_apikey_row(&pg)?);
+        }
+        if wanted(PG_RLS) {
+            rows.push(pg_rls_row(&pg)?);
         }
     }
     Ok(rows)
@@ -440,6 +454,93 @@ fn pg_apikey_row(pg: &Rc<PgBench>) -> Result<Row, Error> {
                 );
                 black_box(matches!(row, Ok(Some(_))));
             }
+        }),
+    })
+}
+
+/// `store.pg_rls_overhead`: one user's API-key listing (`list_by_owner`'s query, 10 rows
+/// of 1,010) through the row-level-security helper against the same query run directly.
+///
+/// What is timed. Op: `rls::begin_as_parts` (BEGIN at READ COMMITTED, then one statement
+/// switching to the `mcpsec_app` role with the principal in transaction-local settings),
+/// the listing under the `api_keys` policies, and the COMMIT: everything a tenant-scoped
+/// read costs on top of the query. Baseline: the same query, autocommit, as the pool's
+/// superuser, which row-level security does not apply to. Both fetch every row and
+/// decode none.
+fn pg_rls_row(pg: &Rc<PgBench>) -> Result<Row, Error> {
+    store_keys(
+        pg,
+        "rlsother",
+        "'u' || (i % 100)",
+        "'o' || (i % 10)",
+        OTHER_KEYS,
+    )?;
+    store_keys(pg, "rlsownkey", "'ada'", "'acme'", OWN_KEYS)?;
+    let user = UserId::new("ada")?;
+    let org = mcpsec_core::OrgId::new("acme")?;
+    let role = mcpsec_access::Role::Developer;
+    let expected = usize::try_from(OWN_KEYS).unwrap_or(usize::MAX);
+
+    async fn as_tenant(
+        pool: &PgPool,
+        user: &UserId,
+        org: &mcpsec_core::OrgId,
+        role: mcpsec_access::Role,
+    ) -> Result<usize, StoreError> {
+        let mut tx =
+            mcpsec_store_sql::rls::begin_as_parts(pool, user, Some(org), Some(role)).await?;
+        let rows = sqlx::query(LIST_BY_OWNER)
+            .bind(org.as_str())
+            .bind(user.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| store_error("list API keys as a tenant", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| store_error("end listing API keys", e))?;
+        Ok(black_box(rows).len())
+    }
+    async fn as_superuser(
+        pool: &PgPool,
+        user: &UserId,
+        org: &mcpsec_core::OrgId,
+    ) -> Result<usize, StoreError> {
+        let rows = sqlx::query(LIST_BY_OWNER)
+            .bind(org.as_str())
+            .bind(user.as_str())
+            .fetch_all(pool)
+            .await
+            .map_err(|e| store_error("list API keys", e))?;
+        Ok(black_box(rows).len())
+    }
+
+    // Both sides must see the user's keys (the policy lets a developer list their own),
+    // or the comparison measures an empty listing.
+    let ours = pg
+        .runtime
+        .block_on(as_tenant(&pg.pool, &user, &org, role))?;
+    let raw = pg.runtime.block_on(as_superuser(&pg.pool, &user, &org))?;
+    if ours != expected || raw != expected {
+        return Err(Error::InvalidArgument(
+            "store benchmark setup: the RLS listing does not return the user's keys",
+        ));
+    }
+    let (op_pg, base_pg) = (Rc::clone(pg), Rc::clone(pg));
+    let (op_user, op_org) = (user.clone(), org.clone());
+    Ok(Row {
+        name: PG_RLS,
+        baseline: "superuser_query_no_rls",
+        op: Box::new(move || {
+            let listed = op_pg
+                .runtime
+                .block_on(as_tenant(&op_pg.pool, &op_user, &op_org, role));
+            black_box(listed.is_ok());
+        }),
+        base: Box::new(move || {
+            let listed = base_pg
+                .runtime
+                .block_on(as_superuser(&base_pg.pool, &user, &org));
+            black_box(listed.is_ok());
         }),
     })
 }
