@@ -54,9 +54,35 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Not here yet (issue 14): audit chain retention, row-level
-//! security policies. The schema already carries `user_id`/`org_id`
-//! on every tenant table for the policies.
+//! ## Row-level security (PostgreSQL)
+//!
+//! Migration `0006_rls.sql` enables and forces row-level security on the tables that hold
+//! user and organization resources (`api_keys`, `refresh_families`, `refresh_tokens`,
+//! `totp_enrollments`, `passkey_credentials`, `mcp_services`, `memberships`). Tenant-scoped
+//! store methods (those that take a `Principal`: `ApiKeyStore::{insert, list_by_owner,
+//! set_status, set_expiry}`, `RefreshTokenStore::revoke_family_as`) run in a transaction
+//! opened by `rls::begin_as`: switched to the role `mcpsec_app` (`NOLOGIN`,
+//! `NOBYPASSRLS`) with the principal's user, organization and role in transaction-local
+//! settings, read by the policies through `mcpsec.uid()`, `mcpsec.org_id()`,
+//! `mcpsec.role()`. Use `rls::run_as` for your own tenant queries.
+//!
+//! - **The pool** connects as the role that ran the migrations (the schema's owner; it
+//!   needs `CREATEROLE` the first time, or a DBA creates `mcpsec_app` beforehand). Its
+//!   `owner_service` policy keeps every row: it runs what has no principal yet — API key
+//!   lookups by id, refresh consumes by hash, logins, pruning — each a statement on one
+//!   row by its key, never a listing.
+//! - **Guaranteed** for tenant-scoped statements: no principal sees nothing; a user reaches
+//!   only their own keys, sessions, tokens and factors; one organization never sees
+//!   another's rows; an org admin sees the organization's MCP services (role confirmed by
+//!   `memberships`) and can end a member's session, but does not see a member's API keys;
+//!   roles follow the access crate's action table (a test walks it against the policies).
+//!   `mcpsec_app` is granted nothing else, so pre-authentication tables (recovery codes,
+//!   email challenges, attempt counters, …) are out of its reach.
+//! - **Not guaranteed**: the database takes the principal from the application; it does
+//!   not verify a token. A compromised application, or the pool's own role, reaches
+//!   everything. Scopes and step-up are the Rust check's alone. SQLite has no policies.
+//!
+//! Not here yet (issue 14): audit chain retention.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
