@@ -2,11 +2,11 @@
 //! bounds the rows they reach.
 //!
 //! On PostgreSQL (feature `postgres`) migration `0006_rls.sql` creates the role
-//! [`APP_ROLE`] (`NOLOGIN`, `NOBYPASSRLS`), the functions `mcpsec.uid()`,
+//! `mcpsec_app` (`APP_ROLE`: `NOLOGIN`, `NOBYPASSRLS`), the functions `mcpsec.uid()`,
 //! `mcpsec.org_id()` and `mcpsec.role()` that read the principal from transaction-local
 //! settings, and forced policies on the tables that hold user and organization resources.
-//! [`begin_as`] opens a transaction that has switched to that role with the principal
-//! set; [`run_as`] runs a closure in one and commits it. Every tenant-scoped store method
+//! `begin_as` opens a transaction that has switched to that role with the principal
+//! set; `run_as` runs a closure in one and commits it. Every tenant-scoped store method
 //! on PostgreSQL (`ApiKeyStore::{insert, list_by_owner, set_status, set_expiry}`,
 //! `RefreshTokenStore::revoke_family_as`) goes through it with the principal it is given,
 //! so a missing `WHERE` clause cannot reach another user's or organization's rows.

@@ -609,3 +609,125 @@ fn which_psql() -> Result<std::path::PathBuf, ()> {
         .find(|p| p.is_file())
         .ok_or(())
 }
+
+/// A deployment's setup: the pool logs in as a non-superuser role that owns the schema
+/// and ran the migrations (the tests' `postgres` superuser would bypass every policy, the
+/// owner's `FORCE`d ones included). Its pre-authentication lookups work through its
+/// `owner_service` policy, and its tenant-scoped calls are bound by the policies.
+#[tokio::test]
+async fn a_non_superuser_owner_migrates_and_runs_both_faces() {
+    use sqlx::Connection as _;
+    use std::str::FromStr as _;
+    let Some(url) = common::database_url() else {
+        return;
+    };
+    let ns = Namespace::new("postgres", "rls", "owner");
+    let schema = ns.as_str().to_owned();
+    // What a DBA does once: a login role, its schema, and the right to become mcpsec_app
+    // (a role without CREATEROLE cannot grant itself that).
+    let mut dba = sqlx::PgConnection::connect(&url).await.unwrap();
+    dba.execute(sqlx::AssertSqlSafe(format!(
+        "SELECT pg_advisory_lock(7236286015443250006);
+         DO $$ BEGIN
+             IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'mcpsec_test_owner') THEN
+                 CREATE ROLE mcpsec_test_owner LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE;
+             END IF;
+             IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'mcpsec_app') THEN
+                 CREATE ROLE mcpsec_app NOLOGIN NOSUPERUSER NOBYPASSRLS;
+             END IF;
+             IF NOT pg_has_role('mcpsec_test_owner', 'mcpsec_app', 'MEMBER') THEN
+                 GRANT mcpsec_app TO mcpsec_test_owner;
+             END IF;
+         END $$;
+         SELECT pg_advisory_unlock(7236286015443250006);
+         DROP SCHEMA IF EXISTS \"{schema}\" CASCADE;
+         CREATE SCHEMA \"{schema}\" AUTHORIZATION mcpsec_test_owner;"
+    )))
+    .await
+    .unwrap();
+    let options = sqlx::postgres::PgConnectOptions::from_str(&url)
+        .unwrap()
+        .username("mcpsec_test_owner")
+        .options([("search_path", schema.as_str())]);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options)
+        .await
+        .unwrap();
+    let outcome = {
+        let pool = pool.clone();
+        async move {
+            mcpsec_store_sql::postgres::migrate(&pool).await.unwrap();
+            mcpsec_store_sql::postgres::migrate(&pool).await.unwrap();
+            let owner: (bool, bool) = sqlx::query_as(
+                "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            assert_eq!(
+                owner,
+                (false, false),
+                "the pool's role is bound by the policies"
+            );
+            seed(
+                &pool,
+                &[
+                    ("alice", "acme", Role::Developer),
+                    ("bob", "acme", Role::Developer),
+                ],
+            )
+            .await;
+            // The pre-authentication face: one row by its id, as the owner.
+            let keys = SqlApiKeyStore::new(pool.clone());
+            let k_bob = KeyId::new("k-bob").unwrap();
+            assert!(keys.get(&k_bob).await.unwrap().is_some());
+            let sessions = SqlRefreshStore::new(pool.clone());
+            let f_bob = TokenId::new("f-bob").unwrap();
+            assert!(sessions.family(&f_bob).await.unwrap().is_some());
+            // The tenant face: alice reaches her key and not bob's.
+            let alice = principal("alice", "acme", Role::Developer);
+            let mine = keys
+                .list_by_owner(&alice, &UserId::new("alice").unwrap())
+                .await
+                .unwrap();
+            assert_eq!(mine.len(), 1);
+            assert!(
+                keys.list_by_owner(&alice, &UserId::new("bob").unwrap())
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            assert_eq!(
+                keys.set_status(&alice, &k_bob, KeyStatus::Disabled)
+                    .await
+                    .unwrap(),
+                None
+            );
+            assert!(!sessions.revoke_family_as(&alice, &f_bob).await.unwrap());
+            // Every personal table (MCP services are the organization's: bob's is hers to
+            // see too).
+            for (table, _) in PROTECTED.iter().filter(|(t, _)| *t != "mcp_services") {
+                let mut tx = rls::begin_as(&pool, &alice).await.unwrap();
+                let foreign: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT count(*) FROM {table} WHERE user_id <> 'alice'"
+                )))
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+                assert_eq!(foreign, 0, "{table}");
+            }
+        }
+    };
+    // Clean up whatever happened (a failed assertion panics inside the future).
+    let result = tokio::spawn(outcome).await;
+    pool.close().await;
+    dba.execute(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+    )))
+    .await
+    .unwrap();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic.into_panic());
+    }
+}

@@ -41,19 +41,32 @@ BEGIN
 END
 $$;
 
-CREATE SCHEMA IF NOT EXISTS mcpsec;
-GRANT USAGE ON SCHEMA mcpsec TO PUBLIC;
-
--- The principal, mirroring Supabase's auth.uid(): NULL when unset or empty.
-CREATE OR REPLACE FUNCTION mcpsec.uid() RETURNS text
-    LANGUAGE sql STABLE PARALLEL SAFE
-    AS $$ SELECT NULLIF(current_setting('mcpsec.user_id', true), '') $$;
-CREATE OR REPLACE FUNCTION mcpsec.org_id() RETURNS text
-    LANGUAGE sql STABLE PARALLEL SAFE
-    AS $$ SELECT NULLIF(current_setting('mcpsec.org_id', true), '') $$;
-CREATE OR REPLACE FUNCTION mcpsec.role() RETURNS text
-    LANGUAGE sql STABLE PARALLEL SAFE
-    AS $$ SELECT NULLIF(current_setting('mcpsec.role', true), '') $$;
+-- The principal, mirroring Supabase's auth.uid(): NULL when unset or empty. The schema and
+-- its functions belong to whoever migrated first; a later owner (another schema in the
+-- same database, migrated by another role) uses them as they are.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'mcpsec') THEN
+        CREATE SCHEMA mcpsec;
+        GRANT USAGE ON SCHEMA mcpsec TO PUBLIC;
+    END IF;
+    IF pg_has_role(current_user, (SELECT nspowner FROM pg_namespace WHERE nspname = 'mcpsec'),
+                   'USAGE') THEN
+        CREATE OR REPLACE FUNCTION mcpsec.uid() RETURNS text
+            LANGUAGE sql STABLE PARALLEL SAFE
+            AS $f$ SELECT NULLIF(current_setting('mcpsec.user_id', true), '') $f$;
+        CREATE OR REPLACE FUNCTION mcpsec.org_id() RETURNS text
+            LANGUAGE sql STABLE PARALLEL SAFE
+            AS $f$ SELECT NULLIF(current_setting('mcpsec.org_id', true), '') $f$;
+        CREATE OR REPLACE FUNCTION mcpsec.role() RETURNS text
+            LANGUAGE sql STABLE PARALLEL SAFE
+            AS $f$ SELECT NULLIF(current_setting('mcpsec.role', true), '') $f$;
+    ELSIF to_regprocedure('mcpsec.uid()') IS NULL OR to_regprocedure('mcpsec.org_id()') IS NULL
+          OR to_regprocedure('mcpsec.role()') IS NULL THEN
+        RAISE EXCEPTION 'schema mcpsec lacks uid(), org_id() or role(): migrate once as its owner';
+    END IF;
+END
+$$;
 
 -- This schema (a deployment's, or one test's).
 DO $$
