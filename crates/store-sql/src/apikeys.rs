@@ -252,6 +252,20 @@ macro_rules! impl_api_key_store {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(|e| store_error("set an API key status", e))?;
+                // Out of the tenant's own reach under row-level security: an org admin's
+                // change to a member's key (PostgreSQL; nothing to do on SQLite).
+                let previous = match previous {
+                    Some(previous) => Some(previous),
+                    None => {
+                        <$db as TenantScope>::admin_set_key_status(
+                            &mut tx,
+                            tenant,
+                            id.as_str(),
+                            status_str(status),
+                        )
+                        .await?
+                    }
+                };
                 tx.commit()
                     .await
                     .map_err(|e| store_error("commit an API key status", e))?;
@@ -274,10 +288,18 @@ macro_rules! impl_api_key_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| store_error("set an API key expiry", e))?;
+                let written = done.rows_affected() == 1
+                    || <$db as TenantScope>::admin_set_key_expiry(
+                        &mut tx,
+                        tenant,
+                        id.as_str(),
+                        expires_at.map(to_db).transpose()?,
+                    )
+                    .await?;
                 tx.commit()
                     .await
                     .map_err(|e| store_error("commit an API key expiry", e))?;
-                Ok(done.rows_affected() == 1)
+                Ok(written)
             }
         }
     };

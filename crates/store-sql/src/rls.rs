@@ -28,6 +28,24 @@ pub(crate) trait TenantScope: sqlx::Database {
         pool: &sqlx::Pool<Self>,
         tenant: &Principal,
     ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self>, StoreError>> + Send;
+
+    /// After the tenant's own `UPDATE` reached no key: an org admin's status change on a
+    /// member's key `id` of the tenant's organization, without reading it. Returns the
+    /// status replaced, or `None` (also on a backend whose `UPDATE` already reached it).
+    fn admin_set_key_status(
+        tx: &mut sqlx::Transaction<'static, Self>,
+        tenant: &Principal,
+        id: &str,
+        status: &'static str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// The same for an expiry; returns whether it wrote.
+    fn admin_set_key_expiry(
+        tx: &mut sqlx::Transaction<'static, Self>,
+        tenant: &Principal,
+        id: &str,
+        expires_at: Option<i64>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 #[cfg(feature = "sqlite")]
@@ -42,6 +60,26 @@ impl TenantScope for sqlx::Sqlite {
             .await
             .map_err(|e| store_error("begin a tenant statement", e))
     }
+
+    // No policies: the tenant's `UPDATE … WHERE org_id = …` already reached every key of
+    // the organization.
+    async fn admin_set_key_status(
+        _tx: &mut sqlx::Transaction<'static, Self>,
+        _tenant: &Principal,
+        _id: &str,
+        _status: &'static str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+
+    async fn admin_set_key_expiry(
+        _tx: &mut sqlx::Transaction<'static, Self>,
+        _tenant: &Principal,
+        _id: &str,
+        _expires_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        Ok(false)
+    }
 }
 
 #[cfg(feature = "postgres")]
@@ -51,6 +89,42 @@ impl TenantScope for sqlx::Postgres {
         tenant: &Principal,
     ) -> Result<sqlx::Transaction<'static, Self>, StoreError> {
         begin_as(pool, tenant).await
+    }
+
+    async fn admin_set_key_status(
+        tx: &mut sqlx::Transaction<'static, Self>,
+        tenant: &Principal,
+        id: &str,
+        status: &'static str,
+    ) -> Result<Option<String>, StoreError> {
+        if tenant.role() != mcpsec_access::Role::OrgAdmin {
+            return Ok(None);
+        }
+        // One statement in a SECURITY DEFINER function (migration 0006): the admin sees
+        // no member's key, yet can switch one off by its id.
+        sqlx::query_scalar::<_, Option<String>>("SELECT api_key_admin_set_status($1, $2)")
+            .bind(id)
+            .bind(status)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(|e| store_error("set a member's API key status", e))
+    }
+
+    async fn admin_set_key_expiry(
+        tx: &mut sqlx::Transaction<'static, Self>,
+        tenant: &Principal,
+        id: &str,
+        expires_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        if tenant.role() != mcpsec_access::Role::OrgAdmin {
+            return Ok(false);
+        }
+        sqlx::query_scalar::<_, bool>("SELECT api_key_admin_set_expiry($1, $2)")
+            .bind(id)
+            .bind(expires_at)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(|e| store_error("set a member's API key expiry", e))
     }
 }
 

@@ -731,3 +731,86 @@ async fn a_non_superuser_owner_migrates_and_runs_both_faces() {
         std::panic::resume_unwind(panic.into_panic());
     }
 }
+
+/// An org admin switches a member's key off or expires it by id (`org.manage_members`:
+/// a departed member, a rotation's old key) through the SECURITY DEFINER functions,
+/// still without seeing it; nobody else does.
+#[tokio::test]
+async fn an_org_admin_changes_a_members_key_by_id_without_seeing_it() {
+    let ns = Namespace::new("postgres", "rls", "admin_key_change");
+    let Some(pool) = common::pg_pool(&ns).await else {
+        return;
+    };
+    seed(
+        &pool,
+        &[
+            ("root", "acme", Role::OrgAdmin),
+            ("alice", "acme", Role::Developer),
+            ("bob", "acme", Role::Developer),
+            ("carol", "globex", Role::OrgAdmin),
+        ],
+    )
+    .await;
+    let keys = SqlApiKeyStore::new(pool.clone());
+    let k_alice = KeyId::new("k-alice").unwrap();
+    let status = |keys: SqlApiKeyStore<sqlx::Postgres>| async move {
+        let r = keys.get(&KeyId::new("k-alice").unwrap()).await.unwrap();
+        r.map(|r| (r.status, r.expires_at))
+    };
+
+    // Not a developer of the same organization, not another organization's admin, not
+    // someone claiming to be acme's admin without the membership.
+    for who in [
+        principal("bob", "acme", Role::Developer),
+        principal("carol", "globex", Role::OrgAdmin),
+        principal("carol", "acme", Role::OrgAdmin),
+        principal("bob", "acme", Role::OrgAdmin),
+    ] {
+        assert_eq!(
+            keys.set_status(&who, &k_alice, KeyStatus::Disabled)
+                .await
+                .unwrap(),
+            None,
+            "{:?}",
+            who.subject()
+        );
+        assert!(!keys.set_expiry(&who, &k_alice, Some(now())).await.unwrap());
+    }
+    assert_eq!(status(keys.clone()).await, Some((KeyStatus::Active, None)));
+
+    let root = principal("root", "acme", Role::OrgAdmin);
+    assert_eq!(
+        keys.set_status(&root, &k_alice, KeyStatus::Disabled)
+            .await
+            .unwrap(),
+        Some(KeyStatus::Active)
+    );
+    assert!(keys.set_expiry(&root, &k_alice, Some(now())).await.unwrap());
+    assert_eq!(
+        status(keys.clone()).await,
+        Some((KeyStatus::Disabled, Some(now())))
+    );
+    // Revoked stays revoked, as on the tenant's own path.
+    keys.set_status(&root, &k_alice, KeyStatus::Revoked)
+        .await
+        .unwrap();
+    assert_eq!(
+        keys.set_status(&root, &k_alice, KeyStatus::Active)
+            .await
+            .unwrap(),
+        Some(KeyStatus::Revoked)
+    );
+    // And still unseen.
+    let alice = UserId::new("alice").unwrap();
+    assert!(keys.list_by_owner(&root, &alice).await.unwrap().is_empty());
+    assert_eq!(visible(&pool, &root, "api_keys", "id", "k-alice").await, 0);
+    // The functions are not for anyone but mcpsec_app.
+    let mut conn = pool.acquire().await.unwrap();
+    let public: bool = sqlx::query_scalar(
+        "SELECT has_function_privilege('public', 'api_key_admin_set_status(text, text)', 'EXECUTE')",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert!(!public);
+}

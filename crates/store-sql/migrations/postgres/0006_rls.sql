@@ -179,3 +179,45 @@ CREATE POLICY tenant_delete ON mcp_services FOR DELETE TO mcpsec_app
            AND EXISTS (SELECT 1 FROM memberships m
                         WHERE m.user_id = mcpsec.uid() AND m.org_id = mcp_services.org_id
                           AND m.role = mcpsec.role()));
+
+-- An org admin acting on a member's API key by id (`org.manage_members`: revoking a
+-- departed member's keys, expiring the old key of a rotation) without seeing it: two
+-- SECURITY DEFINER functions that change one key of the caller's organization, only for a
+-- caller who is its org admin now (the principal's role and `memberships` agree), and
+-- answer with no more than the store method needs. They run as this migration's role,
+-- with `search_path` pinned to this schema; only mcpsec_app may call them.
+CREATE FUNCTION api_key_admin_set_status(key_id text, new_status text) RETURNS text
+    LANGUAGE sql VOLATILE SECURITY DEFINER
+    AS $$
+        UPDATE api_keys SET previous_status = status,
+            status = CASE WHEN status = 'revoked' THEN status ELSE new_status END
+         WHERE id = key_id AND org_id = mcpsec.org_id() AND mcpsec.role() = 'org_admin'
+           AND EXISTS (SELECT 1 FROM memberships m
+                        WHERE m.user_id = mcpsec.uid() AND m.org_id = api_keys.org_id
+                          AND m.role = 'org_admin')
+        RETURNING previous_status
+    $$;
+CREATE FUNCTION api_key_admin_set_expiry(key_id text, new_expiry bigint) RETURNS boolean
+    LANGUAGE sql VOLATILE SECURITY DEFINER
+    AS $$
+        WITH done AS (
+            UPDATE api_keys SET expires_at = new_expiry
+             WHERE id = key_id AND org_id = mcpsec.org_id() AND mcpsec.role() = 'org_admin'
+               AND EXISTS (SELECT 1 FROM memberships m
+                            WHERE m.user_id = mcpsec.uid() AND m.org_id = api_keys.org_id
+                              AND m.role = 'org_admin')
+            RETURNING 1)
+        SELECT EXISTS (SELECT 1 FROM done)
+    $$;
+DO $$
+BEGIN
+    EXECUTE format('ALTER FUNCTION api_key_admin_set_status(text, text) SET search_path = %I, pg_temp',
+                   current_schema());
+    EXECUTE format('ALTER FUNCTION api_key_admin_set_expiry(text, bigint) SET search_path = %I, pg_temp',
+                   current_schema());
+END
+$$;
+REVOKE EXECUTE ON FUNCTION api_key_admin_set_status(text, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION api_key_admin_set_expiry(text, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api_key_admin_set_status(text, text) TO mcpsec_app;
+GRANT EXECUTE ON FUNCTION api_key_admin_set_expiry(text, bigint) TO mcpsec_app;
