@@ -74,7 +74,9 @@
 //! - **Guaranteed** for tenant-scoped statements: no principal sees nothing; a user reaches
 //!   only their own keys, sessions, tokens and factors; one organization never sees
 //!   another's rows; an org admin sees the organization's MCP services (role confirmed by
-//!   `memberships`) and can end a member's session, but does not see a member's API keys;
+//!   `memberships`) and can end a member's session, but does not see a member's API keys
+//!   (it disables, revokes or expires one by id through two `SECURITY DEFINER` functions
+//!   that check its current membership);
 //!   roles follow the access crate's action table (a test walks it against the policies).
 //!   `mcpsec_app` is granted nothing else, so pre-authentication tables (recovery codes,
 //!   email challenges, attempt counters, …) are out of its reach.
