@@ -254,6 +254,12 @@ impl Drop for SqliteBench {
 /// `store.sqlite_refresh_consume`: see [`refresh_row`]; on a temporary SQLite file opened
 /// by `mcpsec_store_sql::sqlite::connect` with one connection (WAL, `synchronous` at
 /// sqlx's default FULL: each side's COMMIT syncs the log once).
+///
+/// Its ratio depends on the disk more than the other rows' do: both sides sync once, and
+/// the op runs six statements (BEGIN IMMEDIATE … COMMIT), each a round trip to sqlx's
+/// SQLite worker thread, to the baseline's one. When a sync is slow (~150 µs, other
+/// processes writing) it dominates both sides and the ratio is ~3.5×; when syncs are fast
+/// the statements dominate and it reaches ~10×. Compare figures from one run only.
 fn sqlite_refresh_row() -> Result<Row, Error> {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
