@@ -135,7 +135,13 @@ macro_rules! impl_refresh_store {
                 row.map(|row| family_row!(row).into_record()).transpose()
             }
 
-            /// One run of [`consume_once`](RefreshTokenStore::consume_once).
+            /// One run of [`consume_once`](RefreshTokenStore::consume_once) as a write
+            /// transaction of four statements: SQLite's way (PostgreSQL runs
+            /// [`consume_attempt`](Self::consume_attempt) as one statement instead).
+            #[cfg_attr(
+                feature = "postgres",
+                allow(dead_code, reason = "used by the SQLite expansion only")
+            )]
             async fn consume_in_transaction(
                 &self,
                 hash: &TokenHash,
@@ -317,7 +323,7 @@ macro_rules! impl_refresh_store {
                 // back whole: run it again, a bounded number of times.
                 let mut tries = 0;
                 loop {
-                    match self.consume_in_transaction(hash, successor, now).await {
+                    match self.consume_attempt(hash, successor, now).await {
                         Err(e) if tries < VICTIM_RETRIES && rolled_back_as_victim(&e) => {
                             tries += 1;
                         }
@@ -399,3 +405,69 @@ macro_rules! impl_refresh_store {
 }
 
 for_each_backend!(impl_refresh_store);
+
+#[cfg(feature = "sqlite")]
+impl SqlRefreshStore<sqlx::Sqlite> {
+    /// One consume on SQLite: the write transaction (`BEGIN IMMEDIATE` serializes the
+    /// writers; SQLite has no data-modifying `WITH`).
+    async fn consume_attempt(
+        &self,
+        hash: &TokenHash,
+        successor: &TokenHash,
+        now: SystemTime,
+    ) -> Result<ConsumeOutcome, StoreError> {
+        self.consume_in_transaction(hash, successor, now).await
+    }
+}
+
+/// The PostgreSQL consume: one statement, so one round trip and no explicit transaction.
+/// The `used` UPDATE takes the token's row lock and re-checks `consumed_at IS NULL` under
+/// it (READ COMMITTED re-evaluation), so of concurrent consumers exactly one gets a row;
+/// the others' whole statement returns nothing and changes nothing. The successor insert
+/// and the family's `last_used_at` run in the same statement (one implicit transaction:
+/// all or nothing), and `prior` is read from the statement's snapshot, so the family comes
+/// back as it was before this use. Locks are taken token first, then family, the order
+/// of the transaction it replaces.
+#[cfg(feature = "postgres")]
+const CONSUME_PG: &str = "
+    WITH used AS (
+        UPDATE refresh_tokens SET consumed_at = $2
+        WHERE hash = $1 AND consumed_at IS NULL
+          AND EXISTS (SELECT 1 FROM refresh_families f
+                      WHERE f.id = refresh_tokens.family_id AND NOT f.revoked)
+        RETURNING family_id
+    ),
+    successor AS (
+        INSERT INTO refresh_tokens (hash, family_id, user_id, issued_at, consumed_at, expires_at)
+        SELECT $3, f.id, f.user_id, $2, NULL, f.expires_at
+        FROM used JOIN refresh_families f ON f.id = used.family_id
+    )
+    UPDATE refresh_families fam SET last_used_at = $2
+    FROM used, refresh_families prior
+    WHERE fam.id = used.family_id AND prior.id = used.family_id
+    RETURNING prior.id, prior.user_id, prior.org_id, prior.role, prior.scopes,
+              prior.auth_time, prior.amr, prior.acr, prior.created_at, prior.last_used_at,
+              prior.expires_at, prior.revoked";
+
+#[cfg(feature = "postgres")]
+impl SqlRefreshStore<sqlx::Postgres> {
+    /// One consume on PostgreSQL: [`CONSUME_PG`], one statement.
+    async fn consume_attempt(
+        &self,
+        hash: &TokenHash,
+        successor: &TokenHash,
+        now: SystemTime,
+    ) -> Result<ConsumeOutcome, StoreError> {
+        let row = sqlx::query(CONSUME_PG)
+            .bind(&hash.0[..])
+            .bind(to_db(now)?)
+            .bind(&successor.0[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| store_error("consume a refresh token", e))?;
+        match row {
+            Some(row) => Ok(ConsumeOutcome::Consumed(family_row!(row).into_record()?)),
+            None => self.explain(hash).await,
+        }
+    }
+}
