@@ -421,20 +421,27 @@ impl SqlRefreshStore<sqlx::Sqlite> {
 }
 
 /// The PostgreSQL consume: one statement, so one round trip and no explicit transaction.
-/// The `used` UPDATE takes the token's row lock and re-checks `consumed_at IS NULL` under
-/// it (READ COMMITTED re-evaluation), so of concurrent consumers exactly one gets a row;
-/// the others' whole statement returns nothing and changes nothing. The successor insert
-/// and the family's `last_used_at` run in the same statement (one implicit transaction:
-/// all or nothing), and `prior` is read from the statement's snapshot, so the family comes
-/// back as it was before this use. Locks are taken token first, then family, the order
-/// of the transaction it replaces.
+///
+/// Locks, in this order: the family row (`FOR NO KEY UPDATE` in the `EXISTS`, re-checking
+/// `NOT revoked` on its newest version), then the token row (the `used` UPDATE re-checks
+/// `consumed_at IS NULL` under it: READ COMMITTED re-evaluation). So concurrent consumers
+/// of one family queue on the family lock and exactly one gets a row back, the others'
+/// whole statement returning nothing and changing nothing; and a revocation either
+/// commits first (the family no longer matches: nothing is consumed, the answer is
+/// `FamilyRevoked`) or waits for this consume to commit (it happened before the
+/// revocation, whose effect then covers the successor too). Family before token is also
+/// the order `prune` takes them in (families, then their tokens by cascade). The
+/// successor insert and the family's `last_used_at` run in the same statement (all or
+/// nothing), and `prior` is read from the statement's snapshot, so the family comes back
+/// as it was before this use.
 #[cfg(feature = "postgres")]
 const CONSUME_PG: &str = "
     WITH used AS (
         UPDATE refresh_tokens SET consumed_at = $2
         WHERE hash = $1 AND consumed_at IS NULL
           AND EXISTS (SELECT 1 FROM refresh_families f
-                      WHERE f.id = refresh_tokens.family_id AND NOT f.revoked)
+                      WHERE f.id = refresh_tokens.family_id AND NOT f.revoked
+                      FOR NO KEY UPDATE)
         RETURNING family_id
     ),
     successor AS (
