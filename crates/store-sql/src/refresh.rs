@@ -16,11 +16,13 @@ sql_store!(
     /// [`RefreshTokenStore`] on SQLite or PostgreSQL (tables `refresh_families`,
     /// `refresh_tokens`; a token row is deleted with its family).
     ///
-    /// [`consume_once`](RefreshTokenStore::consume_once) is one write transaction that
-    /// opens with a conditional `UPDATE … WHERE consumed_at IS NULL … RETURNING`: of any
-    /// number of concurrent consumers of one token, on any number of instances, exactly
-    /// one gets the row back; the successor and the family's last use are written in the
-    /// same transaction, so a failure leaves the token unconsumed.
+    /// [`consume_once`](RefreshTokenStore::consume_once) hinges on a conditional `UPDATE …
+    /// WHERE consumed_at IS NULL … RETURNING`: of any number of concurrent consumers of
+    /// one token, on any number of instances, exactly one gets the row back. The successor
+    /// and the family's last use are written with it, all or nothing: on PostgreSQL in the
+    /// same statement (a data-modifying `WITH`, one round trip, the family locked first so
+    /// a racing revocation wins cleanly), on SQLite in one `BEGIN IMMEDIATE` transaction.
+    /// A failure leaves the token unconsumed.
     SqlRefreshStore
 );
 
