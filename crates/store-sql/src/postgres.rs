@@ -25,12 +25,15 @@ pub(crate) const BEGIN_WRITE: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 /// Opens a pool on `url` (`postgres://user@host/db?sslmode=verify-full`) with at most
 /// `max_connections` connections.
 ///
+/// A URL that does not parse is [`Rejected`](mcpsec_core::StoreErrorKind::Rejected).
 /// One connection is opened first and on its own, so an unreachable server fails at once
 /// as [`Unavailable`](mcpsec_core::StoreErrorKind::Unavailable) (the pool would retry until
 /// its acquire timeout and report a [`Timeout`](mcpsec_core::StoreErrorKind::Timeout)).
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
-    let options =
-        PgConnectOptions::from_str(url).map_err(|e| store_error("parse the PostgreSQL URL", e))?;
+    // A URL that does not parse is the caller's mistake, not an outage: Rejected (the
+    // sqlx error, which may quote the URL, stays the source and is never displayed).
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::rejected("parse the PostgreSQL URL").with_source(e))?;
     let probe = PgConnection::connect_with(&options)
         .await
         .map_err(|e| store_error("connect to PostgreSQL", e))?;

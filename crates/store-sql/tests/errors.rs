@@ -171,6 +171,15 @@ async fn postgres_connection_refused_is_unavailable() {
 }
 
 #[tokio::test]
+async fn postgres_url_that_does_not_parse_is_rejected_and_not_quoted() {
+    let e = mcpsec_store_sql::postgres::connect("postgres://u:hunter2@[bad/test", 1)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), StoreErrorKind::Rejected);
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+}
+
+#[tokio::test]
 async fn postgres_statement_timeout_and_pool_timeout_are_timeouts() {
     let Some(pool) = common::pg_pool(&ns("postgres", "timeouts")).await else {
         return;
