@@ -12,6 +12,7 @@
 //! - [`db`]: `mcpsec db migrate` and `mcpsec user add` on SQLite or PostgreSQL.
 //! - [`mfa`]: `mcpsec totp enroll|code|verify` and `mcpsec recovery generate`.
 //! - [`progress`]: progress bars on a terminal, nothing when piped.
+//! - [`rewrap`]: `mcpsec crypt rewrap`, re-encrypting a table's column after a rotation.
 //! - [`stored_keys`]: `mcpsec apikey create|list|revoke`, keys kept in the database.
 //! - [`tokens`]: `mcpsec keys generate` and `mcpsec token issue|verify|inspect`.
 //!
@@ -42,5 +43,6 @@ pub mod crypt;
 pub mod db;
 pub mod mfa;
 pub mod progress;
+pub mod rewrap;
 pub mod stored_keys;
 pub mod tokens;

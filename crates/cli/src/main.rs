@@ -50,7 +50,8 @@ enum Command {
     /// The tamper-evident audit log: append, verify, tail, export; checkpoint keys.
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Field encryption: keysets, encrypt, decrypt, rotate, inspect ciphertexts.
+    /// Field encryption: keysets, encrypt, decrypt, rotate, re-encrypt a table, inspect
+    /// ciphertexts.
     #[command(subcommand)]
     Crypt(CryptCommand),
     /// The SQL database (SQLite or PostgreSQL) the stores live in: migrations.
@@ -841,6 +842,43 @@ enum CryptCommand {
         #[arg(long, value_name = "FILE")]
         master_key_file: Option<PathBuf>,
     },
+    /// Re-encrypt one column of a table under its category's primary key (after a
+    /// rotation), in batches with a checkpoint in the database: an interrupted run
+    /// continues where it stopped, and a run after a finished one scans again (it
+    /// rewrites nothing once every row is current). Prints one summary line; exits 1 if
+    /// some rows could not be opened. The database must be migrated (`db migrate`).
+    Rewrap {
+        /// SQLite path, sqlite: URL, or postgres:// URL.
+        #[arg(long, value_name = "URL")]
+        database_url: String,
+        /// The keyset file.
+        #[arg(long, value_name = "FILE")]
+        keyset: PathBuf,
+        /// The data category the column was sealed under.
+        #[arg(long, value_name = "NAME")]
+        category: String,
+        /// The table (a plain identifier: letters, digits, _).
+        #[arg(long, value_name = "T")]
+        table: String,
+        /// The column holding the ciphertexts (text form or binary).
+        #[arg(long, value_name = "C")]
+        column: String,
+        /// The table's unique id column (integer, text or uuid): the context's row.
+        #[arg(long, value_name = "ID")]
+        id_column: String,
+        /// The column holding the context's tenant, if the values were sealed with one.
+        #[arg(long, value_name = "COL")]
+        tenant_column: Option<String>,
+        /// Rows per batch; a checkpoint is saved after each.
+        #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        batch: u32,
+        /// Stop after N batches (to spread the work); the next run continues.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        max_batches: Option<u32>,
+        /// Read the master key from FILE instead of MCPSEC_MASTER_KEY.
+        #[arg(long, value_name = "FILE")]
+        master_key_file: Option<PathBuf>,
+    },
     /// Re-wrap every key of the keyset under a new master key (after a suspected leak of
     /// the old one, or on schedule). Data keys and stored ciphertexts do not change.
     Rekey {
@@ -922,6 +960,46 @@ fn run_crypt(command: CryptCommand) -> Result<(), CliError> {
         } => {
             let version = crypt::rotate(&keyset, master_key_file.as_deref(), &category)?;
             println!("{category}: version {version} is primary");
+        }
+        CryptCommand::Rewrap {
+            database_url,
+            keyset,
+            category,
+            table,
+            column,
+            id_column,
+            tenant_column,
+            batch,
+            max_batches,
+            master_key_file,
+        } => {
+            use mcpsec_cli::rewrap::{self, Identifier, Target};
+            let target = Target {
+                table: Identifier::parse("--table", &table)?,
+                column: Identifier::parse("--column", &column)?,
+                id_column: Identifier::parse("--id-column", &id_column)?,
+                tenant_column: tenant_column
+                    .as_deref()
+                    .map(|t| Identifier::parse("--tenant-column", t))
+                    .transpose()?,
+            };
+            let summary = rewrap::run(&rewrap::Options {
+                database_url: &database_url,
+                keyset: &keyset,
+                master_key_file: master_key_file.as_deref(),
+                category: &category,
+                target,
+                batch: usize::try_from(batch).unwrap_or(500),
+                max_batches: max_batches.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            })?;
+            write_out(&format!("{}\n", summary.line()))?;
+            if summary.progress.failed > 0 {
+                return Err(CliError::Invalid(format!(
+                    "{} rows could not be opened (wrong context, tampered, or a retired key); \
+                     they were left as they are",
+                    summary.progress.failed
+                )));
+            }
         }
         CryptCommand::Rekey {
             keyset,

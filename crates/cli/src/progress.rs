@@ -1,6 +1,7 @@
-//! Progress bars for long operations (`audit verify` of a large log), drawn on standard
-//! error only when it is a terminal: piped or redirected, a command prints exactly what
-//! it would without a bar, so scripts never see the bar's control characters.
+//! Progress bars for long operations (`audit verify` of a large log, `crypt rewrap` of a
+//! table), drawn on standard error only when it is a terminal: piped or redirected, a
+//! command prints exactly what it would without a bar, so scripts never see the bar's
+//! control characters.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{BufRead, IsTerminal, Read};
@@ -19,6 +20,23 @@ pub fn bytes(total: u64, what: &str) -> ProgressBar {
         |_| ProgressStyle::default_bar(),
         |s| s.progress_chars("=> "),
     );
+    ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+        .with_style(style)
+        .with_message(what.to_owned())
+}
+
+/// A bar counting `total` rows, labelled `what`; hidden unless standard error is a
+/// terminal, like [`bytes`].
+pub fn rows(total: u64, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let style =
+        ProgressStyle::with_template("{msg} [{bar:32}] {pos}/{len} rows ({per_sec}, {eta} left)")
+            .map_or_else(
+                |_| ProgressStyle::default_bar(),
+                |s| s.progress_chars("=> "),
+            );
     ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
         .with_style(style)
         .with_message(what.to_owned())
