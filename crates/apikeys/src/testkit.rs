@@ -43,8 +43,13 @@ fn record(id: &str, owner: &str) -> ApiKeyRecord {
 
 /// The principal tenant-scoped calls run as: a member of `org`.
 fn tenant(org: &str) -> Principal {
+    member("alice", org)
+}
+
+/// `user`, a developer of `org`.
+fn member(user: &str, org: &str) -> Principal {
     mcpsec_access::danger::principal(
-        UserId::new("alice").unwrap(),
+        UserId::new(user).unwrap(),
         OrgId::new(org).unwrap(),
         Role::Developer,
         ScopeSet::parse_strict("user:token mcp:read").unwrap(),
@@ -56,11 +61,15 @@ fn tenant(org: &str) -> Principal {
     )
 }
 
-/// Stores `k1`, `k2` (alice's) and `k3` (bob's), all in `acme`.
+/// Stores `k1`, `k2` (alice's) and `k3` (bob's), all in `acme`, each inserted by its
+/// owner (a store may refuse, as PostgreSQL's row-level security does, a developer's
+/// insert of another user's key).
 async fn seed(store: &dyn ApiKeyStore) {
-    let acme = tenant("acme");
     for (key, owner) in [("k1", "alice"), ("k2", "alice"), ("k3", "bob")] {
-        store.insert(&acme, &record(key, owner)).await.unwrap();
+        store
+            .insert(&member(owner, "acme"), &record(key, owner))
+            .await
+            .unwrap();
     }
 }
 

@@ -102,8 +102,49 @@ macro_rules! key_row {
     }};
 }
 
+/// The `INSERT` of `record` (every column), bound; returns early with the error if a time
+/// does not fit.
+macro_rules! insert_query {
+    ($record:expr) => {{
+        let record = $record;
+        {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO api_keys ({COLUMNS})
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            )))
+            .bind(record.id.as_str())
+            .bind(record.hash.as_str())
+            .bind(record.owner.as_str())
+            .bind(record.org.as_str())
+            .bind(record.scopes.to_string())
+            .bind(record.env.as_str())
+            .bind(record.name.as_str())
+            .bind(to_db(record.created_at)?)
+            .bind(record.expires_at.map(to_db).transpose()?)
+            .bind(record.last_used_at.map(to_db).transpose()?)
+            .bind(status_str(record.status))
+            .bind(record.hint.as_str())
+            .bind(record.created_by.as_str())
+        }
+    }};
+}
+
 macro_rules! impl_api_key_store {
     ($db:ty, $begin:expr, $for_update:literal) => {
+        impl SqlApiKeyStore<$db> {
+            /// Stores a new record as the pool's own role, outside row-level security and
+            /// without a tenant: for an operator's tool holding the database's credentials
+            /// (the `mcpsec apikey create` bootstrap), never for a request's principal,
+            /// whose keys go through [`ApiKeyStore::insert`]. A duplicate id is Conflict.
+            pub async fn insert_as_owner(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
+                insert_query!(record)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| store_error("insert an API key", e))?;
+                Ok(())
+            }
+        }
+
         #[async_trait::async_trait]
         impl ApiKeyLookup for SqlApiKeyStore<$db> {
             async fn get(&self, id: &KeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
@@ -179,31 +220,15 @@ macro_rules! impl_api_key_store {
                 record: &ApiKeyRecord,
             ) -> Result<(), StoreError> {
                 if &record.org != tenant.org() {
-                    return Err(StoreError::conflict("the record is outside the tenant"));
+                    return Err(StoreError::rejected("the record is outside the tenant"));
                 }
                 // As the tenant (PostgreSQL: under row-level security, see `crate::rls`).
                 // A duplicate id is a unique violation: Conflict.
                 let mut tx = <$db as TenantScope>::begin_tenant(&self.pool, tenant).await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO api_keys ({COLUMNS})
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-                )))
-                .bind(record.id.as_str())
-                .bind(record.hash.as_str())
-                .bind(record.owner.as_str())
-                .bind(record.org.as_str())
-                .bind(record.scopes.to_string())
-                .bind(record.env.as_str())
-                .bind(record.name.as_str())
-                .bind(to_db(record.created_at)?)
-                .bind(record.expires_at.map(to_db).transpose()?)
-                .bind(record.last_used_at.map(to_db).transpose()?)
-                .bind(status_str(record.status))
-                .bind(record.hint.as_str())
-                .bind(record.created_by.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| store_error("insert an API key", e))?;
+                insert_query!(record)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| store_error("insert an API key", e))?;
                 tx.commit()
                     .await
                     .map_err(|e| store_error("commit an API key", e))

@@ -14,8 +14,8 @@ use mcpsec_core::{StoreError, StoreErrorKind};
 /// | connection refused, I/O, TLS, pool closed, crashed worker, PostgreSQL classes 08 (connection), 53 (resources), 57P01–57P03 (shutdown), SQLite `CANTOPEN`/`IOERR`/`FULL`/`READONLY` | [`Unavailable`](StoreErrorKind::Unavailable) |
 /// | pool timed out, statement timeout (57014), lock timeout (55P03), SQLite `BUSY`/`LOCKED` | [`Timeout`](StoreErrorKind::Timeout) |
 /// | serialization failure (40001), deadlock (40P01), unique violation | [`Conflict`](StoreErrorKind::Conflict) |
-/// | a row that does not decode, a missing column, a missing row that had to exist, undefined table or column (PostgreSQL 42xxx, SQLite `ERROR`: schema not migrated), SQLite `CORRUPT`/`NOTADB` | [`Corrupt`](StoreErrorKind::Corrupt) |
-/// | other constraint violations (not null, check, foreign key, exclusion), bad data (22xxx), anything else | [`Rejected`](StoreErrorKind::Rejected) |
+/// | a row that does not decode, a missing column, a missing row that had to exist, undefined table or column (PostgreSQL 42xxx other than 42501, SQLite `ERROR`: schema not migrated), SQLite `CORRUPT`/`NOTADB` | [`Corrupt`](StoreErrorKind::Corrupt) |
+/// | insufficient privilege or a row-level security check refusing a row (PostgreSQL 42501: what a principal may not do), other constraint violations (not null, check, foreign key, exclusion), bad data (22xxx), anything else | [`Rejected`](StoreErrorKind::Rejected) |
 ///
 /// An I/O error is [`Unavailable`](StoreErrorKind::Unavailable) wherever it happens. Before
 /// `COMMIT` (a connection killed mid-transaction) the database rolls the transaction back,
@@ -113,6 +113,7 @@ fn database_kind(db: &dyn sqlx::error::DatabaseError) -> StoreErrorKind {
         "40001" | "40P01" => Conflict, // serialization_failure, deadlock_detected
         "57P01" | "57P02" | "57P03" => Unavailable, // admin/crash shutdown, cannot connect now
         c if c.starts_with("08") || c.starts_with("53") => Unavailable,
+        "42501" => Rejected, // insufficient_privilege, row-level security refusal
         c if c.starts_with("42") || c.starts_with("XX") => Corrupt,
         _ => Rejected,
     }
@@ -233,6 +234,7 @@ mod tests {
             db("23503", ErrorKind::ForeignKeyViolation),
             db("275", ErrorKind::CheckViolation), // SQLITE_CONSTRAINT_CHECK
             db("22003", ErrorKind::Other),        // numeric_value_out_of_range
+            db("42501", ErrorKind::Other),        // insufficient_privilege, RLS refusal
         ] {
             assert_eq!(kind_of(&e), StoreErrorKind::Rejected, "{e}");
         }

@@ -3,6 +3,7 @@
 //! (`email_challenges`, `email_cooldowns`). Only hashes and step numbers are stored.
 
 use crate::error::{corrupt, store_error};
+use crate::rls::TenantScope;
 use crate::timestamp::{from_db, to_db};
 use mcpsec_access::Principal;
 use mcpsec_core::{Label, UserId};
@@ -88,12 +89,10 @@ macro_rules! impl_mfa_stores {
                 // The upsert of the user's set row comes first and takes its lock, so two
                 // concurrent replacements run one after the other: the later one's DELETE
                 // (a new statement, hence a new snapshot) sees the earlier one's codes,
-                // and no mix of two sets survives.
-                let mut tx = self
-                    .pool
-                    .begin_with($begin)
-                    .await
-                    .map_err(|e| store_error("begin replacing recovery codes", e))?;
+                // and no mix of two sets survives. As the tenant (PostgreSQL: under
+                // row-level security, `crate::rls`).
+                let mut tx =
+                    <$db as TenantScope>::begin_tenant_write(&self.pool, tenant).await?;
                 sqlx::query(
                     "INSERT INTO recovery_code_sets (user_id, generation) VALUES ($1, 1)
                      ON CONFLICT (user_id) DO UPDATE
@@ -109,9 +108,12 @@ macro_rules! impl_mfa_stores {
                     .await
                     .map_err(|e| store_error("delete recovery codes", e))?;
                 for hash in &hashes {
+                    // No conflict target: naming (user_id, hash) would need the right to
+                    // read `hash`, which the tenant role is not given (migration 0006); the
+                    // primary key is the table's only unique constraint.
                     sqlx::query(
                         "INSERT INTO recovery_codes (user_id, hash) VALUES ($1, $2)
-                         ON CONFLICT (user_id, hash) DO NOTHING",
+                         ON CONFLICT DO NOTHING",
                     )
                     .bind(user)
                     .bind(&hash[..])

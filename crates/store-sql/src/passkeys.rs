@@ -6,6 +6,7 @@
 //! server.
 
 use crate::error::{corrupt, rolled_back_as_victim, store_error};
+use crate::rls::TenantScope;
 use crate::timestamp::{from_db, to_db};
 use mcpsec_access::Principal;
 use mcpsec_core::{SecretBytes, SharedClock, SystemClock, UserId};
@@ -271,11 +272,9 @@ macro_rules! impl_passkey_store {
                 // registrations exactly the ones that fit win. The credential id's
                 // primary key decides between users: `ON CONFLICT DO NOTHING` waits for a
                 // concurrent insert of the same id and does nothing if it committed.
-                let mut tx = self
-                    .pool
-                    .begin_with($begin)
-                    .await
-                    .map_err(|e| store_error("begin registering a passkey", e))?;
+                // As the tenant (PostgreSQL: under row-level security, `crate::rls`).
+                let mut tx =
+                    <$db as TenantScope>::begin_tenant_write(&self.pool, tenant).await?;
                 sqlx::query(LOCK_USER)
                     .bind(user)
                     .execute(&mut *tx)
@@ -297,8 +296,9 @@ macro_rules! impl_passkey_store {
                     // Nothing was written; which refusal it was, for the answer only.
                     // Under the user's lock their count is exact: below `max`, only the
                     // id's primary key can have refused it. At `max`, a duplicate id wins
-                    // over the maximum (as in memory) where it is visible; a statement
-                    // under row-level security sees only the user's own ids.
+                    // over the maximum (as in memory) where it is visible: this statement
+                    // runs as the tenant, so on PostgreSQL it sees only the user's own
+                    // ids, and another user's id at `max` answers TooMany.
                     let (own, taken): (i64, i64) = sqlx::query_as(
                         "SELECT
                              (SELECT COUNT(*) FROM passkey_credentials WHERE user_id = $1),
@@ -359,14 +359,19 @@ macro_rules! impl_passkey_store {
                 tenant: &Principal,
                 credential_id: &[u8],
             ) -> Result<bool, StoreError> {
+                // One statement, as the tenant (PostgreSQL: under row-level security).
+                let mut tx = <$db as TenantScope>::begin_tenant(&self.pool, tenant).await?;
                 let done = sqlx::query(
                     "DELETE FROM passkey_credentials WHERE user_id = $1 AND credential_id = $2",
                 )
                 .bind(tenant.subject().as_str())
                 .bind(credential_id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| store_error("remove a passkey", e))?;
+                tx.commit()
+                    .await
+                    .map_err(|e| store_error("commit a passkey removal", e))?;
                 Ok(done.rows_affected() == 1)
             }
         }

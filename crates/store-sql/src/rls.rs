@@ -8,8 +8,10 @@
 //! `begin_as` opens a transaction that has switched to that role with the principal
 //! set; `run_as` runs a closure in one and commits it. Every tenant-scoped store method
 //! on PostgreSQL (`ApiKeyStore::{insert, list_by_owner, set_status, set_expiry}`,
-//! `RefreshTokenStore::revoke_family_as`) goes through it with the principal it is given,
-//! so a missing `WHERE` clause cannot reach another user's or organization's rows.
+//! `RefreshTokenStore::revoke_family_as`, `PasskeyStore::{add_credential,
+//! remove_credential}`, `RecoveryCodeStore::replace_set`) goes through it with the
+//! principal it is given, so a missing `WHERE` clause cannot reach another user's or
+//! organization's rows.
 //!
 //! SQLite has no policies: the same store methods run their statement in a plain
 //! transaction, bounded by their `WHERE` clauses alone.
@@ -25,6 +27,14 @@ pub use postgres::{APP_ROLE, Work, begin_as, begin_as_parts, run_as};
 pub(crate) trait TenantScope: sqlx::Database {
     /// A transaction in which statements act as `tenant`.
     fn begin_tenant(
+        pool: &sqlx::Pool<Self>,
+        tenant: &Principal,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self>, StoreError>> + Send;
+
+    /// A write transaction in which statements act as `tenant`, for a method that reads
+    /// and writes under one lock (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: as
+    /// [`begin_tenant`](Self::begin_tenant), READ COMMITTED).
+    fn begin_tenant_write(
         pool: &sqlx::Pool<Self>,
         tenant: &Principal,
     ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self>, StoreError>> + Send;
@@ -61,6 +71,15 @@ impl TenantScope for sqlx::Sqlite {
             .map_err(|e| store_error("begin a tenant statement", e))
     }
 
+    async fn begin_tenant_write(
+        pool: &sqlx::Pool<Self>,
+        _tenant: &Principal,
+    ) -> Result<sqlx::Transaction<'static, Self>, StoreError> {
+        pool.begin_with(crate::sqlite::BEGIN_WRITE)
+            .await
+            .map_err(|e| store_error("begin a tenant write", e))
+    }
+
     // No policies: the tenant's `UPDATE … WHERE org_id = …` already reached every key of
     // the organization.
     async fn admin_set_key_status(
@@ -85,6 +104,13 @@ impl TenantScope for sqlx::Sqlite {
 #[cfg(feature = "postgres")]
 impl TenantScope for sqlx::Postgres {
     async fn begin_tenant(
+        pool: &sqlx::Pool<Self>,
+        tenant: &Principal,
+    ) -> Result<sqlx::Transaction<'static, Self>, StoreError> {
+        begin_as(pool, tenant).await
+    }
+
+    async fn begin_tenant_write(
         pool: &sqlx::Pool<Self>,
         tenant: &Principal,
     ) -> Result<sqlx::Transaction<'static, Self>, StoreError> {

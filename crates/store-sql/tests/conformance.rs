@@ -45,7 +45,23 @@ mod refresh_store {
         Arc::new(SqlRefreshStore::new(common::sqlite_pool(&ns).await)) as Arc<dyn RefreshTokenStore>
     });
     mcpsec_tokens::refresh_store_suite!(postgres, |ns: Namespace| async move {
-        crate::pg_or_sqlite!(ns, SqlRefreshStore as RefreshTokenStore)
+        match common::pg_pool(&ns).await {
+            Some(pool) => {
+                // The suite's org admin `root` of `acme`: row-level security confirms an
+                // admin's reach over the organization's sessions in `memberships`.
+                sqlx::Executor::execute(
+                    &pool,
+                    "INSERT INTO orgs (id) VALUES ('acme');
+                     INSERT INTO users (id) VALUES ('root');
+                     INSERT INTO memberships (user_id, org_id, role)
+                         VALUES ('root', 'acme', 'org_admin');",
+                )
+                .await
+                .unwrap();
+                Arc::new(SqlRefreshStore::new(pool)) as Arc<dyn RefreshTokenStore>
+            }
+            None => crate::pg_or_sqlite!(ns, SqlRefreshStore as RefreshTokenStore),
+        }
     });
 }
 

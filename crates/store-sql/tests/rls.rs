@@ -22,7 +22,7 @@ use sqlx::{Executor, PgPool, Row};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// The tables the policies guard, each with its key column.
-const PROTECTED: [(&str, &str); 7] = [
+const PROTECTED: [(&str, &str); 10] = [
     ("api_keys", "id"),
     ("refresh_families", "id"),
     ("refresh_tokens", "family_id"),
@@ -30,6 +30,9 @@ const PROTECTED: [(&str, &str); 7] = [
     ("passkey_credentials", "user_id"),
     ("mcp_services", "id"),
     ("memberships", "user_id"),
+    ("passkey_users", "user_id"),
+    ("recovery_code_sets", "user_id"),
+    ("recovery_codes", "user_id"),
 ];
 
 fn principal(user: &str, org: &str, role: Role) -> Principal {
@@ -78,7 +81,11 @@ async fn seed(pool: &PgPool, users: &[(&str, &str, Role)]) {
                                               created_at)
                  VALUES (convert_to('{user}', 'UTF8'), '{user}', 0, '\\x00', 0);
              INSERT INTO mcp_services (id, org_id, user_id, name, created_at)
-                 VALUES ('s-{user}', '{org}', '{user}', 'svc-{user}', 0);"
+                 VALUES ('s-{user}', '{org}', '{user}', 'svc-{user}', 0);
+             INSERT INTO passkey_users (user_id, ceremony_seq) VALUES ('{user}', 0);
+             INSERT INTO recovery_code_sets (user_id, generation) VALUES ('{user}', 1);
+             INSERT INTO recovery_codes (user_id, hash)
+                 VALUES ('{user}', sha256('{user}'::bytea));"
         );
         pool.execute(sqlx::AssertSqlSafe(statements)).await.unwrap();
     }
@@ -101,16 +108,19 @@ async fn visible(pool: &PgPool, who: &Principal, table: &str, key: &str, value: 
 /// How many rows of `table` with `key = value` `who` can update (a no-op update, rolled
 /// back).
 async fn updatable(pool: &PgPool, who: &Principal, table: &str, key: &str, value: &str) -> u64 {
-    let column = match table {
-        "api_keys" | "mcp_services" => "name",
-        "refresh_families" => "revoked",
-        "totp_enrollments" => "config",
-        "passkey_credentials" => "counter",
+    // A column the role may write (API keys: not the name, see the column grants), with
+    // a value the policies accept (a session is only ever revoked).
+    let set = match table {
+        "api_keys" => "expires_at = expires_at",
+        "mcp_services" => "name = name",
+        "refresh_families" => "revoked = TRUE",
+        "totp_enrollments" => "config = config",
+        "passkey_credentials" => "counter = counter",
         other => panic!("no update for {other}"),
     };
     let mut tx = rls::begin_as(pool, who).await.unwrap();
     let n = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE {table} SET {column} = {column} WHERE {key} = $1"
+        "UPDATE {table} SET {set} WHERE {key} = $1"
     )))
     .bind(value)
     .execute(&mut *tx)
@@ -162,7 +172,7 @@ async fn no_principal_sees_nothing() {
     // Tables only pre-authentication code uses are not granted to the role at all.
     let alice = principal("alice", "acme", Role::OrgAdmin);
     for table in [
-        "recovery_codes",
+        "passkey_ceremonies",
         "email_challenges",
         "attempt_counters",
         "totp_replay",
@@ -813,4 +823,397 @@ async fn an_org_admin_changes_a_members_key_by_id_without_seeing_it() {
     .await
     .unwrap();
     assert!(!public);
+}
+
+/// Runs `sql` as `who` and rolls back: `Ok(rows affected)`, or `Err(SQLSTATE)`.
+async fn try_as(pool: &PgPool, who: &Principal, sql: &str) -> Result<u64, String> {
+    let mut tx = rls::begin_as(pool, who).await.unwrap();
+    let out = tx.execute(sqlx::AssertSqlSafe(sql.to_owned())).await;
+    tx.rollback().await.unwrap();
+    out.map(|done| done.rows_affected()).map_err(|e| {
+        e.as_database_error()
+            .and_then(|e| e.code())
+            .map_or_else(|| e.to_string(), |c| c.into_owned())
+    })
+}
+
+/// An org admin's reach over the organization's sessions is revoking them: no column but
+/// `revoked` is writable, and it only goes to true (review finding: the admin rewrote the
+/// owner of her own session and un-revoked a member's with a wider role).
+#[tokio::test]
+async fn an_org_admin_only_revokes_sessions() {
+    let ns = Namespace::new("postgres", "rls", "session_writes");
+    let Some(pool) = common::pg_pool(&ns).await else {
+        return;
+    };
+    seed(
+        &pool,
+        &[
+            ("carol", "acme", Role::OrgAdmin),
+            ("dave", "acme", Role::Developer),
+            ("bob", "acme", Role::Viewer),
+        ],
+    )
+    .await;
+    pool.execute("UPDATE refresh_families SET revoked = TRUE WHERE id = 'f-bob'")
+        .await
+        .unwrap();
+    let carol = principal("carol", "acme", Role::OrgAdmin);
+    let dave = principal("dave", "acme", Role::Developer);
+    for (who, sql) in [
+        (
+            &carol,
+            "UPDATE refresh_families SET user_id = 'dave' WHERE id = 'f-carol'",
+        ),
+        (
+            &carol,
+            "UPDATE refresh_families SET revoked = FALSE, role = 'org_admin' WHERE id = 'f-bob'",
+        ),
+        (
+            &carol,
+            "UPDATE refresh_families SET revoked = FALSE WHERE id = 'f-bob'",
+        ),
+        (
+            &carol,
+            "UPDATE refresh_families SET expires_at = 1 WHERE id = 'f-dave'",
+        ),
+        (
+            &dave,
+            "UPDATE refresh_families SET scopes = 'org:admin' WHERE id = 'f-dave'",
+        ),
+    ] {
+        assert_eq!(
+            try_as(&pool, who, sql).await,
+            Err("42501".to_owned()),
+            "{sql}"
+        );
+    }
+    // Revoking is what remains.
+    assert_eq!(
+        try_as(
+            &pool,
+            &carol,
+            "UPDATE refresh_families SET revoked = TRUE WHERE id = 'f-dave'"
+        )
+        .await,
+        Ok(1)
+    );
+    let row: (String, bool, String) =
+        sqlx::query_as("SELECT user_id, revoked, role FROM refresh_families WHERE id = 'f-bob'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(row, ("bob".to_owned(), true, "viewer".to_owned()));
+}
+
+/// API key writes: a key is minted for oneself, or by an org admin (per `memberships`)
+/// for a member; a revoked key stays revoked; scopes, owner, organization and hash never
+/// change under the tenant role (review finding: a developer minted an `org:admin` key
+/// owned by another user, un-revoked her own key and widened its scopes).
+#[tokio::test]
+async fn api_key_writes_are_bounded() {
+    let ns = Namespace::new("postgres", "rls", "key_writes");
+    let Some(pool) = common::pg_pool(&ns).await else {
+        return;
+    };
+    seed(
+        &pool,
+        &[
+            ("boss", "acme", Role::OrgAdmin),
+            ("alice", "acme", Role::Developer),
+            ("stranger", "globex", Role::Developer),
+        ],
+    )
+    .await;
+    let insert = |id: &str, owner: &str| {
+        format!(
+            "INSERT INTO api_keys (id, hash, user_id, org_id, scopes, env, name, created_at,
+                                   status, hint, created_by)
+             VALUES ('{id}', 'h', '{owner}', 'acme', 'org:admin', 'live', 'x', 0, 'active',
+                     'abcd', 'alice')"
+        )
+    };
+    let alice = principal("alice", "acme", Role::Developer);
+    let boss = principal("boss", "acme", Role::OrgAdmin);
+    assert_eq!(
+        try_as(&pool, &alice, &insert("k-forged", "boss")).await,
+        Err("42501".to_owned()),
+        "a developer mints only her own keys"
+    );
+    assert_eq!(
+        try_as(&pool, &alice, &insert("k-mine", "alice")).await,
+        Ok(1)
+    );
+    assert_eq!(
+        try_as(&pool, &boss, &insert("k-for-alice", "alice")).await,
+        Ok(1),
+        "an org admin mints for a member"
+    );
+    assert_eq!(
+        try_as(&pool, &boss, &insert("k-for-stranger", "stranger")).await,
+        Err("42501".to_owned()),
+        "not for someone outside the organization"
+    );
+
+    pool.execute("UPDATE api_keys SET status = 'revoked' WHERE id = 'k-alice'")
+        .await
+        .unwrap();
+    for sql in [
+        "UPDATE api_keys SET status = 'active' WHERE id = 'k-alice'",
+        "UPDATE api_keys SET scopes = 'org:admin' WHERE id = 'k-alice'",
+        "UPDATE api_keys SET user_id = 'boss' WHERE id = 'k-alice'",
+        "UPDATE api_keys SET hash = 'x' WHERE id = 'k-alice'",
+        "UPDATE api_keys SET org_id = 'globex' WHERE id = 'k-alice'",
+    ] {
+        assert_eq!(
+            try_as(&pool, &alice, sql).await,
+            Err("42501".to_owned()),
+            "{sql}"
+        );
+    }
+    // Through the store: a revoked key answers Revoked and stays so.
+    let keys = SqlApiKeyStore::new(pool.clone());
+    let k_alice = KeyId::new("k-alice").unwrap();
+    assert_eq!(
+        keys.set_status(&alice, &k_alice, KeyStatus::Active)
+            .await
+            .unwrap(),
+        Some(KeyStatus::Revoked)
+    );
+    let record = keys.get(&k_alice).await.unwrap().unwrap();
+    assert_eq!(record.status, KeyStatus::Revoked);
+    assert_eq!(record.scopes.to_string(), "mcp:read");
+}
+
+/// The admin branches read the caller's role from `memberships`: a demoted admin's
+/// stale `org_admin` claim reaches no member's session, membership or key.
+#[tokio::test]
+async fn a_demoted_admins_claim_grants_nothing() {
+    let ns = Namespace::new("postgres", "rls", "stale_claim");
+    let Some(pool) = common::pg_pool(&ns).await else {
+        return;
+    };
+    seed(
+        &pool,
+        &[
+            ("root", "acme", Role::Developer),
+            ("alice", "acme", Role::Developer),
+        ],
+    )
+    .await;
+    let stale = principal("root", "acme", Role::OrgAdmin);
+    assert_eq!(
+        visible(&pool, &stale, "refresh_families", "id", "f-alice").await,
+        0
+    );
+    assert_eq!(
+        visible(&pool, &stale, "memberships", "user_id", "alice").await,
+        0
+    );
+    assert_eq!(
+        try_as(
+            &pool,
+            &stale,
+            "UPDATE refresh_families SET revoked = TRUE WHERE id = 'f-alice'"
+        )
+        .await,
+        Ok(0)
+    );
+    assert_eq!(
+        try_as(
+            &pool,
+            &stale,
+            "INSERT INTO api_keys (id, hash, user_id, org_id, scopes, env, name, created_at,
+                                   status, hint, created_by)
+             VALUES ('k-x', 'h', 'alice', 'acme', 'mcp:read', 'live', 'x', 0, 'active',
+                     'abcd', 'root')"
+        )
+        .await,
+        Err("42501".to_owned())
+    );
+    let sessions = SqlRefreshStore::new(pool.clone());
+    let f_alice = TokenId::new("f-alice").unwrap();
+    assert!(!sessions.revoke_family_as(&stale, &f_alice).await.unwrap());
+    assert!(!sessions.family(&f_alice).await.unwrap().unwrap().revoked);
+    // Her own session she still reaches.
+    assert_eq!(
+        visible(&pool, &stale, "refresh_families", "id", "f-root").await,
+        1
+    );
+}
+
+/// The SECURITY DEFINER functions run with this schema owner's rights: they read the
+/// principal's settings themselves and call nothing in the shared `mcpsec` schema, whose
+/// functions belong to whichever role migrated first.
+#[tokio::test]
+async fn definer_functions_call_nothing_in_the_shared_schema() {
+    let ns = Namespace::new("postgres", "rls", "definer");
+    let Some(pool) = common::pg_pool(&ns).await else {
+        return;
+    };
+    let functions: Vec<(String, String, bool)> = sqlx::query_as(
+        "SELECT p.proname::text, p.prosrc, p.proconfig IS NOT NULL
+           FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+          WHERE n.nspname = current_schema() AND p.prosecdef
+          ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(functions.len() >= 2, "{functions:?}");
+    for (name, body, pinned) in functions {
+        for helper in ["mcpsec.uid(", "mcpsec.org_id(", "mcpsec.role("] {
+            assert!(!body.contains(helper), "{name} calls {helper})");
+        }
+        assert!(pinned, "{name} has a pinned search_path");
+    }
+}
+
+/// The tenant methods of the passkey and recovery-code stores run as the tenant: a
+/// trigger the test adds refuses any write to those tables by another role.
+#[tokio::test]
+async fn passkey_and_recovery_tenant_methods_run_as_the_tenant() {
+    use mcpsec_mfa::{PasskeyStore, RecoveryCodeStore, StoredPasskey};
+    use mcpsec_store_sql::{SqlPasskeyStore, SqlRecoveryStore};
+    let ns = Namespace::new("postgres", "rls", "mfa_tenant");
+    let Some(pool) = common::pg_pool(&ns).await else {
+        return;
+    };
+    pool.execute(
+        "CREATE FUNCTION only_as_app() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF current_user <> 'mcpsec_app' THEN
+                 RAISE EXCEPTION 'written as %', current_user;
+             END IF;
+             RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+         END $$;
+         CREATE TRIGGER only_as_app BEFORE INSERT OR UPDATE OR DELETE ON passkey_credentials
+             FOR EACH ROW EXECUTE FUNCTION only_as_app();
+         CREATE TRIGGER only_as_app BEFORE INSERT OR UPDATE OR DELETE ON recovery_codes
+             FOR EACH ROW EXECUTE FUNCTION only_as_app();
+         CREATE TRIGGER only_as_app BEFORE INSERT OR UPDATE OR DELETE ON recovery_code_sets
+             FOR EACH ROW EXECUTE FUNCTION only_as_app();",
+    )
+    .await
+    .unwrap();
+    let alice = principal("alice", "acme", Role::Viewer);
+    let passkeys = SqlPasskeyStore::new(pool.clone());
+    let added = passkeys
+        .add_credential(
+            &alice,
+            StoredPasskey {
+                credential_id: vec![1, 2, 3],
+                counter: 0,
+                passkey: vec![0],
+                created_at: now(),
+            },
+            4,
+        )
+        .await
+        .unwrap();
+    assert_eq!(added, mcpsec_mfa::CredentialAdded::Added);
+    let me = UserId::new("alice").unwrap();
+    assert_eq!(passkeys.credentials(&me).await.unwrap().len(), 1);
+    assert!(
+        passkeys
+            .remove_credential(&alice, &[1, 2, 3])
+            .await
+            .unwrap()
+    );
+    let recovery = SqlRecoveryStore::new(pool.clone());
+    recovery
+        .replace_set(&alice, vec![[7; 32], [8; 32]])
+        .await
+        .unwrap();
+    recovery.replace_set(&alice, vec![[9; 32]]).await.unwrap();
+    assert_eq!(recovery.remaining(&me).await.unwrap(), 1);
+    // Another user's rows stay out of reach of alice's statements.
+    pool.execute(
+        "ALTER TABLE recovery_codes DISABLE TRIGGER only_as_app;
+         INSERT INTO recovery_codes (user_id, hash) VALUES ('bob', sha256('b'::bytea));
+         ALTER TABLE recovery_codes ENABLE TRIGGER only_as_app;",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        try_as(&pool, &alice, "DELETE FROM recovery_codes").await,
+        Ok(1)
+    );
+}
+
+/// Error kinds: a refusal by a policy or a missing privilege (42501) is Rejected, and so
+/// is a record outside the tenant's organization.
+#[tokio::test]
+async fn refusals_are_rejected() {
+    use mcpsec_core::StoreErrorKind;
+    let ns = Namespace::new("postgres", "rls", "error_kinds");
+    let Some(pool) = common::pg_pool(&ns).await else {
+        return;
+    };
+    seed(&pool, &[("alice", "acme", Role::Developer)]).await;
+    let alice = principal("alice", "acme", Role::Developer);
+    let mut tx = rls::begin_as(&pool, &alice).await.unwrap();
+    let denied = tx
+        .execute("UPDATE api_keys SET scopes = 'org:admin'")
+        .await
+        .unwrap_err();
+    drop(tx);
+    assert_eq!(
+        mcpsec_store_sql::store_error("test", denied).kind(),
+        StoreErrorKind::Rejected
+    );
+    let keys = SqlApiKeyStore::new(pool.clone());
+    let mut record = keys
+        .get(&KeyId::new("k-alice").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    record.id = KeyId::new("k-elsewhere").unwrap();
+    record.org = OrgId::new("globex").unwrap();
+    let err = keys.insert(&alice, &record).await.unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Rejected);
+}
+
+/// An org admin may only bring a member's key's expiry nearer (or set one where there
+/// was none), never remove it or push it later.
+#[tokio::test]
+async fn an_org_admin_only_shortens_a_members_key() {
+    let ns = Namespace::new("postgres", "rls", "admin_expiry");
+    let Some(pool) = common::pg_pool(&ns).await else {
+        return;
+    };
+    seed(
+        &pool,
+        &[
+            ("root", "acme", Role::OrgAdmin),
+            ("alice", "acme", Role::Developer),
+        ],
+    )
+    .await;
+    let keys = SqlApiKeyStore::new(pool.clone());
+    let root = principal("root", "acme", Role::OrgAdmin);
+    let k_alice = KeyId::new("k-alice").unwrap();
+    let expiry = || async {
+        keys.get(&KeyId::new("k-alice").unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .expires_at
+    };
+    let day = Duration::from_secs(86_400);
+    assert!(
+        keys.set_expiry(&root, &k_alice, Some(now() + day))
+            .await
+            .unwrap()
+    );
+    assert!(!keys.set_expiry(&root, &k_alice, None).await.unwrap());
+    assert!(
+        !keys
+            .set_expiry(&root, &k_alice, Some(now() + day * 2))
+            .await
+            .unwrap()
+    );
+    assert_eq!(expiry().await, Some(now() + day));
+    assert!(keys.set_expiry(&root, &k_alice, Some(now())).await.unwrap());
+    assert_eq!(expiry().await, Some(now()));
 }

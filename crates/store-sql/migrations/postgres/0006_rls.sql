@@ -12,8 +12,15 @@
 -- keeps every row through the `owner_service` policy: it runs the pre-authentication
 -- lookups (an API key by id, a refresh token by hash), logins and maintenance, which have
 -- no principal. `mcpsec_app` is granted nothing else, so tables only those paths use
--- (attempt counters, TOTP replay, recovery codes, email challenges, ...) are out of its
--- reach entirely.
+-- (attempt counters, TOTP replay, email challenges, ceremonies, ...) are out of its reach
+-- entirely, and on the tables it is granted it may write only the columns tenant-scoped
+-- statements write.
+--
+-- Where a policy grants an org admin's powers, the admin is confirmed in `memberships`
+-- (`is_org_admin` below), never by the principal's role claim alone: a demoted admin's
+-- stale claim reaches nothing more than a member's. The SECURITY DEFINER functions here
+-- read the principal's settings themselves and call nothing in the shared `mcpsec`
+-- schema (whose functions belong to whichever role migrated first).
 --
 -- Roles and the `mcpsec` schema are shared by every schema of the cluster/database, and
 -- instances (or tests, one schema each) migrate concurrently: everything shared is
@@ -75,14 +82,60 @@ BEGIN
 END
 $$;
 
--- Only what tenant-scoped statements need.
-GRANT SELECT, INSERT, UPDATE ON api_keys TO mcpsec_app;
-GRANT SELECT, UPDATE ON refresh_families TO mcpsec_app;
+-- Only what tenant-scoped statements need. Updates are column grants: an API key's
+-- status and expiry (`ApiKeyStore::{set_status, set_expiry}`; never its owner,
+-- organization, scopes or hash) and a session's `revoked` flag
+-- (`RefreshTokenStore::revoke_family_as`).
+GRANT SELECT, INSERT ON api_keys TO mcpsec_app;
+GRANT UPDATE (status, previous_status, expires_at) ON api_keys TO mcpsec_app;
+GRANT SELECT ON refresh_families TO mcpsec_app;
+GRANT UPDATE (revoked) ON refresh_families TO mcpsec_app;
 GRANT SELECT ON refresh_tokens TO mcpsec_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON totp_enrollments TO mcpsec_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON passkey_credentials TO mcpsec_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON mcp_services TO mcpsec_app;
 GRANT SELECT ON memberships TO mcpsec_app;
+-- A passkey registration locks the user's row first (`PasskeyStore::add_credential`); a
+-- new recovery set replaces the user's codes (`RecoveryCodeStore::replace_set`). The
+-- codes' hashes are not readable: only `user_id` is, for the DELETE's WHERE clause.
+GRANT SELECT, INSERT ON passkey_users TO mcpsec_app;
+GRANT UPDATE (ceremony_seq) ON passkey_users TO mcpsec_app;
+GRANT SELECT, INSERT ON recovery_code_sets TO mcpsec_app;
+GRANT UPDATE (generation) ON recovery_code_sets TO mcpsec_app;
+GRANT SELECT (user_id), INSERT, DELETE ON recovery_codes TO mcpsec_app;
+
+-- Whether the caller is, now, an org admin of `org` / whether `member` belongs to `org`,
+-- read from `memberships` as this schema's owner (policies on `memberships` itself call
+-- them, so they cannot read it under its own policies). They answer only about the
+-- caller's organization and take the principal from the settings directly.
+CREATE FUNCTION mcpsec_is_org_admin(org text) RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER
+    AS $$
+        SELECT EXISTS (SELECT 1 FROM memberships m
+                        WHERE m.user_id = NULLIF(current_setting('mcpsec.user_id', true), '')
+                          AND m.org_id = org
+                          AND m.org_id = NULLIF(current_setting('mcpsec.org_id', true), '')
+                          AND m.role = 'org_admin')
+    $$;
+CREATE FUNCTION mcpsec_is_member(member text, org text) RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER
+    AS $$
+        SELECT EXISTS (SELECT 1 FROM memberships m
+                        WHERE m.user_id = member AND m.org_id = org
+                          AND m.org_id = NULLIF(current_setting('mcpsec.org_id', true), ''))
+    $$;
+
+-- Revoked is final, whoever writes: a key's status never leaves 'revoked'.
+CREATE FUNCTION api_keys_revoked_is_final() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+    BEGIN
+        RAISE EXCEPTION 'a revoked API key stays revoked' USING ERRCODE = '42501';
+    END
+    $$;
+CREATE TRIGGER revoked_is_final BEFORE UPDATE OF status ON api_keys
+    FOR EACH ROW WHEN (OLD.status = 'revoked' AND NEW.status IS DISTINCT FROM 'revoked')
+    EXECUTE FUNCTION api_keys_revoked_is_final();
 
 -- Enabled and forced (the owner is bound too), with the owner's service policy.
 DO $$
@@ -102,8 +155,8 @@ END
 $$;
 
 -- API keys: `user.manage_tokens` (own keys; org_admin, developer). An org admin does not
--- see another member's keys. A key is inserted only into the principal's organization
--- (the store contract; who may mint for whom is the Rust check's).
+-- see another member's keys. A key is inserted only into the principal's organization,
+-- owned by the principal, or by an org admin (per `memberships`) for a member of it.
 CREATE POLICY tenant_select ON api_keys FOR SELECT TO mcpsec_app
     USING (user_id = mcpsec.uid() AND org_id = mcpsec.org_id()
            AND mcpsec.role() IN ('org_admin', 'developer'));
@@ -112,21 +165,30 @@ CREATE POLICY tenant_update ON api_keys FOR UPDATE TO mcpsec_app
            AND mcpsec.role() IN ('org_admin', 'developer'))
     WITH CHECK (user_id = mcpsec.uid() AND org_id = mcpsec.org_id());
 CREATE POLICY tenant_insert ON api_keys FOR INSERT TO mcpsec_app
-    WITH CHECK (org_id = mcpsec.org_id() AND mcpsec.role() IN ('org_admin', 'developer'));
+    WITH CHECK (org_id = mcpsec.org_id()
+                AND ((user_id = mcpsec.uid() AND mcpsec.role() IN ('org_admin', 'developer'))
+                     OR (mcpsec.role() = 'org_admin' AND mcpsec_is_org_admin(org_id)
+                         AND mcpsec_is_member(user_id, org_id))));
 
 -- Sessions (refresh families): one's own (`user.manage_tokens`: org_admin, developer; a
 -- session without an organization is its user's alone), and an org admin's reach over the
--- organization's sessions (`org.manage_members`). Read and revoke only.
+-- organization's sessions (`org.manage_members`, confirmed in `memberships`). Read and
+-- revoke only: `revoked` is the one writable column, and the new row must be revoked.
 CREATE POLICY tenant_select ON refresh_families FOR SELECT TO mcpsec_app
     USING ((user_id = mcpsec.uid() AND (org_id IS NULL OR org_id = mcpsec.org_id())
             AND mcpsec.role() IN ('org_admin', 'developer'))
-           OR (org_id = mcpsec.org_id() AND mcpsec.role() = 'org_admin'));
+           OR (org_id = mcpsec.org_id() AND mcpsec.role() = 'org_admin'
+               AND mcpsec_is_org_admin(org_id)));
 CREATE POLICY tenant_update ON refresh_families FOR UPDATE TO mcpsec_app
     USING ((user_id = mcpsec.uid() AND (org_id IS NULL OR org_id = mcpsec.org_id())
             AND mcpsec.role() IN ('org_admin', 'developer'))
-           OR (org_id = mcpsec.org_id() AND mcpsec.role() = 'org_admin'))
-    WITH CHECK ((user_id = mcpsec.uid() AND (org_id IS NULL OR org_id = mcpsec.org_id()))
-                OR org_id = mcpsec.org_id());
+           OR (org_id = mcpsec.org_id() AND mcpsec.role() = 'org_admin'
+               AND mcpsec_is_org_admin(org_id)))
+    WITH CHECK (((user_id = mcpsec.uid() AND (org_id IS NULL OR org_id = mcpsec.org_id())
+                  AND mcpsec.role() IN ('org_admin', 'developer'))
+                 OR (org_id = mcpsec.org_id() AND mcpsec.role() = 'org_admin'
+                     AND mcpsec_is_org_admin(org_id)))
+                AND revoked);
 
 -- Refresh tokens (hashes): one's own, read only.
 CREATE POLICY tenant_select ON refresh_tokens FOR SELECT TO mcpsec_app
@@ -145,11 +207,34 @@ CREATE POLICY tenant_all ON passkey_credentials FOR ALL TO mcpsec_app
     WITH CHECK (user_id = mcpsec.uid()
                 AND mcpsec.role() IN ('org_admin', 'developer', 'viewer'));
 
+-- A user's passkey lock row and recovery codes: one's own (`user.update_profile`). The
+-- lookups that use them before authentication (ceremonies, a recovery code's use) run as
+-- the owner.
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['passkey_users', 'recovery_code_sets', 'recovery_codes']
+    LOOP
+        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
+        EXECUTE format('CREATE POLICY owner_service ON %I TO %I USING (true) WITH CHECK (true)',
+                       t, current_user);
+        EXECUTE format('CREATE POLICY tenant_all ON %I FOR ALL TO mcpsec_app
+            USING (user_id = mcpsec.uid()
+                   AND mcpsec.role() IN (''org_admin'', ''developer'', ''viewer''))
+            WITH CHECK (user_id = mcpsec.uid()
+                        AND mcpsec.role() IN (''org_admin'', ''developer'', ''viewer''))', t);
+    END LOOP;
+END
+$$;
+
 -- Memberships: one's own rows (what the service policies below read), and an org admin's
--- view of the organization's.
+-- (per `memberships`, read by the SECURITY DEFINER helper) view of the organization's.
 CREATE POLICY tenant_select ON memberships FOR SELECT TO mcpsec_app
     USING (user_id = mcpsec.uid()
-           OR (org_id = mcpsec.org_id() AND mcpsec.role() = 'org_admin'));
+           OR (org_id = mcpsec.org_id() AND mcpsec.role() = 'org_admin'
+               AND mcpsec_is_org_admin(org_id)));
 
 -- MCP services, the organization's: seen by every member (`mcp.use`), changed by org
 -- admins and developers (`mcp.configure`). The role must be the caller's current one in
@@ -185,16 +270,20 @@ CREATE POLICY tenant_delete ON mcp_services FOR DELETE TO mcpsec_app
 -- SECURITY DEFINER functions that change one key of the caller's organization, only for a
 -- caller who is its org admin now (the principal's role and `memberships` agree), and
 -- answer with no more than the store method needs. They run as this migration's role,
--- with `search_path` pinned to this schema; only mcpsec_app may call them.
+-- with `search_path` pinned to this schema; only mcpsec_app may call them. An admin only
+-- brings an expiry nearer (or sets one where there was none), never removes or extends
+-- it: the answer is false then, as for a key out of reach.
 CREATE FUNCTION api_key_admin_set_status(key_id text, new_status text) RETURNS text
     LANGUAGE sql VOLATILE SECURITY DEFINER
     AS $$
         UPDATE api_keys SET previous_status = status,
             status = CASE WHEN status = 'revoked' THEN status ELSE new_status END
-         WHERE id = key_id AND org_id = mcpsec.org_id() AND mcpsec.role() = 'org_admin'
+         WHERE id = key_id
+           AND org_id = NULLIF(current_setting('mcpsec.org_id', true), '')
+           AND NULLIF(current_setting('mcpsec.role', true), '') = 'org_admin'
            AND EXISTS (SELECT 1 FROM memberships m
-                        WHERE m.user_id = mcpsec.uid() AND m.org_id = api_keys.org_id
-                          AND m.role = 'org_admin')
+                        WHERE m.user_id = NULLIF(current_setting('mcpsec.user_id', true), '')
+                          AND m.org_id = api_keys.org_id AND m.role = 'org_admin')
         RETURNING previous_status
     $$;
 CREATE FUNCTION api_key_admin_set_expiry(key_id text, new_expiry bigint) RETURNS boolean
@@ -202,10 +291,14 @@ CREATE FUNCTION api_key_admin_set_expiry(key_id text, new_expiry bigint) RETURNS
     AS $$
         WITH done AS (
             UPDATE api_keys SET expires_at = new_expiry
-             WHERE id = key_id AND org_id = mcpsec.org_id() AND mcpsec.role() = 'org_admin'
+             WHERE id = key_id
+               AND new_expiry IS NOT NULL
+               AND (expires_at IS NULL OR new_expiry <= expires_at)
+               AND org_id = NULLIF(current_setting('mcpsec.org_id', true), '')
+               AND NULLIF(current_setting('mcpsec.role', true), '') = 'org_admin'
                AND EXISTS (SELECT 1 FROM memberships m
-                            WHERE m.user_id = mcpsec.uid() AND m.org_id = api_keys.org_id
-                              AND m.role = 'org_admin')
+                            WHERE m.user_id = NULLIF(current_setting('mcpsec.user_id', true), '')
+                              AND m.org_id = api_keys.org_id AND m.role = 'org_admin')
             RETURNING 1)
         SELECT EXISTS (SELECT 1 FROM done)
     $$;
@@ -215,9 +308,17 @@ BEGIN
                    current_schema());
     EXECUTE format('ALTER FUNCTION api_key_admin_set_expiry(text, bigint) SET search_path = %I, pg_temp',
                    current_schema());
+    EXECUTE format('ALTER FUNCTION mcpsec_is_org_admin(text) SET search_path = %I, pg_temp',
+                   current_schema());
+    EXECUTE format('ALTER FUNCTION mcpsec_is_member(text, text) SET search_path = %I, pg_temp',
+                   current_schema());
 END
 $$;
 REVOKE EXECUTE ON FUNCTION api_key_admin_set_status(text, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION api_key_admin_set_expiry(text, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api_key_admin_set_status(text, text) TO mcpsec_app;
 GRANT EXECUTE ON FUNCTION api_key_admin_set_expiry(text, bigint) TO mcpsec_app;
+REVOKE EXECUTE ON FUNCTION mcpsec_is_org_admin(text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION mcpsec_is_member(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION mcpsec_is_org_admin(text) TO mcpsec_app;
+GRANT EXECUTE ON FUNCTION mcpsec_is_member(text, text) TO mcpsec_app;
