@@ -485,3 +485,106 @@ fn postgres_rewrap_binary_column() {
     );
     assert_eq!(read(&rt), rows);
 }
+
+/// The source's write is a compare-and-swap on the value as read: a row changed after it
+/// was read is not overwritten, and the call says so.
+#[test]
+fn a_row_changed_after_it_was_read_is_not_overwritten() {
+    use mcpsec_cli::db::{Database, DatabaseUrl};
+    use mcpsec_cli::rewrap::{Identifier, SqlColumnSource, Target};
+    use mcpsec_fieldcrypt::rewrap::RowSource;
+
+    let dir = Scratch::new("rewrap", "cas");
+    let (url, keys) = sqlite_setup(&dir);
+    let rt = rt();
+    rt.block_on(async {
+        sqlite_fill(&url, &keys).await;
+        let db = Database::open(&DatabaseUrl::parse(&url).unwrap(), false)
+            .await
+            .unwrap();
+        let id = |name: &str| Identifier::parse("--x", name).unwrap();
+        let target = Target {
+            table: id("customers"),
+            column: id("email"),
+            id_column: id("id"),
+            tenant_column: Some(id("org")),
+        };
+        let category = mcpsec_fieldcrypt::Category::new("pii").unwrap();
+        let source = SqlColumnSource::new(db, target, &category).await.unwrap();
+        assert_eq!(source.count().await.unwrap(), 25);
+        let batch = source.next_batch(None, 2).await.unwrap();
+        assert_eq!(batch.len(), 2);
+        assert_eq!(batch[0].cursor, "1");
+        assert_eq!(batch[0].context, context("customers", 1, Some(&org(1))));
+        // Someone rewrites row 1 after the read.
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{url}"))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE customers SET email = 'changed' WHERE id = 1")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        assert!(!source.replace(&batch[0], b"new".to_vec()).await.unwrap());
+        assert!(source.replace(&batch[1], b"new".to_vec()).await.unwrap());
+        let rows = sqlite_rows(&url).await;
+        assert_eq!(rows[0].2.as_deref(), Some("changed"));
+        // Written in the form it was read in (text).
+        assert_eq!(rows[1].2.as_deref(), Some(format::to_text(b"new").as_str()));
+        // Paging by integer id follows the integer order (2 < 10), not the text order.
+        let next = source.next_batch(Some("9"), 3).await.unwrap();
+        let cursors: Vec<&str> = next.iter().map(|r| r.cursor.as_str()).collect();
+        assert_eq!(cursors, ["10", "11", "12"]);
+        conn.close().await.unwrap();
+    });
+}
+
+/// The positive control, where util-linux `script` can give the command a terminal: the
+/// bar is drawn on it, and standard output holds only the summary.
+#[test]
+fn rewrap_on_a_terminal_draws_a_progress_bar() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("notice: `script` is not installed; skipping the terminal case");
+        return;
+    }
+    let dir = Scratch::new("rewrap", "tty");
+    let (url, keys) = sqlite_setup(&dir);
+    rt().block_on(sqlite_fill(&url, &keys));
+    keys.rotate();
+    let stdout_file = dir.path("stdout");
+    let args = rewrap_args(
+        &url,
+        &keys,
+        "customers",
+        &["--tenant-column", "org", "--batch", "1"],
+    );
+    let command = format!(
+        "'{}' {} > '{stdout_file}'",
+        env!("CARGO_BIN_EXE_mcpsec"),
+        args.iter()
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    if code(&out) != Some(0) && !Path::new(&stdout_file).exists() {
+        eprintln!("notice: no pseudo-terminal available; skipping the terminal case");
+        return;
+    }
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert!(
+        out.stdout.contains(&0x1b) || out.stdout.contains(&b'\r'),
+        "no bar drawn on the terminal: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let text = std::fs::read_to_string(&stdout_file).unwrap();
+    assert!(text.starts_with("customers.email: 25 rewrapped"), "{text}");
+    assert!(!text.contains('\x1b') && !text.contains('\r'));
+}
