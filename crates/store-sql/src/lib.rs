@@ -58,28 +58,41 @@
 //!
 //! Migration `0006_rls.sql` enables and forces row-level security on the tables that hold
 //! user and organization resources (`api_keys`, `refresh_families`, `refresh_tokens`,
-//! `totp_enrollments`, `passkey_credentials`, `mcp_services`, `memberships`). Tenant-scoped
-//! store methods (those that take a `Principal`: `ApiKeyStore::{insert, list_by_owner,
-//! set_status, set_expiry}`, `RefreshTokenStore::revoke_family_as`) run in a transaction
-//! opened by `rls::begin_as`: switched to the role `mcpsec_app` (`NOLOGIN`,
-//! `NOBYPASSRLS`) with the principal's user, organization and role in transaction-local
-//! settings, read by the policies through `mcpsec.uid()`, `mcpsec.org_id()`,
-//! `mcpsec.role()`. Use `rls::run_as` for your own tenant queries.
+//! `totp_enrollments`, `passkey_credentials`, `passkey_users`, `recovery_code_sets`,
+//! `recovery_codes`, `mcp_services`, `memberships`). Tenant-scoped store methods (those
+//! that take a `Principal`: `ApiKeyStore::{insert, list_by_owner, set_status,
+//! set_expiry}`, `RefreshTokenStore::revoke_family_as`, `PasskeyStore::{add_credential,
+//! remove_credential}`, `RecoveryCodeStore::replace_set`) run in a transaction opened by
+//! `rls::begin_as`: switched to the role `mcpsec_app` (`NOLOGIN`, `NOBYPASSRLS`) with the
+//! principal's user, organization and role in transaction-local settings, read by the
+//! policies through `mcpsec.uid()`, `mcpsec.org_id()`, `mcpsec.role()`. Use
+//! `rls::run_as` for your own tenant queries.
 //!
 //! - **The pool** connects as the role that ran the migrations (the schema's owner; it
 //!   needs `CREATEROLE` the first time, or a DBA creates `mcpsec_app` beforehand). Its
 //!   `owner_service` policy keeps every row: it runs what has no principal yet — API key
 //!   lookups by id, refresh consumes by hash, logins, pruning — each a statement on one
-//!   row by its key, never a listing.
+//!   row by its key, never a listing. `SqlApiKeyStore::insert_as_owner` is the operator's
+//!   insert on that role (the CLI's bootstrap), never a request's.
 //! - **Guaranteed** for tenant-scoped statements: no principal sees nothing; a user reaches
-//!   only their own keys, sessions, tokens and factors; one organization never sees
-//!   another's rows; an org admin sees the organization's MCP services (role confirmed by
-//!   `memberships`) and can end a member's session, but does not see a member's API keys
-//!   (it disables, revokes or expires one by id through two `SECURITY DEFINER` functions
-//!   that check its current membership);
-//!   roles follow the access crate's action table (a test walks it against the policies).
-//!   `mcpsec_app` is granted nothing else, so pre-authentication tables (recovery codes,
-//!   email challenges, attempt counters, …) are out of its reach.
+//!   only their own keys, sessions, tokens, factors and recovery codes (their hashes are
+//!   not even readable); one organization never sees another's rows. `mcpsec_app` may
+//!   update only the columns the store writes: a key's status and expiry (never its owner,
+//!   organization, scopes or hash), a session's `revoked` flag, which a policy lets only
+//!   become true. A revoked key stays revoked (a trigger, for every role). A key is
+//!   inserted owned by the principal, or by an org admin for a member of the
+//!   organization. Every branch that grants an org admin's powers confirms the admin in
+//!   `memberships` (a `SECURITY DEFINER` helper), so a demoted admin's stale role claim
+//!   reaches nothing: an org admin sees the organization's members and MCP services and
+//!   can end a member's session, but does not see a member's API keys (it disables,
+//!   revokes or brings nearer the expiry of one by id — never removes or extends it —
+//!   through two `SECURITY DEFINER` functions that check its current membership). The
+//!   `SECURITY DEFINER` functions read the principal's settings themselves, with a pinned
+//!   `search_path`, and call nothing in the shared `mcpsec` schema. Roles follow the
+//!   access crate's action table (a test walks it against the policies). `mcpsec_app` is
+//!   granted nothing else, so pre-authentication tables (ceremonies, email challenges,
+//!   attempt counters, TOTP replay, …) are out of its reach. A refusal (PostgreSQL 42501)
+//!   is a `StoreError` of kind `Rejected`.
 //! - **Not guaranteed**: the database takes the principal from the application; it does
 //!   not verify a token. A compromised application, or the pool's own role, reaches
 //!   everything. Scopes and step-up are the Rust check's alone. SQLite has no policies.
