@@ -319,6 +319,21 @@ fn bad_identifiers_are_refused_and_nothing_changes() {
         "{}",
         stderr(&out)
     );
+    // Rows with a value but no id: refused before any row is read.
+    rt.block_on(async {
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{url}"))
+            .await
+            .unwrap();
+        conn.execute(
+            "CREATE TABLE noid (id INTEGER, email TEXT); INSERT INTO noid VALUES (NULL, 'x')",
+        )
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+    });
+    let out = run(&rewrap_args(&url, &keys, "noid", &[]), None);
+    assert_eq!(code(&out), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("NULL id"), "{}", stderr(&out));
     // A category the keyset lacks.
     let mut args = rewrap_args(&url, &keys, "customers", &[]);
     let at = args.iter().position(|a| *a == "--category").unwrap();
