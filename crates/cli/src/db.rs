@@ -41,8 +41,8 @@ pub fn store_failure(e: &StoreError) -> CliError {
     usage(line)
 }
 
-/// Where `--database-url` points.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where `--database-url` points. `Debug` prints the URL without its password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
     /// A SQLite database: the URL handed to the driver, and the file it names (`None` for
     /// an in-memory database).
@@ -54,6 +54,50 @@ pub enum DatabaseUrl {
     },
     /// A PostgreSQL server.
     Postgres(String),
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite { url, file } => f
+                .debug_struct("Sqlite")
+                .field("url", &redact_url(url))
+                .field("file", file)
+                .finish(),
+            DatabaseUrl::Postgres(url) => {
+                f.debug_tuple("Postgres").field(&redact_url(url)).finish()
+            }
+        }
+    }
+}
+
+/// `url` with its password replaced by `[REDACTED]`, for `Debug` output and messages: the
+/// `user:password@` part of a `scheme://` URL (up to the last `@` before the query, so an
+/// unencoded `/` in the password is covered too) and any `password=` query parameter.
+pub fn redact_url(url: &str) -> String {
+    let query_at = url.find('?').unwrap_or(url.len());
+    let (head, query) = url.split_at(query_at);
+    let mut out = head.to_owned();
+    if let Some(start) = out.find("://").map(|i| i + 3)
+        && let Some(at) = out[start..].rfind('@').map(|i| start + i)
+        && let Some(colon) = out[start..at].find(':').map(|i| start + i)
+    {
+        out.replace_range(colon + 1..at, "[REDACTED]");
+    }
+    if let Some(query) = query.strip_prefix('?') {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                    format!("{key}=[REDACTED]")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
 }
 
 impl DatabaseUrl {
@@ -462,6 +506,49 @@ pub fn org_id(flag: &str, text: &str) -> Result<OrgId, CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_never_prints_a_password() {
+        for (url, shown) in [
+            (
+                "postgres://app:s3cret@db:5432/x",
+                "postgres://app:[REDACTED]@db:5432/x",
+            ),
+            (
+                "postgres://app:pa/ss@db/x",
+                "postgres://app:[REDACTED]@db/x",
+            ),
+            (
+                "postgresql://db/x?user=app&password=s3cret&sslmode=require",
+                "postgresql://db/x?user=app&password=[REDACTED]&sslmode=require",
+            ),
+            ("postgres://app@db/x", "postgres://app@db/x"),
+        ] {
+            assert_eq!(redact_url(url), shown);
+            let parsed = DatabaseUrl::parse(url).unwrap();
+            let debug = format!("{parsed:?}");
+            assert!(
+                !debug.contains("s3cret") && !debug.contains("pa/ss"),
+                "{debug}"
+            );
+        }
+        let request = crate::stored_keys::CreateRequest {
+            database_url: "postgres://app:s3cret@db/x".to_owned(),
+            owner: "alice".to_owned(),
+            org: "acme".to_owned(),
+            scopes: mcpsec_access::ScopeSet::parse_strict("mcp:read").unwrap(),
+            name: "ci".to_owned(),
+            env: mcpsec_apikeys::Env::Live,
+            expires: None,
+            pepper_file: PathBuf::from("pepper"),
+            pepper_version: 1,
+        };
+        let debug = format!("{request:?}");
+        assert!(
+            !debug.contains("s3cret") && debug.contains("[REDACTED]"),
+            "{debug}"
+        );
+    }
 
     #[test]
     fn urls_pick_the_backend() {

@@ -8,6 +8,8 @@
 //! `org.manage_members` without step-up (there is no interactive session to step up). The
 //! principal holds exactly the scopes of the key it creates plus `org:admin`, so the
 //! library's "a credential only mints narrower ones" check passes and nothing else widens.
+//! The key is then stored as the pool's own role, outside row-level security, since the
+//! operator principal is in no organization's `memberships` (see `OperatorInsert`).
 //!
 //! Listing and revoking act as the operator, not as a tenant: on PostgreSQL the tenant
 //! face of the store runs under row-level security, whose policies let no one but a key's
@@ -16,13 +18,19 @@
 
 use crate::db::{Database, DatabaseUrl, org_id, runtime, user_id};
 use crate::tokens::CliError;
+use mcpsec_access::Principal;
 use mcpsec_access::{
     Action, AuthMethods, Authentication, Authorized, Authorizer, CredentialKind, Resource, Role,
     Scope, ScopeSet, StepUpPolicy, perm,
 };
-use mcpsec_apikeys::{ApiKeyRecord, ApiKeys, Env, HashMode, KeyHasher, KeyStatus, NewKey, Pepper};
+use mcpsec_apikeys::{
+    ApiKeyLookup, ApiKeyRecord, ApiKeyStore, ApiKeys, Env, HashMode, KeyHasher, KeyStatus, NewKey,
+    Pepper, StoreError,
+};
 use mcpsec_core::{Clock, KeyId, NullSink, OrgId, SecretString, SystemClock, UserId};
+use mcpsec_store_sql::SqlApiKeyStore;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// The environment variable naming the pepper file when `--pepper-file` is not given.
@@ -82,14 +90,19 @@ fn operator_proof(
 }
 
 fn service(db: &Database, hasher: KeyHasher) -> Result<ApiKeys, CliError> {
+    let store = Arc::new(OperatorInsert {
+        db: db.clone(),
+        store: db.api_keys(),
+    });
     // No event sink is configured for the CLI: operators' actions are theirs to log.
-    ApiKeys::builder(db.api_keys(), db.memberships(), hasher, NullSink)
+    ApiKeys::builder(store, db.memberships(), hasher, NullSink)
         .build()
         .map_err(|e| api_error("cannot set up API keys", &e))
 }
 
-/// What `apikey create` is asked for.
-#[derive(Debug, Clone)]
+/// What `apikey create` is asked for. `Debug` prints the database URL without its
+/// password.
+#[derive(Clone)]
 pub struct CreateRequest {
     /// `--database-url`.
     pub database_url: String,
@@ -109,6 +122,115 @@ pub struct CreateRequest {
     pub pepper_file: PathBuf,
     /// `--pepper-version`.
     pub pepper_version: u32,
+}
+
+impl std::fmt::Debug for CreateRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateRequest")
+            .field("database_url", &crate::db::redact_url(&self.database_url))
+            .field("owner", &self.owner)
+            .field("org", &self.org)
+            .field("scopes", &self.scopes)
+            .field("name", &self.name)
+            .field("env", &self.env)
+            .field("expires", &self.expires)
+            .field("pepper_file", &self.pepper_file)
+            .field("pepper_version", &self.pepper_version)
+            .finish()
+    }
+}
+
+/// The store `create` goes through: the database's own, except that a new key is stored
+/// as the pool's role ([`SqlApiKeyStore::insert_as_owner`]), outside row-level security.
+///
+/// Why not the tenant face: on PostgreSQL its policies let a principal insert a key only
+/// for itself, or as an org admin per `memberships` for a member, and the operator
+/// principal ([`OPERATOR`]) is in no organization's `memberships`. Acting as the owner
+/// instead would fail for an owner whose role may not mint keys (a viewer) and would record
+/// the owner as `created_by`. The CLI is the operator's bootstrap tool: it runs as the
+/// role that owns the schema, which reaches every row anyway, and has already checked the
+/// owner's membership and authorized the creation above; the store's insert keeps the
+/// organization check.
+#[derive(Debug)]
+struct OperatorInsert {
+    db: Database,
+    store: Arc<dyn ApiKeyStore>,
+}
+
+#[async_trait::async_trait]
+impl ApiKeyLookup for OperatorInsert {
+    async fn get(&self, id: &KeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
+        self.store.get(id).await
+    }
+
+    async fn replace_hash(
+        &self,
+        id: &KeyId,
+        expected: &str,
+        new: &str,
+    ) -> Result<bool, StoreError> {
+        self.store.replace_hash(id, expected, new).await
+    }
+
+    async fn touch_last_used(
+        &self,
+        id: &KeyId,
+        now: SystemTime,
+        min_interval: Duration,
+    ) -> Result<bool, StoreError> {
+        self.store.touch_last_used(id, now, min_interval).await
+    }
+
+    async fn revoke_by_holder(&self, id: &KeyId) -> Result<Option<KeyStatus>, StoreError> {
+        self.store.revoke_by_holder(id).await
+    }
+}
+
+#[async_trait::async_trait]
+impl ApiKeyStore for OperatorInsert {
+    async fn insert(&self, tenant: &Principal, record: &ApiKeyRecord) -> Result<(), StoreError> {
+        if &record.org != tenant.org() {
+            return Err(StoreError::rejected("the record is outside the tenant"));
+        }
+        match &self.db {
+            Database::Sqlite(pool) => {
+                SqlApiKeyStore::new(pool.clone())
+                    .insert_as_owner(record)
+                    .await
+            }
+            Database::Postgres(pool) => {
+                SqlApiKeyStore::new(pool.clone())
+                    .insert_as_owner(record)
+                    .await
+            }
+        }
+    }
+
+    async fn list_by_owner(
+        &self,
+        tenant: &Principal,
+        owner: &UserId,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.store.list_by_owner(tenant, owner).await
+    }
+
+    async fn set_status(
+        &self,
+        tenant: &Principal,
+        id: &KeyId,
+        status: KeyStatus,
+    ) -> Result<Option<KeyStatus>, StoreError> {
+        self.store.set_status(tenant, id, status).await
+    }
+
+    async fn set_expiry(
+        &self,
+        tenant: &Principal,
+        id: &KeyId,
+        expires_at: Option<SystemTime>,
+    ) -> Result<bool, StoreError> {
+        self.store.set_expiry(tenant, id, expires_at).await
+    }
 }
 
 /// `apikey create`: a key for a member of the organization, hashed under the pepper and
