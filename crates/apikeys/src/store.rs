@@ -119,8 +119,8 @@ pub trait ApiKeyLookup: Send + Sync + std::fmt::Debug {
 /// the principal's: such rows read as absent, and inserting one is refused.
 #[async_trait::async_trait]
 pub trait ApiKeyStore: ApiKeyLookup {
-    /// Stores a new record; refused if the id exists or the record is outside the
-    /// principal's organization.
+    /// Stores a new record; refused if the id exists (Conflict) or the record is outside
+    /// the principal's organization (Rejected).
     async fn insert(&self, tenant: &Principal, record: &ApiKeyRecord) -> Result<(), StoreError>;
 
     /// Every record of `owner` in the principal's organization.
@@ -221,7 +221,7 @@ impl ApiKeyLookup for MemoryApiKeyStore {
 impl ApiKeyStore for MemoryApiKeyStore {
     async fn insert(&self, tenant: &Principal, record: &ApiKeyRecord) -> Result<(), StoreError> {
         if &record.org != tenant.org() {
-            return Err(StoreError::conflict("the record is outside the tenant"));
+            return Err(StoreError::rejected("the record is outside the tenant"));
         }
         let mut records = self.lock();
         if records.contains_key(&record.id) {

@@ -185,7 +185,14 @@ pub async fn tenant_face_never_reaches_another_organization(store: Arc<dyn ApiKe
         store.get(&id("k2")).await.unwrap().unwrap().status,
         KeyStatus::Active
     );
-    assert!(store.insert(&globex, &record("k4", "alice")).await.is_err());
+    assert_eq!(
+        store
+            .insert(&globex, &record("k4", "alice"))
+            .await
+            .unwrap_err()
+            .kind(),
+        mcpsec_core::StoreErrorKind::Rejected
+    );
     assert_eq!(store.get(&id("k4")).await.unwrap(), None);
 }
 
