@@ -1,0 +1,85 @@
+//! # mcpsec-store-redis
+//!
+//! The mcpsec store traits a fleet must share, on Redis: when a service runs as several
+//! instances, a failure budget kept per instance gives an attacker N times the budget, and
+//! a TOTP code accepted on one instance must be refused on the others.
+//!
+//! Start with [`RedisStores::connect`] (a URL and a key prefix for this deployment), then
+//! take the stores you need from it; they share one multiplexed connection:
+//!
+//! | store | trait |
+//! | --- | --- |
+//! | [`RedisAttemptCounter`] | [`mcpsec_core::AttemptCounter`] |
+//! | [`RedisReplayGuard`] | [`mcpsec_mfa::TotpReplayGuard`] |
+//! | [`RedisUsageLedger`] | [`mcpsec_fieldcrypt::UsageLedger`] (see its durability note) |
+//!
+//! ```no_run
+//! use mcpsec_core::AttemptCounter;
+//! use mcpsec_store_redis::RedisStores;
+//! use std::time::{Duration, SystemTime};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let stores = RedisStores::connect("redis://127.0.0.1:6379", "myapp:prod").await?;
+//! let counter = stores.attempt_counter();
+//! let window = Duration::from_secs(900);
+//! let state = counter.record_failure("203.0.113.7", window, SystemTime::now()).await?;
+//! assert!(state.count >= 1);
+//! # Ok(()) }
+//! ```
+//!
+//! ## Atomicity, keys and expiry
+//!
+//! Every operation that changes state is one Lua script run with `EVALSHA` (the crate
+//! falls back to `EVAL` when the server has not cached it): Redis runs a script without
+//! interleaving any other command, so "count a failure", "accept a step if newer" and
+//! "grant what is left under a limit" each happen once and in full, on any number of
+//! instances. Nothing is read into Rust and written back; reads that change nothing are
+//! one command.
+//!
+//! Keys are `{prefix}:{<tag>}:<kind>`. The braces are Redis Cluster's hash tag: every key
+//! of one record lands in one slot, so a script's keys never span slots, while records
+//! spread over the cluster. The tag is a digest of the record's identity, so no subject,
+//! user id or category appears in a key name. Every key written gets a TTL in the same
+//! script that writes it ([`TtlPolicy`]): nothing grows without bound.
+//!
+//! ## When Redis is unreachable
+//!
+//! Every call fails closed: it returns a [`mcpsec_core::StoreError`]
+//! ([`Unavailable`](mcpsec_core::StoreErrorKind::Unavailable) or
+//! [`Timeout`](mcpsec_core::StoreErrorKind::Timeout), both retryable), and the callers in
+//! mcpsec refuse the attempt they were budgeting (a login, a TOTP code, an encryption)
+//! rather than let it through unchecked. Commands time out after the connection's
+//! response timeout ([`DEFAULT_RESPONSE_TIMEOUT`] with [`RedisStores::connect`]); the
+//! connection manager reconnects in the background, and calls succeed again once Redis is
+//! back. Every failure's kind comes from [`store_error`], with the redis error as its
+//! source.
+//!
+//! Not here yet (issue 15): lockout windows with back-off, the GCRA rate limiter, the
+//! email resend cooldown, the passkey ceremony store, fleet cache invalidation, an
+//! opt-in local fallback, and the fleet and fault tests.
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod attempts;
+mod connection;
+pub mod error;
+mod keys;
+mod ledger;
+mod replay;
+mod units;
+
+pub use attempts::RedisAttemptCounter;
+pub use connection::{
+    DEFAULT_ATTEMPT_GRACE, DEFAULT_CONNECTION_TIMEOUT, DEFAULT_LEDGER_TTL, DEFAULT_REPLAY_TTL,
+    DEFAULT_RESPONSE_TIMEOUT, RedisStores, TtlPolicy,
+};
+pub use error::store_error;
+pub use keys::MAX_PREFIX_LEN;
+pub use ledger::RedisUsageLedger;
+pub use replay::RedisReplayGuard;
+
+/// The README's example, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
