@@ -1,6 +1,11 @@
 //! Two instances (two connection managers on one server, one prefix) racing 32 tasks on
 //! one record: a failure counter, a TOTP step, a nonce budget.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
