@@ -2,7 +2,7 @@
 //! category's primary key after a rotation, resumably.
 //!
 //! The engine is `mcpsec_fieldcrypt::rewrap`: [`SqlColumnSource`] is its
-//! [`RowSource`] over the named table (pages of rows by id, a compare-and-swap write per
+//! [`RowSource`](mcpsec_fieldcrypt::rewrap::RowSource) over the named table (pages of rows by id, a compare-and-swap write per
 //! row), and `SqlRewrapCheckpoints` keeps the job's checkpoint in the same database
 //! (table `fieldcrypt_rewrap_checkpoints`, so the database must be migrated). A run that
 //! is interrupted continues from its last checkpoint; a run after a finished one scans
