@@ -17,7 +17,7 @@
 
 mod common;
 
-use common::{Scratch, code, run, stderr, stdout};
+use common::{PgSchema, Scratch, code, rt, run, stderr, stdout};
 use mcpsec_core::{NullSink, SealContext, SystemClock};
 use mcpsec_fieldcrypt::{FieldCrypt, LocalKeyset, LocalMasterKey, format};
 use sqlx::{Connection, Executor};
@@ -27,13 +27,6 @@ use std::sync::Arc;
 
 const MASTER: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const ROWS: i64 = 25;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn ok(out: &Output) -> String {
     assert_eq!(code(out), Some(0), "stderr: {}", stderr(out));
@@ -369,56 +362,6 @@ fn rows_that_do_not_open_are_left_alone_and_exit_1() {
     assert_eq!(rt.block_on(sqlite_rows(&url)), before);
 }
 
-/// A schema of its own in the test database, dropped when the test ends.
-struct PgSchema {
-    base: String,
-    schema: String,
-}
-
-impl PgSchema {
-    fn new(base: String, test: &str) -> PgSchema {
-        let schema = format!("mcpsec_cli_rewrap_{test}_{}", std::process::id());
-        rt().block_on(async {
-            let mut conn = sqlx::PgConnection::connect(&base)
-                .await
-                .unwrap_or_else(|e| panic!("MCPSEC_TEST_DATABASE_URL is set but unreachable: {e}"));
-            conn.execute(sqlx::AssertSqlSafe(format!(
-                "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE; CREATE SCHEMA \"{schema}\""
-            )))
-            .await
-            .unwrap();
-            conn.close().await.unwrap();
-        });
-        PgSchema { base, schema }
-    }
-
-    /// The test URL with the schema as the connections' search path.
-    fn url(&self) -> String {
-        let sep = if self.base.contains('?') { '&' } else { '?' };
-        format!(
-            "{}{sep}options=-c%20search_path%3D{}",
-            self.base, self.schema
-        )
-    }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        let dropped = rt().block_on(async {
-            let mut conn = sqlx::PgConnection::connect(&self.base).await?;
-            conn.execute(sqlx::AssertSqlSafe(format!(
-                "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
-                self.schema
-            )))
-            .await?;
-            conn.close().await
-        });
-        if dropped.is_err() {
-            eprintln!("warning: could not drop test schema {}", self.schema);
-        }
-    }
-}
-
 /// PostgreSQL, binary ciphertexts in a BYTEA column, an INTEGER id, no tenant.
 #[test]
 fn postgres_rewrap_binary_column() {
@@ -426,7 +369,7 @@ fn postgres_rewrap_binary_column() {
         eprintln!("notice: MCPSEC_TEST_DATABASE_URL is not set; skipping the PostgreSQL rewrap");
         return;
     };
-    let schema = PgSchema::new(base, "binary");
+    let schema = PgSchema::new(base, "rewrap_binary");
     let url = schema.url();
     let dir = Scratch::new("rewrap", "pg");
     let keys = Keys::new(&dir);

@@ -17,20 +17,12 @@
 
 mod common;
 
-use common::{Scratch, code, run, stderr, stdout};
+use common::{PgSchema, Scratch, code, rt, run, stderr, stdout};
 use mcpsec_apikeys::{ApiKeyStore, ApiKeys, HashMode, KeyHasher, Pepper, Source, VerifiedKey};
 use mcpsec_core::NullSink;
 use serde_json::Value;
-use sqlx::{Connection, Executor};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Runs the binary with `env` set and the pepper variable removed unless `env` sets it.
 fn run_env(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -478,56 +470,6 @@ fn bad_urls_and_unreachable_or_unmigrated_databases_are_one_line_errors() {
     );
     refused(&out, "cannot open the database");
     assert!(!stderr(&out).contains("hunter2"));
-}
-
-/// A schema of its own in the test database, dropped when the test ends.
-struct PgSchema {
-    base: String,
-    schema: String,
-}
-
-impl PgSchema {
-    fn new(base: String, test: &str) -> PgSchema {
-        let schema = format!("mcpsec_cli_{test}_{}", std::process::id());
-        rt().block_on(async {
-            let mut conn = sqlx::PgConnection::connect(&base)
-                .await
-                .unwrap_or_else(|e| panic!("MCPSEC_TEST_DATABASE_URL is set but unreachable: {e}"));
-            conn.execute(sqlx::AssertSqlSafe(format!(
-                "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE; CREATE SCHEMA \"{schema}\""
-            )))
-            .await
-            .unwrap();
-            conn.close().await.unwrap();
-        });
-        PgSchema { base, schema }
-    }
-
-    /// The test URL with the schema as the connections' search path.
-    fn url(&self) -> String {
-        let sep = if self.base.contains('?') { '&' } else { '?' };
-        format!(
-            "{}{sep}options=-c%20search_path%3D{}",
-            self.base, self.schema
-        )
-    }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        let dropped = rt().block_on(async {
-            let mut conn = sqlx::PgConnection::connect(&self.base).await?;
-            conn.execute(sqlx::AssertSqlSafe(format!(
-                "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
-                self.schema
-            )))
-            .await?;
-            conn.close().await
-        });
-        if dropped.is_err() {
-            eprintln!("warning: could not drop test schema {}", self.schema);
-        }
-    }
 }
 
 #[test]

@@ -3,9 +3,11 @@
     dead_code,
     clippy::unwrap_used,
     clippy::expect_used,
+    clippy::panic,
     reason = "test helpers"
 )]
 
+use sqlx::{Connection, Executor};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -65,4 +67,62 @@ pub fn stdout(out: &Output) -> String {
 /// Standard error as text.
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A schema of its own in the test database, dropped when the test ends.
+pub struct PgSchema {
+    base: String,
+    schema: String,
+}
+
+impl PgSchema {
+    pub fn new(base: String, test: &str) -> PgSchema {
+        let schema = format!("mcpsec_cli_{test}_{}", std::process::id());
+        rt().block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&base)
+                .await
+                .unwrap_or_else(|e| panic!("MCPSEC_TEST_DATABASE_URL is set but unreachable: {e}"));
+            conn.execute(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE; CREATE SCHEMA \"{schema}\""
+            )))
+            .await
+            .unwrap();
+            conn.close().await.unwrap();
+        });
+        PgSchema { base, schema }
+    }
+
+    /// The test URL with the schema as the connections' search path.
+    pub fn url(&self) -> String {
+        let sep = if self.base.contains('?') { '&' } else { '?' };
+        format!(
+            "{}{sep}options=-c%20search_path%3D{}",
+            self.base, self.schema
+        )
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let dropped = rt().block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&self.base).await?;
+            conn.execute(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+                self.schema
+            )))
+            .await?;
+            conn.close().await
+        });
+        if dropped.is_err() {
+            eprintln!("warning: could not drop test schema {}", self.schema);
+        }
+    }
+}
+
+/// A current-thread runtime for the tests' own database work.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
