@@ -60,6 +60,7 @@ mod error;
 mod event;
 pub mod hmac;
 #[cfg(feature = "https-client")]
+mod fallback;
 pub mod https;
 mod id;
 pub mod pem;
@@ -80,6 +81,7 @@ pub use event::{Actor, EventKind, Outcome, ReasonCode, ResourceRef, SecurityEven
 pub use id::{
     KeyId, Label, MAX_ID_LEN, OrgId, RequestId, ResourceId, ServiceId, SessionId, TokenId, UserId,
 };
+pub use fallback::FallbackAttemptCounter;
 pub use random::fill_random;
 pub use seal::{MAX_SEAL_PLAINTEXT, SealContext, Sealer};
 pub use seal_text::SealContextSyntaxError;
