@@ -89,7 +89,7 @@ pub use error::Error;
 pub use format::{Env, ParsedKey};
 pub use hash::{Argon2Params, HashCheck, HashMode, KeyHasher, Pepper};
 pub use lifecycle::{KeySummary, NewKey};
-pub use limits::{LockoutPolicy, RateLimitInfo};
+pub use limits::{GovernorRateLimiter, LockoutPolicy, RateLimitInfo};
 pub use mcpsec_core::{AttemptCounter, AttemptState, MemoryAttemptCounter};
 pub use pepper_file::{MAX_PEPPER_FILE, MIN_PEPPER_BYTES, PepperFileError, PepperTextError};
 pub use pool::SlowHashPool;

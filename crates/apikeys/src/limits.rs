@@ -8,8 +8,9 @@ use governor::clock::Clock as GovernorClock;
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
-use mcpsec_core::{KeyId, SharedClock};
+use mcpsec_core::{KeyId, RateDecision, RateKey, RateQuota, SharedClock, StoreError};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// How failures are counted and punished.
@@ -55,16 +56,9 @@ impl LockoutPolicy {
     }
 }
 
-/// Rate-limit state after a successful use, for `RateLimit` / `RateLimit-Policy` headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimitInfo {
-    /// Requests allowed per period (the burst size).
-    pub limit: u32,
-    /// Requests left right now.
-    pub remaining: u32,
-    /// The replenishment period of one request.
-    pub period: Duration,
-}
+/// Rate-limit state after a successful use, for `RateLimit` / `RateLimit-Policy` headers
+/// (one type for every limiter, defined in mcpsec-core).
+pub use mcpsec_core::RateLimitInfo;
 
 /// governor's clock on top of ours, so quotas follow the same (testable) time.
 #[derive(Debug, Clone)]
@@ -111,6 +105,81 @@ impl KeyQuota {
             }
             Err(not_until) => Err(not_until.wait_time_from(self.clock.now())),
         }
+    }
+}
+
+/// How many checks pass between sweeps of keys back at rest in [`GovernorRateLimiter`].
+const SWEEP_EVERY: u64 = 1024;
+
+type KeyedLimiter =
+    RateLimiter<RateKey, DefaultKeyedStateStore<RateKey>, QuotaClock, StateInformationMiddleware>;
+
+/// [`mcpsec_core::RateLimiter`] in one process, on `governor`'s keyed GCRA (a sharded
+/// concurrent map; a check is one compare-and-swap on its key).
+///
+/// Follows the semantics documented in `mcpsec_core`'s `RateLimiter` to the nanosecond
+/// (periods are whole microseconds, so to the microsecond), and passes its conformance
+/// suite. Memory is bounded by the keys used within the last `burst × period`: every
+/// 1024 checks, keys whose state is back at rest (indistinguishable from a fresh key) are
+/// dropped with governor's `retain_recent`.
+#[derive(Debug)]
+pub struct GovernorRateLimiter {
+    quota: RateQuota,
+    limiter: KeyedLimiter,
+    clock: QuotaClock,
+    checks: AtomicU64,
+}
+
+impl GovernorRateLimiter {
+    /// A limiter giving every key `quota`, on `clock`'s time.
+    pub fn new(quota: RateQuota, clock: SharedClock) -> Self {
+        let clock = QuotaClock(clock);
+        let burst = NonZeroU32::new(quota.burst()).unwrap_or(NonZeroU32::MIN);
+        // `RateQuota` guarantees a period of at least 1 µs, so `with_period` is `Some`.
+        let governed = Quota::with_period(quota.period())
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(burst);
+        let limiter = RateLimiter::dashmap_with_clock(governed, clock.clone())
+            .with_middleware::<StateInformationMiddleware>();
+        Self {
+            quota,
+            limiter,
+            clock,
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// Keys currently held (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.limiter.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.limiter.is_empty()
+    }
+}
+
+#[async_trait::async_trait]
+impl mcpsec_core::RateLimiter for GovernorRateLimiter {
+    fn quota(&self) -> RateQuota {
+        self.quota
+    }
+
+    async fn check(&self, key: &RateKey) -> Result<RateDecision, StoreError> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.limiter.retain_recent();
+        }
+        Ok(match self.limiter.check_key(key) {
+            Ok(snapshot) => RateDecision::Allowed(RateLimitInfo {
+                limit: self.quota.burst(),
+                remaining: snapshot.remaining_burst_capacity(),
+                period: self.quota.period(),
+            }),
+            Err(not_until) => RateDecision::Limited {
+                retry_after: not_until.wait_time_from(self.clock.now()),
+            },
+        })
     }
 }
 

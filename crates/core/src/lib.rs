@@ -13,6 +13,8 @@
 //! - The [`Sealer`] trait: seal small secrets at rest without depending on the field
 //!   encryption crate, which implements it.
 //! - The [`AttemptCounter`] trait: atomic failure counting that API keys and MFA share.
+//! - The [`RateLimiter`] trait: GCRA quotas per principal, credential or source, with
+//!   semantics every backend shares ([`MemoryRateLimiter`] here, governor and Redis elsewhere).
 //! - [`StoreError`]: the one error every store trait returns (a kind to act on, the
 //!   backend's cause kept as the source).
 //! - Shared helpers, one implementation each: [`pem`] (PKCS#8 PEM, zeroizing),
@@ -65,6 +67,7 @@ pub mod https;
 mod id;
 pub mod pem;
 mod random;
+mod rate;
 mod seal;
 mod seal_text;
 mod secret;
@@ -83,6 +86,10 @@ pub use id::{
 };
 pub use fallback::FallbackAttemptCounter;
 pub use random::fill_random;
+pub use rate::{
+    FallbackRateLimiter, MemoryRateLimiter, RateDecision, RateKey, RateKeyKind, RateLimitInfo,
+    RateLimiter, RateQuota,
+};
 pub use seal::{MAX_SEAL_PLAINTEXT, SealContext, Sealer};
 pub use seal_text::SealContextSyntaxError;
 pub use secret::{SecretBytes, SecretString};

@@ -11,6 +11,7 @@
 use crate::{Error, SealContext, Sealer, SecretBytes};
 
 pub mod attempt_counter;
+pub mod rate_limiter;
 pub mod suite;
 
 /// Re-exported so suite macros of other crates can name it as
