@@ -149,6 +149,21 @@ impl RedisStores {
         RedisUsageLedger::new(self.clone())
     }
 
+    /// The [`EmailCodeStore`](mcpsec_mfa::EmailCodeStore).
+    pub fn email_code_store(&self) -> crate::RedisEmailCodeStore {
+        crate::RedisEmailCodeStore::new(self.clone())
+    }
+
+    /// The [`PasskeyStore`](mcpsec_mfa::PasskeyStore): ceremonies here, registered
+    /// credentials in `credentials` (a durable store, such as the SQL one).
+    #[cfg(feature = "passkeys")]
+    pub fn passkey_store<S: mcpsec_mfa::PasskeyStore>(
+        &self,
+        credentials: S,
+    ) -> crate::RedisPasskeyStore<S> {
+        crate::RedisPasskeyStore::new(self.clone(), credentials)
+    }
+
     pub(crate) fn keys(&self) -> &Keys {
         &self.keys
     }

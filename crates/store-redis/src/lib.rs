@@ -62,7 +62,10 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod attempts;
+#[cfg(feature = "passkeys")]
+mod ceremonies;
 mod connection;
+mod email;
 pub mod error;
 mod keys;
 mod ledger;
@@ -70,10 +73,13 @@ mod replay;
 mod units;
 
 pub use attempts::RedisAttemptCounter;
+#[cfg(feature = "passkeys")]
+pub use ceremonies::{MAX_CEREMONY_STATE, RedisPasskeyStore};
 pub use connection::{
     DEFAULT_ATTEMPT_GRACE, DEFAULT_CONNECTION_TIMEOUT, DEFAULT_LEDGER_TTL, DEFAULT_REPLAY_TTL,
     DEFAULT_RESPONSE_TIMEOUT, RedisStores, TtlPolicy,
 };
+pub use email::RedisEmailCodeStore;
 pub use error::store_error;
 pub use keys::MAX_PREFIX_LEN;
 pub use ledger::RedisUsageLedger;
