@@ -60,11 +60,12 @@ mod attempts;
 mod clock;
 mod error;
 mod event;
+mod fallback;
 pub mod hmac;
 #[cfg(feature = "https-client")]
-mod fallback;
 pub mod https;
 mod id;
+mod invalidation;
 pub mod pem;
 mod random;
 mod rate;
@@ -80,11 +81,15 @@ pub mod testkit;
 pub use attempts::{AttemptCounter, AttemptState, MemoryAttemptCounter};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::Error;
+pub use fallback::FallbackAttemptCounter;
 pub use event::{Actor, EventKind, Outcome, ReasonCode, ResourceRef, SecurityEvent, Severity};
 pub use id::{
     KeyId, Label, MAX_ID_LEN, OrgId, RequestId, ResourceId, ServiceId, SessionId, TokenId, UserId,
 };
-pub use fallback::FallbackAttemptCounter;
+pub use invalidation::{
+    FlushOnInvalidation, Invalidation, InvalidationBus, InvalidationParseError,
+    LocalInvalidationBus, MAX_INVALIDATION_LEN,
+};
 pub use random::fill_random;
 pub use rate::{
     FallbackRateLimiter, MemoryRateLimiter, RateDecision, RateKey, RateKeyKind, RateLimitInfo,
