@@ -23,8 +23,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcpsec_access::{AuthMethods, Memberships, Principal, Role, Scope, ScopeSet, resolve_role};
 use mcpsec_core::{
-    EventKind, EventSink, Label, OrgId, Outcome, ResourceId, SecurityEvent, SharedClock,
-    SystemClock, TokenId, UserId, emit,
+    EventKind, EventSink, FlushOnInvalidation, Invalidation, Label, OrgId, Outcome, ResourceId,
+    SecurityEvent, SharedClock, SystemClock, TokenId, UserId, emit,
 };
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -825,6 +825,80 @@ impl TokenVerifierBuilder {
             #[cfg(test)]
             before_insert: tests_support::Hook::default(),
         })
+    }
+}
+
+/// Announcements from the fleet ([`mcpsec_core::InvalidationBus`]): a removed signing key
+/// is dropped from this verifier's keys at once (until a reload brings it back from a
+/// source that still lists it), and every change of keys forgets the cached tokens.
+///
+/// - [`SigningKeyRemoved`](Invalidation::SigningKeyRemoved): the kid goes, the cache is
+///   reset; tokens it signed are [`Error::UnknownKey`] from the next verification.
+/// - [`SigningKeyRetired`](Invalidation::SigningKeyRetired),
+///   [`JwksChanged`](Invalidation::JwksChanged), [`Everything`](Invalidation::Everything):
+///   the cache is reset and the keys re-read: a [`KeySource::File`] at once, a
+///   [`KeySource::Remote`] by a refetch spawned on the current tokio runtime (its keys
+///   stay until the refetch lands). A [`KeySource::Static`] verifier is fed by
+///   [`set_keys`](TokenVerifier::set_keys): its host applies the new set.
+/// - API-key and membership announcements do not concern it.
+impl FlushOnInvalidation for TokenVerifier {
+    fn flush(&self, what: &Invalidation) {
+        match what {
+            Invalidation::SigningKeyRemoved(kid) => {
+                let mut table = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+                table.keys.remove(kid.as_str());
+                table.generation = table.generation.wrapping_add(1);
+                self.cache.reset(table.generation);
+            }
+            Invalidation::SigningKeyRetired(_)
+            | Invalidation::JwksChanged
+            | Invalidation::Everything => {
+                {
+                    let mut table = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+                    table.generation = table.generation.wrapping_add(1);
+                    self.cache.reset(table.generation);
+                }
+                self.reload_after_announcement();
+            }
+            _ => {}
+        }
+    }
+}
+
+impl TokenVerifier {
+    /// Re-reads the key source without waiting: a file now, a remote in the background.
+    fn reload_after_announcement(&self) {
+        match &self.source {
+            KeySource::Static(_) => {}
+            KeySource::File(_) => {
+                if let Err(error) = self
+                    .source
+                    .load()
+                    .and_then(|(set, origin)| self.replace_keys(set.usable_keys(), origin))
+                {
+                    tracing::warn!(
+                        target: "mcpsec::tokens",
+                        %error,
+                        "JWKS file reload after an invalidation failed; the current keys stay"
+                    );
+                }
+            }
+            #[cfg(feature = "remote-jwks")]
+            KeySource::Remote(_) => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    let verifier = self.clone();
+                    runtime.spawn(async move {
+                        if let Err(error) = verifier.reload().await {
+                            tracing::warn!(
+                                target: "mcpsec::tokens",
+                                %error,
+                                "JWKS refetch after an invalidation failed; the current keys stay"
+                            );
+                        }
+                    });
+                }
+            }
+        }
     }
 }
 
