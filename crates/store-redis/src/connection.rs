@@ -164,6 +164,15 @@ impl RedisStores {
         crate::RedisPasskeyStore::new(self.clone(), credentials)
     }
 
+    /// A [`RateLimiter`](mcpsec_core::RateLimiter) giving every key `quota`, on `clock`.
+    pub fn rate_limiter(
+        &self,
+        quota: mcpsec_core::RateQuota,
+        clock: mcpsec_core::SharedClock,
+    ) -> crate::RedisRateLimiter {
+        crate::RedisRateLimiter::new(self.clone(), quota, clock)
+    }
+
     pub(crate) fn keys(&self) -> &Keys {
         &self.keys
     }

@@ -69,6 +69,7 @@ mod email;
 pub mod error;
 mod keys;
 mod ledger;
+mod limiter;
 mod replay;
 mod units;
 
@@ -83,6 +84,7 @@ pub use email::RedisEmailCodeStore;
 pub use error::store_error;
 pub use keys::MAX_PREFIX_LEN;
 pub use ledger::RedisUsageLedger;
+pub use limiter::RedisRateLimiter;
 pub use replay::RedisReplayGuard;
 
 /// The README's example, compiled as a doctest.
