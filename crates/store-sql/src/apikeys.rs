@@ -40,6 +40,51 @@ fn status_from(text: &str) -> Result<KeyStatus, StoreError> {
     }
 }
 
+/// The pre-authentication statements of [`ApiKeyLookup`], one per backend. Each answers
+/// with a row when it found (or wrote) the key, and none otherwise.
+///
+/// SQLite runs them on the table. PostgreSQL calls the `SECURITY DEFINER` functions of
+/// migration `0007_service_role.sql`, so a pool logged in as a service role (see
+/// [`grant_service_role`](crate::postgres::grant_service_role)) needs no right on
+/// `api_keys` itself.
+trait LookupSql {
+    /// The key's columns ([`COLUMNS`]) by its id (`$1`).
+    const GET: &'static str;
+    /// The hash `$3` where the key `$1` has the hash `$2`.
+    const REPLACE_HASH: &'static str;
+    /// The last use `$2` of key `$1`, when the stored one is `$3` or more before it.
+    const TOUCH_LAST_USED: &'static str;
+    /// Key `$1` revoked; its previous status (nullable) in the one column.
+    const REVOKE_BY_HOLDER: &'static str;
+}
+
+#[cfg(feature = "sqlite")]
+impl LookupSql for sqlx::Sqlite {
+    const GET: &'static str = "SELECT id, hash, user_id, org_id, scopes, env, name, created_at, \
+                               expires_at, last_used_at, status, hint, created_by \
+                               FROM api_keys WHERE id = $1";
+    const REPLACE_HASH: &'static str =
+        "UPDATE api_keys SET hash = $3 WHERE id = $1 AND hash = $2 RETURNING 1";
+    const TOUCH_LAST_USED: &'static str = "UPDATE api_keys SET last_used_at = $2 \
+         WHERE id = $1 AND (last_used_at IS NULL OR $2 - last_used_at >= $3) RETURNING 1";
+    // `SET` reads the old row, so `previous_status` receives the status this update
+    // replaced, returned without a second read.
+    const REVOKE_BY_HOLDER: &'static str = "UPDATE api_keys \
+         SET previous_status = status, status = 'revoked' WHERE id = $1 \
+         RETURNING previous_status";
+}
+
+#[cfg(feature = "postgres")]
+impl LookupSql for sqlx::Postgres {
+    const GET: &'static str = "SELECT id, hash, user_id, org_id, scopes, env, name, \
+                               created_at, expires_at, last_used_at, status, hint, created_by \
+                               FROM api_key_lookup($1)";
+    const REPLACE_HASH: &'static str = "SELECT 1 WHERE api_key_replace_hash($1, $2, $3)";
+    const TOUCH_LAST_USED: &'static str = "SELECT 1 WHERE api_key_touch_last_used($1, $2, $3)";
+    // NULL (no key): one row whose column is NULL; flattened by the caller.
+    const REVOKE_BY_HOLDER: &'static str = "SELECT api_key_revoke_by_holder($1)";
+}
+
 /// The columns of [`COLUMNS`], read from a row of either backend.
 struct KeyRow {
     id: String,
@@ -148,13 +193,11 @@ macro_rules! impl_api_key_store {
         #[async_trait::async_trait]
         impl ApiKeyLookup for SqlApiKeyStore<$db> {
             async fn get(&self, id: &KeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {COLUMNS} FROM api_keys WHERE id = $1"
-                )))
-                .bind(id.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| store_error("read an API key", e))?;
+                let row = sqlx::query(<$db as LookupSql>::GET)
+                    .bind(id.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| store_error("read an API key", e))?;
                 row.map(|row| key_row!(row).into_record()).transpose()
             }
 
@@ -166,14 +209,14 @@ macro_rules! impl_api_key_store {
             ) -> Result<bool, StoreError> {
                 // Compare-and-set in one statement: the `WHERE hash = expected` is
                 // re-checked under the row lock, so of two concurrent upgrades one wins.
-                let done = sqlx::query("UPDATE api_keys SET hash = $3 WHERE id = $1 AND hash = $2")
+                let done = sqlx::query(<$db as LookupSql>::REPLACE_HASH)
                     .bind(id.as_str())
                     .bind(expected)
                     .bind(new)
-                    .execute(&self.pool)
+                    .fetch_optional(&self.pool)
                     .await
                     .map_err(|e| store_error("replace an API key hash", e))?;
-                Ok(done.rows_affected() == 1)
+                Ok(done.is_some())
             }
 
             async fn touch_last_used(
@@ -184,31 +227,26 @@ macro_rules! impl_api_key_store {
             ) -> Result<bool, StoreError> {
                 // One conditional update: written only when the last use is older than
                 // the interval, checked under the row lock.
-                let done = sqlx::query(
-                    "UPDATE api_keys SET last_used_at = $2
-                     WHERE id = $1 AND (last_used_at IS NULL OR $2 - last_used_at >= $3)",
-                )
-                .bind(id.as_str())
-                .bind(to_db(now)?)
-                .bind(duration_to_db(min_interval))
-                .execute(&self.pool)
-                .await
-                .map_err(|e| store_error("record an API key use", e))?;
-                Ok(done.rows_affected() == 1)
+                let done = sqlx::query(<$db as LookupSql>::TOUCH_LAST_USED)
+                    .bind(id.as_str())
+                    .bind(to_db(now)?)
+                    .bind(duration_to_db(min_interval))
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| store_error("record an API key use", e))?;
+                Ok(done.is_some())
             }
 
             async fn revoke_by_holder(&self, id: &KeyId) -> Result<Option<KeyStatus>, StoreError> {
                 // One statement: `SET` reads the old row, so `previous_status` receives
                 // the status this update replaced, returned without a second read.
-                let previous: Option<String> = sqlx::query_scalar(
-                    "UPDATE api_keys SET previous_status = status, status = 'revoked'
-                     WHERE id = $1 RETURNING previous_status",
-                )
-                .bind(id.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| store_error("revoke an API key", e))?;
-                previous.map(|s| status_from(&s)).transpose()
+                let previous: Option<Option<String>> =
+                    sqlx::query_scalar(<$db as LookupSql>::REVOKE_BY_HOLDER)
+                        .bind(id.as_str())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(|e| store_error("revoke an API key", e))?;
+                previous.flatten().map(|s| status_from(&s)).transpose()
             }
         }
 

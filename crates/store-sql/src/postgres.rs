@@ -56,3 +56,30 @@ pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
         .await
         .map_err(crate::error::migrate_error)
 }
+
+/// Sets up the existing role `login` as a service role for the pool to log in as: a role
+/// that does not own the schema (migration `0007_service_role.sql`,
+/// `mcpsec_grant_service_role`). Run as the schema's owner, on a pool whose `search_path`
+/// is the migrated schema, after [`migrate`] (and again after an upgrade that adds a
+/// table).
+///
+/// It grants `login` exactly: membership of [`APP_ROLE`](crate::rls::APP_ROLE), not
+/// inherited (`login` is made `NOINHERIT`, so `mcpsec_app`'s rights are its own only
+/// inside [`begin_as`](crate::rls::begin_as)); `USAGE` on the schema; `EXECUTE` on the
+/// `SECURITY DEFINER` functions the API-key and refresh-token stores call before
+/// authentication; and `SELECT, INSERT, UPDATE, DELETE` on every other table but the
+/// migrations' ledger (tables under row-level security with a `service_<login>` policy).
+/// It holds nothing on `api_keys`, `refresh_families` or `refresh_tokens`: there it reads
+/// one row by its key through a function, never a listing.
+///
+/// `login` must exist and not be a superuser, bypass row-level security or be a member of
+/// the owner: otherwise [`Rejected`](mcpsec_core::StoreErrorKind::Rejected), as is the
+/// owner lacking the right to grant roles (`CREATEROLE`).
+pub async fn grant_service_role(pool: &PgPool, login: &str) -> Result<(), StoreError> {
+    sqlx::query("SELECT mcpsec_grant_service_role($1)")
+        .bind(login)
+        .execute(pool)
+        .await
+        .map_err(|e| store_error("grant a service role", e))?;
+    Ok(())
+}

@@ -26,6 +26,10 @@ sql_store!(
     SqlRefreshStore
 );
 
+#[cfg_attr(
+    not(feature = "sqlite"),
+    allow(dead_code, reason = "used by the SQLite statements only")
+)]
 const FAMILY_COLUMNS: &str = "id, user_id, org_id, role, scopes, auth_time, amr, acr, \
                               created_at, last_used_at, expires_at, revoked";
 
@@ -113,6 +117,42 @@ macro_rules! family_row {
     }};
 }
 
+/// The principal-less statements on families and tokens, one per backend. SQLite runs
+/// them on the tables; PostgreSQL calls the `SECURITY DEFINER` functions of migration
+/// `0007_service_role.sql`, so a pool logged in as a service role (see
+/// [`grant_service_role`](crate::postgres::grant_service_role)) needs no right on
+/// `refresh_families` or `refresh_tokens`.
+trait RefreshSql {
+    /// The family `$1`'s [`FAMILY_COLUMNS`].
+    const FAMILY_GET: &'static str;
+    /// The token `$1`'s `family_id` and `consumed_at`.
+    const TOKEN_STATE: &'static str;
+    /// Family `$1` revoked.
+    const REVOKE_FAMILY: &'static str;
+    /// Every live family of subject `$1` revoked; their ids.
+    const REVOKE_ALL: &'static str;
+}
+
+#[cfg(feature = "sqlite")]
+impl RefreshSql for sqlx::Sqlite {
+    const FAMILY_GET: &'static str = "SELECT id, user_id, org_id, role, scopes, auth_time, \
+        amr, acr, created_at, last_used_at, expires_at, revoked \
+        FROM refresh_families WHERE id = $1";
+    const TOKEN_STATE: &'static str =
+        "SELECT family_id, consumed_at FROM refresh_tokens WHERE hash = $1";
+    const REVOKE_FAMILY: &'static str = "UPDATE refresh_families SET revoked = TRUE WHERE id = $1";
+    const REVOKE_ALL: &'static str = "UPDATE refresh_families SET revoked = TRUE WHERE user_id = $1 AND NOT revoked RETURNING id";
+}
+
+#[cfg(feature = "postgres")]
+impl RefreshSql for sqlx::Postgres {
+    const FAMILY_GET: &'static str = "SELECT id, user_id, org_id, role, scopes, auth_time, \
+        amr, acr, created_at, last_used_at, expires_at, revoked FROM refresh_family_get($1)";
+    const TOKEN_STATE: &'static str = "SELECT family_id, consumed_at FROM refresh_token_state($1)";
+    const REVOKE_FAMILY: &'static str = "SELECT refresh_revoke_family($1)";
+    const REVOKE_ALL: &'static str = "SELECT refresh_revoke_all($1)";
+}
+
 const INSERT_TOKEN: &str = "INSERT INTO refresh_tokens
     (hash, family_id, user_id, issued_at, consumed_at, expires_at)
     VALUES ($1, $2, $3, $4, $5, $6)";
@@ -127,13 +167,11 @@ macro_rules! impl_refresh_store {
             where
                 E: sqlx::Executor<'e, Database = $db>,
             {
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {FAMILY_COLUMNS} FROM refresh_families WHERE id = $1"
-                )))
-                .bind(id)
-                .fetch_optional(executor)
-                .await
-                .map_err(|e| store_error("read a refresh family", e))?;
+                let row = sqlx::query(<$db as RefreshSql>::FAMILY_GET)
+                    .bind(id)
+                    .fetch_optional(executor)
+                    .await
+                    .map_err(|e| store_error("read a refresh family", e))?;
                 row.map(|row| family_row!(row).into_record()).transpose()
             }
 
@@ -206,43 +244,15 @@ macro_rules! impl_refresh_store {
                 Ok(ConsumeOutcome::Consumed(family))
             }
 
-            /// One run of [`prune`](RefreshTokenStore::prune).
-            async fn prune_in_transaction(&self, now: SystemTime) -> Result<usize, StoreError> {
-                let now = to_db(now)?;
-                // One write transaction: expired families go with their tokens (ON DELETE
-                // CASCADE), then tokens past their own expiry.
-                let mut tx = self
-                    .pool
-                    .begin_with($begin)
-                    .await
-                    .map_err(|e| store_error("begin pruning refresh families", e))?;
-                let families = sqlx::query("DELETE FROM refresh_families WHERE expires_at <= $1")
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| store_error("prune refresh families", e))?
-                    .rows_affected();
-                sqlx::query("DELETE FROM refresh_tokens WHERE expires_at <= $1")
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| store_error("prune refresh tokens", e))?;
-                tx.commit()
-                    .await
-                    .map_err(|e| store_error("commit a refresh prune", e))?;
-                usize::try_from(families).map_err(corrupt("a row count"))
-            }
-
             /// Why a consume that changed nothing changed nothing (a read after the
             /// conditional write failed; nothing is written on it).
             async fn explain(&self, hash: &TokenHash) -> Result<ConsumeOutcome, StoreError> {
-                let token: Option<(String, Option<i64>)> = sqlx::query_as(
-                    "SELECT family_id, consumed_at FROM refresh_tokens WHERE hash = $1",
-                )
-                .bind(&hash.0[..])
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| store_error("read a refresh token", e))?;
+                let token: Option<(String, Option<i64>)> =
+                    sqlx::query_as(<$db as RefreshSql>::TOKEN_STATE)
+                        .bind(&hash.0[..])
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(|e| store_error("read a refresh token", e))?;
                 let Some((family_id, consumed_at)) = token else {
                     return Ok(ConsumeOutcome::NotFound);
                 };
@@ -272,46 +282,7 @@ macro_rules! impl_refresh_store {
                 family: &FamilyRecord,
                 first: &RefreshRecord,
             ) -> Result<(), StoreError> {
-                let grant = &family.grant;
-                // One transaction: the family and its first token land together or not
-                // at all (a duplicate id or hash is a unique violation: Conflict).
-                let mut tx = self
-                    .pool
-                    .begin_with($begin)
-                    .await
-                    .map_err(|e| store_error("begin creating a refresh family", e))?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO refresh_families ({FAMILY_COLUMNS})
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-                )))
-                .bind(family.id.as_str())
-                .bind(grant.subject.as_str())
-                .bind(grant.org.as_ref().map(OrgId::as_str))
-                .bind(grant.role.map(Role::as_str))
-                .bind(grant.scopes.to_string())
-                .bind(to_db(grant.auth_time)?)
-                .bind(amr_text(grant.amr))
-                .bind(grant.acr.as_deref())
-                .bind(to_db(family.created_at)?)
-                .bind(to_db(family.last_used_at)?)
-                .bind(to_db(family.expires_at)?)
-                .bind(family.revoked)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| store_error("insert a refresh family", e))?;
-                sqlx::query(INSERT_TOKEN)
-                    .bind(&first.hash.0[..])
-                    .bind(first.family.as_str())
-                    .bind(grant.subject.as_str())
-                    .bind(to_db(first.issued_at)?)
-                    .bind(first.consumed_at.map(to_db).transpose()?)
-                    .bind(to_db(first.expires_at)?)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| store_error("insert a refresh token", e))?;
-                tx.commit()
-                    .await
-                    .map_err(|e| store_error("commit a refresh family", e))
+                self.insert_family(family, first).await
             }
 
             async fn consume_once(
@@ -335,7 +306,7 @@ macro_rules! impl_refresh_store {
             }
 
             async fn revoke_family(&self, family: &TokenId) -> Result<(), StoreError> {
-                sqlx::query("UPDATE refresh_families SET revoked = TRUE WHERE id = $1")
+                sqlx::query(<$db as RefreshSql>::REVOKE_FAMILY)
                     .bind(family.as_str())
                     .execute(&self.pool)
                     .await
@@ -373,14 +344,11 @@ macro_rules! impl_refresh_store {
             async fn revoke_all(&self, subject: &UserId) -> Result<Vec<TokenId>, StoreError> {
                 // One statement: a family created by a racing rotation is either seen
                 // (and revoked) or committed after it, never half-revoked.
-                let ids: Vec<String> = sqlx::query_scalar(
-                    "UPDATE refresh_families SET revoked = TRUE
-                     WHERE user_id = $1 AND NOT revoked RETURNING id",
-                )
-                .bind(subject.as_str())
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| store_error("revoke a subject's refresh families", e))?;
+                let ids: Vec<String> = sqlx::query_scalar(<$db as RefreshSql>::REVOKE_ALL)
+                    .bind(subject.as_str())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| store_error("revoke a subject's refresh families", e))?;
                 ids.iter()
                     .map(|id| TokenId::new(id).map_err(corrupt("a stored family id")))
                     .collect()
@@ -410,6 +378,80 @@ for_each_backend!(impl_refresh_store);
 
 #[cfg(feature = "sqlite")]
 impl SqlRefreshStore<sqlx::Sqlite> {
+    /// A family and its first token on SQLite: one transaction, both or neither (a
+    /// duplicate id or hash is a unique violation: Conflict).
+    async fn insert_family(
+        &self,
+        family: &FamilyRecord,
+        first: &RefreshRecord,
+    ) -> Result<(), StoreError> {
+        let grant = &family.grant;
+        let mut tx = self
+            .pool
+            .begin_with(crate::sqlite::BEGIN_WRITE)
+            .await
+            .map_err(|e| store_error("begin creating a refresh family", e))?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO refresh_families ({FAMILY_COLUMNS})
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        )))
+        .bind(family.id.as_str())
+        .bind(grant.subject.as_str())
+        .bind(grant.org.as_ref().map(OrgId::as_str))
+        .bind(grant.role.map(Role::as_str))
+        .bind(grant.scopes.to_string())
+        .bind(to_db(grant.auth_time)?)
+        .bind(amr_text(grant.amr))
+        .bind(grant.acr.as_deref())
+        .bind(to_db(family.created_at)?)
+        .bind(to_db(family.last_used_at)?)
+        .bind(to_db(family.expires_at)?)
+        .bind(family.revoked)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| store_error("insert a refresh family", e))?;
+        sqlx::query(INSERT_TOKEN)
+            .bind(&first.hash.0[..])
+            .bind(first.family.as_str())
+            .bind(grant.subject.as_str())
+            .bind(to_db(first.issued_at)?)
+            .bind(first.consumed_at.map(to_db).transpose()?)
+            .bind(to_db(first.expires_at)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| store_error("insert a refresh token", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| store_error("commit a refresh family", e))
+    }
+
+    /// One run of [`prune`](RefreshTokenStore::prune).
+    async fn prune_in_transaction(&self, now: SystemTime) -> Result<usize, StoreError> {
+        let now = to_db(now)?;
+        // One write transaction: expired families go with their tokens (ON DELETE
+        // CASCADE), then tokens past their own expiry.
+        let mut tx = self
+            .pool
+            .begin_with(crate::sqlite::BEGIN_WRITE)
+            .await
+            .map_err(|e| store_error("begin pruning refresh families", e))?;
+        let families = sqlx::query("DELETE FROM refresh_families WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| store_error("prune refresh families", e))?
+            .rows_affected();
+        sqlx::query("DELETE FROM refresh_tokens WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| store_error("prune refresh tokens", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| store_error("commit a refresh prune", e))?;
+        usize::try_from(families).map_err(corrupt("a row count"))
+    }
+
     /// One consume on SQLite: the write transaction (`BEGIN IMMEDIATE` serializes the
     /// writers; SQLite has no data-modifying `WITH`).
     async fn consume_attempt(
@@ -423,6 +465,8 @@ impl SqlRefreshStore<sqlx::Sqlite> {
 }
 
 /// The PostgreSQL consume: one statement, so one round trip and no explicit transaction.
+/// It calls the `SECURITY DEFINER` function `refresh_consume` (migration
+/// `0007_service_role.sql`), whose body is that one statement: a data-modifying `WITH`.
 ///
 /// Locks, in this order: the family row (`FOR NO KEY UPDATE` in the `EXISTS`, re-checking
 /// `NOT revoked` on its newest version), then the token row (the `used` UPDATE re-checks
@@ -437,26 +481,9 @@ impl SqlRefreshStore<sqlx::Sqlite> {
 /// nothing), and `prior` is read from the statement's snapshot, so the family comes back
 /// as it was before this use.
 #[cfg(feature = "postgres")]
-const CONSUME_PG: &str = "
-    WITH used AS (
-        UPDATE refresh_tokens SET consumed_at = $2
-        WHERE hash = $1 AND consumed_at IS NULL
-          AND EXISTS (SELECT 1 FROM refresh_families f
-                      WHERE f.id = refresh_tokens.family_id AND NOT f.revoked
-                      FOR NO KEY UPDATE)
-        RETURNING family_id
-    ),
-    successor AS (
-        INSERT INTO refresh_tokens (hash, family_id, user_id, issued_at, consumed_at, expires_at)
-        SELECT $3, f.id, f.user_id, $2, NULL, f.expires_at
-        FROM used JOIN refresh_families f ON f.id = used.family_id
-    )
-    UPDATE refresh_families fam SET last_used_at = $2
-    FROM used, refresh_families prior
-    WHERE fam.id = used.family_id AND prior.id = used.family_id
-    RETURNING prior.id, prior.user_id, prior.org_id, prior.role, prior.scopes,
-              prior.auth_time, prior.amr, prior.acr, prior.created_at, prior.last_used_at,
-              prior.expires_at, prior.revoked";
+const CONSUME_PG: &str = "SELECT id, user_id, org_id, role, scopes, auth_time, amr, acr, \
+                          created_at, last_used_at, expires_at, revoked \
+                          FROM refresh_consume($1, $2, $3)";
 
 #[cfg(feature = "postgres")]
 impl SqlRefreshStore<sqlx::Postgres> {
@@ -478,5 +505,51 @@ impl SqlRefreshStore<sqlx::Postgres> {
             Some(row) => Ok(ConsumeOutcome::Consumed(family_row!(row).into_record()?)),
             None => self.explain(hash).await,
         }
+    }
+
+    /// A family and its first token on PostgreSQL: one call of `refresh_create_family`
+    /// (one function, one transaction; a duplicate id or hash is Conflict).
+    async fn insert_family(
+        &self,
+        family: &FamilyRecord,
+        first: &RefreshRecord,
+    ) -> Result<(), StoreError> {
+        let grant = &family.grant;
+        sqlx::query(
+            "SELECT refresh_create_family($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+             $13, $14, $15, $16, $17)",
+        )
+        .bind(family.id.as_str())
+        .bind(grant.subject.as_str())
+        .bind(grant.org.as_ref().map(OrgId::as_str))
+        .bind(grant.role.map(Role::as_str))
+        .bind(grant.scopes.to_string())
+        .bind(to_db(grant.auth_time)?)
+        .bind(amr_text(grant.amr))
+        .bind(grant.acr.as_deref())
+        .bind(to_db(family.created_at)?)
+        .bind(to_db(family.last_used_at)?)
+        .bind(to_db(family.expires_at)?)
+        .bind(family.revoked)
+        .bind(&first.hash.0[..])
+        .bind(first.family.as_str())
+        .bind(to_db(first.issued_at)?)
+        .bind(first.consumed_at.map(to_db).transpose()?)
+        .bind(to_db(first.expires_at)?)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| store_error("create a refresh family", e))?;
+        Ok(())
+    }
+
+    /// One run of [`prune`](RefreshTokenStore::prune): `refresh_prune`, expired families
+    /// (their tokens by cascade) then expired tokens, in one function call.
+    async fn prune_in_transaction(&self, now: SystemTime) -> Result<usize, StoreError> {
+        let families: i64 = sqlx::query_scalar("SELECT refresh_prune($1)")
+            .bind(to_db(now)?)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| store_error("prune refresh families", e))?;
+        usize::try_from(families).map_err(corrupt("a row count"))
     }
 }
