@@ -35,6 +35,12 @@ use std::time::{Duration, SystemTime};
 ///
 /// Off unless the host builds one: without it an outage refuses (fail closed).
 ///
+/// While degraded, counts move in steps of `fleet_size`, so a caller that acts when a
+/// count *equals* a threshold (an alert at exactly `T`) may step over it, and a rule
+/// "allow the attempt that takes the count to exactly one more" never passes (stricter,
+/// never looser). Only the attempt counter falls back: the other fleet stores (a TOTP
+/// replay guard, say) still fail closed.
+///
 /// ```
 /// use mcpsec_core::{AttemptCounter, FallbackAttemptCounter, MemoryAttemptCounter};
 /// use std::num::NonZeroU64;
