@@ -44,6 +44,7 @@ mod fieldcrypt;
 mod mfa;
 mod row;
 mod store;
+mod store_redis;
 mod tokens;
 
 pub use row::{Measurement, Row, measure, rows};

@@ -50,6 +50,7 @@ pub fn rows(filter: Option<&str>) -> Result<Vec<Row>, mcpsec_core::Error> {
     all.extend(crate::fieldcrypt::rows().map_err(crypt_setup)?);
     // The store rows open databases: only those the filter wants are built.
     all.extend(crate::store::rows(filter)?);
+    all.extend(crate::store_redis::rows(filter)?);
     Ok(all
         .into_iter()
         .filter(|row| filter.is_none_or(|f| row.name.contains(f)))

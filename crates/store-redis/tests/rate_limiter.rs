@@ -2,7 +2,12 @@
 //! in-process limiters pass), across two instances, and its key lifetimes. Without
 //! `MCPSEC_TEST_REDIS_URL` the suite prints a notice and runs on `MemoryRateLimiter`
 //! (in CI it fails).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
