@@ -45,7 +45,7 @@ fn status_from(text: &str) -> Result<KeyStatus, StoreError> {
 ///
 /// SQLite runs them on the table. PostgreSQL calls the `SECURITY DEFINER` functions of
 /// migration `0007_service_role.sql`, so a pool logged in as a service role (see
-/// [`grant_service_role`](crate::postgres::grant_service_role)) needs no right on
+/// `postgres::grant_service_role`) needs no right on
 /// `api_keys` itself.
 trait LookupSql {
     /// The key's columns ([`COLUMNS`]) by its id (`$1`).

@@ -120,7 +120,7 @@ macro_rules! family_row {
 /// The principal-less statements on families and tokens, one per backend. SQLite runs
 /// them on the tables; PostgreSQL calls the `SECURITY DEFINER` functions of migration
 /// `0007_service_role.sql`, so a pool logged in as a service role (see
-/// [`grant_service_role`](crate::postgres::grant_service_role)) needs no right on
+/// `postgres::grant_service_role`) needs no right on
 /// `refresh_families` or `refresh_tokens`.
 trait RefreshSql {
     /// The family `$1`'s [`FAMILY_COLUMNS`].
