@@ -12,6 +12,13 @@
 //! | [`RedisAttemptCounter`] | [`mcpsec_core::AttemptCounter`] |
 //! | [`RedisReplayGuard`] | [`mcpsec_mfa::TotpReplayGuard`] |
 //! | [`RedisUsageLedger`] | [`mcpsec_fieldcrypt::UsageLedger`] (see its durability note) |
+//! | [`RedisRateLimiter`] | [`mcpsec_core::RateLimiter`] (GCRA, one script per check) |
+//! | [`RedisEmailCodeStore`] | [`mcpsec_mfa::EmailCodeStore`] (codes, guess budget, resend cooldown) |
+//! | `RedisPasskeyStore<S>` | `mcpsec_mfa::PasskeyStore`: ceremonies on Redis, credentials in `S` (feature `passkeys`, default) |
+//!
+//! Lockout with back-off needs no store of its own: the API-key and MFA services compute
+//! it from the shared [`RedisAttemptCounter`]'s count and last failure, so it holds across
+//! the fleet (`tests/fleet.rs`).
 //!
 //! ```no_run
 //! use mcpsec_core::AttemptCounter;
@@ -55,9 +62,14 @@
 //! back. Every failure's kind comes from [`store_error`], with the redis error as its
 //! source.
 //!
-//! Not here yet (issue 15): lockout windows with back-off, the GCRA rate limiter, the
-//! email resend cooldown, the passkey ceremony store, fleet cache invalidation, an
-//! opt-in local fallback, and the fleet and fault tests.
+//! Failing closed is the default. A host that prefers to keep serving through an outage
+//! opts in to a local budget: [`mcpsec_core::FallbackAttemptCounter`] and
+//! [`mcpsec_core::FallbackRateLimiter`] decide on this instance alone with the budget
+//! divided by the fleet size they are given, and log that they do
+//! (`tests/fault.rs` stalls and cuts Redis through a proxy during a burst).
+//!
+//! Not here yet (issue 15): fleet cache invalidation over pub/sub (a revoked signing key
+//! flushed on every instance) and its latency measurement.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
