@@ -81,8 +81,8 @@ pub mod testkit;
 pub use attempts::{AttemptCounter, AttemptState, MemoryAttemptCounter};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::Error;
-pub use fallback::FallbackAttemptCounter;
 pub use event::{Actor, EventKind, Outcome, ReasonCode, ResourceRef, SecurityEvent, Severity};
+pub use fallback::FallbackAttemptCounter;
 pub use id::{
     KeyId, Label, MAX_ID_LEN, OrgId, RequestId, ResourceId, ServiceId, SessionId, TokenId, UserId,
 };
