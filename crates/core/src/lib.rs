@@ -68,7 +68,7 @@ mod id;
 mod invalidation;
 pub mod pem;
 mod random;
-mod rate;
+pub mod rate;
 mod seal;
 mod seal_text;
 mod secret;

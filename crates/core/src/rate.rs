@@ -272,7 +272,8 @@ impl std::fmt::Display for RateKey {
 }
 
 /// A GCRA rate limiter with one [`RateQuota`] for every key, reading time from the clock
-/// it was built with. Every implementation follows the [module semantics](self) exactly.
+/// it was built with. Every implementation follows the
+/// [module semantics](crate::rate) exactly.
 #[async_trait::async_trait]
 pub trait RateLimiter: Send + Sync + std::fmt::Debug {
     /// The quota every key gets.
@@ -300,7 +301,7 @@ const SWEEP_EVERY: u64 = 1024;
 /// [`RateLimiter`] in one process: a map from key to TAT behind a lock.
 ///
 /// Memory is bounded by the keys used within the last `burst × period`: every
-/// [`SWEEP_EVERY`](self) checks, keys whose TAT has passed (indistinguishable from fresh
+/// 1,024 checks, keys whose TAT has passed (indistinguishable from fresh
 /// ones) are dropped. For tests, single instances and as the local share of a
 /// [`FallbackRateLimiter`].
 #[derive(Debug)]
