@@ -117,6 +117,13 @@ impl VerifiedKeyCache {
         }
     }
 
+    /// Drops every entry (a fleet announcement this cache cannot narrow down).
+    pub(crate) fn clear(&self) {
+        let mut inner = self.lock();
+        inner.entries.clear();
+        inner.order.clear();
+    }
+
     /// Drops every entry for `id` (on disable, revoke, rotation).
     pub(crate) fn forget(&self, id: &KeyId) {
         let mut inner = self.lock();

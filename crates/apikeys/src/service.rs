@@ -5,7 +5,10 @@ use crate::format::Env;
 use crate::limits::{KeyQuota, LockoutPolicy};
 use crate::{ApiKeyStore, Error, KeyHasher, SlowHashPool};
 use mcpsec_access::Memberships;
-use mcpsec_core::{AttemptCounter, EventSink, MemoryAttemptCounter, SharedClock, SystemClock};
+use mcpsec_core::{
+    AttemptCounter, EventSink, FlushOnInvalidation, Invalidation, MemoryAttemptCounter,
+    SharedClock, SystemClock,
+};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +42,22 @@ pub struct ApiKeys {
     pub(crate) pool: Arc<SlowHashPool>,
     pub(crate) ipv6_prefix: u8,
     pub(crate) throttled_allowance: u64,
+}
+
+/// Fleet announcements: a revoked or disabled key's verified-cache entries go at once, so
+/// the next use re-reads the shared store (which already refuses it) instead of a cached
+/// verdict; [`Invalidation::Everything`] empties the cache. Other kinds do not concern API
+/// keys.
+impl FlushOnInvalidation for ApiKeys {
+    fn flush(&self, what: &Invalidation) {
+        match what {
+            Invalidation::ApiKeyRevoked(id) | Invalidation::ApiKeyDisabled(id) => {
+                self.cache.forget(id);
+            }
+            Invalidation::Everything => self.cache.clear(),
+            _ => {}
+        }
+    }
 }
 
 /// Builds [`ApiKeys`]. The event sink is an argument of [`ApiKeys::builder`], never a

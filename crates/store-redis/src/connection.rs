@@ -54,6 +54,9 @@ impl Default for TtlPolicy {
 #[derive(Clone)]
 pub struct RedisStores {
     connection: ConnectionManager,
+    /// The client the connection came from, when this crate opened it: the invalidation
+    /// subscriber needs a connection of its own.
+    client: Option<redis::Client>,
     keys: Keys,
     ttl: TtlPolicy,
 }
@@ -93,20 +96,23 @@ impl RedisStores {
     ) -> Result<Self, StoreError> {
         let keys = Keys::new(prefix)?;
         let client = redis::Client::open(url).map_err(|e| store_error("open a Redis client", e))?;
-        let connection = ConnectionManager::new_with_config(client, config)
+        let connection = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(|e| store_error("connect to Redis", e))?;
         Ok(Self {
             connection,
+            client: Some(client),
             keys,
             ttl: TtlPolicy::default(),
         })
     }
 
-    /// Stores on a connection manager the host made, under `prefix`.
+    /// Stores on a connection manager the host made, under `prefix`. Pass the client it
+    /// came from with [`with_client`](Self::with_client) to subscribe to invalidations.
     pub fn new(connection: ConnectionManager, prefix: &str) -> Result<Self, StoreError> {
         Ok(Self {
             connection,
+            client: None,
             keys: Keys::new(prefix)?,
             ttl: TtlPolicy::default(),
         })
@@ -116,6 +122,14 @@ impl RedisStores {
     #[must_use]
     pub fn with_ttl(mut self, ttl: TtlPolicy) -> Self {
         self.ttl = ttl;
+        self
+    }
+
+    /// The same stores, with the client the host's connection manager came from (see
+    /// [`subscribe_invalidations`](Self::subscribe_invalidations)).
+    #[must_use]
+    pub fn with_client(mut self, client: redis::Client) -> Self {
+        self.client = Some(client);
         self
     }
 
@@ -171,6 +185,46 @@ impl RedisStores {
         clock: mcpsec_core::SharedClock,
     ) -> crate::RedisRateLimiter {
         crate::RedisRateLimiter::new(self.clone(), quota, clock)
+    }
+
+    /// The [`InvalidationBus`](mcpsec_core::InvalidationBus) of this deployment (its key
+    /// prefix): announcements reach every instance whose subscriber uses the same prefix.
+    /// `local` caches are flushed directly before each announcement is published.
+    pub fn invalidation_bus(
+        &self,
+        local: Vec<std::sync::Arc<dyn mcpsec_core::FlushOnInvalidation>>,
+    ) -> crate::RedisInvalidationBus {
+        crate::RedisInvalidationBus::new(self.connection.clone(), self.prefix(), local)
+    }
+
+    /// Starts this instance's [`InvalidationSubscriber`](crate::InvalidationSubscriber),
+    /// flushing `caches` for every announcement on this deployment's channel, with the
+    /// default timing. Keep the subscriber for as long as the caches live: dropping it
+    /// stops listening.
+    ///
+    /// # Errors
+    /// [`Rejected`](mcpsec_core::StoreErrorKind::Rejected) outside a tokio runtime, or for
+    /// stores built with [`new`](Self::new) without [`with_client`](Self::with_client).
+    pub fn subscribe_invalidations(
+        &self,
+        caches: Vec<std::sync::Arc<dyn mcpsec_core::FlushOnInvalidation>>,
+    ) -> Result<crate::InvalidationSubscriber, StoreError> {
+        self.subscribe_invalidations_with(caches, crate::SubscriberConfig::default())
+    }
+
+    /// [`subscribe_invalidations`](Self::subscribe_invalidations) with other timing.
+    ///
+    /// # Errors
+    /// As [`subscribe_invalidations`](Self::subscribe_invalidations).
+    pub fn subscribe_invalidations_with(
+        &self,
+        caches: Vec<std::sync::Arc<dyn mcpsec_core::FlushOnInvalidation>>,
+        config: crate::SubscriberConfig,
+    ) -> Result<crate::InvalidationSubscriber, StoreError> {
+        let client = self.client.clone().ok_or_else(|| {
+            StoreError::rejected("stores built from a connection manager need with_client to subscribe")
+        })?;
+        crate::InvalidationSubscriber::spawn(client, self.prefix(), caches, config)
     }
 
     pub(crate) fn keys(&self) -> &Keys {

@@ -78,6 +78,7 @@ mod attempts;
 mod ceremonies;
 mod connection;
 mod email;
+mod invalidation;
 pub mod error;
 mod keys;
 mod ledger;
@@ -94,6 +95,10 @@ pub use connection::{
 };
 pub use email::RedisEmailCodeStore;
 pub use error::store_error;
+pub use invalidation::{
+    DEFAULT_KEEPALIVE, DEFAULT_RECONNECT_MAX, DEFAULT_RECONNECT_MIN, DEFAULT_SUBSCRIBER_TIMEOUT,
+    InvalidationSubscriber, RedisInvalidationBus, SubscriberConfig, SubscriberStats,
+};
 pub use keys::MAX_PREFIX_LEN;
 pub use ledger::RedisUsageLedger;
 pub use limiter::RedisRateLimiter;
