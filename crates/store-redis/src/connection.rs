@@ -222,7 +222,9 @@ impl RedisStores {
         config: crate::SubscriberConfig,
     ) -> Result<crate::InvalidationSubscriber, StoreError> {
         let client = self.client.clone().ok_or_else(|| {
-            StoreError::rejected("stores built from a connection manager need with_client to subscribe")
+            StoreError::rejected(
+                "stores built from a connection manager need with_client to subscribe",
+            )
         })?;
         crate::InvalidationSubscriber::spawn(client, self.prefix(), caches, config)
     }
