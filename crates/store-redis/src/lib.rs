@@ -68,8 +68,17 @@
 //! divided by the fleet size they are given, and log that they do
 //! (`tests/fault.rs` stalls and cuts Redis through a proxy during a burst).
 //!
-//! Not here yet (issue 15): fleet cache invalidation over pub/sub (a revoked signing key
-//! flushed on every instance) and its latency measurement.
+//! # Cache invalidation across the fleet
+//!
+//! [`RedisStores::invalidation_bus`] announces an [`Invalidation`](mcpsec_core::Invalidation)
+//! (API key revoked or disabled, signing key retired or removed, JWKS changed, membership
+//! changed) on the deployment's pub/sub channel; every instance runs
+//! [`RedisStores::subscribe_invalidations`] with its caches (`TokenVerifier`, `ApiKeys`,
+//! anything implementing [`FlushOnInvalidation`](mcpsec_core::FlushOnInvalidation)). A
+//! subscriber flushes everything whenever it (re)subscribes, on every failed reconnection
+//! attempt, and for a message it cannot read, because it may have missed announcements.
+//! On loopback, an announcement on one instance is refused on another within 0.36 ms at
+//! p99 over 1,000 trials (`examples/invalidation_latency.rs`).
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
