@@ -311,7 +311,9 @@ impl ApiKeys {
     ) -> Error {
         let window = self.lockout.window;
         if let Ok(state) = self.counter.record_failure(src, window, now).await
-            && state.count == self.lockout.source_threshold
+            && self
+                .counter
+                .crossed(state.count, self.lockout.source_threshold)
         {
             self.emit(
                 EventKind::AuthnLoginLock,
@@ -329,7 +331,9 @@ impl ApiKeys {
                 .counter
                 .record_failure(&format!("key:{id}"), window, now)
                 .await
-            && state.count == self.lockout.key_alert_threshold
+            && self
+                .counter
+                .crossed(state.count, self.lockout.key_alert_threshold)
         {
             // Someone holds this id and is guessing its secret: alert, but never lock it.
             self.emit(

@@ -26,6 +26,20 @@ pub struct AttemptState {
 /// per user), which is why it lives in core.
 #[async_trait::async_trait]
 pub trait AttemptCounter: Send + Sync + std::fmt::Debug {
+    /// How far one recorded failure moves the count now: 1 for a counter that counts each
+    /// failure once (the default); a [`FallbackAttemptCounter`](crate::FallbackAttemptCounter)
+    /// answering locally counts each as the fleet size.
+    fn count_step(&self) -> u64 {
+        1
+    }
+
+    /// Whether the failure that produced `count` is the one that took the count to
+    /// `threshold` or past it (`count - step < threshold ≤ count`). Alerts fire on this,
+    /// not on `count == threshold`, which a count moving in steps larger than one can skip.
+    fn crossed(&self, count: u64, threshold: u64) -> bool {
+        count >= threshold && count.saturating_sub(self.count_step().max(1)) < threshold
+    }
+
     /// Counts one failure of `subject` at `now`. A window older than `window` restarts at 1.
     async fn record_failure(
         &self,

@@ -36,7 +36,8 @@ use std::time::{Duration, SystemTime};
 /// Off unless the host builds one: without it an outage refuses (fail closed).
 ///
 /// While degraded, counts move in steps of `fleet_size`, so a caller that acts when a
-/// count *equals* a threshold (an alert at exactly `T`) may step over it, and a rule
+/// count *equals* a threshold (an alert at exactly `T`) may step over it (use
+/// [`AttemptCounter::crossed`], which knows the step), and a rule
 /// "allow the attempt that takes the count to exactly one more" never passes (stricter,
 /// never looser). Only the attempt counter falls back: the other fleet stores (a TOTP
 /// replay guard, say) still fail closed.
@@ -167,6 +168,14 @@ fn higher(shared: AttemptState, local: Option<AttemptState>) -> AttemptState {
 
 #[async_trait::async_trait]
 impl<P: AttemptCounter> AttemptCounter for FallbackAttemptCounter<P> {
+    fn count_step(&self) -> u64 {
+        if self.is_degraded() {
+            self.fleet_size.get()
+        } else {
+            1
+        }
+    }
+
     async fn record_failure(
         &self,
         subject: &str,
@@ -307,6 +316,30 @@ mod tests {
         assert_eq!(c.record_failure("s", W, at(1)).await.unwrap().count, 2);
         assert!(!c.is_degraded());
         assert_eq!(c.degraded_calls(), 0);
+    }
+
+    /// A threshold the scaled count steps over (3, 6, 9 past 5 and 7) is still crossed
+    /// exactly once; an equality check (`count == 5`) would never fire.
+    #[tokio::test]
+    async fn a_threshold_stepped_over_while_degraded_is_crossed_once() {
+        let c = counter();
+        assert_eq!(c.count_step(), 1);
+        assert!(c.crossed(5, 5) && !c.crossed(4, 5) && !c.crossed(6, 5));
+        c.primary().fail(Some(StoreError::unavailable("down")));
+        let mut crossings = Vec::new();
+        for i in 0..4 {
+            let count = c.record_failure("s", W, at(i)).await.unwrap().count;
+            assert_eq!(c.count_step(), 3);
+            if c.crossed(count, 5) {
+                crossings.push(count);
+            }
+        }
+        assert_eq!(
+            crossings,
+            vec![6],
+            "crossed once, at the first count past it"
+        );
+        assert!(c.crossed(9, 7) && !c.crossed(12, 7) && !c.crossed(6, 7));
     }
 
     #[tokio::test]

@@ -480,7 +480,7 @@ impl EmailCodes {
                 Ok(Verified::new(Factor::EmailCode))
             }
             AttemptOutcome::Wrong => {
-                if count == self.policy.user_failure_budget {
+                if self.counter.crossed(count, self.policy.user_failure_budget) {
                     self.report_budget_spent(key).await;
                 }
                 Err(Error::WrongCode)

@@ -395,7 +395,7 @@ impl TotpVerifier {
         let result = self.check(user, secret, code, unix).await;
         match &result {
             Err(Error::WrongCode | Error::Replayed | Error::WaitForNextCode { .. }) => {
-                if count == self.budget.max_failures {
+                if self.counter.crossed(count, self.budget.max_failures) {
                     self.report(
                         EventKind::AuthnLoginFailMax,
                         Outcome::Failure,
