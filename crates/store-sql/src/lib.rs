@@ -73,11 +73,12 @@
 //!   `owner_service` policy keeps every row: it runs what has no principal yet — API key
 //!   lookups by id, refresh consumes by hash, logins, pruning — each a statement on one
 //!   row by its key, never a listing. `SqlApiKeyStore::insert_as_owner` is the operator's
-//!   insert on that role (the CLI's bootstrap), never a request's. On `api_keys`,
-//!   `refresh_families` and `refresh_tokens` those statements are one-row `SECURITY
-//!   DEFINER` functions (migration `0007_service_role.sql`), so the pool may log in as a
-//!   service role instead, with no right on those tables
-//!   (`postgres::grant_service_role`).
+//!   insert on that role (the CLI's bootstrap), never a request's. On every table under
+//!   row-level security those statements are `SECURITY DEFINER` functions that reach
+//!   only the rows their arguments name (migrations `0007_service_role.sql` for API keys
+//!   and refresh tokens, `0008_service_functions.sql` for TOTP enrollments, passkeys,
+//!   recovery codes and memberships), so the pool may log in as a service role instead,
+//!   with no right on those tables (`postgres::grant_service_role`).
 //! - **Guaranteed** for tenant-scoped statements: no principal sees nothing; a user reaches
 //!   only their own keys, sessions, tokens, factors and recovery codes (their hashes are
 //!   not even readable); one organization never sees another's rows. `mcpsec_app` may

@@ -15,6 +15,39 @@ sql_store!(
     SqlMemberships
 );
 
+/// The statements on `memberships` (under row-level security) the service login runs,
+/// per backend: a role read before a request is authorized, and the operator's bootstrap.
+/// On PostgreSQL each is a call of a `SECURITY DEFINER` function of migration 0008 (one
+/// user's membership of one organization, named by the arguments); on SQLite the
+/// statement itself.
+trait MembershipSql {
+    /// User `$1` made a member of `$2` with role `$3`, or given that role.
+    const SET: &'static str;
+    /// User `$1`'s membership of `$2` removed: the role it had, or no row.
+    const REMOVE: &'static str;
+    /// User `$1`'s role in `$2`, or no row.
+    const ROLE: &'static str;
+}
+
+#[cfg(feature = "sqlite")]
+impl MembershipSql for sqlx::Sqlite {
+    const SET: &'static str = "INSERT INTO memberships (user_id, org_id, role) \
+         VALUES ($1, $2, $3) ON CONFLICT (user_id, org_id) DO UPDATE SET role = excluded.role";
+    const REMOVE: &'static str =
+        "DELETE FROM memberships WHERE user_id = $1 AND org_id = $2 RETURNING role";
+    const ROLE: &'static str = "SELECT role FROM memberships WHERE user_id = $1 AND org_id = $2";
+}
+
+#[cfg(feature = "postgres")]
+impl MembershipSql for sqlx::Postgres {
+    const SET: &'static str = "SELECT membership_set($1, $2, $3)";
+    // A NULL answer (no membership) becomes no row, as the statement's.
+    const REMOVE: &'static str =
+        "SELECT had FROM membership_remove($1, $2) AS had WHERE had IS NOT NULL";
+    const ROLE: &'static str =
+        "SELECT role FROM membership_role($1, $2) AS role WHERE role IS NOT NULL";
+}
+
 macro_rules! impl_memberships {
     ($db:ty, $begin:expr, $for_update:literal) => {
         impl SqlMemberships<$db> {
@@ -42,16 +75,13 @@ macro_rules! impl_memberships {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| store_error("create a user", e))?;
-                sqlx::query(
-                    "INSERT INTO memberships (user_id, org_id, role) VALUES ($1, $2, $3)
-                     ON CONFLICT (user_id, org_id) DO UPDATE SET role = excluded.role",
-                )
-                .bind(user.as_str())
-                .bind(org.as_str())
-                .bind(role.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| store_error("set a membership", e))?;
+                sqlx::query(<$db as MembershipSql>::SET)
+                    .bind(user.as_str())
+                    .bind(org.as_str())
+                    .bind(role.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| store_error("set a membership", e))?;
                 tx.commit()
                     .await
                     .map_err(|e| store_error("commit a membership", e))
@@ -64,14 +94,12 @@ macro_rules! impl_memberships {
                 user: &UserId,
                 org: &OrgId,
             ) -> Result<Option<Role>, StoreError> {
-                let role: Option<String> = sqlx::query_scalar(
-                    "DELETE FROM memberships WHERE user_id = $1 AND org_id = $2 RETURNING role",
-                )
-                .bind(user.as_str())
-                .bind(org.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| store_error("remove a membership", e))?;
+                let role: Option<String> = sqlx::query_scalar(<$db as MembershipSql>::REMOVE)
+                    .bind(user.as_str())
+                    .bind(org.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| store_error("remove a membership", e))?;
                 role.map(|r| r.parse::<Role>().map_err(corrupt("a stored role")))
                     .transpose()
             }
@@ -80,14 +108,12 @@ macro_rules! impl_memberships {
         #[async_trait::async_trait]
         impl Memberships for SqlMemberships<$db> {
             async fn role(&self, user: &UserId, org: &OrgId) -> Result<Option<Role>, StoreError> {
-                let role: Option<String> = sqlx::query_scalar(
-                    "SELECT role FROM memberships WHERE user_id = $1 AND org_id = $2",
-                )
-                .bind(user.as_str())
-                .bind(org.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| store_error("read a membership", e))?;
+                let role: Option<String> = sqlx::query_scalar(<$db as MembershipSql>::ROLE)
+                    .bind(user.as_str())
+                    .bind(org.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| store_error("read a membership", e))?;
                 role.map(|r| r.parse::<Role>().map_err(corrupt("a stored role")))
                     .transpose()
             }

@@ -48,6 +48,30 @@ fn count_from(rows: u64) -> Result<usize, StoreError> {
     usize::try_from(rows).map_err(corrupt("a row count"))
 }
 
+/// A recovery code's use and the count left, per backend: run before the user is
+/// authenticated, on `recovery_codes` (under row-level security). On PostgreSQL each is a
+/// call of a `SECURITY DEFINER` function of migration 0008 (one user's codes, named by
+/// the argument); on SQLite the statement itself.
+trait RecoverySql {
+    /// User `$1`'s code with hash `$2` deleted: a row when this call removed it.
+    const CONSUME: &'static str;
+    /// How many codes user `$1` has left: one count.
+    const REMAINING: &'static str;
+}
+
+#[cfg(feature = "sqlite")]
+impl RecoverySql for sqlx::Sqlite {
+    const CONSUME: &'static str =
+        "DELETE FROM recovery_codes WHERE user_id = $1 AND hash = $2 RETURNING 1";
+    const REMAINING: &'static str = "SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1";
+}
+
+#[cfg(feature = "postgres")]
+impl RecoverySql for sqlx::Postgres {
+    const CONSUME: &'static str = "SELECT 1 WHERE recovery_code_consume($1, $2)";
+    const REMAINING: &'static str = "SELECT recovery_codes_remaining($1)";
+}
+
 macro_rules! impl_mfa_stores {
     ($db:ty, $begin:expr, $for_update:literal) => {
         #[async_trait::async_trait]
@@ -129,19 +153,17 @@ macro_rules! impl_mfa_stores {
             async fn consume_once(&self, user: &UserId, hash: &CodeHash) -> Result<bool, StoreError> {
                 // One statement: of concurrent DELETEs of one row exactly one removes it
                 // (the others find it gone under the row lock).
-                let done =
-                    sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1 AND hash = $2")
-                        .bind(user.as_str())
-                        .bind(&hash[..])
-                        .execute(&self.pool)
-                        .await
-                        .map_err(|e| store_error("use a recovery code", e))?;
-                Ok(done.rows_affected() == 1)
+                let done = sqlx::query(<$db as RecoverySql>::CONSUME)
+                    .bind(user.as_str())
+                    .bind(&hash[..])
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| store_error("use a recovery code", e))?;
+                Ok(done.is_some())
             }
 
             async fn remaining(&self, user: &UserId) -> Result<usize, StoreError> {
-                let count: i64 =
-                    sqlx::query_scalar("SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1")
+                let count: i64 = sqlx::query_scalar(<$db as RecoverySql>::REMAINING)
                         .bind(user.as_str())
                         .fetch_one(&self.pool)
                         .await

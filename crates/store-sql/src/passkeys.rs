@@ -116,11 +116,6 @@ const PRUNE_SOME: &str = "
         SELECT id FROM passkey_ceremonies WHERE expires_at <= $1
         ORDER BY expires_at LIMIT $2)";
 
-const LOCK_USER_FOR_CEREMONY: &str = "
-    INSERT INTO passkey_users (user_id, ceremony_seq) VALUES ($1, 1)
-    ON CONFLICT (user_id) DO UPDATE SET ceremony_seq = passkey_users.ceremony_seq + 1
-    RETURNING ceremony_seq";
-
 const PUT_CEREMONY: &str = "
     INSERT INTO passkey_ceremonies (id, user_id, kind, state, expires_at, seq)
     VALUES ($1, $2, $3, $4, $5, $6)
@@ -148,9 +143,45 @@ const ADD_CREDENTIAL: &str = "
     ON CONFLICT (credential_id) DO NOTHING
     RETURNING created_at";
 
-const UPDATE_CREDENTIAL: &str = "
-    UPDATE passkey_credentials SET counter = $3, passkey = $4
-    WHERE user_id = $1 AND credential_id = $2 AND (counter < $3 OR (counter = 0 AND $3 = 0))";
+/// The statements the service login runs before anyone is authenticated, on the tables
+/// under row-level security (`passkey_users`, `passkey_credentials`), per backend. On
+/// PostgreSQL each is a call of a `SECURITY DEFINER` function of migration 0008 (one
+/// user's rows, named by the argument); on SQLite the statement itself.
+trait PreAuthSql {
+    /// User `$1`'s row upserted and locked; its next ceremony sequence number.
+    const LOCK_USER_FOR_CEREMONY: &'static str;
+    /// User `$1`'s credential ids, counters, passkeys and registration times, oldest first.
+    const CREDENTIALS: &'static str;
+    /// User `$1`'s credential `$2` given counter `$3` and passkey `$4`, compare-and-set on
+    /// the counter: a row when it changed.
+    const UPDATE_CREDENTIAL: &'static str;
+}
+
+#[cfg(feature = "sqlite")]
+impl PreAuthSql for sqlx::Sqlite {
+    const LOCK_USER_FOR_CEREMONY: &'static str = "
+        INSERT INTO passkey_users (user_id, ceremony_seq) VALUES ($1, 1)
+        ON CONFLICT (user_id) DO UPDATE SET ceremony_seq = passkey_users.ceremony_seq + 1
+        RETURNING ceremony_seq";
+    const CREDENTIALS: &'static str = "
+        SELECT credential_id, counter, passkey, created_at FROM passkey_credentials
+        WHERE user_id = $1 ORDER BY created_at, credential_id";
+    const UPDATE_CREDENTIAL: &'static str = "
+        UPDATE passkey_credentials SET counter = $3, passkey = $4
+        WHERE user_id = $1 AND credential_id = $2
+          AND (counter < $3 OR (counter = 0 AND $3 = 0))
+        RETURNING 1";
+}
+
+#[cfg(feature = "postgres")]
+impl PreAuthSql for sqlx::Postgres {
+    const LOCK_USER_FOR_CEREMONY: &'static str = "SELECT passkey_ceremony_seq($1)";
+    const CREDENTIALS: &'static str = "
+        SELECT credential_id, counter, passkey, created_at FROM passkey_credentials_of($1)
+        ORDER BY created_at, credential_id";
+    const UPDATE_CREDENTIAL: &'static str =
+        "SELECT 1 WHERE passkey_update_credential($1, $2, $3, $4)";
+}
 
 macro_rules! impl_passkey_store {
     ($db:ty, $begin:expr, $for_update:literal) => {
@@ -203,7 +234,7 @@ macro_rules! impl_passkey_store {
                     .begin_with($begin)
                     .await
                     .map_err(|e| store_error("begin storing a passkey ceremony", e))?;
-                let seq: i64 = sqlx::query_scalar(LOCK_USER_FOR_CEREMONY)
+                let seq: i64 = sqlx::query_scalar(<$db as PreAuthSql>::LOCK_USER_FOR_CEREMONY)
                     .bind(user)
                     .fetch_one(&mut *tx)
                     .await
@@ -322,14 +353,11 @@ macro_rules! impl_passkey_store {
             }
 
             async fn credentials(&self, user: &UserId) -> Result<Vec<StoredPasskey>, StoreError> {
-                let rows: Vec<PasskeyRow> = sqlx::query_as(
-                    "SELECT credential_id, counter, passkey, created_at FROM passkey_credentials
-                     WHERE user_id = $1 ORDER BY created_at, credential_id",
-                )
-                .bind(user.as_str())
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| store_error("read passkeys", e))?;
+                let rows: Vec<PasskeyRow> = sqlx::query_as(<$db as PreAuthSql>::CREDENTIALS)
+                    .bind(user.as_str())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| store_error("read passkeys", e))?;
                 rows.into_iter().map(passkey_from).collect()
             }
 
@@ -343,15 +371,15 @@ macro_rules! impl_passkey_store {
                 // concurrent update committed) or the write lock (SQLite), so of
                 // concurrent updates with one counter exactly one changes the row. The
                 // registration time stays as registered.
-                let done = sqlx::query(UPDATE_CREDENTIAL)
+                let done = sqlx::query(<$db as PreAuthSql>::UPDATE_CREDENTIAL)
                     .bind(user.as_str())
                     .bind(updated.credential_id.as_slice())
                     .bind(i64::from(updated.counter))
                     .bind(updated.passkey.as_slice())
-                    .execute(&self.pool)
+                    .fetch_optional(&self.pool)
                     .await
                     .map_err(|e| store_error("update a passkey counter", e))?;
-                Ok(done.rows_affected() == 1)
+                Ok(done.is_some())
             }
 
             async fn remove_credential(

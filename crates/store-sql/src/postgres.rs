@@ -58,19 +58,20 @@ pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
 }
 
 /// Sets up the existing role `login` as a service role for the pool to log in as: a role
-/// that does not own the schema (migration `0007_service_role.sql`,
-/// `mcpsec_grant_service_role`). Run as the schema's owner, on a pool whose `search_path`
-/// is the migrated schema, after [`migrate`] (and again after an upgrade that adds a
-/// table).
+/// that does not own the schema (migrations `0007_service_role.sql` and
+/// `0008_service_functions.sql`, `mcpsec_grant_service_role`). Run as the schema's owner,
+/// on a pool whose `search_path` is the migrated schema, after [`migrate`] (and again
+/// after an upgrade that adds a table).
 ///
 /// It grants `login` exactly: membership of [`APP_ROLE`](crate::rls::APP_ROLE), not
 /// inherited (`login` is made `NOINHERIT`, so `mcpsec_app`'s rights are its own only
 /// inside [`begin_as`](crate::rls::begin_as)); `USAGE` on the schema; `EXECUTE` on the
-/// `SECURITY DEFINER` functions the API-key and refresh-token stores call before
-/// authentication; and `SELECT, INSERT, UPDATE, DELETE` on every other table but the
-/// migrations' ledger (tables under row-level security with a `service_<login>` policy).
-/// It holds nothing on `api_keys`, `refresh_families` or `refresh_tokens`: there it reads
-/// one row by its key through a function, never a listing.
+/// `SECURITY DEFINER` functions the stores call before authentication (API keys, refresh
+/// tokens, TOTP enrollments, passkeys, recovery codes, memberships); and `SELECT, INSERT,
+/// UPDATE, DELETE` on every table without row-level security but the migrations' ledger.
+/// On the tables under row-level security it holds nothing: it reaches one user's rows
+/// through a function that names them, never a listing, and a tenant's rows only through
+/// `begin_as`.
 ///
 /// `login` must exist and not be a superuser, bypass row-level security or be a member of
 /// the owner: otherwise [`Rejected`](mcpsec_core::StoreErrorKind::Rejected), as is the

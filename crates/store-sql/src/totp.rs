@@ -214,6 +214,60 @@ fn state_from(
     })
 }
 
+/// The statements on `totp_enrollments`, per backend. On PostgreSQL each is a call of a
+/// `SECURITY DEFINER` function of migration 0008 (one user's rows, named by the
+/// arguments), so a pool logged in as the service role reads no enrollment directly; on
+/// SQLite the statement itself. Each answers with a row (or rows) exactly when the
+/// statement it stands for did.
+trait EnrollmentSql {
+    /// Pending enrollment `($1, $2)` with sealed secret `$3`, config `$4`, created `$5`,
+    /// unless it exists: its `created_at`, or no row.
+    const SAVE: &'static str;
+    /// `($1, $2)` confirmed at `$3` if it was not: a row when this call confirmed it.
+    const CONFIRM: &'static str;
+    /// Whether `($1, $2)` exists: one boolean.
+    const EXISTS: &'static str;
+    /// `($1, $2)`'s sealed secret, config, created and confirmed times, or no row.
+    const LOAD: &'static str;
+    /// User `$1`'s enrollment ids, created and confirmed times, oldest first.
+    const LIST: &'static str;
+    /// `($1, $2)` removed: a row when there was one.
+    const REMOVE: &'static str;
+}
+
+#[cfg(feature = "sqlite")]
+impl EnrollmentSql for sqlx::Sqlite {
+    const SAVE: &'static str = "INSERT INTO totp_enrollments \
+         (user_id, enrollment, sealed_secret, config, created_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (user_id, enrollment) DO NOTHING RETURNING created_at";
+    const CONFIRM: &'static str = "UPDATE totp_enrollments SET confirmed_at = $3 \
+         WHERE user_id = $1 AND enrollment = $2 AND confirmed_at IS NULL \
+         RETURNING confirmed_at";
+    const EXISTS: &'static str = "SELECT EXISTS (SELECT 1 FROM totp_enrollments \
+         WHERE user_id = $1 AND enrollment = $2)";
+    const LOAD: &'static str = "SELECT sealed_secret, config, created_at, confirmed_at \
+         FROM totp_enrollments WHERE user_id = $1 AND enrollment = $2";
+    const LIST: &'static str = "SELECT enrollment, created_at, confirmed_at \
+         FROM totp_enrollments WHERE user_id = $1 ORDER BY created_at, enrollment";
+    const REMOVE: &'static str =
+        "DELETE FROM totp_enrollments WHERE user_id = $1 AND enrollment = $2 RETURNING 1";
+}
+
+#[cfg(feature = "postgres")]
+impl EnrollmentSql for sqlx::Postgres {
+    // A NULL answer (nothing written) becomes no row, as the statement's.
+    const SAVE: &'static str = "SELECT saved FROM totp_enrollment_save($1, $2, $3, $4, $5) \
+         AS saved WHERE saved IS NOT NULL";
+    const CONFIRM: &'static str = "SELECT confirmed FROM totp_enrollment_confirm($1, $2, $3) \
+         AS confirmed WHERE confirmed IS NOT NULL";
+    const EXISTS: &'static str = "SELECT totp_enrollment_exists($1, $2)";
+    const LOAD: &'static str = "SELECT sealed_secret, config, created_at, confirmed_at \
+         FROM totp_enrollment_load($1, $2)";
+    const LIST: &'static str = "SELECT enrollment, created_at, confirmed_at \
+         FROM totp_enrollment_list($1) ORDER BY created_at, enrollment";
+    const REMOVE: &'static str = "SELECT 1 WHERE totp_enrollment_remove($1, $2)";
+}
+
 macro_rules! impl_totp_enrollments {
     ($db:ty, $begin:expr, $for_update:literal) => {
         impl SqlTotpEnrollments<$db> {
@@ -245,21 +299,15 @@ macro_rules! impl_totp_enrollments {
                             refused => TotpEnrollmentError::Refused(refused),
                         })?;
                 // One conditional insert: an existing (user, enrollment) is left as it is.
-                let saved: Option<i64> = sqlx::query_scalar(
-                    "INSERT INTO totp_enrollments
-                         (user_id, enrollment, sealed_secret, config, created_at)
-                     VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (user_id, enrollment) DO NOTHING
-                     RETURNING created_at",
-                )
-                .bind(user.as_str())
-                .bind(&enrollment.0[..])
-                .bind(sealed.as_slice())
-                .bind(config.as_str())
-                .bind(to_db(now)?)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| store_error("save a TOTP enrollment", e))?;
+                let saved: Option<i64> = sqlx::query_scalar(<$db as EnrollmentSql>::SAVE)
+                    .bind(user.as_str())
+                    .bind(&enrollment.0[..])
+                    .bind(sealed.as_slice())
+                    .bind(config.as_str())
+                    .bind(to_db(now)?)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| store_error("save a TOTP enrollment", e))?;
                 match saved {
                     Some(_) => Ok(enrollment),
                     None => Err(TotpEnrollmentError::Duplicate),
@@ -276,30 +324,24 @@ macro_rules! impl_totp_enrollments {
                 // One conditional UPDATE: `confirmed_at IS NULL` is checked under the row
                 // lock (PostgreSQL) or the write lock (SQLite), so of concurrent
                 // confirmations exactly one returns a row.
-                let confirmed: Option<i64> = sqlx::query_scalar(
-                    "UPDATE totp_enrollments SET confirmed_at = $3
-                     WHERE user_id = $1 AND enrollment = $2 AND confirmed_at IS NULL
-                     RETURNING confirmed_at",
-                )
-                .bind(user.as_str())
-                .bind(&enrollment.0[..])
-                .bind(to_db(now)?)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| store_error("confirm a TOTP enrollment", e))?;
+                let confirmed: Option<i64> = sqlx::query_scalar(<$db as EnrollmentSql>::CONFIRM)
+                    .bind(user.as_str())
+                    .bind(&enrollment.0[..])
+                    .bind(to_db(now)?)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| store_error("confirm a TOTP enrollment", e))?;
                 if confirmed.is_some() {
                     return Ok(Confirmation::Confirmed);
                 }
                 // Nothing was written; which refusal it was, for the answer only.
-                let exists: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM totp_enrollments WHERE user_id = $1 AND enrollment = $2",
-                )
-                .bind(user.as_str())
-                .bind(&enrollment.0[..])
-                .fetch_one(&self.pool)
-                .await
-                .map_err(|e| store_error("read a TOTP enrollment", e))?;
-                Ok(if exists > 0 {
+                let exists: bool = sqlx::query_scalar(<$db as EnrollmentSql>::EXISTS)
+                    .bind(user.as_str())
+                    .bind(&enrollment.0[..])
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(|e| store_error("read a TOTP enrollment", e))?;
+                Ok(if exists {
                     Confirmation::AlreadyConfirmed
                 } else {
                     Confirmation::Unknown
@@ -314,15 +356,13 @@ macro_rules! impl_totp_enrollments {
                 user: &UserId,
                 enrollment: &EnrollmentId,
             ) -> Result<Option<LoadedEnrollment>, TotpEnrollmentError> {
-                let row: Option<(Vec<u8>, String, i64, Option<i64>)> = sqlx::query_as(
-                    "SELECT sealed_secret, config, created_at, confirmed_at
-                     FROM totp_enrollments WHERE user_id = $1 AND enrollment = $2",
-                )
-                .bind(user.as_str())
-                .bind(&enrollment.0[..])
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| store_error("read a TOTP enrollment", e))?;
+                let row: Option<(Vec<u8>, String, i64, Option<i64>)> =
+                    sqlx::query_as(<$db as EnrollmentSql>::LOAD)
+                        .bind(user.as_str())
+                        .bind(&enrollment.0[..])
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(|e| store_error("read a TOTP enrollment", e))?;
                 let Some((sealed, config_text, created_at, confirmed_at)) = row else {
                     return Ok(None);
                 };
@@ -353,14 +393,12 @@ macro_rules! impl_totp_enrollments {
 
             /// `user`'s enrollments, oldest first: ids and state only, nothing opened.
             pub async fn list(&self, user: &UserId) -> Result<Vec<EnrollmentState>, StoreError> {
-                let rows: Vec<(Vec<u8>, i64, Option<i64>)> = sqlx::query_as(
-                    "SELECT enrollment, created_at, confirmed_at FROM totp_enrollments
-                     WHERE user_id = $1 ORDER BY created_at, enrollment",
-                )
-                .bind(user.as_str())
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| store_error("list TOTP enrollments", e))?;
+                let rows: Vec<(Vec<u8>, i64, Option<i64>)> =
+                    sqlx::query_as(<$db as EnrollmentSql>::LIST)
+                        .bind(user.as_str())
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(|e| store_error("list TOTP enrollments", e))?;
                 rows.into_iter()
                     .map(|(enrollment, created, confirmed)| {
                         state_from(enrollment_from_db(&enrollment)?, created, confirmed)
@@ -374,15 +412,13 @@ macro_rules! impl_totp_enrollments {
                 user: &UserId,
                 enrollment: &EnrollmentId,
             ) -> Result<bool, StoreError> {
-                let done = sqlx::query(
-                    "DELETE FROM totp_enrollments WHERE user_id = $1 AND enrollment = $2",
-                )
-                .bind(user.as_str())
-                .bind(&enrollment.0[..])
-                .execute(&self.pool)
-                .await
-                .map_err(|e| store_error("remove a TOTP enrollment", e))?;
-                Ok(done.rows_affected() == 1)
+                let done = sqlx::query(<$db as EnrollmentSql>::REMOVE)
+                    .bind(user.as_str())
+                    .bind(&enrollment.0[..])
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| store_error("remove a TOTP enrollment", e))?;
+                Ok(done.is_some())
             }
         }
     };

@@ -7,8 +7,7 @@
 
 mod common;
 
-use mcpsec_core::{ManualClock, MemorySink, SealContext, Sealer, SecretBytes};
-use mcpsec_fieldcrypt::{Category, FieldCrypt, KeyVersion, KeyringSpec};
+use mcpsec_core::{ManualClock, SealContext, Sealer, SecretBytes};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -24,27 +23,8 @@ fn clock() -> ManualClock {
     ManualClock::at(t(0))
 }
 
-/// A real sealer: AES-256-GCM with a fresh key for `category`.
-fn sealer_for(category: &str) -> Arc<dyn Sealer> {
-    let crypt = FieldCrypt::builder(Arc::new(MemorySink::new()))
-        .keyring(KeyringSpec {
-            category: Category::new(category).unwrap(),
-            primary: 1,
-            min_decrypt: 1,
-            versions: vec![KeyVersion {
-                version: 1,
-                key: SecretBytes::random(32).unwrap(),
-                reserved: 0,
-            }],
-            index_key: SecretBytes::random(32).unwrap(),
-        })
-        .build()
-        .unwrap();
-    Arc::new(crypt)
-}
-
 fn sealer() -> Arc<dyn Sealer> {
-    sealer_for(mcpsec_store_sql::TOTP_SEAL_CATEGORY)
+    common::sealer_for(mcpsec_store_sql::TOTP_SEAL_CATEGORY)
 }
 
 mod passkey_store {
@@ -416,7 +396,7 @@ macro_rules! totp_cases {
                 ));
 
                 // A sealer without a key for TOTP secrets refuses, and nothing is written.
-                let wrong = SqlTotpEnrollments::new(pool, sealer_for("pii"));
+                let wrong = SqlTotpEnrollments::new(pool, crate::common::sealer_for("pii"));
                 let carol = user("carol");
                 assert!(matches!(
                     wrong

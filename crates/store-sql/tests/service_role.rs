@@ -86,6 +86,13 @@ async fn drop_role(conn: &mut sqlx::PgConnection, role: &str) -> Result<(), sqlx
 /// role set up by `grant_service_role`; `None` without `MCPSEC_TEST_DATABASE_URL`.
 async fn service_pools(ns: &Namespace) -> Option<(PgPool, PgPool)> {
     let owner = common::pg_pool(ns).await?;
+    let service = service_login(ns, &owner).await?;
+    Some((owner, service))
+}
+
+/// A fresh LOGIN role for `ns`, set up by `grant_service_role` on `owner`'s schema, and a
+/// pool logged in as it; `None` without `MCPSEC_TEST_DATABASE_URL`.
+async fn service_login(ns: &Namespace, owner: &PgPool) -> Option<PgPool> {
     let url = common::database_url()?;
     let schema = ns.as_str().to_owned();
     // A role name of PostgreSQL's length, apart from the schema's.
@@ -103,7 +110,7 @@ async fn service_pools(ns: &Namespace) -> Option<(PgPool, PgPool)> {
         url: url.clone(),
         role: role.clone(),
     });
-    mcpsec_store_sql::postgres::grant_service_role(&owner, &role)
+    mcpsec_store_sql::postgres::grant_service_role(owner, &role)
         .await
         .unwrap();
     let options = PgConnectOptions::from_str(&url)
@@ -122,7 +129,7 @@ async fn service_pools(ns: &Namespace) -> Option<(PgPool, PgPool)> {
         .connect_with(options)
         .await
         .expect("log in as the service role");
-    Some((owner, service))
+    Some(service)
 }
 
 mod api_key_store {
@@ -393,4 +400,352 @@ async fn granting_refuses_a_role_that_bypasses_row_level_security() {
             "{role}: {refused}"
         );
     }
+}
+
+mod passkey_store {
+    use mcpsec_core::testkit::Namespace;
+    use mcpsec_core::{ManualClock, SharedClock};
+    use mcpsec_mfa::PasskeyStore;
+    use mcpsec_store_sql::SqlPasskeyStore;
+    use std::sync::Arc;
+
+    /// At the suite's `t(0)`, where its ceremonies are live.
+    fn clock() -> SharedClock {
+        Arc::new(ManualClock::at(super::at(0)))
+    }
+
+    mcpsec_mfa::passkey_store_suite!(service_role, |ns: Namespace| async move {
+        match crate::service_pools(&ns).await {
+            Some((_owner, service)) => {
+                Arc::new(SqlPasskeyStore::new(service).with_clock(clock())) as Arc<dyn PasskeyStore>
+            }
+            None => {
+                eprintln!("notice: {} runs on SQLite", ns.as_str());
+                Arc::new(
+                    SqlPasskeyStore::new(crate::common::sqlite_pool(&ns).await).with_clock(clock()),
+                ) as Arc<dyn PasskeyStore>
+            }
+        }
+    });
+}
+
+mod recovery_store {
+    use mcpsec_core::testkit::Namespace;
+    use mcpsec_mfa::RecoveryCodeStore;
+    use mcpsec_store_sql::SqlRecoveryStore;
+    use std::sync::Arc;
+
+    mcpsec_mfa::recovery_store_suite!(service_role, |ns: Namespace| async move {
+        match crate::service_pools(&ns).await {
+            Some((_owner, service)) => {
+                Arc::new(SqlRecoveryStore::new(service)) as Arc<dyn RecoveryCodeStore>
+            }
+            None => {
+                eprintln!("notice: {} runs on SQLite", ns.as_str());
+                Arc::new(SqlRecoveryStore::new(crate::common::sqlite_pool(&ns).await))
+                    as Arc<dyn RecoveryCodeStore>
+            }
+        }
+    });
+}
+
+mod memberships {
+    use mcpsec_access::testkit::memberships::MembershipsHarness;
+    use mcpsec_access::{Memberships, Role};
+    use mcpsec_core::testkit::Namespace;
+    use mcpsec_core::{OrgId, UserId};
+    use mcpsec_store_sql::SqlMemberships;
+    use std::sync::Arc;
+
+    /// The memberships written and read through one store: the service role's pool (both
+    /// the bootstrap calls and the pre-authorization read go through the functions).
+    struct Harness(Arc<dyn Memberships>, Box<dyn Set>);
+
+    /// `SqlMemberships::{set_role, remove}` of either backend.
+    #[async_trait::async_trait]
+    trait Set: Send + Sync {
+        async fn set(&self, user: &UserId, org: &OrgId, role: Option<Role>);
+    }
+
+    macro_rules! set {
+        ($db:ty) => {
+            #[async_trait::async_trait]
+            impl Set for Arc<SqlMemberships<$db>> {
+                async fn set(&self, user: &UserId, org: &OrgId, role: Option<Role>) {
+                    match role {
+                        Some(role) => self.set_role(user, org, role).await.unwrap(),
+                        None => {
+                            self.remove(user, org).await.unwrap();
+                        }
+                    }
+                }
+            }
+        };
+    }
+    set!(sqlx::Sqlite);
+    set!(sqlx::Postgres);
+
+    #[async_trait::async_trait]
+    impl MembershipsHarness for Harness {
+        fn memberships(&self) -> Arc<dyn Memberships> {
+            Arc::clone(&self.0)
+        }
+        async fn set(&self, user: &UserId, org: &OrgId, role: Option<Role>) {
+            self.1.set(user, org, role).await
+        }
+    }
+
+    mcpsec_access::memberships_suite!(service_role, |ns: Namespace| async move {
+        match crate::service_pools(&ns).await {
+            Some((_owner, service)) => {
+                let store = Arc::new(SqlMemberships::new(service));
+                Harness(Arc::clone(&store) as Arc<dyn Memberships>, Box::new(store))
+            }
+            None => {
+                eprintln!("notice: {} runs on SQLite", ns.as_str());
+                let store = Arc::new(SqlMemberships::new(crate::common::sqlite_pool(&ns).await));
+                Harness(Arc::clone(&store) as Arc<dyn Memberships>, Box::new(store))
+            }
+        }
+    });
+}
+
+/// The tables under row-level security: the service role holds no right on any of them.
+const RLS_TABLES: [&str; 10] = [
+    "api_keys",
+    "refresh_families",
+    "refresh_tokens",
+    "totp_enrollments",
+    "passkey_credentials",
+    "passkey_users",
+    "recovery_code_sets",
+    "recovery_codes",
+    "memberships",
+    "mcp_services",
+];
+
+/// Every table under row-level security in the schema, by the catalogue.
+async fn rls_tables(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT relname::text FROM pg_class
+          WHERE relnamespace = current_schema()::regnamespace AND relkind = 'r'
+            AND relrowsecurity ORDER BY relname",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// The service role's reach on every table under row-level security: the SQLSTATE of a
+/// `SELECT` and a `DELETE` on each (`None` where one succeeds).
+async fn reach(service: &PgPool) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    for table in RLS_TABLES {
+        for statement in [
+            format!("SELECT * FROM {table}"),
+            format!("DELETE FROM {table}"),
+        ] {
+            let state = sqlstate(service, &statement).await;
+            out.push((statement, state));
+        }
+    }
+    out
+}
+
+fn all_denied(reach: &[(String, Option<String>)]) {
+    for (statement, state) in reach {
+        assert_eq!(
+            state.as_deref(),
+            Some("42501"),
+            "{statement} as the service role"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_service_role_reads_no_secret_passkey_code_or_membership_directly() {
+    use mcpsec_access::Memberships;
+    use mcpsec_mfa::{PasskeyStore, RecoveryCodeStore, StoredPasskey, TotpConfig, TotpSecret};
+    use mcpsec_store_sql::{
+        Confirmation, SqlMemberships, SqlPasskeyStore, SqlRecoveryStore, SqlTotpEnrollments,
+    };
+
+    let ns = Namespace::new("postgres", "service_role", "mfa_rows");
+    let Some((owner, service)) = service_pools(&ns).await else {
+        return;
+    };
+    let mut listed = rls_tables(&owner).await;
+    let mut expected: Vec<String> = RLS_TABLES.iter().map(|t| (*t).to_owned()).collect();
+    listed.sort();
+    expected.sort();
+    assert_eq!(listed, expected, "the tables under row-level security");
+    all_denied(&reach(&service).await);
+    let alice = UserId::new("alice").unwrap();
+    let bob = UserId::new("bob").unwrap();
+    let acme = OrgId::new("acme").unwrap();
+
+    // Memberships: the operator's bootstrap and the role read, through the functions.
+    let members = SqlMemberships::new(service.clone());
+    members
+        .set_role(&alice, &acme, Role::Developer)
+        .await
+        .unwrap();
+    assert_eq!(
+        members.role(&alice, &acme).await.unwrap(),
+        Some(Role::Developer)
+    );
+    assert_eq!(members.role(&bob, &acme).await.unwrap(), None);
+
+    // TOTP: saved, loaded, listed, confirmed once and removed, by user and enrollment.
+    let totp = SqlTotpEnrollments::new(service.clone(), common::sealer_for("totp_secrets"));
+    let secret = TotpSecret::generate().unwrap();
+    let config = TotpConfig::default();
+    let id = totp
+        .save_pending(&alice, &secret, config, at(0))
+        .await
+        .unwrap();
+    assert!(totp.load(&alice, &id).await.unwrap().is_some());
+    assert!(totp.load(&bob, &id).await.unwrap().is_none(), "bob's row");
+    assert_eq!(totp.list(&alice).await.unwrap().len(), 1);
+    assert!(totp.list(&bob).await.unwrap().is_empty());
+    assert_eq!(
+        totp.confirm(&alice, &id, at(1)).await.unwrap(),
+        Confirmation::Confirmed
+    );
+    assert_eq!(
+        totp.confirm(&alice, &id, at(2)).await.unwrap(),
+        Confirmation::AlreadyConfirmed
+    );
+    assert_eq!(
+        totp.confirm(&bob, &id, at(2)).await.unwrap(),
+        Confirmation::Unknown
+    );
+
+    // Passkeys: registered as the tenant, read and counted through the functions.
+    let passkeys = SqlPasskeyStore::new(service.clone());
+    let passkey = StoredPasskey {
+        credential_id: vec![1, 2, 3],
+        counter: 1,
+        passkey: b"public key".to_vec(),
+        created_at: at(0),
+    };
+    passkeys
+        .add_credential(&developer("alice"), passkey.clone(), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        passkeys.credentials(&alice).await.unwrap(),
+        vec![passkey.clone()]
+    );
+    assert!(passkeys.credentials(&bob).await.unwrap().is_empty());
+    let used = StoredPasskey {
+        counter: 2,
+        ..passkey.clone()
+    };
+    assert!(
+        passkeys
+            .update_credential(&alice, used.clone())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !passkeys.update_credential(&alice, used).await.unwrap(),
+        "same counter"
+    );
+
+    // Recovery codes: written as the tenant, used once through the function.
+    let codes = SqlRecoveryStore::new(service.clone());
+    codes
+        .replace_set(&developer("alice"), vec![[4; 32], [5; 32]])
+        .await
+        .unwrap();
+    assert_eq!(codes.remaining(&alice).await.unwrap(), 2);
+    assert!(codes.consume_once(&alice, &[4; 32]).await.unwrap());
+    assert!(!codes.consume_once(&alice, &[4; 32]).await.unwrap(), "once");
+    assert!(
+        !codes.consume_once(&bob, &[5; 32]).await.unwrap(),
+        "bob's code"
+    );
+    assert_eq!(codes.remaining(&alice).await.unwrap(), 1);
+
+    assert!(totp.remove(&alice, &id).await.unwrap());
+    assert!(!totp.remove(&alice, &id).await.unwrap());
+
+    // Still no direct reach, and the functions answer with nothing for a pattern.
+    all_denied(&reach(&service).await);
+    for (statement, arg) in [
+        ("SELECT count(*) FROM passkey_credentials_of($1)", "%"),
+        ("SELECT count(*) FROM totp_enrollment_list($1)", "%"),
+    ] {
+        let n: i64 = sqlx::query_scalar(statement)
+            .bind(arg)
+            .fetch_one(&service)
+            .await
+            .unwrap();
+        assert_eq!(n, 0, "{statement} with {arg:?}");
+    }
+}
+
+/// A schema migrated to 0007 whose login was set up then (with a see-all policy on the
+/// MFA and membership tables) loses that reach when 0008 is applied, without the
+/// operator granting again, and its stores keep working.
+#[tokio::test(flavor = "multi_thread")]
+async fn upgrading_to_0008_closes_the_see_all_policies_of_an_existing_login() {
+    use mcpsec_mfa::{TotpConfig, TotpSecret};
+    use mcpsec_store_sql::SqlTotpEnrollments;
+
+    let ns = Namespace::new("postgres", "service_role", "upgrade");
+    let Some((owner, _second)) = common::pg_pools_unmigrated(&ns).await else {
+        return;
+    };
+    // Migrations 0001..=0007 only, from a copy of their files.
+    let dir = std::env::temp_dir().join(format!("mcpsec-mig-{}", ns.as_str()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.as_str() < "0008" {
+            std::fs::copy(&path, dir.join(&name)).unwrap();
+        }
+    }
+    let old = sqlx::migrate::Migrator::new(dir.as_path()).await.unwrap();
+    old.run(&owner).await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let service = service_login(&ns, &owner).await.unwrap();
+    // Before: the login reads every sealed secret in one statement (the statements of
+    // this version of the crate need 0008, so the table is empty here).
+    assert_eq!(
+        sqlstate(&service, "SELECT * FROM totp_enrollments").await,
+        None
+    );
+
+    mcpsec_store_sql::postgres::migrate(&owner).await.unwrap();
+    let alice = UserId::new("alice").unwrap();
+    let sealer = common::sealer_for("totp_secrets");
+    let totp = SqlTotpEnrollments::new(owner.clone(), Arc::clone(&sealer));
+    let id = totp
+        .save_pending(
+            &alice,
+            &TotpSecret::generate().unwrap(),
+            TotpConfig::default(),
+            at(0),
+        )
+        .await
+        .unwrap();
+    // A fresh connection (the policy is gone for every session anyway).
+    all_denied(&reach(&service).await);
+    let policies: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_policies
+          WHERE schemaname = current_schema() AND policyname LIKE 'service\\_%'",
+    )
+    .fetch_one(&owner)
+    .await
+    .unwrap();
+    assert_eq!(policies, 0);
+    let through = SqlTotpEnrollments::new(service, sealer);
+    assert_eq!(through.list(&alice).await.unwrap().len(), 1);
+    assert!(through.remove(&alice, &id).await.unwrap());
 }

@@ -113,6 +113,15 @@ pub async fn pg_pool(ns: &Namespace) -> Option<PgPool> {
 
 /// Two pools on one fresh, migrated schema: two instances sharing a database.
 pub async fn pg_pools(ns: &Namespace) -> Option<(PgPool, PgPool)> {
+    let (first, second) = pg_pools_unmigrated(ns).await?;
+    mcpsec_store_sql::postgres::migrate(&first)
+        .await
+        .expect("migrate PostgreSQL");
+    Some((first, second))
+}
+
+/// Two pools on one fresh, empty schema (for a test that migrates it step by step).
+pub async fn pg_pools_unmigrated(ns: &Namespace) -> Option<(PgPool, PgPool)> {
     let url = database_url()?;
     let schema = ns.as_str().to_owned();
     let mut admin = sqlx::PgConnection::connect(&url)
@@ -143,9 +152,6 @@ pub async fn pg_pools(ns: &Namespace) -> Option<(PgPool, PgPool)> {
             .connect_with(options.clone())
     };
     let first = open().await.expect("connect to the test database");
-    mcpsec_store_sql::postgres::migrate(&first)
-        .await
-        .expect("migrate PostgreSQL");
     let second = open().await.expect("connect again");
     Some((first, second))
 }
@@ -165,4 +171,25 @@ macro_rules! pg_or_sqlite {
             }
         }
     }};
+}
+
+/// A real sealer: AES-256-GCM with a fresh key for `category`.
+pub fn sealer_for(category: &str) -> Arc<dyn mcpsec_core::Sealer> {
+    use mcpsec_core::SecretBytes;
+    use mcpsec_fieldcrypt::{Category, FieldCrypt, KeyVersion, KeyringSpec};
+    let crypt = FieldCrypt::builder(Arc::new(mcpsec_core::MemorySink::new()))
+        .keyring(KeyringSpec {
+            category: Category::new(category).unwrap(),
+            primary: 1,
+            min_decrypt: 1,
+            versions: vec![KeyVersion {
+                version: 1,
+                key: SecretBytes::random(32).unwrap(),
+                reserved: 0,
+            }],
+            index_key: SecretBytes::random(32).unwrap(),
+        })
+        .build()
+        .unwrap();
+    Arc::new(crypt)
 }
