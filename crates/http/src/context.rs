@@ -155,7 +155,7 @@ impl<S: EventSink> EventSink for RequestScopedSink<S> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use http::HeaderValue;

@@ -58,7 +58,7 @@ pub fn describe(status: StatusCode) -> (&'static str, &'static str) {
             "temporarily_unavailable",
             "The service is temporarily unavailable.",
         ),
-        401..=499 => ("invalid_request", "The request was refused."),
+        _ if status.is_client_error() => ("invalid_request", "The request was refused."),
         _ => ("server_error", "The server could not answer the request."),
     }
 }
