@@ -15,6 +15,10 @@
 //!   `insufficient_user_authentication` challenge.
 //! - [`ProtectedResourceMetadata`] ([`metadata`]): RFC 9728's document at its two paths.
 //! - [`AllowedOrigins`] ([`origin`]): the transport's `Origin` check, 403 when not allowed.
+//! - [`RateLimits`] ([`ratelimit`]): budgets per principal, credential and source on any
+//!   `RateLimiter` (in process or Redis); 429 with `Retry-After` and `RateLimit` fields.
+//! - [`RequestLimits`] and [`StrictJson`] ([`limits`]): body cap (413), JSON content type
+//!   (415), a deadline (408), JSON nesting and duplicate-key checks (400).
 //! - [`SecurityHeaders`] ([`headers`]): the platform's seven headers on every response.
 //! - [`JsonErrors`] ([`errors`]): every error response in one JSON shape
 //!   ([`ErrorBody`]), a panic included.
@@ -64,8 +68,10 @@ pub mod error;
 pub mod errors;
 pub mod extract;
 pub mod headers;
+pub mod limits;
 pub mod metadata;
 pub mod origin;
+pub mod ratelimit;
 
 pub use auth::{AuthConfig, AuthLayer, Verified};
 pub use challenge::Challenge;
@@ -75,5 +81,7 @@ pub use error::{ErrorBody, json_error};
 pub use errors::JsonErrors;
 pub use extract::{Authorize, Caller};
 pub use headers::{SecurityHeaders, SecurityHeadersLayer};
+pub use limits::{RequestLimits, RequestLimitsLayer, StrictJson};
 pub use metadata::ProtectedResourceMetadata;
 pub use origin::{AllowedOrigins, OriginLayer};
+pub use ratelimit::{RateLimitLayer, RateLimits};

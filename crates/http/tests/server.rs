@@ -4,17 +4,25 @@
 //! documents outside it, JSON errors and security headers around everything. The inner
 //! handlers answer 500 if they ever see a credential header, so every 200 here also
 //! proves the credential was not passed downstream.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use axum::Router;
 use axum::routing::{get, post};
 use http::HeaderMap;
 use mcpsec_access::{AuthMethod, AuthMethods, MemoryMemberships, Principal, Role, ScopeSet, perm};
 use mcpsec_apikeys::{ApiKeys, Env, HashMode, KeyHasher, MemoryApiKeyStore, NewKey, Pepper};
-use mcpsec_core::{Clock, KeyId, ManualClock, MemorySink, OrgId, UserId};
+use mcpsec_core::{
+    Clock, KeyId, ManualClock, MemoryRateLimiter, MemorySink, OrgId, RateQuota, UserId,
+};
 use mcpsec_http::{
     AllowedOrigins, AuthConfig, Authorize, Caller, ErrorBody, JsonErrors,
-    ProtectedResourceMetadata, RequestScopedSink, SecurityHeaders,
+    ProtectedResourceMetadata, RateLimits, RequestLimits, RequestScopedSink, SecurityHeaders,
+    StrictJson,
 };
 use mcpsec_tokens::{
     AccessGrant, Algorithm, KeySource, SigningKey, SigningKeyring, TokenIssuer, TokenVerifier,
@@ -166,6 +174,36 @@ async fn start() -> Harness {
                 "unreachable"
             }),
         )
+        .route(
+            "/mcp/echo",
+            post(|StrictJson(body): StrictJson<serde_json::Value>| async move { axum::Json(body) }),
+        )
+        .route(
+            "/mcp/stream",
+            get(|_: Caller| async {
+                (
+                    [
+                        ("content-type", "text/event-stream"),
+                        ("cache-control", "no-cache"),
+                    ],
+                    "data: {}\n\n",
+                )
+            }),
+        )
+        .merge(
+            Router::new()
+                .route("/mcp/limited", get(|_: Caller| async { "ok" }))
+                .layer(
+                    RateLimits::new()
+                        .per_principal(Arc::new(MemoryRateLimiter::new(
+                            RateQuota::new(3, Duration::from_secs(10)).unwrap(),
+                            Arc::new(clock.clone()),
+                        )))
+                        .events(Arc::new(events.clone()), Arc::new(clock.clone()))
+                        .layer(),
+                ),
+        )
+        .layer(RequestLimits::default().max_body(1024).layer())
         .layer(auth.layer())
         .layer(AllowedOrigins::none().allow(&base).layer());
     // A route outside the layer whose outer middleware tries to forge a caller.
@@ -551,4 +589,116 @@ async fn router_errors_and_panics_are_json_with_security_headers() {
     assert!(!body.contains("request data"), "{body}");
     let error: ErrorBody = serde_json::from_str(&body).unwrap();
     assert_eq!(error.error, "server_error");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_are_capped_typed_and_strict() {
+    let h = start().await;
+    let token = h.token("bob", "mcp:read", &[]);
+    let post = |body: String, content_type: &str| {
+        h.client
+            .post(h.url("/mcp/echo"))
+            .bearer_auth(&token)
+            .header("content-type", content_type)
+            .body(body)
+    };
+    let response = post(r#"{"a":1}"#.into(), "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_security_headers(&response);
+
+    let big = format!(r#"{{"a":"{}"}}"#, "x".repeat(2000));
+    let response = post(big, "application/json").send().await.unwrap();
+    assert_eq!(response.status(), 413);
+    assert_security_headers(&response);
+    assert_eq!(error_of(response).await.error, "payload_too_large");
+
+    let response = post(r#"{"a":1}"#.into(), "text/plain")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+    assert_security_headers(&response);
+    assert_eq!(error_of(response).await.error, "unsupported_media_type");
+
+    for body in [
+        r#"{"role":"viewer","role":"org_admin"}"#.to_owned(),
+        "[".repeat(40) + &"]".repeat(40),
+    ] {
+        let response = post(body, "application/json").send().await.unwrap();
+        assert_eq!(response.status(), 400);
+        assert_eq!(error_of(response).await.error, "invalid_request");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_stream_gets_the_security_headers_and_no_store() {
+    let h = start().await;
+    let token = h.token("bob", "mcp:read", &[]);
+    let response = h
+        .client
+        .get(h.url("/mcp/stream"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_security_headers(&response);
+    assert_eq!(
+        response.headers().get("content-type").unwrap(),
+        "text/event-stream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_the_principal_budget_is_a_429_with_rate_limit_fields() {
+    let h = start().await;
+    let token = h.token("bob", "mcp:read", &[]);
+    let get = || h.client.get(h.url("/mcp/limited")).bearer_auth(&token);
+    for left in [2, 1, 0] {
+        let response = get().send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers().get("ratelimit-policy").unwrap(),
+            "\"principal\";q=3;w=30"
+        );
+        let current = response
+            .headers()
+            .get("ratelimit")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            current.starts_with(&format!("\"principal\";r={left};")),
+            "{current}"
+        );
+    }
+    let response = get().send().await.unwrap();
+    assert_eq!(response.status(), 429);
+    assert_security_headers(&response);
+    assert_eq!(response.headers().get("retry-after").unwrap(), "10");
+    assert_eq!(
+        response.headers().get("ratelimit").unwrap(),
+        "\"principal\";r=0;t=10"
+    );
+    assert_eq!(error_of(response).await.error, "rate_limited");
+    assert!(h.events.events().iter().any(|e| e.kind
+        == mcpsec_core::EventKind::ExcessRateLimitExceeded
+        && e.request_id.is_some()));
+    // Another principal has a budget of its own.
+    let other = h.token("alice", "mcp:read", &[]);
+    let response = h
+        .client
+        .get(h.url("/mcp/limited"))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // Time earns the budget back.
+    h.clock.advance(Duration::from_secs(10));
+    assert_eq!(get().send().await.unwrap().status(), 200);
 }
