@@ -41,6 +41,7 @@ mod access;
 mod apikeys;
 pub mod audit;
 mod fieldcrypt;
+mod http;
 mod mfa;
 mod row;
 mod store;
@@ -73,6 +74,8 @@ pub mod readmes {
     pub struct Detect;
     #[doc = include_str!("../../fieldcrypt/README.md")]
     pub struct FieldCrypt;
+    #[doc = include_str!("../../http/README.md")]
+    pub struct Http;
 }
 
 /// The workspace's own documents, run as doctests like the READMEs above: every ```rust

@@ -51,6 +51,7 @@ pub fn rows(filter: Option<&str>) -> Result<Vec<Row>, mcpsec_core::Error> {
     // The store rows open databases: only those the filter wants are built.
     all.extend(crate::store::rows(filter)?);
     all.extend(crate::store_redis::rows(filter)?);
+    all.extend(crate::http::rows(filter)?);
     Ok(all
         .into_iter()
         .filter(|row| filter.is_none_or(|f| row.name.contains(f)))

@@ -22,6 +22,8 @@
 //! - [`SecurityHeaders`] ([`headers`]): the platform's seven headers on every response.
 //! - [`JsonErrors`] ([`errors`]): every error response in one JSON shape
 //!   ([`ErrorBody`]), a panic included.
+//! - [`SessionEndpoints`] ([`session`]): the browser's refresh and logout on the
+//!   `__Host-` refresh cookie, same-origin and CSRF required.
 //! - [`RequestScopedSink`] ([`context`]): events recorded while serving a request carry
 //!   its id and the client's address ([`SourceRule`] for proxies).
 //!
@@ -72,6 +74,7 @@ pub mod limits;
 pub mod metadata;
 pub mod origin;
 pub mod ratelimit;
+pub mod session;
 
 pub use auth::{AuthConfig, AuthLayer, Verified};
 pub use challenge::Challenge;
@@ -85,3 +88,4 @@ pub use limits::{RequestLimits, RequestLimitsLayer, StrictJson};
 pub use metadata::ProtectedResourceMetadata;
 pub use origin::{AllowedOrigins, OriginLayer};
 pub use ratelimit::{RateLimitLayer, RateLimits};
+pub use session::SessionEndpoints;

@@ -254,6 +254,41 @@ impl RefreshTokens {
         }
     }
 
+    /// Logs out the session `presented` belongs to (a browser's logout, where the refresh
+    /// cookie is the only credential): the token is consumed as by
+    /// [`rotate`](Self::rotate), which proves it is live and current, then its family is
+    /// revoked and its session ended, so the access tokens it bought are refused at once.
+    /// Returns the family (session) id.
+    ///
+    /// A token that does not rotate is refused as [`rotate`](Self::rotate) refuses it: a
+    /// consumed one is reuse, which revokes the family too; an unknown, expired or revoked
+    /// one changes nothing.
+    pub async fn logout(&self, presented: &str, source: Option<IpAddr>) -> Result<TokenId, Error> {
+        let session = self.rotate(presented, source).await?;
+        let record = self
+            .store
+            .family(&session.family)
+            .await
+            .map_err(Error::Store)?
+            .ok_or(Error::Refresh(RefreshError::Invalid))?;
+        self.store
+            .revoke_family(&record.id)
+            .await
+            .map_err(Error::Store)?;
+        let ended = self.end_session(&record).await;
+        self.report(
+            EventKind::AuthnTokenRevoked,
+            Outcome::Success,
+            &record,
+            ReasonCode::Revoked,
+            source,
+        )
+        .await;
+        self.report_ended(&ended, &record, ReasonCode::Revoked, source)
+            .await;
+        ended.map(|()| record.id)
+    }
+
     /// Deletes the families past their absolute lifetime, and their tokens, from the store
     /// ([`RefreshTokenStore::prune`]); returns how many went. Call it on a schedule.
     pub async fn prune(&self) -> Result<usize, Error> {
