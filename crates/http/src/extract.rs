@@ -36,7 +36,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 /// resource_metadata="…"`; a step-up is 401 with RFC 9470's
 /// `error="insufficient_user_authentication"`, `acr_values` and `max_age`; anything else
 /// (the role forbids it, an API key for an interactive-only action) is 403 `forbidden`.
-/// Each denial is reported to the layer's event sink.
+/// Each denial is reported to the layer's event sink, and so is each allowed
+/// administrative action (`authz_admin`).
 #[derive(Debug)]
 pub struct Authorize<P>(pub Authorized<P>);
 
@@ -53,7 +54,18 @@ impl<P: Permission + Send, S: Send + Sync> FromRequestParts<S> for Authorize<P> 
             .authorizer
             .authorize_as::<P>(principal, &resource, now)
         {
-            Ok(proof) => Ok(Authorize(proof)),
+            Ok(proof) => {
+                // An administrative action is recorded when it is allowed, not only when
+                // it is refused (`authz_admin`).
+                if let (Some(sink), Some(event)) = (&settings.sink, proof.admin_event(now)) {
+                    let event = match parts.extensions.get::<crate::RequestContext>() {
+                        Some(ctx) => ctx.fill(event),
+                        None => event,
+                    };
+                    mcpsec_core::emit(sink.as_ref(), event).await;
+                }
+                Ok(Authorize(proof))
+            }
             Err(denial) => {
                 if let Some(sink) = &settings.sink {
                     let mut event = denial.security_event(principal, now);
