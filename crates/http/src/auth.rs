@@ -4,9 +4,10 @@
 //!
 //! | the request | the answer |
 //! |---|---|
-//! | no credential | 401, `WWW-Authenticate: Bearer resource_metadata="…", scope="…"` |
-//! | two credentials, a duplicate header, a credential in the query, a malformed or oversized header | 400 `invalid_request` |
+//! | no credential, or another scheme (`Basic`) | 401, `WWW-Authenticate: Bearer resource_metadata="…", scope="…"` |
+//! | two credentials, a duplicate header, a credential in the query, a malformed or oversized header | 400 `invalid_request`, with the challenge (`error="invalid_request"`) |
 //! | a token or key that does not verify | 401 with `error="invalid_token"` |
+//! | a valid credential whose subject is not a member of its organization | 403 `forbidden` |
 //! | a key over its quota, a throttled source, a busy hash pool | 429 with `Retry-After` |
 //! | a store that cannot answer (memberships, sessions, keys) | 503: unknown is refused, never guessed |
 //! | a valid credential | the inner service, with `Authorization` and `X-API-Key` removed |
@@ -16,7 +17,9 @@
 //! issued for another resource) and with the memberships store, so that the role comes
 //! from the membership when the token does not carry one (`TokenVerifier::principal`).
 //! API keys are checked by [`ApiKeys`], with the client's address as the throttling
-//! source.
+//! source. They are this service's own credentials (issued and stored by it, for it), the
+//! one kind of bearer credential accepted besides access tokens from the authorization
+//! server the metadata names; leave `api_keys` unset to accept tokens only.
 
 use crate::challenge::Challenge;
 use crate::context::{self, RequestContext, SourceRule, X_REQUEST_ID};
@@ -127,10 +130,16 @@ impl AuthConfig {
     }
 
     /// The scopes this resource needs, space-separated, named in the 401 challenge's
-    /// `scope` (the MCP client requests them).
+    /// `scope` (the MCP client requests them). `offline_access` is left out, as the MCP
+    /// specification asks.
     #[must_use]
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.scope = scope.into();
+        let scope: String = scope.into();
+        self.scope = scope
+            .split_ascii_whitespace()
+            .filter(|s| *s != "offline_access")
+            .collect::<Vec<_>>()
+            .join(" ");
         self
     }
 
@@ -292,13 +301,24 @@ async fn authenticate(
 ) -> Result<Principal, Response<Body>> {
     let presented = match credential::read(headers, query) {
         Ok(presented) => presented,
+        // Another scheme (`Basic`): answered like no credential, so the client learns
+        // where to get one (RFC 6750 §3.1).
+        Err(CredentialError::UnsupportedScheme) => return Err(unauthorized(config, None)),
         Err(error) => {
             report_bad_input(config, error, ctx).await;
-            return Err(json_error(
+            let mut response = json_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
                 bad_input_description(error),
-            ));
+            );
+            // The challenge too, so a client still learns where the metadata is.
+            let challenge = Challenge::new(&config.settings.resource_metadata)
+                .error("invalid_request")
+                .scope(&config.scope);
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, challenge.to_header());
+            return Err(response);
         }
     };
     match presented {
@@ -343,7 +363,7 @@ fn unauthorized(config: &Built, error: Option<&str>) -> Response<Body> {
     let challenge = challenge.scope(&config.scope);
     let (code, description) = match error {
         Some(code) => (code, "The credential is not valid."),
-        None => ("invalid_token", "Authentication is required."),
+        None => ("unauthorized", "Authentication is required."),
     };
     let mut response = json_error(StatusCode::UNAUTHORIZED, code, description);
     response
@@ -357,6 +377,9 @@ fn token_refusal(config: &Built, error: &mcpsec_tokens::Error) -> Response<Body>
     match error {
         // Unknown is refused, never guessed; the client may retry.
         E::Store(_) | E::SessionCheckUnavailable(_) => unavailable(),
+        // A valid token whose subject is not a member: no permission here, and a new
+        // token would not change that (403, not a 401 inviting re-authorization).
+        E::NotAMember => not_a_member(),
         _ => unauthorized(config, Some("invalid_token")),
     }
 }
@@ -368,8 +391,17 @@ fn api_key_refusal(config: &Built, error: &mcpsec_apikeys::Error) -> Response<Bo
             too_many(*retry_after)
         }
         E::Store(_) | E::HashWorker => unavailable(),
+        E::NotAMember => not_a_member(),
         _ => unauthorized(config, Some("invalid_token")),
     }
+}
+
+fn not_a_member() -> Response<Body> {
+    json_error(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "The caller is not a member of the credential's organization.",
+    )
 }
 
 /// 503, retryable: a store the decision needs did not answer.

@@ -40,7 +40,7 @@ pub fn json_error(status: StatusCode, error: &str, description: &str) -> Respons
 pub fn describe(status: StatusCode) -> (&'static str, &'static str) {
     match status.as_u16() {
         400 => ("invalid_request", "The request is malformed."),
-        401 => ("invalid_token", "Authentication is required."),
+        401 => ("unauthorized", "Authentication is required."),
         403 => ("forbidden", "The request is not allowed."),
         404 => ("not_found", "No such resource."),
         405 => (

@@ -96,14 +96,18 @@ pub fn denial_response(denial: &Denial, resource_metadata: &str) -> Response<Bod
         Denial::StepUpRequired {
             acr_values,
             max_age,
-            ..
+            action,
         } => (
             StatusCode::UNAUTHORIZED,
             "insufficient_user_authentication",
             "This action needs a recent, stronger authentication.",
             Some(
+                // The scope too: a client that knows only the MCP specification's scope
+                // step-up still asks for what the action needs; one that speaks RFC 9470
+                // adds `acr_values` and `max_age` to its authorization request.
                 Challenge::new(resource_metadata)
                     .error("insufficient_user_authentication")
+                    .scope(&action.spec().scope.to_string())
                     .acr_values(acr_values)
                     .max_age(*max_age),
             ),
@@ -134,7 +138,7 @@ fn verified(parts: &Parts) -> Result<&Verified, Response<Body>> {
     parts.extensions.get::<Verified>().ok_or_else(|| {
         json_error(
             StatusCode::UNAUTHORIZED,
-            "invalid_token",
+            "unauthorized",
             "Authentication is required.",
         )
     })

@@ -17,7 +17,8 @@ pub struct ProtectedResourceMetadata {
     pub resource: String,
     /// The issuers of tokens this resource accepts.
     pub authorization_servers: Vec<String>,
-    /// The scopes the resource understands.
+    /// The scopes the resource understands (left out when empty).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub scopes_supported: Vec<String>,
     /// How a token may be presented: `header` only (never the body or the query).
     pub bearer_methods_supported: Vec<String>,
@@ -38,10 +39,15 @@ impl ProtectedResourceMetadata {
         }
     }
 
-    /// Sets the scopes supported.
+    /// Sets the scopes supported; `offline_access` is left out, as the MCP specification
+    /// asks (a refresh token is the authorization server's business).
     #[must_use]
     pub fn scopes(mut self, scopes: &[&str]) -> Self {
-        self.scopes_supported = scopes.iter().map(|s| (*s).to_owned()).collect();
+        self.scopes_supported = scopes
+            .iter()
+            .filter(|s| **s != "offline_access")
+            .map(|s| (*s).to_owned())
+            .collect();
         self
     }
 

@@ -320,7 +320,18 @@ async fn no_credential_is_a_401_naming_the_metadata_and_scope() {
         format!("Bearer resource_metadata=\"{metadata_url}\", scope=\"mcp:read\"")
     );
     assert!(response.headers().contains_key("x-request-id"));
-    assert_eq!(error_of(response).await.error, "invalid_token");
+    assert_eq!(error_of(response).await.error, "unauthorized");
+
+    // Another scheme is answered like no credential, with the challenge.
+    let response = h
+        .client
+        .get(h.url("/mcp/whoami"))
+        .header("authorization", "Basic Ym9iOnB3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert!(challenge(&response).starts_with("Bearer resource_metadata=\""));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -400,27 +411,39 @@ async fn a_bad_credential_is_a_401_invalid_token() {
     );
     grant.org = Some(OrgId::new("acme").unwrap());
     let elsewhere = h.other_audience.issue(&grant).unwrap();
-    let wrong_key = format!("{}x", &h.api_key[..h.api_key.len() - 1]);
+    // The last character changed (to one it is not).
+    let last = if h.api_key.ends_with('x') { 'y' } else { 'x' };
+    let wrong_key = format!("{}{last}", &h.api_key[..h.api_key.len() - 1]);
     for request in [
         h.client.get(h.url("/mcp/whoami")).bearer_auth(&elsewhere),
         h.client
             .get(h.url("/mcp/whoami"))
             .bearer_auth("aaa.bbb.ccc"),
+        // Not a JWT at all: an invalid token, not a malformed header.
+        h.client
+            .get(h.url("/mcp/whoami"))
+            .bearer_auth("opaque-token"),
         h.client
             .get(h.url("/mcp/whoami"))
             .header("x-api-key", &wrong_key),
-        // A valid token for a non-member.
-        h.client
-            .get(h.url("/mcp/whoami"))
-            .bearer_auth(h.token("mallory", "mcp:read", &[])),
     ] {
         let response = request.send().await.unwrap();
-        assert_eq!(response.status(), 401);
+        assert_eq!(response.status(), 401, "{:?}", response.url());
         assert_security_headers(&response);
         assert!(challenge(&response).contains("error=\"invalid_token\""));
         assert!(challenge(&response).contains("resource_metadata=\""));
         assert_eq!(error_of(response).await.error, "invalid_token");
     }
+    // A valid token for a non-member: no permission here, and no new token would help.
+    let response = h
+        .client
+        .get(h.url("/mcp/whoami"))
+        .bearer_auth(h.token("mallory", "mcp:read", &[]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(error_of(response).await.error, "forbidden");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -440,11 +463,14 @@ async fn malformed_or_doubled_credentials_are_a_400() {
             .get(h.url(&format!("/mcp/whoami?access_token={token}"))),
         h.client
             .get(h.url("/mcp/whoami"))
-            .header("authorization", "Basic Ym9iOnB3"),
+            .header("authorization", "Bearer two words"),
     ] {
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), 400);
         assert_security_headers(&response);
+        let value = challenge(&response);
+        assert!(value.contains("error=\"invalid_request\""), "{value}");
+        assert!(value.contains("resource_metadata=\""), "{value}");
         assert_eq!(error_of(response).await.error, "invalid_request");
     }
 }
@@ -504,6 +530,7 @@ async fn an_admin_action_without_a_recent_step_up_is_the_rfc_9470_challenge() {
         "{value}"
     );
     assert!(value.contains("acr_values=\""), "{value}");
+    assert!(value.contains("scope=\"org:admin\""), "{value}");
     assert!(value.contains("max_age=\""), "{value}");
     assert_eq!(
         error_of(response).await.error,
@@ -528,7 +555,7 @@ async fn a_principal_inserted_by_another_layer_is_not_a_caller() {
     let response = h.client.get(h.url("/open/whoami")).send().await.unwrap();
     assert_eq!(response.status(), 401);
     assert_security_headers(&response);
-    assert_eq!(error_of(response).await.error, "invalid_token");
+    assert_eq!(error_of(response).await.error, "unauthorized");
 }
 
 #[tokio::test(flavor = "multi_thread")]
