@@ -5,6 +5,11 @@
 //! `cache-control: no-cache` on event streams; the platform asks `no-store`). A response
 //! without a `Content-Type` gets `text/plain; charset=utf-8`, so none is left for a
 //! browser to sniff.
+//!
+//! Per route: put a [`SecurityHeaders`] with other values on that route (axum's
+//! `route_layer`, or `.layer` on a nested router) as well as the app-wide one. The layer
+//! nearest the handler sets its values and marks the response; an outer one leaves a
+//! marked response alone.
 
 use axum::body::Body;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
@@ -71,8 +76,13 @@ impl SecurityHeaders {
         }
     }
 
-    /// Sets these headers on `response`, replacing the inner service's values.
+    /// Sets these headers on `response`, replacing the inner service's values, unless a
+    /// layer nearer the handler already did (a per-route override).
     pub fn apply(&self, response: &mut Response<Body>) {
+        if response.extensions().get::<Applied>().is_some() {
+            return;
+        }
+        response.extensions_mut().insert(Applied);
         let headers = response.headers_mut();
         for (name, value) in &self.headers {
             headers.insert(name.clone(), value.clone());
@@ -85,6 +95,10 @@ impl SecurityHeaders {
         }
     }
 }
+
+/// Marks a response whose security headers a layer has set.
+#[derive(Debug, Clone, Copy)]
+struct Applied;
 
 /// The security-headers [`Layer`](tower::Layer).
 #[derive(Debug, Clone)]

@@ -191,6 +191,23 @@ async fn start() -> Harness {
             }),
         )
         .merge(
+            // A route with its own headers: a framable widget, cacheable for a minute.
+            Router::new()
+                .route("/mcp/widget", get(|_: Caller| async { "widget" }))
+                .layer(
+                    SecurityHeaders::default()
+                        .set(
+                            http::header::X_FRAME_OPTIONS,
+                            http::HeaderValue::from_static("SAMEORIGIN"),
+                        )
+                        .set(
+                            http::header::CACHE_CONTROL,
+                            http::HeaderValue::from_static("private, max-age=60"),
+                        )
+                        .layer(),
+                ),
+        )
+        .merge(
             Router::new()
                 .route("/mcp/limited", get(|_: Caller| async { "ok" }))
                 .layer(
@@ -728,4 +745,30 @@ async fn over_the_principal_budget_is_a_429_with_rate_limit_fields() {
     // Time earns the budget back.
     h.clock.advance(Duration::from_secs(10));
     assert_eq!(get().send().await.unwrap().status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_route_can_override_the_security_headers() {
+    let h = start().await;
+    let token = h.token("bob", "mcp:read", &[]);
+    let response = h
+        .client
+        .get(h.url("/mcp/widget"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers().get("x-frame-options").unwrap(),
+        "SAMEORIGIN"
+    );
+    assert_eq!(
+        response.headers().get("cache-control").unwrap(),
+        "private, max-age=60"
+    );
+    assert_eq!(
+        response.headers().get("x-content-type-options").unwrap(),
+        "nosniff"
+    );
 }
