@@ -33,11 +33,12 @@ pub const CONCURRENCY: usize = 8;
 
 const TOKEN_ROW: &str = "http.auth_overhead";
 const KEY_ROW: &str = "http.auth_overhead_apikey";
+const LAYER_ROW: &str = "http.auth_layer_in_process";
 
 /// The HTTP rows whose name contains `filter` (all when `None`); the server starts only
 /// when one is wanted.
 pub(crate) fn rows(filter: Option<&str>) -> Result<Vec<Row>, Error> {
-    let wanted: Vec<&str> = [TOKEN_ROW, KEY_ROW]
+    let wanted: Vec<&str> = [TOKEN_ROW, KEY_ROW, LAYER_ROW]
         .into_iter()
         .filter(|name| filter.is_none_or(|f| name.contains(f)))
         .collect();
@@ -145,6 +146,7 @@ pub(crate) fn rows(filter: Option<&str>) -> Result<Vec<Row>, Error> {
         )
         .layer(JsonErrors::default().layer())
         .layer(SecurityHeaders::default().layer());
+    let in_process = app.clone();
     server.spawn(async move {
         let _ = axum::serve(
             listener,
@@ -188,7 +190,10 @@ pub(crate) fn rows(filter: Option<&str>) -> Result<Vec<Row>, Error> {
     }
 
     let mut rows = Vec::new();
-    for name in wanted {
+    if wanted.contains(&LAYER_ROW) {
+        rows.push(layer_row(in_process, Rc::clone(&client_rt), bearer.1.clone()));
+    }
+    for name in wanted.into_iter().filter(|n| *n != LAYER_ROW) {
         let credential = if name == TOKEN_ROW {
             bearer.clone()
         } else {
@@ -210,6 +215,42 @@ pub(crate) fn rows(filter: Option<&str>) -> Result<Vec<Row>, Error> {
         });
     }
     Ok(rows)
+}
+
+/// `http.auth_layer_in_process`: one request through the app's router in process (no
+/// socket, no client), to `/mcp/ping` with the bearer token against `/open/ping`: the
+/// layer's own cost, apart from the network and the client.
+fn layer_row(app: Router, rt: Rc<tokio::runtime::Runtime>, bearer: String) -> Row {
+    use tower::ServiceExt;
+    let peer = axum::extract::ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000)));
+    // The header value built once: cloning it shares its bytes, as a server's parsed
+    // request does, so the row does not time a copy of the token.
+    let bearer = http::HeaderValue::from_str(&bearer).ok();
+    let request = move |path: &str, auth: Option<&http::HeaderValue>| {
+        let mut builder = http::Request::get(path).extension(peer);
+        if let Some(value) = auth {
+            builder = builder.header("authorization", value.clone());
+        }
+        builder.body(axum::body::Body::empty())
+    };
+    let (op_app, base_app, op_rt) = (app.clone(), app, Rc::clone(&rt));
+    let op_request = request.clone();
+    Row {
+        name: LAYER_ROW,
+        baseline: "same_route_without_auth",
+        op: Box::new(move || {
+            if let Ok(req) = op_request("/mcp/ping", bearer.as_ref()) {
+                let served = op_rt.block_on(op_app.clone().oneshot(req));
+                black_box(served.map(|r| r.status()).ok());
+            }
+        }),
+        base: Box::new(move || {
+            if let Ok(req) = request("/open/ping", None) {
+                let served = rt.block_on(base_app.clone().oneshot(req));
+                black_box(served.map(|r| r.status()).ok());
+            }
+        }),
+    }
 }
 
 /// Awaits every future concurrently on the current task; whether all were `true`.
