@@ -234,7 +234,7 @@ fn layer_row(app: Router, rt: Rc<tokio::runtime::Runtime>, bearer: String) -> Ro
         builder.body(axum::body::Body::empty())
     };
     let (op_app, base_app, op_rt) = (app.clone(), app, Rc::clone(&rt));
-    let op_request = request.clone();
+    let op_request = request;
     Row {
         name: LAYER_ROW,
         baseline: "same_route_without_auth",
