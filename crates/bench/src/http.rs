@@ -191,7 +191,11 @@ pub(crate) fn rows(filter: Option<&str>) -> Result<Vec<Row>, Error> {
 
     let mut rows = Vec::new();
     if wanted.contains(&LAYER_ROW) {
-        rows.push(layer_row(in_process, Rc::clone(&client_rt), bearer.1.clone()));
+        rows.push(layer_row(
+            in_process,
+            Rc::clone(&client_rt),
+            bearer.1.clone(),
+        ));
     }
     for name in wanted.into_iter().filter(|n| *n != LAYER_ROW) {
         let credential = if name == TOKEN_ROW {

@@ -99,7 +99,7 @@ impl RequestContext {
             .get(X_REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| RequestId::new(v).ok())
-            .or_else(|| RequestId::generate().ok())?;
+            .or_else(crate::errors::next_request_id)?;
         Some(Self { request_id, source })
     }
 

@@ -18,7 +18,8 @@ use mcpsec_core::RequestId;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 /// The JSON-errors settings (none yet beyond the default), and its layer.
@@ -79,7 +80,7 @@ where
             .get(X_REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| RequestId::new(v).ok())
-            .or_else(|| RequestId::generate().ok());
+            .or_else(next_request_id);
         match id
             .as_ref()
             .and_then(|id| HeaderValue::from_str(id.as_str()).ok())
@@ -124,6 +125,23 @@ where
             Ok(response)
         })
     }
+}
+
+/// A fresh request id: a per-process random prefix (from the OS CSPRNG, once) and a
+/// counter. Request ids correlate records; they are not secrets (a client may send its
+/// own), so one system call per request would buy nothing.
+pub(crate) fn next_request_id() -> Option<RequestId> {
+    static PREFIX: OnceLock<Option<String>> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX
+        .get_or_init(|| {
+            let random = RequestId::generate().ok()?;
+            // `r` first, so the prefix never starts like a credential (`eyJ`).
+            Some(format!("r{}", random.as_str().get(..11)?))
+        })
+        .as_ref()?;
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    RequestId::new(format!("{prefix}-{n:x}")).ok()
 }
 
 fn is_json(response: &Response<Body>) -> bool {
