@@ -1,5 +1,5 @@
 //! Rate limits per principal, per credential and per source, on any
-//! [`RateLimiter`](mcpsec_core::RateLimiter): the in-process GCRA limiter for one
+//! [`RateLimiter`]: the in-process GCRA limiter for one
 //! instance, the Redis one (`mcpsec-store-redis`) for a fleet, behind the same trait.
 //!
 //! Every configured budget the request has a key for is spent: the source always (the
