@@ -109,7 +109,7 @@ where
                     status_error(StatusCode::INTERNAL_SERVER_ERROR)
                 }
             };
-            if response.status().as_u16() >= 400 && !is_json(&response) {
+            if response.status().as_u16() >= 400 && !crate::limits::is_json(response.headers()) {
                 let status = response.status();
                 let headers = std::mem::take(response.headers_mut());
                 response = status_error(status);
@@ -142,17 +142,6 @@ pub(crate) fn next_request_id() -> Option<RequestId> {
         .as_ref()?;
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     RequestId::new(format!("{prefix}-{n:x}")).ok()
-}
-
-fn is_json(response: &Response<Body>) -> bool {
-    response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            let essence = v.split(';').next().unwrap_or("").trim();
-            essence.eq_ignore_ascii_case("application/json")
-        })
 }
 
 /// A future whose panic becomes `None` (each poll under `catch_unwind`).

@@ -90,16 +90,12 @@ impl RateLimits {
     }
 
     /// Spends the request's budgets: `Ok` with the fields to set, or the refusal.
-    async fn check(
-        &self,
-        request: &http::Extensions,
-        headers: &http::HeaderMap,
-    ) -> Result<Fields, Response<Body>> {
+    async fn check(&self, request: &http::Extensions) -> Result<Fields, Response<Body>> {
         let verified = request.get::<Verified>();
         let source = request
             .get::<RequestContext>()
             .and_then(|c| c.source)
-            .or_else(|| crate::SourceRule::Peer.source(context::peer(request), headers));
+            .or_else(|| context::peer(request));
         let mut checks: Vec<(&'static str, &Arc<dyn RateLimiter>, RateKey)> = Vec::new();
         if let (Some(limiter), Some(ip)) = (&self.source, source) {
             checks.push(("source", limiter, RateKey::source(ip)));
@@ -291,7 +287,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let limits = Arc::clone(&self.limits);
         Box::pin(async move {
-            let checked = limits.check(request.extensions(), request.headers()).await;
+            let checked = limits.check(request.extensions()).await;
             match checked {
                 Ok(fields) => {
                     let mut response = inner.call(request).await?;
